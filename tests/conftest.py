@@ -1,0 +1,68 @@
+"""Shared pytest fixtures: the workspace, ../shared, and small synthesised audio."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _shared_dir() -> Path:
+    return Path(os.environ.get("AUDIOCLF_SHARED", ROOT.parent / "shared")).resolve()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def workspace_home(tmp_path_factory) -> Path:
+    """Every test session writes into its own workspace, never ./workspace."""
+    home = tmp_path_factory.mktemp("workspace")
+    os.environ["AUDIOCLF_HOME"] = str(home)
+    return home
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    path = _shared_dir()
+    if not path.is_dir():
+        pytest.fail(f"../shared not found at {path}; set AUDIOCLF_SHARED")
+    return path
+
+
+@pytest.fixture(scope="session")
+def fsdd_dir(shared_dir) -> Path:
+    return shared_dir / "datasets" / "fsdd"
+
+
+@pytest.fixture(scope="session")
+def yamnet_tflite(shared_dir) -> Path:
+    return shared_dir / "models" / "yamnet" / "yamnet.tflite"
+
+
+@pytest.fixture(scope="session")
+def fsdd_small(fsdd_dir, tmp_path_factory) -> Path:
+    """A small FSDD subset (3 digits x 3 speakers x 4 takes) as a class-folder data set."""
+    dest = tmp_path_factory.mktemp("fsdd_small")
+    for digit in ("0", "1", "2"):
+        (dest / digit).mkdir()
+        for speaker in ("george", "jackson", "lucas"):
+            for take in range(4):
+                name = f"{digit}_{speaker}_{take}.wav"
+                (dest / digit / name).symlink_to(fsdd_dir / digit / name)
+    return dest
+
+
+def tone(freq: float, seconds: float = 1.0, sr: int = 16000, amp: float = 0.5) -> np.ndarray:
+    """A sine tone, float32."""
+    t = np.arange(int(seconds * sr)) / sr
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+@pytest.fixture
+def wav_file(tmp_path) -> Path:
+    """A 1 s 440 Hz mono wav at 16 kHz."""
+    path = tmp_path / "tone.wav"
+    sf.write(path, tone(440.0), 16000)
+    return path
