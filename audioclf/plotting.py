@@ -1,0 +1,297 @@
+"""Plotly figures for audio features, data sets, training runs and predictions.
+
+Every function takes plain arrays (computed by `audioclf.features`,
+`audioclf.datasets`, `audioclf.evaluation`, ...) and returns a
+`plotly.graph_objects.Figure`. Nothing here computes audio features or
+imports Streamlit, so the same figures serve the app, notebooks and reports.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+# Browsers choke on heat maps with millions of cells and on lines with
+# millions of points; figures are reduced to at most these sizes.
+MAX_LINE_POINTS = 4000
+MAX_HEATMAP_FRAMES = 800
+MAX_HEATMAP_BINS = 512
+
+HEIGHT = 320
+COLORSCALE = "Magma"
+MARGIN = dict(l=60, r=20, t=50, b=45)
+CENTROID_COLOR = "#38d6ff"
+ROLLOFF_COLOR = "#7CFC00"
+PROB_COLOR = "#4C78A8"
+TOP_COLOR = "#F58518"
+
+
+def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = HEIGHT) -> go.Figure:
+    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, height=height,
+                      margin=MARGIN, template="plotly_white")
+    return fig
+
+
+def _stride(n: int, limit: int) -> int:
+    return max(1, int(np.ceil(n / limit)))
+
+
+def _frame_times(n_frames: int, sr: int, hop_length: int) -> np.ndarray:
+    # Same convention as librosa.frames_to_time (centred frames).
+    return np.arange(n_frames) * hop_length / float(sr)
+
+
+def _pool_columns(z: np.ndarray, limit: int) -> tuple[np.ndarray, int]:
+    """Average groups of frames so at most `limit` columns remain."""
+    step = _stride(z.shape[1], limit)
+    if step == 1:
+        return z, 1
+    usable = z.shape[1] // step * step
+    pooled = z[:, :usable].reshape(z.shape[0], -1, step).mean(axis=2)
+    return pooled, step
+
+
+def _pool_rows(z: np.ndarray, axis_values: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    step = _stride(z.shape[0], limit)
+    if step == 1:
+        return z, axis_values
+    usable = z.shape[0] // step * step
+    pooled = z[:usable].reshape(-1, step, z.shape[1]).mean(axis=1)
+    return pooled, axis_values[:usable].reshape(-1, step).mean(axis=1)
+
+
+def _heatmap(z: np.ndarray, times: np.ndarray, y, *, colorbar: str,
+             colorscale: str = COLORSCALE, zmid: float | None = None) -> go.Heatmap:
+    z, step = _pool_columns(np.asarray(z, dtype=np.float32), MAX_HEATMAP_FRAMES)
+    times = np.asarray(times)[: z.shape[1] * step: step][: z.shape[1]]
+    return go.Heatmap(z=z, x=times, y=y, colorscale=colorscale, zmid=zmid,
+                      colorbar=dict(title=colorbar), hovertemplate=(
+                          "t=%{x:.2f} s<br>y=%{y}<br>%{z:.1f}<extra></extra>"))
+
+
+def waveform(y: np.ndarray, sr: int, *, title: str = "Waveform") -> go.Figure:
+    """Amplitude over time; long clips are drawn as a min/max envelope."""
+    y = np.asarray(y, dtype=np.float32).ravel()
+    fig = go.Figure()
+    step = _stride(len(y), MAX_LINE_POINTS // 2)
+    if step == 1:
+        fig.add_trace(go.Scatter(x=np.arange(len(y)) / sr, y=y, mode="lines",
+                                 name="amplitude", line=dict(width=1)))
+    else:
+        # An envelope keeps peaks visible where plain decimation would hide them.
+        usable = len(y) // step * step
+        blocks = y[:usable].reshape(-1, step)
+        t = np.arange(blocks.shape[0]) * step / sr
+        fig.add_trace(go.Scatter(x=t, y=blocks.max(axis=1), mode="lines", name="max",
+                                 line=dict(width=0.5)))
+        fig.add_trace(go.Scatter(x=t, y=blocks.min(axis=1), mode="lines", name="min",
+                                 line=dict(width=0.5), fill="tonexty"))
+        fig.update_layout(showlegend=False)
+    fig.update_yaxes(range=[-1.05, 1.05])
+    return _layout(fig, title, "time (s)", "amplitude")
+
+
+def spectrogram(S_db: np.ndarray, sr: int, hop_length: int, *, freqs: np.ndarray | None = None,
+                mel: bool = False, title: str | None = None) -> go.Figure:
+    """A (bins, frames) dB spectrogram as a heat map.
+
+    `freqs` are the bin centre frequencies in Hz. Linear spectrograms are drawn
+    on a Hz axis; mel spectrograms on a mel-bin axis labelled in Hz, because mel
+    bins are unevenly spaced in Hz and would squash the low frequencies.
+    """
+    S_db = np.asarray(S_db, dtype=np.float32)
+    n_bins, n_frames = S_db.shape
+    if freqs is None:
+        freqs = np.linspace(0, sr / 2, n_bins)
+    freqs = np.asarray(freqs, dtype=np.float64)
+    times = _frame_times(n_frames, sr, hop_length)
+    title = title or ("Mel spectrogram (dB)" if mel else "Spectrogram (dB)")
+    if mel:
+        fig = go.Figure(_heatmap(S_db, times, np.arange(n_bins), colorbar="dB"))
+        ticks = np.unique(np.linspace(0, n_bins - 1, 8).round().astype(int))
+        fig.update_yaxes(tickvals=ticks, ticktext=[f"{freqs[i]:.0f}" for i in ticks])
+        return _layout(fig, title, "time (s)", "frequency (Hz, mel scale)")
+    S_db, freqs = _pool_rows(S_db, freqs, MAX_HEATMAP_BINS)
+    fig = go.Figure(_heatmap(S_db, times, freqs, colorbar="dB"))
+    return _layout(fig, title, "time (s)", "frequency (Hz)")
+
+
+def spectral_overlay(S_db: np.ndarray, sr: int, hop_length: int, centroid: np.ndarray,
+                     rolloff: np.ndarray, *, freqs: np.ndarray | None = None,
+                     title: str = "Spectral centroid and roll-off") -> go.Figure:
+    """Centroid and roll-off (Hz per frame) drawn over the linear spectrogram."""
+    fig = spectrogram(S_db, sr, hop_length, freqs=freqs, title=title)
+    for values, name, color in ((centroid, "centroid", CENTROID_COLOR),
+                                (rolloff, "roll-off", ROLLOFF_COLOR)):
+        values = np.asarray(values, dtype=np.float32).ravel()
+        fig.add_trace(go.Scatter(x=_frame_times(len(values), sr, hop_length), y=values,
+                                 mode="lines", name=name, line=dict(color=color, width=2)))
+    fig.update_layout(legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"))
+    return fig
+
+
+def mfcc(values: np.ndarray, sr: int, hop_length: int, *, title: str = "MFCC") -> go.Figure:
+    """A (n_mfcc, frames) MFCC matrix as a heat map centred on zero."""
+    values = np.asarray(values, dtype=np.float32)
+    fig = go.Figure(_heatmap(values, _frame_times(values.shape[1], sr, hop_length),
+                             np.arange(values.shape[0]), colorbar="value",
+                             colorscale="RdBu_r", zmid=0.0))
+    return _layout(fig, title, "time (s)", "coefficient")
+
+
+def zcr_rms(zcr: np.ndarray, rms: np.ndarray, sr: int, hop_length: int,
+            *, title: str = "Zero-crossing rate and RMS") -> go.Figure:
+    """Zero-crossing rate and RMS energy per frame, on two y axes."""
+    zcr = np.asarray(zcr, dtype=np.float32).ravel()
+    rms = np.asarray(rms, dtype=np.float32).ravel()
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(go.Scatter(x=_frame_times(len(zcr), sr, hop_length), y=zcr, name="ZCR",
+                             mode="lines"), secondary_y=False)
+    fig.add_trace(go.Scatter(x=_frame_times(len(rms), sr, hop_length), y=rms, name="RMS",
+                             mode="lines"), secondary_y=True)
+    fig.update_yaxes(title_text="zero-crossing rate", secondary_y=False)
+    fig.update_yaxes(title_text="RMS", secondary_y=True)
+    return _layout(fig, title, "time (s)", "zero-crossing rate")
+
+
+def chroma(values: np.ndarray, sr: int, hop_length: int, *, title: str = "Chroma") -> go.Figure:
+    """A (12, frames) chromagram, one row per pitch class."""
+    values = np.asarray(values, dtype=np.float32)
+    names = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
+    y = names if values.shape[0] == 12 else list(range(values.shape[0]))
+    fig = go.Figure(_heatmap(values, _frame_times(values.shape[1], sr, hop_length), y,
+                             colorbar="energy", colorscale="Viridis"))
+    return _layout(fig, title, "time (s)", "pitch class")
+
+
+def class_counts(counts: Mapping[str, int], *, title: str = "Clips per class") -> go.Figure:
+    """A bar per class."""
+    labels = list(counts)
+    fig = go.Figure(go.Bar(x=labels, y=[counts[k] for k in labels], marker_color=PROB_COLOR,
+                           text=[counts[k] for k in labels], textposition="auto"))
+    fig.update_xaxes(type="category")
+    return _layout(fig, title, "class", "clips")
+
+
+def duration_histogram(durations: Sequence[float] | Mapping[str, Sequence[float]],
+                       *, title: str = "Clip durations", nbins: int = 30) -> go.Figure:
+    """Histogram of clip durations (s), stacked per class when given a mapping."""
+    fig = go.Figure()
+    groups = durations if isinstance(durations, Mapping) else {"all": durations}
+    for label, values in groups.items():
+        fig.add_trace(go.Histogram(x=np.asarray(values, dtype=np.float64), name=str(label),
+                                   nbinsx=nbins))
+    fig.update_layout(barmode="stack", showlegend=isinstance(durations, Mapping))
+    return _layout(fig, title, "duration (s)", "clips")
+
+
+def confusion_matrix(cm: np.ndarray, labels: Sequence[str], *, normalize: bool = False,
+                     title: str | None = None) -> go.Figure:
+    """Confusion matrix heat map: rows are true classes, columns predicted ones.
+
+    With `normalize`, each row is divided by its total (recall on the diagonal).
+    """
+    cm = np.asarray(cm, dtype=np.float64)
+    labels = [str(x) for x in labels]
+    if normalize:
+        totals = cm.sum(axis=1, keepdims=True)
+        z = np.divide(cm, totals, out=np.zeros_like(cm), where=totals > 0)
+        text, colorbar = np.vectorize(lambda v: f"{v:.2f}")(z), "fraction"
+    else:
+        z = cm
+        text, colorbar = cm.astype(int).astype(str), "clips"
+    fig = go.Figure(go.Heatmap(z=z, x=labels, y=labels, text=text, texttemplate="%{text}",
+                               colorscale="Blues", colorbar=dict(title=colorbar),
+                               hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>"))
+    # True classes read top-down like a table.
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_xaxes(type="category", side="bottom")
+    size = max(HEIGHT, 40 * len(labels) + 120)
+    title = title or ("Confusion matrix (normalised by true class)" if normalize
+                      else "Confusion matrix (counts)")
+    return _layout(fig, title, "predicted", "true", height=size)
+
+
+def learning_curves(history: Sequence[Mapping[str, float]] | Mapping[str, Sequence[float]],
+                    *, title: str = "Learning curves") -> go.Figure:
+    """Loss and accuracy per epoch, training and validation, side by side.
+
+    `history` is either Keras' `History.history` (metric -> list) or a list of
+    per-epoch dicts (as in a run's history.jsonl).
+    """
+    if isinstance(history, Mapping):
+        series = {k: list(v) for k, v in history.items()}
+    else:
+        series = {}
+        for row in history:
+            for key, value in row.items():
+                series.setdefault(key, []).append(value)
+    epochs = series.pop("epoch", None)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
+    for col, metric in ((1, "loss"), (2, "accuracy")):
+        for prefix, dash in (("", "solid"), ("val_", "dot")):
+            values = series.get(prefix + metric)
+            if not values:
+                continue
+            x = [e + 1 for e in epochs] if epochs and min(epochs) == 0 else (
+                epochs or list(range(1, len(values) + 1)))
+            fig.add_trace(go.Scatter(x=x[: len(values)], y=values, mode="lines+markers",
+                                     name=("validation " if prefix else "training ") + metric,
+                                     line=dict(dash=dash)), row=1, col=col)
+        fig.update_xaxes(title_text="epoch", row=1, col=col)
+    fig.update_layout(title=title, height=HEIGHT, margin=MARGIN, template="plotly_white",
+                      legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def probability_bars(probs: np.ndarray, labels: Sequence[str], *, top: int | None = None,
+                     title: str = "Class probabilities") -> go.Figure:
+    """Horizontal bars of class probabilities, most likely on top and highlighted."""
+    probs = np.asarray(probs, dtype=np.float64).ravel()
+    order = np.argsort(probs)[::-1][: top or len(probs)]
+    colors = [TOP_COLOR if i == order[0] else PROB_COLOR for i in order]
+    fig = go.Figure(go.Bar(x=probs[order], y=[str(labels[i]) for i in order], orientation="h",
+                           marker_color=colors, text=[f"{probs[i]:.1%}" for i in order],
+                           textposition="auto"))
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_xaxes(range=[0, 1], tickformat=".0%")
+    return _layout(fig, title, "probability", "class",
+                   height=max(HEIGHT, 28 * len(order) + 100))
+
+
+def probabilities_over_time(times: np.ndarray, probs: np.ndarray, labels: Sequence[str],
+                            *, title: str = "Class probabilities over time") -> go.Figure:
+    """One line per class: probability (windows, classes) at window start `times`."""
+    probs = np.asarray(probs, dtype=np.float64)
+    times = np.asarray(times, dtype=np.float64)
+    fig = go.Figure()
+    for i, label in enumerate(labels):
+        fig.add_trace(go.Scatter(x=times, y=probs[:, i], mode="lines+markers", name=str(label)))
+    fig.update_yaxes(range=[0, 1], tickformat=".0%")
+    return _layout(fig, title, "time (s)", "probability")
+
+
+def top_classes(names: Sequence[str], scores: Sequence[float], *,
+                title: str = "YAMNet: top AudioSet classes") -> go.Figure:
+    """Horizontal bars for (class name, score) pairs such as YAMNet's top classes."""
+    fig = go.Figure(go.Bar(x=list(scores), y=list(names), orientation="h",
+                           marker_color=PROB_COLOR, text=[f"{s:.2f}" for s in scores],
+                           textposition="auto"))
+    fig.update_yaxes(autorange="reversed", type="category")
+    return _layout(fig, title, "mean score", "", height=max(HEIGHT // 1.3, 26 * len(names) + 90))
+
+
+def compare_runs(names: Sequence[str], metrics: Mapping[str, Sequence[float]],
+                 *, title: str = "Compare runs") -> go.Figure:
+    """Grouped bars: one group per run, one bar per metric (e.g. accuracy, macro F1)."""
+    fig = go.Figure()
+    for metric, values in metrics.items():
+        fig.add_trace(go.Bar(x=list(names), y=list(values), name=metric,
+                             text=[f"{v:.3f}" if v is not None else "" for v in values],
+                             textposition="auto"))
+    fig.update_layout(barmode="group")
+    fig.update_xaxes(type="category")
+    fig.update_yaxes(range=[0, 1])
+    return _layout(fig, title, "run", "score")

@@ -1,0 +1,164 @@
+"""Figures from real features of synthesised audio."""
+from __future__ import annotations
+
+import librosa
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+
+from audioclf import plotting
+
+SR = 16000
+N_FFT = 1024
+HOP = 256
+
+
+@pytest.fixture(scope="module")
+def chirp() -> np.ndarray:
+    """2 s rising chirp plus a little noise: every feature varies over time."""
+    rng = np.random.default_rng(0)
+    y = librosa.chirp(fmin=200, fmax=4000, sr=SR, duration=2.0) * 0.5
+    return (y + 0.01 * rng.standard_normal(len(y))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def stft_db(chirp):
+    S = np.abs(librosa.stft(chirp, n_fft=N_FFT, hop_length=HOP))
+    return librosa.amplitude_to_db(S, ref=np.max), librosa.fft_frequencies(sr=SR, n_fft=N_FFT)
+
+
+def test_waveform_short_clip_is_drawn_sample_by_sample():
+    y = np.sin(np.linspace(0, 20, 1000)).astype(np.float32)
+    fig = plotting.waveform(y, SR)
+    assert isinstance(fig, go.Figure)
+    assert len(fig.data) == 1 and len(fig.data[0].y) == 1000
+    assert fig.data[0].x[-1] == pytest.approx(999 / SR)
+
+
+def test_waveform_long_clip_is_an_envelope_keeping_peaks(chirp):
+    long = np.tile(chirp, 10)  # 20 s
+    long[12345] = 0.99
+    fig = plotting.waveform(long, SR)
+    assert len(fig.data) == 2
+    assert len(fig.data[0].y) <= plotting.MAX_LINE_POINTS
+    assert max(fig.data[0].y) == pytest.approx(0.99)
+    assert fig.data[0].x[-1] == pytest.approx(20.0, abs=0.1)
+
+
+def test_linear_spectrogram_axes_in_hz_and_seconds(stft_db):
+    S_db, freqs = stft_db
+    fig = plotting.spectrogram(S_db, SR, HOP, freqs=freqs)
+    heat = fig.data[0]
+    assert isinstance(heat, go.Heatmap)
+    assert np.asarray(heat.z).shape[1] == S_db.shape[1]
+    assert max(heat.y) == pytest.approx(SR / 2, rel=0.01)
+    assert heat.x[-1] == pytest.approx((S_db.shape[1] - 1) * HOP / SR)
+    assert "Hz" in fig.layout.yaxis.title.text
+
+
+def test_mel_spectrogram_labels_bins_in_hz(chirp):
+    M = librosa.power_to_db(librosa.feature.melspectrogram(y=chirp, sr=SR, n_fft=N_FFT,
+                                                           hop_length=HOP, n_mels=64))
+    freqs = librosa.mel_frequencies(n_mels=64, fmax=SR / 2)
+    fig = plotting.spectrogram(M, SR, HOP, freqs=freqs, mel=True)
+    assert np.asarray(fig.data[0].z).shape == M.shape
+    assert fig.layout.yaxis.ticktext[-1] == f"{freqs[-1]:.0f}"
+    assert "Mel" in fig.layout.title.text
+
+
+def test_huge_spectrogram_is_pooled_for_the_browser():
+    S = np.random.default_rng(1).normal(size=(2049, 5000)).astype(np.float32)
+    fig = plotting.spectrogram(S, 44100, 128)
+    z = np.asarray(fig.data[0].z)
+    assert z.shape[0] <= plotting.MAX_HEATMAP_BINS and z.shape[1] <= plotting.MAX_HEATMAP_FRAMES
+    assert len(fig.data[0].x) == z.shape[1]
+
+
+def test_centroid_and_rolloff_overlaid_on_spectrogram(chirp, stft_db):
+    S_db, freqs = stft_db
+    cent = librosa.feature.spectral_centroid(y=chirp, sr=SR, n_fft=N_FFT, hop_length=HOP)[0]
+    roll = librosa.feature.spectral_rolloff(y=chirp, sr=SR, n_fft=N_FFT, hop_length=HOP)[0]
+    fig = plotting.spectral_overlay(S_db, SR, HOP, cent, roll, freqs=freqs)
+    kinds = [type(t).__name__ for t in fig.data]
+    assert kinds == ["Heatmap", "Scatter", "Scatter"]
+    assert [t.name for t in fig.data[1:]] == ["centroid", "roll-off"]
+    # The chirp rises, so does its centroid.
+    assert fig.data[1].y[-5] > fig.data[1].y[5]
+
+
+def test_mfcc_heatmap_centred_on_zero(chirp):
+    m = librosa.feature.mfcc(y=chirp, sr=SR, n_mfcc=20, n_fft=N_FFT, hop_length=HOP)
+    fig = plotting.mfcc(m, SR, HOP)
+    assert np.asarray(fig.data[0].z).shape == m.shape
+    assert fig.data[0].zmid == 0
+
+
+def test_zcr_and_rms_on_two_axes(chirp):
+    zcr = librosa.feature.zero_crossing_rate(chirp, frame_length=N_FFT, hop_length=HOP)[0]
+    rms = librosa.feature.rms(y=chirp, frame_length=N_FFT, hop_length=HOP)[0]
+    fig = plotting.zcr_rms(zcr, rms, SR, HOP)
+    assert [t.name for t in fig.data] == ["ZCR", "RMS"]
+    assert fig.data[1].yaxis == "y2"
+    assert fig.data[0].y[-5] > fig.data[0].y[5]  # rising pitch crosses zero more often
+
+
+def test_chroma_has_pitch_class_rows(chirp):
+    c = librosa.feature.chroma_stft(y=chirp, sr=SR, n_fft=N_FFT, hop_length=HOP)
+    fig = plotting.chroma(c, SR, HOP)
+    assert list(fig.data[0].y) == ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
+
+
+def test_class_counts_and_durations():
+    fig = plotting.class_counts({"dog": 3, "cat": 5})
+    assert list(fig.data[0].x) == ["dog", "cat"] and list(fig.data[0].y) == [3, 5]
+    fig = plotting.duration_histogram({"dog": [1.0, 1.5], "cat": [0.5]})
+    assert [t.name for t in fig.data] == ["dog", "cat"]
+    fig = plotting.duration_histogram([1.0, 2.0, 3.0])
+    assert len(fig.data) == 1 and fig.layout.showlegend is False
+
+
+def test_confusion_matrix_counts_and_normalised():
+    cm = np.array([[8, 2], [0, 5]])
+    fig = plotting.confusion_matrix(cm, ["a", "b"])
+    assert np.asarray(fig.data[0].z).tolist() == [[8, 2], [0, 5]]
+    assert fig.data[0].text[0][0] == "8"
+    fig = plotting.confusion_matrix(cm, ["a", "b"], normalize=True)
+    z = np.asarray(fig.data[0].z)
+    assert z[0].tolist() == pytest.approx([0.8, 0.2]) and z[1].tolist() == pytest.approx([0, 1])
+    # An empty row (a class absent from the test set) stays zeros, not NaN.
+    z = np.asarray(plotting.confusion_matrix(np.array([[0, 0], [1, 1]]), ["a", "b"],
+                                             normalize=True).data[0].z)
+    assert not np.isnan(z).any()
+
+
+def test_learning_curves_from_rows_and_from_keras_history():
+    rows = [{"epoch": e, "loss": 1 / (e + 1), "val_loss": 1.2 / (e + 1),
+             "accuracy": e / 5, "val_accuracy": e / 6} for e in range(5)]
+    fig = plotting.learning_curves(rows)
+    assert len(fig.data) == 4
+    assert list(fig.data[0].x) == [1, 2, 3, 4, 5]
+    assert {t.xaxis for t in fig.data} == {"x", "x2"}
+    fig = plotting.learning_curves({"loss": [1.0, 0.5], "accuracy": [0.3, 0.6]})
+    assert len(fig.data) == 2 and list(fig.data[0].x) == [1, 2]
+
+
+def test_probability_bars_sorted_and_top_highlighted():
+    fig = plotting.probability_bars(np.array([0.1, 0.7, 0.2]), ["a", "b", "c"])
+    assert list(fig.data[0].y) == ["b", "c", "a"]
+    assert fig.data[0].marker.color[0] == plotting.TOP_COLOR
+    assert len(plotting.probability_bars(np.array([0.1, 0.7, 0.2]), "abc", top=2).data[0].y) == 2
+
+
+def test_probabilities_over_time_one_line_per_class():
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]])
+    fig = plotting.probabilities_over_time(np.array([0.0, 0.5, 1.0]), probs, ["x", "y"])
+    assert [t.name for t in fig.data] == ["x", "y"]
+    assert list(fig.data[1].y) == [0.1, 0.8, 0.5]
+
+
+def test_top_classes_and_compare_runs():
+    fig = plotting.top_classes(["Speech", "Music"], [0.8, 0.1])
+    assert list(fig.data[0].y) == ["Speech", "Music"]
+    fig = plotting.compare_runs(["r1", "r2"], {"accuracy": [0.9, 0.8], "macro F1": [0.85, 0.7]})
+    assert [t.name for t in fig.data] == ["accuracy", "macro F1"]
+    assert fig.layout.barmode == "group"
