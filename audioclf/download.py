@@ -1,0 +1,200 @@
+"""ESC-50 download and safe unzipping.
+
+`download_esc50()` fetches the public ESC-50 archive (or a local / file:// copy
+of it), checks it, unpacks it into the workspace and returns the folder that
+holds `audio/` and `meta/esc50.csv`. `safe_extract()` refuses archive members
+that would land outside the target folder, before writing anything.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from collections.abc import Callable
+from os import PathLike
+from pathlib import Path, PurePosixPath
+
+ESC50_URL = "https://github.com/karoldvl/ESC-50/archive/master.zip"
+ESC50_DIRNAME = "esc50"
+ESC50_META = "meta/esc50.csv"
+CHUNK_BYTES = 1 << 16
+TIMEOUT_SECONDS = 30
+NETWORK_SCHEMES = ("http", "https", "ftp")
+# ESC-50 unpacks to ~0.9 GB; this only stops zip bombs, not real data sets.
+MAX_EXTRACT_BYTES = 8 << 30
+
+Progress = Callable[[int, int | None], None]
+
+
+class DownloadError(ValueError):
+    """A download or an archive could not be used; the message is for people."""
+
+
+def _member_problem(info: zipfile.ZipInfo) -> str | None:
+    """Why this archive member is unsafe to extract, or None when it is fine."""
+    name = info.filename.replace("\\", "/")
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        return "has an absolute path"
+    if ".." in PurePosixPath(name).parts:
+        return "climbs out of the folder with '..'"
+    if stat.S_ISLNK(info.external_attr >> 16):
+        return "is a symbolic link"
+    return None
+
+
+def safe_extract(zip_path: str | PathLike, dest: str | PathLike) -> Path:
+    """Extract `zip_path` into `dest`; refuse (write nothing) if any member would escape it."""
+    zip_path, dest = Path(zip_path), Path(dest)
+    try:
+        with zipfile.ZipFile(zip_path) as zf:
+            members = zf.infolist()
+            for info in members:
+                problem = _member_problem(info)
+                if problem:
+                    raise DownloadError(
+                        f"Refusing to unpack {zip_path.name}: member '{info.filename}' {problem}."
+                    )
+            if sum(info.file_size for info in members) > MAX_EXTRACT_BYTES:
+                raise DownloadError(
+                    f"Refusing to unpack {zip_path.name}: it would expand to more than "
+                    f"{MAX_EXTRACT_BYTES >> 30} GB."
+                )
+            dest.mkdir(parents=True, exist_ok=True)
+            root = dest.resolve()
+            for info in members:
+                target = (root / info.filename.replace("\\", "/")).resolve()
+                # Belt and braces: the name checks above should make this impossible.
+                if not target.is_relative_to(root):
+                    raise DownloadError(f"Refusing to unpack member '{info.filename}'.")
+                if info.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                # Copy by hand rather than zf.extract(), which silently rewrites bad names.
+                with zf.open(info) as src, open(target, "wb") as out:
+                    shutil.copyfileobj(src, out, CHUNK_BYTES)
+    except zipfile.BadZipFile as exc:
+        raise DownloadError(f"{zip_path.name} is not a valid zip archive ({exc}).") from None
+    except FileNotFoundError:
+        raise DownloadError(f"Archive not found: {zip_path}") from None
+    return dest
+
+
+def _local_path(url: str) -> Path | None:
+    """The file behind a plain path or a file:// URL, else None (a network URL)."""
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme == "file":
+        return Path(urllib.request.url2pathname(parsed.path))
+    if parsed.scheme in NETWORK_SCHEMES:
+        return None
+    return Path(url)  # includes Windows paths, whose drive letter parses as a scheme
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download_file(url: str, dest: str | PathLike, progress: Progress | None = None) -> Path:
+    """Download `url` to `dest` in chunks, atomically; `progress(done, total or None)`."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as resp:
+                length = resp.headers.get("Content-Length")
+                total = int(length) if length and length.isdigit() else None
+                done = 0
+                if progress:
+                    progress(done, total)
+                while chunk := resp.read(CHUNK_BYTES):
+                    out.write(chunk)
+                    done += len(chunk)
+                    if progress:
+                        progress(done, total)
+        os.replace(tmp, dest)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        Path(tmp).unlink(missing_ok=True)
+        reason = getattr(exc, "reason", None) or exc
+        raise DownloadError(
+            f"Could not download {url}: {reason}. Check the internet connection, or download "
+            "the zip yourself and give its path instead."
+        ) from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return dest
+
+
+def find_esc50_root(folder: str | PathLike) -> Path | None:
+    """The folder under `folder` (itself or one level down) holding audio/ and meta/esc50.csv."""
+    folder = Path(folder)
+    for candidate in (folder, *sorted(p for p in folder.iterdir() if p.is_dir())):
+        if (candidate / ESC50_META).is_file() and (candidate / "audio").is_dir():
+            return candidate
+    return None
+
+
+def _default_dest() -> Path:
+    from audioclf import workspace
+
+    return workspace.datasets_dir() / ESC50_DIRNAME
+
+
+def download_esc50(
+    dest: str | PathLike | None = None,
+    url: str = ESC50_URL,
+    progress: Progress | None = None,
+    sha256: str | None = None,
+) -> Path:
+    """Download, verify and unpack ESC-50; return the folder with audio/ and meta/esc50.csv.
+
+    `url` may be http(s)://, file:// or a local zip path. `dest` defaults to
+    <workspace>/datasets/esc50; when it already holds ESC-50 it is returned as is.
+    """
+    dest = Path(dest) if dest is not None else _default_dest()
+    if dest.is_dir() and find_esc50_root(dest) == dest:
+        return dest
+    if dest.exists() and any(dest.iterdir()):
+        raise DownloadError(f"{dest} exists and is not an ESC-50 folder; choose another place.")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.tmp-"))
+    try:
+        local = _local_path(url)
+        if local is not None and not local.is_file():
+            raise DownloadError(f"No archive at {local}.")
+        if local is not None and progress:
+            size = local.stat().st_size
+            progress(size, size)
+        zip_path = local if local is not None else download_file(url, work / "esc50.zip", progress)
+        if not zipfile.is_zipfile(zip_path):
+            raise DownloadError(f"{url} is not a zip archive (the download may be incomplete).")
+        if sha256 and _sha256(zip_path) != sha256.lower():
+            raise DownloadError(f"{url} failed the SHA-256 check: the file is corrupt or has changed.")
+        unpacked = safe_extract(zip_path, work / "unpacked")
+        root = find_esc50_root(unpacked)
+        if root is None:
+            raise DownloadError(
+                f"{url} does not look like ESC-50: no folder with audio/ and {ESC50_META} inside."
+            )
+        if dest.exists():
+            dest.rmdir()  # empty, checked above
+        try:
+            os.replace(root, dest)
+        except OSError:
+            # Another process finished first; use its copy if it is complete.
+            if find_esc50_root(dest) != dest:
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return dest
