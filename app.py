@@ -1,0 +1,45 @@
+"""audioclf's Streamlit app: `streamlit run app.py`.
+
+The entry point only sets up navigation; each page lives in pages/ and is a
+thin layer of widgets over the `audioclf` library. TensorFlow is imported by
+the pages that need it (Train, Runs, Predict), never here, so the first page
+opens fast.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+ROOT = Path(__file__).resolve().parent
+# `streamlit run` puts this folder on sys.path, AppTest does not; pages import pages.common.
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+PAGES = {
+    "audioclf": [
+        st.Page("pages/data.py", title="Data", icon=":material/library_music:", default=True),
+        st.Page("pages/explore.py", title="Explore", icon=":material/graphic_eq:"),
+        st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+        st.Page("pages/runs.py", title="Runs", icon=":material/leaderboard:"),
+        st.Page("pages/predict.py", title="Predict", icon=":material/online_prediction:"),
+    ],
+}
+
+log = logging.getLogger("audioclf.app")
+
+st.set_page_config(page_title="audioclf", page_icon=":material/graphic_eq:", layout="wide")
+page = st.navigation(PAGES)
+try:
+    from pages.common import dataset_sidebar
+
+    # In the entry point, so the choice is one widget shared by every page.
+    dataset_sidebar()
+    page.run()
+except Exception as exc:  # noqa: BLE001 - last line of defence: no traceback reaches a user
+    # Streamlit's own control flow (rerun, stop, switch_page) uses BaseException, not Exception.
+    log.exception("unexpected error on page %s", page.title)
+    st.error(f"Something went wrong on this page: {exc}. Nothing saved was lost; "
+             "try again, or report this message with the server log.", icon=":material/error:")

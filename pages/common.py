@@ -1,0 +1,161 @@
+"""Helpers shared by the app's pages: error display, caches and the data set choice.
+
+Only Streamlit plumbing lives here; audio, model and metric work is done by
+the `audioclf` library. TensorFlow-backed modules are imported inside the
+functions that need them.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import streamlit as st
+
+from audioclf.audio import AudioError
+
+DATASET_KEY = "dataset"  # session key of the data set chosen in the sidebar
+PENDING_DATASET_KEY = "_pending_dataset"  # set by a page, applied before the sidebar renders
+RUN_KEY = "run_id"  # run chosen on Runs/Predict
+ACTIVE_RUN_KEY = "active_run"  # background training started from this session
+
+log = logging.getLogger("audioclf.app")
+
+
+def library_errors() -> tuple[type[BaseException], ...]:
+    """The library's error types: their messages are written for people."""
+    errors: list[type[BaseException]] = [AudioError]
+    for module, name in (("audioclf.datasets", "DatasetError"),
+                         ("audioclf.features", "FeatureError"),
+                         ("audioclf.models", "ModelError"),
+                         ("audioclf.training", "TrainingError"),
+                         ("audioclf.runs", "RunError"),
+                         ("audioclf.predict", "PredictError"),
+                         ("audioclf.features.yamnet", "YAMNetUnavailable")):
+        # Only modules already imported: this must not pull in TensorFlow.
+        import sys
+        mod = sys.modules.get(module)
+        err = getattr(mod, name, None) if mod else None
+        if isinstance(err, type) and issubclass(err, BaseException):
+            errors.append(err)
+    return tuple(errors)
+
+
+@contextlib.contextmanager
+def guard(action: str = "") -> Iterator[None]:
+    """Show library errors (and anything unexpected) as st.error instead of a traceback.
+
+    The rest of the page keeps rendering after the `with` block.
+    """
+    try:
+        yield
+    except library_errors() as exc:
+        st.error(f"{action}: {exc}" if action else str(exc), icon=":material/error:")
+    except (OSError, ValueError) as exc:
+        log.exception("error while %s", action or "rendering")
+        st.error(f"{action or 'Error'}: {exc}", icon=":material/error:")
+
+
+def upload_limit_mb() -> int:
+    """server.maxUploadSize from .streamlit/config.toml (MB per file)."""
+    return int(st.get_option("server.maxUploadSize"))
+
+
+@st.cache_resource(show_spinner="Preparing the demo data set (first start only)...")
+def ensure_demo() -> str | None:
+    """Synthesise the demo data set once per process; returns its name."""
+    from audioclf import demo
+
+    ds = demo.ensure_demo_dataset()
+    return _name_of(ds)
+
+
+def _name_of(ds) -> str:
+    for attr in ("name",):
+        if hasattr(ds, attr):
+            return str(getattr(ds, attr))
+    return Path(ds).name
+
+
+def dataset_names() -> list[str]:
+    """Names of the data sets in the workspace."""
+    from audioclf import datasets
+
+    return sorted(_name_of(d) for d in datasets.list_datasets())
+
+
+def dataset_root(name: str) -> Path:
+    from audioclf import workspace
+
+    return workspace.datasets_dir() / name
+
+
+def select_dataset(name: str) -> None:
+    """Make `name` the chosen data set on the next rerun (call before st.rerun())."""
+    st.session_state[PENDING_DATASET_KEY] = name
+
+
+def dataset_sidebar() -> str | None:
+    """The data set picker shown on every page; returns the chosen name."""
+    with guard("Preparing the demo data set"):
+        ensure_demo()
+    names = []
+    with guard("Listing data sets"):
+        names = dataset_names()
+    pending = st.session_state.pop(PENDING_DATASET_KEY, None)
+    if pending in names:
+        st.session_state[DATASET_KEY] = pending
+    if st.session_state.get(DATASET_KEY) not in names:
+        st.session_state.pop(DATASET_KEY, None)
+    if not names:
+        st.sidebar.info("No data set yet: create one on the Data page.")
+        return None
+    return st.sidebar.selectbox("Data set", names, key=DATASET_KEY,
+                                help="Used by the Data, Explore and Train pages.")
+
+
+def dataset_version(root: Path) -> float:
+    """Changes whenever clips are added, moved or removed (cache key for summaries)."""
+    stamps = [root.stat().st_mtime] if root.exists() else [0.0]
+    stamps += [p.stat().st_mtime for p in root.iterdir() if p.is_dir()] if root.exists() else []
+    return max(stamps)
+
+
+@st.cache_data(show_spinner="Reading the data set...", max_entries=16)
+def load_dataset_cached(root: str, version: float):
+    """(Dataset, DatasetSummary) for a folder; `version` invalidates after edits."""
+    from audioclf import datasets
+
+    ds = datasets.load_dataset(root)
+    return ds, datasets.summarize_dataset(ds)
+
+
+def current_dataset():
+    """The chosen data set and its summary, or (None, None) with a message shown."""
+    name = st.session_state.get(DATASET_KEY)
+    if not name:
+        st.info("Choose or create a data set in the sidebar / on the Data page.")
+        return None, None
+    root = dataset_root(name)
+    with guard(f"Reading data set '{name}'"):
+        return load_dataset_cached(str(root), dataset_version(root))
+    return None, None
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the model...")
+def load_predictor(run_id: str, stamp: float):
+    """A loaded Predictor per run (TensorFlow is imported here, on first use)."""
+    from audioclf.predict import Predictor
+
+    return Predictor.load(run_id)
+
+
+def fmt_seconds(seconds: float | None) -> str:
+    """`75.2` -> `1:15`; None -> `-`."""
+    if seconds is None:
+        return "-"
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

@@ -1,0 +1,174 @@
+"""Data: choose or create a data set, add clips (upload, zip, recording), play, relabel, delete."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from audioclf import plotting
+from pages.common import (DATASET_KEY, current_dataset, fmt_seconds, guard, select_dataset,
+                          upload_limit_mb)
+
+NEW_CLASS = "New class..."
+PAGE_SIZE = 8
+UPLOAD_TYPES = ["wav", "flac", "ogg", "oga", "mp3", "zip"]
+
+
+def class_choice(labels: list[str], key: str) -> str | None:
+    """An existing class or a new one typed by the user; None until valid."""
+    options = [*labels, NEW_CLASS]
+    pick = st.selectbox("Class label", options, key=f"{key}_pick",
+                        index=0 if labels else len(options) - 1)
+    if pick != NEW_CLASS:
+        return pick
+    name = st.text_input("New class name", key=f"{key}_new", placeholder="e.g. dog_bark").strip()
+    return name or None
+
+
+def add_files(root: Path, label: str, files: list) -> None:
+    """Save uploads (audio files or zips) into the data set; report what was refused."""
+    from audioclf import datasets
+
+    added, refused = 0, []
+    bar = st.progress(0.0, text="Checking and saving clips...")
+    for i, up in enumerate(files, 1):
+        try:
+            result = datasets.add_clip(root, label, up.name, up.getvalue())
+            added += len(result) if isinstance(result, (list, tuple)) else 1
+        except ValueError as exc:  # AudioError and DatasetError: messages for people
+            refused.append({"file": up.name, "reason": str(exc)})
+        bar.progress(i / len(files), text=f"{i} / {len(files)} files checked")
+    bar.empty()
+    st.session_state["data_flash"] = (added, refused, label)
+
+
+def show_flash() -> None:
+    flash = st.session_state.pop("data_flash", None)
+    if not flash:
+        return
+    added, refused, label = flash
+    if added:
+        st.success(f"Added {added} clip(s) to class '{label}'.", icon=":material/check_circle:")
+    if refused:
+        st.error(f"{len(refused)} file(s) were not added:", icon=":material/error:")
+        st.dataframe(pd.DataFrame(refused), hide_index=True, width="stretch")
+
+
+def overview(ds, summary) -> None:
+    counts = {label: sum(1 for it in ds.items if it.label == label) for label in ds.labels}
+    durations = getattr(summary, "durations", None)
+    total = getattr(summary, "total_duration", None)
+    c = st.columns(4)
+    c[0].metric("Clips", len(ds.items))
+    c[1].metric("Classes", len(ds.labels))
+    c[2].metric("Total audio", fmt_seconds(total) if total is not None else "-")
+    c[3].metric("Unreadable files", len(ds.problems))
+    if not ds.items:
+        st.info("No clips yet: add some in the **Add clips** tab.")
+        return
+    left, right = st.columns(2)
+    left.plotly_chart(plotting.class_counts(counts), key="counts")
+    if durations:
+        right.plotly_chart(plotting.duration_histogram(durations), key="durations")
+    if len(ds.labels) < 2:
+        st.warning("A classifier needs at least two classes: add clips with another label.")
+    if ds.problems:
+        st.subheader("Files that could not be read")
+        st.dataframe(pd.DataFrame(ds.problems, columns=["file", "reason"]), hide_index=True,
+                     width="stretch")
+
+
+def add_tab(ds) -> None:
+    limit = upload_limit_mb()
+    st.markdown(f"Upload audio files (WAV, FLAC, OGG, MP3) or a **zip** of them; "
+                f"**up to {limit} MB per file**. A zip with one folder per class keeps its "
+                "folder names as labels; loose files get the label below.")
+    label = class_choice(ds.labels, "add")
+    files = st.file_uploader("Audio files or a zip", type=UPLOAD_TYPES, accept_multiple_files=True,
+                             key=f"uploads_{st.session_state.get('upload_round', 0)}")
+    if st.button(f"Add {len(files or [])} file(s)", disabled=not files or not label,
+                 type="primary", key="add_btn"):
+        with guard("Adding clips"):
+            add_files(ds.root, label, files)
+            # A fresh uploader key clears the list so the same files aren't added twice.
+            st.session_state["upload_round"] = st.session_state.get("upload_round", 0) + 1
+            st.rerun()
+
+    st.divider()
+    st.markdown("**Record a clip** with your microphone.")
+    rec_label = class_choice(ds.labels, "rec")
+    rec = st.audio_input("Record", key=f"rec_{st.session_state.get('rec_round', 0)}")
+    if st.button("Save recording", disabled=rec is None or not rec_label, key="rec_btn"):
+        from audioclf import datasets
+
+        with guard("Saving the recording"):
+            n = sum(1 for it in ds.items if it.label == rec_label)
+            datasets.add_clip(ds.root, rec_label, f"recording_{n + 1:03d}.wav", rec.getvalue())
+            st.session_state["data_flash"] = (1, [], rec_label)
+            st.session_state["rec_round"] = st.session_state.get("rec_round", 0) + 1
+            st.rerun()
+
+
+def browse_tab(ds) -> None:
+    from audioclf import datasets
+
+    if not ds.items:
+        st.info("No clips yet.")
+        return
+    label = st.selectbox("Class", ds.labels, key="browse_label")
+    items = sorted((it for it in ds.items if it.label == label), key=lambda it: it.path.name)
+    pages = max(1, -(-len(items) // PAGE_SIZE))
+    page = st.number_input(f"Page (of {pages})", 1, pages, 1, key="browse_page") if pages > 1 else 1
+    for it in items[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]:
+        name, player, move, drop = st.columns([2, 4, 3, 1], vertical_alignment="center")
+        name.write(it.path.name)
+        player.audio(str(it.path))
+        others = [x for x in ds.labels if x != label]
+        with move:
+            new = st.selectbox("Move to", ["-", *others], key=f"mv_{it.path}", label_visibility="collapsed",
+                               help="Relabel this clip")
+            if new != "-":
+                with guard(f"Relabelling {it.path.name}"):
+                    datasets.relabel_clip(it.path, new)
+                    st.session_state["data_flash"] = (0, [], new)
+                    st.toast(f"Moved {it.path.name} to '{new}'.")
+                    st.rerun()
+        with drop.popover(":material/delete:", help="Delete this clip"):
+            st.write(f"Delete **{it.path.name}** from disk?")
+            if st.button("Delete", key=f"del_{it.path}", type="primary"):
+                with guard(f"Deleting {it.path.name}"):
+                    datasets.delete_clip(it.path)
+                    st.toast(f"Deleted {it.path.name}.")
+                    st.rerun()
+
+
+def new_tab() -> None:
+    from audioclf import datasets
+
+    with st.form("new_dataset", clear_on_submit=True):
+        name = st.text_input("Name of the new data set", placeholder="e.g. my_sounds")
+        if st.form_submit_button("Create", type="primary"):
+            with guard("Creating the data set"):
+                created = datasets.create_dataset(name.strip())
+                select_dataset(getattr(created, "name", None) or Path(created).name)
+                st.rerun()
+
+
+st.title("Data")
+name = st.session_state.get(DATASET_KEY)
+st.caption(f"Data set **{name}** (change it in the sidebar). Clips live in class folders "
+           "inside the workspace; nothing leaves your machine." if name else
+           "Create a data set to start.")
+show_flash()
+ds, summary = current_dataset()
+tabs = st.tabs(["Overview", "Add clips", "Browse and edit", "New data set"])
+if ds is not None:
+    with tabs[0]:
+        overview(ds, summary)
+    with tabs[1]:
+        add_tab(ds)
+    with tabs[2]:
+        browse_tab(ds)
+with tabs[3]:
+    new_tab()

@@ -1,0 +1,200 @@
+"""Explore: look at one clip (or two side by side) through every feature audioclf computes."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import streamlit as st
+
+from audioclf import plotting
+from audioclf.audio import load_audio
+from pages.common import current_dataset, guard, upload_limit_mb
+
+RATES = {"native": None, "8000 Hz": 8000, "16000 Hz": 16000, "22050 Hz": 22050, "44100 Hz": 44100}
+N_FFTS = (256, 512, 1024, 2048, 4096)
+HOPS = (64, 128, 256, 512, 1024)
+SOURCES = ("Data set", "Upload", "Record")
+TOP_K = 8
+FIGURES = {
+    "Waveform": "waveform",
+    "Spectrogram (dB)": "spec",
+    "Mel spectrogram (dB)": "mel",
+    "MFCC": "mfcc",
+    "Centroid and roll-off": "overlay",
+    "ZCR and RMS": "zcr",
+    "Chroma": "chroma",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    sr: int | None
+    n_fft: int
+    hop_length: int
+    n_mfcc: int
+    n_mels: int
+
+
+@st.cache_data(show_spinner="Computing features...", max_entries=32)
+def analyse(source: str | bytes, name: str, s: Settings) -> dict:
+    """All arrays the figures need, for one clip and one set of settings."""
+    from audioclf.features import SpectralConfig, extract
+    from audioclf.features.spectral import mel_spectrogram_db, spectrogram_db
+
+    clip = load_audio(source, sr=s.sr, name=name)
+    cfg = SpectralConfig(sr=clip.sr, n_fft=s.n_fft, hop_length=s.hop_length,
+                         n_mfcc=s.n_mfcc, n_mels=s.n_mels)
+    feats = extract(clip, cfg)
+    cols = {n: i for i, n in enumerate(feats.names)}
+    pick = lambda prefix: feats.values[:, [i for n, i in cols.items() if n.startswith(prefix)]].T  # noqa: E731
+    return {
+        "y": clip.samples, "sr": clip.sr, "duration": clip.duration, "silent": clip.silent,
+        "spec": spectrogram_db(clip.samples, clip.sr, s.n_fft, s.hop_length),
+        "mel": mel_spectrogram_db(clip.samples, clip.sr, s.n_fft, s.hop_length, s.n_mels),
+        "mfcc": pick("mfcc_"), "chroma": pick("chroma_"),
+        "centroid": feats.values[:, cols["centroid"]], "rolloff": feats.values[:, cols["rolloff"]],
+        "zcr": feats.values[:, cols["zcr"]], "rms": feats.values[:, cols["rms"]],
+    }
+
+
+@st.cache_data(show_spinner="Asking YAMNet...", max_entries=32)
+def yamnet_top(source: str | bytes, name: str, k: int = TOP_K) -> list[tuple[str, float]]:
+    """YAMNet's top AudioSet classes for a clip (averaged over its 0.96 s windows)."""
+    from audioclf.features import YAMNetConfig, extract
+    from audioclf.features.yamnet import top_classes
+
+    feats = extract(load_audio(source, name=name), YAMNetConfig())
+    return top_classes(feats.scores, k)
+
+
+def figure(kind: str, a: dict, s: Settings):
+    """One plotly figure from `analyse`'s arrays."""
+    sr, hop = a["sr"], s.hop_length
+    if kind == "waveform":
+        return plotting.waveform(a["y"], sr)
+    if kind == "spec":
+        return plotting.spectrogram(a["spec"].db, sr, hop, freqs=a["spec"].freqs)
+    if kind == "mel":
+        return plotting.spectrogram(a["mel"].db, sr, hop, freqs=a["mel"].freqs, mel=True)
+    if kind == "mfcc":
+        return plotting.mfcc(a["mfcc"], sr, hop)
+    if kind == "overlay":
+        return plotting.spectral_overlay(a["spec"].db, sr, hop, a["centroid"], a["rolloff"],
+                                         freqs=a["spec"].freqs)
+    if kind == "zcr":
+        return plotting.zcr_rms(a["zcr"], a["rms"], sr, hop)
+    return plotting.chroma(a["chroma"], sr, hop)
+
+
+def settings_form() -> Settings:
+    with st.sidebar:
+        st.subheader("Analysis settings")
+        rate = st.selectbox("Sample rate", list(RATES), index=0, key="ex_sr",
+                            help="Resample the clip before analysis; 'native' keeps the file's rate.")
+        n_fft = st.select_slider("n_fft (window, samples)", N_FFTS, value=1024, key="ex_nfft")
+        hop = st.select_slider("Hop length (samples)", HOPS, value=256, key="ex_hop")
+        n_mels = st.slider("n_mels", 16, 256, 128, step=8, key="ex_nmels")
+        n_mfcc = st.slider("n_mfcc", 5, 40, 20, key="ex_nmfcc")
+    if hop > n_fft:
+        st.sidebar.warning(f"Hop {hop} > n_fft {n_fft}: using hop = n_fft.")
+        hop = n_fft
+    return Settings(RATES[rate], n_fft, hop, min(n_mfcc, n_mels), n_mels)
+
+
+def pick_clip(key: str, default_index: int = 0) -> tuple[str | bytes, str] | None:
+    """(source, name) of the clip chosen from the data set, an upload or a recording."""
+    source = st.radio("Clip from", SOURCES, horizontal=True, key=f"{key}_src")
+    if source == "Upload":
+        up = st.file_uploader(f"Audio file (WAV, FLAC, OGG, MP3; up to {upload_limit_mb()} MB)",
+                              type=["wav", "flac", "ogg", "oga", "mp3"], key=f"{key}_up")
+        return (up.getvalue(), up.name) if up else None
+    if source == "Record":
+        rec = st.audio_input("Record a clip", key=f"{key}_rec")
+        return (rec.getvalue(), "recording.wav") if rec else None
+    ds, _ = current_dataset()
+    if ds is None or not ds.items:
+        st.info("This data set has no clips yet: add some on the Data page, or upload one here.")
+        return None
+    labels = ds.labels
+    label = st.selectbox("Class", labels, key=f"{key}_label",
+                         index=min(default_index, len(labels) - 1))
+    items = [it for it in ds.items if it.label == label]
+    names = [it.path.name for it in items]
+    name = st.selectbox("Clip", names, key=f"{key}_clip")
+    item = items[names.index(name)] if name in names else items[0]
+    return str(item.path), item.path.name
+
+
+def show_clip(choice: tuple[str | bytes, str], s: Settings, kinds: list[str], slot: str) -> dict | None:
+    """Player, facts and the chosen figures for one clip."""
+    source, name = choice
+    a = None
+    with guard(f"Could not analyse '{name}'"):
+        a = analyse(source, name, s)
+    if a is None:
+        return None
+    st.audio(a["y"], sample_rate=a["sr"])
+    st.caption(f"**{name}** · {a['duration']:.2f} s · {a['sr']} Hz · "
+               f"{len(a['zcr'])} frames of {s.n_fft} samples, hop {s.hop_length}")
+    if a["silent"]:
+        st.warning("This clip is silent (nothing above -60 dBFS): features will be flat.")
+    for kind in kinds:
+        st.plotly_chart(figure(kind, a, s), key=f"fig_{slot}_{kind}")
+    return a
+
+
+def show_yamnet(choice: tuple[str | bytes, str]) -> None:
+    from audioclf.features import yamnet
+
+    source, name = choice
+    spec = yamnet.resolve_spec()
+    if spec.startswith(("http://", "https://")):
+        st.info("YAMNet is not set up on this machine (it would be downloaded from TF Hub). "
+                + yamnet.how_to_provide())
+        if not st.button("Try downloading it from TF Hub", key="yamnet_hub"):
+            return
+    top = None
+    try:
+        top = yamnet_top(source, name)
+    except yamnet.YAMNetUnavailable as exc:
+        st.info(str(exc))
+    except Exception as exc:  # noqa: BLE001 - e.g. no internet for TF Hub: say so, keep the page
+        st.error(f"YAMNet could not run: {exc}")
+    if top:
+        st.plotly_chart(plotting.top_classes([n for n, _ in top], [v for _, v in top]),
+                        key=f"yamnet_{name}")
+
+
+st.title("Explore")
+st.caption("Listen to a clip and see how audioclf's features describe it. "
+           "Change the analysis settings in the sidebar.")
+settings = settings_form()
+compare = st.toggle("Compare two clips side by side", key="ex_compare")
+
+if not compare:
+    choice = pick_clip("a")
+    if choice is None:
+        st.stop()
+    left, right = st.columns(2)
+    order = list(FIGURES.values())
+    a = None
+    with left:
+        a = show_clip(choice, settings, order[0::2], "l")
+    with right:
+        if a is not None:
+            for kind in order[1::2]:
+                st.plotly_chart(figure(kind, a, settings), key=f"fig_r_{kind}")
+            st.subheader("What YAMNet hears")
+            st.caption("Top AudioSet classes of the pretrained YAMNet model, averaged over the clip.")
+            show_yamnet(choice)
+else:
+    shown = st.multiselect("Figures", list(FIGURES), default=["Waveform", "Mel spectrogram (dB)", "MFCC"],
+                           key="ex_figs")
+    kinds = [FIGURES[f] for f in shown]
+    cols = st.columns(2)
+    for i, col in enumerate(cols):
+        with col:
+            st.subheader(f"Clip {'AB'[i]}")
+            choice = pick_clip("ab"[i], default_index=i)
+            if choice is not None:
+                show_clip(choice, settings, kinds, "ab"[i])
