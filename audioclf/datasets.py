@@ -252,26 +252,39 @@ def _extract_zip(zip_path: Path) -> Path:
 
     parent = workspace.datasets_dir()
     stamp = _zip_stamp(zip_path)
-    base = safe_name(zip_path.stem)
-    for k in range(1, 1000):
-        target = parent / (base if k == 1 else f"{base}-{k}")
-        if not target.exists():
-            break
-        try:
-            if json.loads((target / ZIP_MARKER).read_text()) == stamp:
-                return target
-        except (OSError, ValueError):
-            pass
-    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{base}.tmp-"))
+    base = safe_name(zip_path.stem) or "dataset"
+    tmp = None
     try:
-        safe_extract(zip_path, tmp)
-        (tmp / ZIP_MARKER).write_text(json.dumps(stamp))
-        os.replace(tmp, target)
+        for k in range(1, 1000):
+            target = parent / (base if k == 1 else f"{base}-{k}")
+            if _same_source(target, stamp):
+                return target
+            if target.exists():
+                continue  # a different data set already has this name
+            if tmp is None:
+                tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{base}.tmp-"))
+                safe_extract(zip_path, tmp)
+                (tmp / ZIP_MARKER).write_text(json.dumps(stamp))
+            try:
+                os.replace(tmp, target)
+                return target
+            except OSError:
+                # Someone else took the name meanwhile (maybe unpacking this very zip).
+                if _same_source(target, stamp):
+                    return target
     except DownloadError as exc:
         raise DatasetError(str(exc)) from None
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    raise DatasetError(f"Too many data sets named like '{base}' in {parent}.")
+
+
+def _same_source(folder: Path, stamp: dict) -> bool:
+    try:
+        return json.loads((folder / ZIP_MARKER).read_text()) == stamp
+    except (OSError, ValueError):
+        return False
 
 
 def _apply_group_pattern(items: list[Item], pattern: str) -> tuple[list[Item], list[tuple[str, str]]]:
@@ -313,7 +326,8 @@ def load_dataset(source: str | PathLike, *, group_pattern: str | None = None) ->
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix == ".zip":
-            path = _unwrap(_extract_zip(path))
+            path = _extract_zip(path)
+            name = path.name  # the folder in the workspace, which may carry a -2 suffix
         elif suffix in (".csv", ".tsv", ".txt"):
             items, problems = _load_manifest(path)
             return _finish(name, path.parent, items, problems, group_pattern, f"the manifest {path.name}")

@@ -83,6 +83,8 @@ def safe_extract(zip_path: str | PathLike, dest: str | PathLike) -> Path:
         raise DownloadError(f"{zip_path.name} is not a valid zip archive ({exc}).") from None
     except FileNotFoundError:
         raise DownloadError(f"Archive not found: {zip_path}") from None
+    except OSError as exc:  # disk full, permissions, a member both file and folder...
+        raise DownloadError(f"Could not unpack {zip_path.name} into {dest}: {exc.strerror or exc}.") from None
     return dest
 
 
@@ -187,14 +189,14 @@ def download_esc50(
             raise DownloadError(
                 f"{url} does not look like ESC-50: no folder with audio/ and {ESC50_META} inside."
             )
-        if dest.exists():
-            dest.rmdir()  # empty, checked above
         try:
+            if dest.is_dir() and not any(dest.iterdir()):
+                dest.rmdir()
             os.replace(root, dest)
-        except OSError:
-            # Another process finished first; use its copy if it is complete.
-            if find_esc50_root(dest) != dest:
-                raise
+        except OSError as exc:
+            # Another process finished first: use its copy if it is complete.
+            if not dest.is_dir() or find_esc50_root(dest) != dest:
+                raise DownloadError(f"Could not move ESC-50 into {dest}: {exc.strerror or exc}.") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return dest

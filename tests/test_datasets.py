@@ -116,7 +116,40 @@ def test_zip_of_class_folders_extracted_into_workspace(tmp_path):
     ds = load_dataset(zpath)
     assert ds.labels == ["a", "b"] and len(ds) == 6
     assert ds.root.is_relative_to(workspace.datasets_dir())
+    assert ds.name == "my clips"
     assert load_dataset(zpath).root == ds.root  # unchanged zip: not unpacked twice
+    other = tmp_path / "other" / "my clips.zip"  # same name, other content: no clash
+    other.parent.mkdir()
+    with zipfile.ZipFile(other, "w") as zf:
+        for f in sorted(root.rglob("a_*.wav")) + sorted(root.rglob("b_0.wav")):
+            zf.write(f, f.relative_to(root))
+    ds2 = load_dataset(other)
+    assert ds2.name == "my clips-2" and len(ds2) == 4 and len(load_dataset(zpath)) == 6
+
+
+def test_same_zip_loaded_concurrently(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    root = make_class_folders(tmp_path / "src", n=2)
+    zpath = tmp_path / "together.zip"
+    with zipfile.ZipFile(zpath, "w") as zf:
+        for f in sorted(root.rglob("*.wav")):
+            zf.write(f, f.relative_to(root))
+    with ThreadPoolExecutor(3) as pool:
+        roots = {ds.root for ds in pool.map(lambda _: load_dataset(zpath), range(3))}
+    assert roots == {workspace.datasets_dir() / "together"}
+    assert not [p for p in workspace.datasets_dir().iterdir() if p.name.startswith(".together")]
+
+
+def test_corrupt_zip_is_a_dataset_error(tmp_path):
+    zpath = tmp_path / "broken.zip"
+    with zipfile.ZipFile(zpath, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("a/x.wav", wav_bytes())
+    raw = bytearray(zpath.read_bytes())
+    raw[200] ^= 0xFF  # flip a byte inside the stored wav data: CRC mismatch
+    zpath.write_bytes(bytes(raw))
+    with pytest.raises(DatasetError, match="not a valid zip"):
+        load_dataset(zpath)
 
 
 def test_hostile_zip_refused(tmp_path):
