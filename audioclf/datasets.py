@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 import re
 import shutil
@@ -123,7 +122,7 @@ def _class_folder_items(
             problems.append((str(entry), f"{reason}, skipped"))
             continue
         found = 0
-        for dirpath, dirnames, filenames in os.walk(entry, followlinks=True):
+        for dirpath, dirnames, filenames in os.walk(entry):
             dirnames[:] = sorted(d for d in dirnames if not _hidden(Path(d)))
             for name in sorted(filenames):
                 path = Path(dirpath) / name
