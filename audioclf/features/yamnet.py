@@ -280,24 +280,24 @@ class TFLiteYAMNet:
         self._lock = threading.Lock()
         try:
             self._single = _Runner(self.path, num_threads, 1 if batch else 0)
-            self._batched = _Runner(self.path, num_threads, batch) if batch > 1 else None
         except YAMNetUnavailable:
             raise
-        except Exception as exc:
+        except Exception as exc:  # the runtime raises ValueError/RuntimeError for bad files
             raise YAMNetUnavailable(f"{path} is not a usable YAMNet TFLite model ({exc}). {how_to_provide()}") from None
-        if self._batched is not None and not self._batch_matches():
-            self._batched = None  # an unfamiliar graph: stay correct, one window per call
+        self._batched = self._batched_runner(batch) if batch > 1 else None
         self.batch = self._batched.batch if self._batched is not None else (1 if batch else 0)
 
-    def _batch_matches(self) -> bool:
-        """True if the batched interpreter gives what one window per call gives."""
-        x = np.random.default_rng(0).uniform(-1, 1, (self._batched.batch, WINDOW)).astype(np.float32)
+    def _batched_runner(self, batch: int) -> _Runner | None:
+        """A runner for ``batch`` windows per call, if it gives what one window per call gives."""
+        x = np.random.default_rng(0).uniform(-1, 1, (batch, WINDOW)).astype(np.float32)
         try:
-            got = self._batched(x)
+            runner = _Runner(self.path, self.num_threads, batch)
+            got = runner(x)
             want = [np.concatenate(p) for p in zip(*(self._single(w[None]) for w in x))]
-        except Exception:
-            return False
-        return all(np.allclose(g, w, rtol=1e-4, atol=1e-5) for g, w in zip(got, want))
+        except Exception:  # an unfamiliar graph: stay correct, one window per call
+            return None
+        same = all(np.allclose(g, w, rtol=1e-4, atol=1e-5) for g, w in zip(got, want))
+        return runner if same else None
 
     def run_windows(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Scores (n, 521) and embeddings (n, 1024) of (n, WINDOW) 16 kHz windows."""
