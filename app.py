@@ -1,6 +1,6 @@
 """audioclf's Streamlit app: `streamlit run app.py`.
 
-The entry point only sets up navigation; each page lives in pages/ and is a
+The entry point only sets up navigation; each page lives in app_pages/ and is a
 thin layer of widgets over the `audioclf` library. TensorFlow is imported by
 the pages that need it (Train, Runs, Predict), never here, so the first page
 opens fast.
@@ -14,17 +14,19 @@ from pathlib import Path
 import streamlit as st
 
 ROOT = Path(__file__).resolve().parent
-# `streamlit run` puts this folder on sys.path, AppTest does not; pages import pages.common.
+# `streamlit run` puts this folder on sys.path, AppTest does not; pages import app_pages.common.
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+# Pages live in app_pages/, not pages/: a pages/ folder switches Streamlit (and AppTest) into
+# its legacy file-based multipage mode, which runs page files without this entry point.
 PAGES = {
     "audioclf": [
-        st.Page("pages/data.py", title="Data", icon=":material/library_music:", default=True),
-        st.Page("pages/explore.py", title="Explore", icon=":material/graphic_eq:"),
-        st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
-        st.Page("pages/runs.py", title="Runs", icon=":material/leaderboard:"),
-        st.Page("pages/predict.py", title="Predict", icon=":material/online_prediction:"),
+        st.Page("app_pages/data.py", title="Data", icon=":material/library_music:", default=True),
+        st.Page("app_pages/explore.py", title="Explore", icon=":material/graphic_eq:"),
+        st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
+        st.Page("app_pages/runs.py", title="Runs", icon=":material/leaderboard:"),
+        st.Page("app_pages/predict.py", title="Predict", icon=":material/online_prediction:"),
     ],
 }
 
@@ -33,7 +35,7 @@ log = logging.getLogger("audioclf.app")
 st.set_page_config(page_title="audioclf", page_icon=":material/graphic_eq:", layout="wide")
 page = st.navigation(PAGES)
 try:
-    from pages.common import dataset_sidebar
+    from app_pages.common import dataset_sidebar
 
     # In the entry point, so the choice is one widget shared by every page.
     dataset_sidebar()

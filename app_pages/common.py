@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,10 +32,11 @@ def library_errors() -> tuple[type[BaseException], ...]:
                          ("audioclf.models", "ModelError"),
                          ("audioclf.training", "TrainingError"),
                          ("audioclf.runs", "RunError"),
+                         ("audioclf.evaluation", "EvaluationError"),
+                         ("audioclf.download", "DownloadError"),
                          ("audioclf.predict", "PredictError"),
                          ("audioclf.features.yamnet", "YAMNetUnavailable")):
         # Only modules already imported: this must not pull in TensorFlow.
-        import sys
         mod = sys.modules.get(module)
         err = getattr(mod, name, None) if mod else None
         if isinstance(err, type) and issubclass(err, BaseException):

@@ -1,13 +1,14 @@
 """Data: choose or create a data set, add clips (upload, zip, recording), play, relabel, delete."""
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from audioclf import plotting
-from pages.common import (DATASET_KEY, current_dataset, fmt_seconds, guard, select_dataset,
+from app_pages.common import (DATASET_KEY, current_dataset, fmt_seconds, guard, select_dataset,
                           upload_limit_mb)
 
 NEW_CLASS = "New class..."
@@ -26,6 +27,33 @@ def class_choice(labels: list[str], key: str) -> str | None:
     return name or None
 
 
+def expand(up, label: str) -> list[tuple[str, str, bytes]]:
+    """(label, filename, bytes) for an uploaded file; a zip gives one entry per audio member.
+
+    Members inside a folder take the folder's name as label (a zip of class folders);
+    loose members take `label`. Unzipping goes through the library's safe_extract
+    (no path traversal, no zip bombs).
+    """
+    if not up.name.lower().endswith(".zip"):
+        return [(label, up.name, up.getvalue())]
+    from audioclf.audio import SUPPORTED_EXTENSIONS
+    from audioclf.download import safe_extract
+
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = Path(tmp) / "upload.zip"
+        archive.write_bytes(up.getvalue())
+        root = safe_extract(archive, Path(tmp) / "x")
+        out = []
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            rel = path.relative_to(root)
+            if path.suffix.lower() not in SUPPORTED_EXTENSIONS or any(
+                    part.startswith((".", "__MACOSX")) for part in rel.parts):
+                continue
+            out.append((path.parent.name if len(rel.parts) > 1 else label, path.name,
+                        path.read_bytes()))
+        return out
+
+
 def add_files(root: Path, label: str, files: list) -> None:
     """Save uploads (audio files or zips) into the data set; report what was refused."""
     from audioclf import datasets
@@ -34,10 +62,16 @@ def add_files(root: Path, label: str, files: list) -> None:
     bar = st.progress(0.0, text="Checking and saving clips...")
     for i, up in enumerate(files, 1):
         try:
-            result = datasets.add_clip(root, label, up.name, up.getvalue())
-            added += len(result) if isinstance(result, (list, tuple)) else 1
-        except ValueError as exc:  # AudioError and DatasetError: messages for people
-            refused.append({"file": up.name, "reason": str(exc)})
+            entries = expand(up, label)
+        except (OSError, ValueError) as exc:  # DownloadError, BadZipFile: not a usable zip
+            refused.append({"file": up.name, "reason": f"not a usable zip file ({exc})"})
+            entries = []
+        for clip_label, filename, data in entries:
+            try:
+                datasets.add_clip(root, clip_label, filename, data)
+                added += 1
+            except ValueError as exc:  # AudioError and DatasetError: messages for people
+                refused.append({"file": filename, "reason": str(exc)})
         bar.progress(i / len(files), text=f"{i} / {len(files)} files checked")
     bar.empty()
     st.session_state["data_flash"] = (added, refused, label)
@@ -49,7 +83,7 @@ def show_flash() -> None:
         return
     added, refused, label = flash
     if added:
-        st.success(f"Added {added} clip(s) to class '{label}'.", icon=":material/check_circle:")
+        st.success(f"Added {added} clip(s) to the data set.", icon=":material/check_circle:")
     if refused:
         st.error(f"{len(refused)} file(s) were not added:", icon=":material/error:")
         st.dataframe(pd.DataFrame(refused), hide_index=True, width="stretch")

@@ -8,7 +8,7 @@ import streamlit as st
 
 from audioclf import plotting
 from audioclf.audio import load_audio
-from pages.common import current_dataset, guard, upload_limit_mb
+from app_pages.common import current_dataset, guard, upload_limit_mb
 
 RATES = {"native": None, "8000 Hz": 8000, "16000 Hz": 16000, "22050 Hz": 22050, "44100 Hz": 44100}
 N_FFTS = (256, 512, 1024, 2048, 4096)

@@ -1,0 +1,281 @@
+"""Train: choose features, model, hyperparameters and split; train in the background and watch it."""
+from __future__ import annotations
+
+import streamlit as st
+
+from audioclf import plotting
+from audioclf.datasets import METHODS, SplitConfig
+from audioclf.features import MFCCConfig, SpectralConfig
+from audioclf.models import ACTIVATIONS, KINDS, ModelConfig
+from audioclf.training import TrainConfig  # light: TensorFlow is imported by the training process
+from app_pages.common import ACTIVE_RUN_KEY, DATASET_KEY, current_dataset, fmt_seconds, guard
+
+POLL_SECONDS = 1.0
+FEATURE_KINDS = {"MFCC sequence": "mfcc", "Spectral frames (MFCC, centroid, roll-off, ZCR, chroma, RMS)":
+                 "spectral", "YAMNet embeddings (pretrained)": "yamnet"}
+MODEL_NAMES = {"bilstm": "Bidirectional LSTM", "lstm": "LSTM", "gru": "GRU", "simplernn": "SimpleRNN",
+               "baseline": "Dense baseline (clip mean and std)"}
+SPLIT_NAMES = {"stratified": "Random, stratified by class", "group": "By group (e.g. speaker)",
+               "fixed": "Fixed train/val/test folders", "kfold": "k-fold cross-validation (not saved)"}
+KFOLD = "kfold"
+RATES = {"16000 Hz": 16000, "22050 Hz": 22050, "44100 Hz": 44100, "native (each file's rate)": None}
+UNITS = (16, 32, 48, 64, 96, 128, 192, 256)
+BATCHES = (16, 32, 64, 128)
+LEARNING_RATES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
+N_FFTS = (256, 512, 1024, 2048, 4096)
+HOPS = (64, 128, 256, 512, 1024)
+
+
+def _options(values, default) -> list:
+    """`values` with the library default included (forms never invent other defaults)."""
+    return sorted(set(values) | {default}, key=lambda v: (v is None, v))
+
+
+def _select(label, values, default, **kw):
+    opts = _options(values, default)
+    return st.selectbox(label, opts, index=opts.index(default), **kw)
+
+
+def feature_fields(kind: str):
+    """Widgets for the chosen feature type; returns a function building its config."""
+    if kind == "yamnet":
+        st.caption("1024-d YAMNet embedding per 0.96 s window (0.48 s hop), audio resampled to 16 kHz.")
+        from audioclf.features import YAMNetConfig
+
+        return lambda: YAMNetConfig()
+    base = MFCCConfig() if kind == "mfcc" else SpectralConfig()
+    rate_names = list(RATES)
+    default_rate = next((k for k, v in RATES.items() if v == base.sr), rate_names[0])
+    if kind == "spectral":
+        rate_names = [r for r in rate_names if RATES[r] is not None]  # spectral needs a fixed rate
+    rate = st.selectbox("Sample rate", rate_names, index=rate_names.index(default_rate), key="tr_sr")
+    n_mfcc = st.slider("n_mfcc", 5, 40, base.n_mfcc, key="tr_nmfcc")
+    n_fft = _select("n_fft (window, samples)", N_FFTS, base.n_fft, key="tr_nfft")
+    hop = _select("Hop length (samples)", HOPS, base.hop_length, key="tr_hop")
+    n_mels = st.slider("n_mels", 16, 256, base.n_mels, step=8, key="tr_nmels")
+    deltas = st.checkbox("Add deltas and delta-deltas", value=getattr(base, "deltas", False),
+                         disabled=kind != "mfcc", key="tr_deltas")
+    if kind == "mfcc":
+        return lambda: MFCCConfig(sr=RATES[rate], n_mfcc=n_mfcc, n_fft=n_fft, hop_length=hop,
+                                  n_mels=n_mels, deltas=deltas)
+    return lambda: SpectralConfig(sr=RATES[rate], n_fft=n_fft, hop_length=hop, n_mfcc=n_mfcc,
+                                  n_mels=n_mels)
+
+
+def model_fields(kind: str):
+    base = ModelConfig(kind=kind) if kind != "baseline" else ModelConfig(kind=kind, rnn_units=())
+    if kind != "baseline":
+        layers = st.slider("Recurrent layers", 1, 3, max(1, len(base.rnn_units)), key="tr_layers")
+        units = _select("Units per recurrent layer", UNITS, base.rnn_units[0] if base.rnn_units else 64, key="tr_units")
+    else:
+        layers, units = 0, 0
+    dense_layers = st.slider("Dense layers", 0 if kind != "baseline" else 1, 3,
+                             max(len(base.dense_units), 0 if kind != "baseline" else 1), key="tr_dense_layers")
+    dense_units = _select("Units per dense layer", UNITS, base.dense_units[0] if base.dense_units else 64, key="tr_dense_units")
+    activation = st.selectbox("Activation", ACTIVATIONS, index=ACTIVATIONS.index(base.activation), key="tr_act")
+    dropout = st.slider("Dropout", 0.0, 0.8, float(base.dropout), step=0.05, key="tr_dropout")
+    l2 = st.number_input("L2 regularisation", 0.0, 1.0, float(base.l2), step=1e-4, format="%.5f", key="tr_l2")
+    return lambda: ModelConfig(kind=kind, rnn_units=(units,) * layers, dense_units=(dense_units,) * dense_layers,
+                               activation=activation, dropout=dropout, l2=l2)
+
+
+def train_fields():
+    base = TrainConfig()
+    lr = st.select_slider("Learning rate", _options(LEARNING_RATES, base.learning_rate), value=base.learning_rate, key="tr_lr")
+    batch = _select("Batch size", BATCHES, base.batch_size, key="tr_batch")
+    epochs = st.number_input("Epochs (maximum)", 1, 1000, base.epochs, key="tr_epochs")
+    patience_opts = [*_options((5, 10, 20), base.patience), "none"]
+    patience = st.selectbox("Early-stopping patience (epochs)", patience_opts,
+                            index=patience_opts.index(base.patience if base.patience else "none"), key="tr_patience")
+    weights = st.checkbox("Class weights (balance rare classes)", value=base.class_weights, key="tr_weights")
+    return lambda seed: TrainConfig(learning_rate=lr, batch_size=batch, epochs=int(epochs),
+                                    patience=None if patience == "none" else int(patience),
+                                    class_weights=weights, seed=seed)
+
+
+def split_fields(method: str):
+    base = SplitConfig()
+    k, by_group = 5, False
+    if method == KFOLD:
+        k = st.slider("Folds (k)", 2, 10, 5, key="tr_k")
+        by_group = st.checkbox("Keep groups together (regex below)", key="tr_kgroup")
+        val = st.slider("Validation share (for early stopping, inside each fold)", 0.05, 0.4,
+                        base.val, step=0.05, key="tr_val")
+        test = 0.0
+    elif method == "fixed":
+        st.caption("Uses the data set's own train/ val/ test/ folders.")
+        val = test = 0.0
+    else:
+        val = st.slider("Validation share", 0.05, 0.4, base.val, step=0.05, key="tr_val")
+        test = st.slider("Test share", 0.05, 0.4, base.test, step=0.05, key="tr_test")
+    pattern = None
+    if method == "group" or by_group:
+        pattern = st.text_input("Group regex (first group = group id)", r"^\d+_([A-Za-z]+)_", key="tr_group",
+                                help="Clips whose file names give the same group never end up in two "
+                                     "splits. The default takes the speaker of FSDD names like 3_jackson_12.wav.")
+    seed = st.number_input("Seed", 0, 2**31 - 1, base.seed, key="tr_seed")
+    real = ("group" if by_group else "stratified") if method == KFOLD else method
+    return lambda: SplitConfig(method=real, val=val, test=test, seed=int(seed),
+                               group_pattern=pattern or None), int(seed), k
+
+
+def cross_validate(cfg, k: int) -> None:
+    """k-fold cross-validation in this session (blocking, with progress); scores are shown, not saved."""
+    from audioclf.evaluation import cross_validate as run_cv
+
+    with st.status(f"{k}-fold cross-validation...", expanded=True) as status:
+        bar = st.progress(0.0, text="Extracting features")
+
+        def progress(event: dict) -> None:
+            if event["phase"] == "extracting" and event.get("total"):
+                bar.progress(event["done"] / event["total"],
+                             text=f"Extracting features: {event['done']} / {event['total']}")
+            elif event["phase"] == "training":
+                bar.progress((event["fold"] - 1) / event["folds"],
+                             text=f"Training fold {event['fold']} / {event['folds']}")
+            elif event["phase"] == "fold":
+                st.write(f"Fold {event['fold']}: macro F1 {event['macro_f1']:.3f}, "
+                         f"accuracy {event['accuracy']:.3f}")
+
+        result = run_cv(cfg, k, progress=progress)
+        bar.progress(1.0, text="Done")
+        status.update(label=f"{k}-fold cross-validation: macro F1 {result.macro_f1_mean:.3f} "
+                            f"± {result.macro_f1_std:.3f}", state="complete")
+    st.session_state["cv_result"] = result.to_dict()
+
+
+def start(ds, make_features, make_model, make_train, make_split, name: str) -> None:
+    """Validate everything, then start the background run (or cross-validate)."""
+    from audioclf.datasets import check_trainable
+    from audioclf.training import RunConfig, start_training
+
+    with guard("Cannot start training"):
+        split, seed, k = make_split
+        split = split()
+        cfg = RunConfig(dataset=ds.name, split=split, features=make_features(), model=make_model(),
+                        train=make_train(seed), name=name.strip())
+        check_trainable(ds)
+        if split_method == KFOLD:
+            cross_validate(cfg, k)
+            return
+        check_trainable(ds, split)
+        if split.method != "stratified":
+            from audioclf.datasets import split_dataset
+
+            check_trainable(split_dataset(ds, split))
+        st.session_state[ACTIVE_RUN_KEY] = start_training(cfg)
+        st.rerun()
+
+
+def active_run() -> str | None:
+    """This session's run, else the newest run still in progress (e.g. after leaving the page)."""
+    from audioclf.runs import list_runs
+
+    run_id = st.session_state.get(ACTIVE_RUN_KEY)
+    runs = list_runs()
+    if run_id and any(r.id == run_id for r in runs):
+        return run_id
+    live = [r for r in runs if r.state not in ("done", "failed", "cancelled")]
+    return live[0].id if live else None
+
+
+def show_status(run_id: str) -> bool:
+    """Progress of one run; returns True when it has finished."""
+    from audioclf.training import cancel_run, run_status
+
+    s = run_status(run_id)
+    st.subheader(f"Run {run_id}")
+    if s.state in ("queued", "extracting"):
+        frac = s.phase_done / s.phase_total if s.phase_total else 0.0
+        st.progress(frac, text=f"Extracting features: {s.phase_done} / {s.phase_total} clips"
+                    if s.phase_total else "Starting (loading the data set and TensorFlow)...")
+    elif s.state == "training":
+        st.progress(s.epoch / s.epochs if s.epochs else 0.0,
+                    text=f"Training: epoch {s.epoch} / {s.epochs} (early stopping may end it sooner)")
+    c = st.columns(4)
+    c[0].metric("State", s.state)
+    c[1].metric("Elapsed", fmt_seconds(s.elapsed))
+    c[2].metric("Remaining (estimate)", fmt_seconds(s.eta) if not s.final else "-")
+    if s.history:
+        last = s.history[-1]
+        acc = last.get("val_accuracy", last.get("accuracy"))
+        c[3].metric("Validation accuracy" if "val_accuracy" in last else "Accuracy",
+                    f"{acc:.3f}" if acc is not None else "-")
+        st.plotly_chart(plotting.learning_curves(list(s.history)), key=f"curves_{run_id}")
+    if s.state == "done":
+        st.success("Training finished. See its evaluation on the Runs page.", icon=":material/check_circle:")
+        st.page_link("app_pages/runs.py", label="Open Runs", icon=":material/leaderboard:")
+    elif s.state == "failed":
+        st.error(f"Training failed: {s.message}", icon=":material/error:")
+    elif s.state == "cancelled":
+        st.warning("Training was cancelled.")
+    elif st.button("Cancel training", key=f"cancel_{run_id}", icon=":material/stop_circle:"):
+        with guard("Cancelling"):
+            cancel_run(run_id)
+            st.rerun()
+    return s.final
+
+
+@st.fragment(run_every=POLL_SECONDS)
+def monitor(run_id: str) -> None:
+    # Only this fragment reruns every second; a full rerun once the run ends swaps in the static view.
+    if show_status(run_id):
+        st.rerun()
+
+
+st.title("Train")
+ds, summary = current_dataset()
+run_id = None
+with guard("Reading runs"):
+    run_id = active_run()
+if run_id:
+    from audioclf.runs import read_status
+
+    if read_status(run_id).get("state") in ("done", "failed", "cancelled"):
+        with st.expander(f"Last run: {run_id}", expanded=True):
+            show_status(run_id)
+    else:
+        monitor(run_id)
+    st.divider()
+
+if ds is None:
+    st.stop()
+st.caption(f"Data set **{st.session_state.get(DATASET_KEY)}**: {len(ds.items)} clips, "
+           f"{len(ds.labels)} classes. Defaults are the library's; they train well on small data sets.")
+if len(ds.labels) < 2:
+    st.error("Training needs at least two classes; this data set has "
+             f"{len(ds.labels)}. Add clips of another class on the Data page.", icon=":material/error:")
+
+top = st.columns(3)
+feature_kind = FEATURE_KINDS[top[0].selectbox("Features", list(FEATURE_KINDS), key="tr_feat")]
+model_kind = top[1].selectbox("Model", KINDS, index=KINDS.index(ModelConfig().kind),
+                              format_func=MODEL_NAMES.get, key="tr_model")
+split_method = top[2].selectbox("Split", [*METHODS, KFOLD], format_func=SPLIT_NAMES.get, key="tr_split")
+
+with st.form("train_form"):
+    cols = st.columns(4)
+    with cols[0]:
+        st.markdown("**Features**")
+        make_features = feature_fields(feature_kind)
+    with cols[1]:
+        st.markdown("**Model**")
+        make_model = model_fields(model_kind)
+    with cols[2]:
+        st.markdown("**Training**")
+        make_train = train_fields()
+    with cols[3]:
+        st.markdown("**Split**")
+        make_split = split_fields(split_method)
+        run_name = st.text_input("Run name (optional)", placeholder="e.g. gru-mfcc-baseline", key="tr_name")
+    submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
+if submitted:
+    start(ds, make_features, make_model, make_train, make_split, run_name)
+cv = st.session_state.get("cv_result")
+if cv:
+    st.subheader(f"Last cross-validation ({cv['k']} folds)")
+    c = st.columns(2)
+    c[0].metric("Macro F1", f"{cv['macro_f1_mean']:.3f} ± {cv['macro_f1_std']:.3f}")
+    c[1].metric("Accuracy", f"{cv['accuracy_mean']:.3f} ± {cv['accuracy_std']:.3f}")
+    st.dataframe({"fold": list(range(1, cv["k"] + 1)), "macro F1": cv["macro_f1"],
+                  "accuracy": cv["accuracy"], "epochs": cv["epochs"] or [None] * cv["k"]},
+                 hide_index=True)
