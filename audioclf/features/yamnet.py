@@ -90,9 +90,7 @@ def pad_waveform(y: np.ndarray) -> np.ndarray:
 
 def frame_waveform(y: np.ndarray) -> np.ndarray:
     """(frames, WINDOW) windows of the padded waveform, a read-only strided view."""
-    y = pad_waveform(y)
-    view = np.lib.stride_tricks.sliding_window_view(y, WINDOW)[::HOP]
-    return view
+    return np.lib.stride_tricks.sliding_window_view(pad_waveform(y), WINDOW)[::HOP]
 
 
 def frame_times(n: int) -> np.ndarray:
