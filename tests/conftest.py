@@ -66,3 +66,18 @@ def wav_file(tmp_path) -> Path:
     path = tmp_path / "tone.wav"
     sf.write(path, tone(440.0), 16000)
     return path
+
+
+@pytest.fixture(scope="session")
+def trained_run(fsdd_small, workspace_home) -> str:
+    """One small real training run (MFCC + GRU on `fsdd_small`), shared by the engine tests."""
+    from audioclf.datasets import SplitConfig
+    from audioclf.features import MFCCConfig
+    from audioclf.models import ModelConfig
+    from audioclf.training import RunConfig, TrainConfig, train
+
+    cfg = RunConfig(dataset=str(fsdd_small), split=SplitConfig(val=0.25, test=0.25, seed=0),
+                    features=MFCCConfig(), name="fixture",
+                    model=ModelConfig(kind="gru", rnn_units=(16,), dense_units=(16,)),
+                    train=TrainConfig(epochs=4, patience=None, batch_size=8, learning_rate=3e-3))
+    return train(cfg)

@@ -1,0 +1,217 @@
+"""Model configs and Keras builders for sequence classifiers.
+
+Every model takes the same input: a batch of raw feature sequences
+(batch, frames, dims), padded AFTER the last frame with `PAD_VALUE`. The model
+masks padded frames itself and standardises features with statistics learned
+on the training split, so a saved model takes raw features and a clip's
+length does not leak into its prediction.
+
+Keras is imported lazily: importing this module does not load TensorFlow.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, fields
+from functools import lru_cache
+from typing import Any, Sequence
+
+import numpy as np
+
+KINDS = ("bilstm", "lstm", "gru", "simplernn", "baseline")
+RECURRENT_KINDS = ("bilstm", "lstm", "gru", "simplernn")
+ACTIVATIONS = ("relu", "tanh", "elu", "gelu")
+MAX_RNN_LAYERS = 3
+MAX_DENSE_LAYERS = 3
+MAX_UNITS = 1024
+# Real features never have a frame whose every value is exactly -1e6 (MFCC c0 of
+# digital silence is around -1100), so this cannot collide with a real frame.
+PAD_VALUE = -1.0e6
+MODEL_PREFIX = "audioclf"  # model.name marks a model as ours (see runs.load_model)
+TF_THREADS = int(os.environ.get("AUDIOCLF_TF_THREADS", "2"))
+
+
+class ModelError(ValueError):
+    """A model config or a model file that cannot be used; message is for people."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of a classifier: recurrent layers, dense head, regularisation."""
+
+    kind: str = "gru"
+    rnn_units: tuple[int, ...] = (64,)
+    dense_units: tuple[int, ...] = (64,)
+    activation: str = "relu"
+    dropout: float = 0.2
+    l2: float = 1e-4
+
+    def __post_init__(self) -> None:
+        # Accept lists (JSON, forms) but store tuples so configs stay hashable.
+        object.__setattr__(self, "rnn_units", tuple(int(u) for u in self.rnn_units))
+        object.__setattr__(self, "dense_units", tuple(int(u) for u in self.dense_units))
+        validate_model_config(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["rnn_units"], d["dense_units"] = list(self.rnn_units), list(self.dense_units)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ModelError(f"Unknown model setting(s): {', '.join(sorted(unknown))}.")
+        return cls(**d)
+
+
+def validate_model_config(cfg: ModelConfig) -> None:
+    """Raise ModelError with a readable message if `cfg` cannot be built."""
+    if cfg.kind not in KINDS:
+        raise ModelError(f"Unknown model kind {cfg.kind!r}; choose one of {', '.join(KINDS)}.")
+    if cfg.kind in RECURRENT_KINDS and not 1 <= len(cfg.rnn_units) <= MAX_RNN_LAYERS:
+        raise ModelError(f"A {cfg.kind} model needs 1 to {MAX_RNN_LAYERS} recurrent layers, "
+                         f"got {len(cfg.rnn_units)}.")
+    if len(cfg.dense_units) > MAX_DENSE_LAYERS:
+        raise ModelError(f"At most {MAX_DENSE_LAYERS} dense layers, got {len(cfg.dense_units)}.")
+    if cfg.kind == "baseline" and not cfg.dense_units:
+        raise ModelError("The baseline model needs at least one dense layer.")
+    for u in (*cfg.rnn_units, *cfg.dense_units):
+        if not 1 <= u <= MAX_UNITS:
+            raise ModelError(f"Layer sizes must be between 1 and {MAX_UNITS} units, got {u}.")
+    if cfg.activation not in ACTIVATIONS:
+        raise ModelError(f"Unknown activation {cfg.activation!r}; "
+                         f"choose one of {', '.join(ACTIVATIONS)}.")
+    if not 0.0 <= cfg.dropout < 1.0:
+        raise ModelError(f"Dropout must be in [0, 1), got {cfg.dropout}.")
+    if not 0.0 <= cfg.l2 <= 1.0:
+        raise ModelError(f"L2 regularisation must be in [0, 1], got {cfg.l2}.")
+
+
+def pad_sequences(seqs: Sequence[np.ndarray], length: int | None = None) -> np.ndarray:
+    """Stack (frames, dims) arrays into (batch, length, dims), padding after with PAD_VALUE."""
+    if not seqs:
+        raise ModelError("No sequences to pad.")
+    length = length or max(len(s) for s in seqs)
+    dims = seqs[0].shape[1]
+    out = np.full((len(seqs), length, dims), PAD_VALUE, dtype=np.float32)
+    for i, s in enumerate(seqs):
+        n = min(len(s), length)
+        out[i, :n] = s[:n]
+    return out
+
+
+def frame_stats(seqs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and variance over all frames of `seqs` (training split)."""
+    frames = np.concatenate([np.asarray(s, np.float64) for s in seqs], axis=0)
+    return frames.mean(0), np.maximum(frames.var(0), 1e-8)
+
+
+def summary_stats(seqs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance of clip-level [mean, std] vectors (the baseline's input)."""
+    summ = np.stack([np.concatenate([s.mean(0), s.std(0)]) for s in seqs]).astype(np.float64)
+    return summ.mean(0), np.maximum(summ.var(0), 1e-8)
+
+
+def input_stats(cfg: ModelConfig, seqs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The standardisation statistics `build_model` needs for this kind of model."""
+    return summary_stats(seqs) if cfg.kind == "baseline" else frame_stats(seqs)
+
+
+def configure_tensorflow(threads: int = TF_THREADS) -> None:
+    """Quiet TF logging and pin its thread pools (call before importing keras)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    _configure_threads(threads)
+
+
+@lru_cache(maxsize=1)
+def _configure_threads(threads: int) -> None:
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # TF already initialised its pools: keep them
+        pass
+    tf.get_logger().setLevel("ERROR")
+
+
+@lru_cache(maxsize=1)
+def custom_objects() -> dict[str, Any]:
+    """Register and return our custom layers (needed before keras.saving.load_model)."""
+    configure_tensorflow()
+    import keras
+    from keras import ops
+
+    @keras.saving.register_keras_serializable(package="audioclf")
+    class MaskedMeanStd(keras.layers.Layer):
+        """Clip-level mean and std over unmasked frames: (b, t, d) -> (b, 2d)."""
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.supports_masking = True
+
+        def call(self, inputs, mask=None):
+            if mask is None:
+                w = ops.ones_like(inputs[..., :1])
+            else:
+                w = ops.expand_dims(ops.cast(mask, inputs.dtype), -1)
+            n = ops.maximum(ops.sum(w, axis=1), 1.0)
+            mean = ops.sum(inputs * w, axis=1) / n
+            var = ops.sum(ops.square(inputs - ops.expand_dims(mean, 1)) * w, axis=1) / n
+            return ops.concatenate([mean, ops.sqrt(ops.maximum(var, 0.0))], axis=-1)
+
+        def compute_mask(self, inputs, mask=None):
+            return None
+
+        def compute_output_shape(self, input_shape):
+            return (input_shape[0], 2 * input_shape[-1])
+
+    return {"audioclf>MaskedMeanStd": MaskedMeanStd}
+
+
+def build_model(cfg: ModelConfig, n_features: int, n_classes: int, *,
+                mean: np.ndarray, variance: np.ndarray):
+    """An uncompiled Keras model: padded raw sequences -> class probabilities.
+
+    `mean`/`variance` standardise the inputs (from `input_stats` on the training
+    split) and are stored in the model's Normalization layer.
+    """
+    validate_model_config(cfg)
+    if n_classes < 2:
+        raise ModelError("A classifier needs at least two classes.")
+    layers_ = custom_objects()
+    import keras
+    from keras import layers
+
+    reg = keras.regularizers.L2(cfg.l2) if cfg.l2 > 0 else None
+    inputs = keras.Input(shape=(None, n_features), name="features")
+    x = layers.Masking(mask_value=PAD_VALUE, name="mask")(inputs)
+    if cfg.kind == "baseline":
+        x = layers_["audioclf>MaskedMeanStd"](name="mean_std")(x)
+        x = layers.Normalization(mean=mean, variance=variance, name="standardize")(x)
+    else:
+        x = layers.Normalization(mean=mean, variance=variance, name="standardize")(x)
+        for i, units in enumerate(cfg.rnn_units):
+            last = i == len(cfg.rnn_units) - 1
+            x = _recurrent(cfg.kind, units, not last, reg, f"rnn{i + 1}")(x)
+            if cfg.dropout:
+                x = layers.Dropout(cfg.dropout, name=f"rnn{i + 1}_dropout")(x)
+    for i, units in enumerate(cfg.dense_units):
+        x = layers.Dense(units, activation=cfg.activation, kernel_regularizer=reg,
+                         name=f"dense{i + 1}")(x)
+        if cfg.dropout:
+            x = layers.Dropout(cfg.dropout, name=f"dense{i + 1}_dropout")(x)
+    outputs = layers.Dense(n_classes, activation="softmax", name="probs")(x)
+    return keras.Model(inputs, outputs, name=f"{MODEL_PREFIX}_{cfg.kind}")
+
+
+def _recurrent(kind: str, units: int, return_sequences: bool, reg, name: str):
+    from keras import layers
+
+    kw = dict(return_sequences=return_sequences, kernel_regularizer=reg)
+    if kind == "bilstm":
+        return layers.Bidirectional(layers.LSTM(units, **kw), name=name)
+    cls = {"lstm": layers.LSTM, "gru": layers.GRU, "simplernn": layers.SimpleRNN}[kind]
+    return cls(units, name=name, **kw)

@@ -1,0 +1,377 @@
+"""Run folders: ``<workspace>/runs/<run_id>/`` with config, status, history, model, metrics.
+
+Layout of one run (see docs/ARCHITECTURE.md)::
+
+    config.json      the RunConfig (data set, split, features, model, training)
+    status.json      state, phase progress, pid; the final write is state "done"
+    history.jsonl    one JSON line per finished epoch
+    labels.json      class names, in the model's output order
+    model.keras      the trained Keras model (takes raw padded features)
+    metrics.json     evaluation on the validation and test splits
+    predictions.csv  per clip: path, split, true, predicted, one probability per class
+
+Every file is written atomically (temporary file + ``os.replace``) and
+``status.json`` says "done" only after everything else is on disk, so an
+interrupted or killed run never looks complete. A run whose process is gone
+while its state is not final reads as "failed" (interrupted).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import secrets
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from . import workspace
+
+CONFIG = "config.json"
+STATUS = "status.json"
+HISTORY = "history.jsonl"
+LABELS = "labels.json"
+MODEL = "model.keras"
+METRICS = "metrics.json"
+PREDICTIONS = "predictions.csv"
+CANCEL = "cancel"  # its presence asks a background run to stop
+LOG = "log.txt"
+
+STATES = ("queued", "extracting", "training", "done", "failed", "cancelled")
+FINAL_STATES = ("done", "failed", "cancelled")
+INTERRUPTED = "Interrupted: the training process ended without finishing (killed or crashed)."
+
+
+class RunError(ValueError):
+    """A run that does not exist or cannot be read; message is for people."""
+
+
+class ModelLoadError(RunError):
+    """A file that is not a model trained by audioclf (or a damaged one)."""
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """Where a run is: state, phase progress, epochs and the history so far."""
+
+    run_id: str
+    state: str
+    phase_done: int = 0
+    phase_total: int = 0
+    epoch: int = 0
+    epochs: int = 0
+    history: tuple[dict, ...] = ()
+    message: str = ""
+    elapsed: float = 0.0
+    eta: float | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL_STATES
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One line of the runs table: identity, state, key settings and scores."""
+
+    id: str
+    name: str
+    created: float
+    state: str
+    dataset: str = ""
+    features: str = ""
+    model: str = ""
+    val_macro_f1: float | None = None
+    val_accuracy: float | None = None
+    test_macro_f1: float | None = None
+    test_accuracy: float | None = None
+    message: str = ""
+
+
+@dataclass
+class Run:
+    """Everything stored for a run (the model itself is loaded with `load_model`)."""
+
+    info: RunInfo
+    path: Path
+    config: dict
+    status: dict
+    labels: list[str] = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- low-level I/O
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write `text` so readers see either the old or the new file, never half of one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(3)}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2, default=_json_default))
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "tolist"):  # numpy scalars and arrays
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def read_json(path: Path, default: Any = None) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return default
+
+
+def write_csv(path: Path, header: list[str], rows: Iterable[list]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- run folders
+
+def new_run_id() -> str:
+    """Time-ordered and unique across processes: 20250131-142501-3f9a1c."""
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def run_dir(run_id: str) -> Path:
+    """The folder of an existing run; RunError if there is none."""
+    if not run_id or "/" in run_id or "\\" in run_id or run_id.startswith("."):
+        raise RunError(f"{run_id!r} is not a run id.")
+    path = workspace.runs_dir() / run_id
+    if not (path / CONFIG).is_file():
+        raise RunError(f"No run {run_id!r} in {workspace.runs_dir()}.")
+    return path
+
+
+def create_run(config: dict) -> str:
+    """Make a new run folder holding `config`; returns its id (state "queued")."""
+    while True:
+        run_id = new_run_id()
+        path = workspace.runs_dir() / run_id
+        try:
+            path.mkdir()
+            break
+        except FileExistsError:  # same second, same suffix: try another id
+            continue
+    write_json(path / CONFIG, config)
+    write_json(path / STATUS, {"state": "queued", "created": time.time(), "updated": time.time()})
+    return run_id
+
+
+def update_status(run_id: str, **fields: Any) -> dict:
+    """Merge `fields` into status.json (only the run's own process writes it)."""
+    path = run_dir(run_id) / STATUS
+    status = read_json(path, {}) or {}
+    status.update(fields, updated=time.time())
+    write_json(path, status)
+    return status
+
+
+def append_history(run_id: str, row: dict) -> None:
+    """Append one epoch to history.jsonl (one short write, so lines stay whole)."""
+    with open(run_dir(run_id) / HISTORY, "a", encoding="utf-8") as f:
+        f.write(json.dumps(row, default=_json_default) + "\n")
+
+
+def read_history(run_id: str) -> list[dict]:
+    """The epochs written so far (a half-written last line is skipped)."""
+    path = run_dir(run_id) / HISTORY
+    rows = []
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                continue
+    return rows
+
+
+def process_start_time(pid: int) -> str | None:
+    """Kernel start time of `pid` (guards against pid reuse); None off Linux."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def pid_alive(pid: int | None, started: str | None = None) -> bool:
+    """True if process `pid` still runs (zombies and reused pids count as gone)."""
+    if not pid:
+        return False
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our own finished child: reap it
+            return False
+    except ChildProcessError:
+        pass
+    except OSError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    except OSError:
+        pass
+    if started is not None:
+        now = process_start_time(pid)
+        if now is not None and now != started:
+            return False
+    return True
+
+
+def read_status(run_id: str) -> dict:
+    """status.json, with a not-final run whose process is gone reported as failed."""
+    status = read_json(run_dir(run_id) / STATUS, {}) or {}
+    state = status.get("state", "failed")
+    if state not in FINAL_STATES and status.get("pid") \
+            and not pid_alive(status["pid"], status.get("pid_started")):
+        # Re-read: the process may have written its final state just before exiting.
+        status = read_json(run_dir(run_id) / STATUS, {}) or status
+        if status.get("state") not in FINAL_STATES:
+            status = {**status, "state": "failed", "message": INTERRUPTED, "interrupted": True}
+    return status
+
+
+def run_status(run_id: str) -> RunStatus:
+    """The current state of a run, readable from any process."""
+    s = read_status(run_id)
+    history = tuple(read_history(run_id))
+    started = s.get("started")
+    end = s.get("finished") or (time.time() if s.get("state") not in FINAL_STATES else s.get("updated"))
+    return RunStatus(
+        run_id=run_id, state=s.get("state", "failed"),
+        phase_done=int(s.get("done", 0)), phase_total=int(s.get("total", 0)),
+        epoch=int(s.get("epoch", 0)), epochs=int(s.get("epochs", 0)), history=history,
+        message=s.get("message", ""),
+        elapsed=float(end - started) if started and end else 0.0,
+        eta=s.get("eta") if s.get("state") not in FINAL_STATES else None)
+
+
+# ---------------------------------------------------------------- listing
+
+def _info(run_id: str) -> RunInfo:
+    path = run_dir(run_id)
+    cfg = read_json(path / CONFIG, {}) or {}
+    status = read_status(run_id)
+    metrics = read_json(path / METRICS, {}) or {}
+    val, test = metrics.get("val") or {}, metrics.get("test") or {}
+    feats, model = cfg.get("features") or {}, cfg.get("model") or {}
+    return RunInfo(
+        id=run_id, name=cfg.get("name", ""), created=float(status.get("created", path.stat().st_mtime)),
+        state=status.get("state", "failed"), dataset=str(cfg.get("dataset", "")),
+        features=str(feats.get("kind", "")), model=str(model.get("kind", "")),
+        val_macro_f1=val.get("macro_f1"), val_accuracy=val.get("accuracy"),
+        test_macro_f1=test.get("macro_f1"), test_accuracy=test.get("accuracy"),
+        message=status.get("message", ""))
+
+
+def list_runs() -> list[RunInfo]:
+    """All runs in the workspace, newest first."""
+    out = []
+    for path in workspace.runs_dir().iterdir():
+        if (path / CONFIG).is_file():
+            try:
+                out.append(_info(path.name))
+            except RunError:  # deleted while listing
+                continue
+    return sorted(out, key=lambda r: (r.created, r.id), reverse=True)
+
+
+def load_run(run_id: str) -> Run:
+    """Config, status, labels, metrics and history of a run."""
+    path = run_dir(run_id)
+    return Run(info=_info(run_id), path=path, config=read_json(path / CONFIG, {}),
+               status=read_status(run_id), labels=read_json(path / LABELS, []) or [],
+               metrics=read_json(path / METRICS, {}) or {}, history=read_history(run_id))
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def compare_runs(run_ids: Iterable[str]) -> list[dict]:
+    """One flat row per run: id, state, every config setting and the headline metrics."""
+    rows = []
+    for run_id in run_ids:
+        run = load_run(run_id)
+        row = {"id": run_id, "name": run.info.name, "state": run.info.state}
+        row.update(_flatten({k: v for k, v in run.config.items() if k != "name"}))
+        for split in ("val", "test"):
+            m = run.metrics.get(split) or {}
+            row[f"{split}.macro_f1"] = m.get("macro_f1")
+            row[f"{split}.accuracy"] = m.get("accuracy")
+        row["epochs_trained"] = run.metrics.get("epochs_trained")
+        row["train_seconds"] = run.metrics.get("train_seconds")
+        rows.append(row)
+    return rows
+
+
+def delete_run(run_id: str) -> None:
+    """Remove a run folder (refused while its training process is still running)."""
+    path = run_dir(run_id)
+    status = read_status(run_id)
+    if status.get("state") not in FINAL_STATES and status.get("state") != "queued":
+        raise RunError(f"Run {run_id} is still {status.get('state')}; cancel it first.")
+    shutil.rmtree(path)
+
+
+def best_run() -> RunInfo | None:
+    """The finished run with the highest validation macro F1 (None if there is none)."""
+    done = [r for r in list_runs() if r.state == "done" and r.val_macro_f1 is not None]
+    return max(done, key=lambda r: r.val_macro_f1, default=None)
+
+
+# ---------------------------------------------------------------- models
+
+def load_model(run_id_or_path: str | os.PathLike):
+    """Load a run's model (or a `.keras` file) with Keras safe mode.
+
+    Raises ModelLoadError for anything that is not a model audioclf trained.
+    """
+    from . import models
+
+    path = Path(run_id_or_path)
+    if not path.suffix == ".keras" and not path.is_file():
+        path = run_dir(str(run_id_or_path)) / MODEL
+    if not path.is_file():
+        raise ModelLoadError(f"No model file at {path} (did the run finish?).")
+    objs = models.custom_objects()
+    import keras
+
+    try:
+        model = keras.saving.load_model(path, custom_objects=objs, compile=False, safe_mode=True)
+    except Exception as e:  # keras raises many types for foreign or damaged files
+        raise ModelLoadError(f"{path.name} is not a model audioclf can load: "
+                             f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}") from None
+    if not isinstance(getattr(model, "name", None), str) or \
+            not model.name.startswith(models.MODEL_PREFIX + "_"):
+        raise ModelLoadError(f"{path.name} is a Keras model, but not one trained by audioclf "
+                             "(it lacks audioclf's input masking and standardisation).")
+    return model

@@ -1,0 +1,136 @@
+"""Training runs: real Keras training on a small FSDD subset, run folders, background runs."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from audioclf import runs
+from audioclf.datasets import DatasetError, SplitConfig
+from audioclf.features import MFCCConfig
+from audioclf.models import ModelConfig, ModelError
+from audioclf.training import (RunConfig, TrainConfig, TrainingError, cancel_run, run_status,
+                               start_training, train)
+
+TINY = ModelConfig(kind="gru", rnn_units=(8,), dense_units=())
+
+
+def _cfg(dataset, **kw) -> RunConfig:
+    base = dict(dataset=str(dataset), split=SplitConfig(val=0.25, test=0.25), features=MFCCConfig(),
+                model=TINY, train=TrainConfig(epochs=2, patience=None, batch_size=8))
+    base.update(kw)
+    return RunConfig(**base)
+
+
+def test_run_folder_is_complete(trained_run):
+    path = runs.run_dir(trained_run)
+    for name in (runs.CONFIG, runs.STATUS, runs.HISTORY, runs.LABELS, runs.MODEL, runs.METRICS,
+                 runs.PREDICTIONS):
+        assert (path / name).is_file(), name
+    status = runs.read_status(trained_run)
+    assert status["state"] == "done"
+    history = runs.read_history(trained_run)
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy", "elapsed", "eta"} <= set(history[0])
+    metrics = json.loads((path / runs.METRICS).read_text())
+    assert metrics["val"]["n"] == 9 and metrics["test"]["n"] == 9
+    assert json.loads((path / runs.LABELS).read_text()) == ["0", "1", "2"]
+    lines = (path / runs.PREDICTIONS).read_text().splitlines()
+    assert lines[0].split(",") == ["path", "split", "true", "predicted", "p_0", "p_1", "p_2"]
+    assert len(lines) == 1 + 18
+    probs = np.array([[float(v) for v in line.split(",")[4:]] for line in lines[1:]])
+    assert np.allclose(probs.sum(1), 1.0, atol=1e-4)
+
+
+def test_config_round_trips_through_json(trained_run):
+    d = json.loads((runs.run_dir(trained_run) / runs.CONFIG).read_text())
+    cfg = RunConfig.from_dict(d)
+    assert cfg.model == ModelConfig(kind="gru", rnn_units=(16,), dense_units=(16,))
+    assert cfg.features == MFCCConfig()
+    assert cfg.to_dict() == d
+
+
+def test_progress_callback_gets_extraction_and_epochs(fsdd_small):
+    events = []
+    run_id = train(_cfg(fsdd_small, model=ModelConfig(kind="baseline", dense_units=(8,))),
+                   progress=events.append)
+    phases = [e["phase"] for e in events]
+    assert "extracting" in phases and phases[-1] == "training"
+    assert [e["epoch"] for e in events if e["phase"] == "training"] == [1, 2]
+    assert run_status(run_id).state == "done"
+
+
+def test_should_stop_cancels_in_process(fsdd_small):
+    epochs = []
+    run_id = train(_cfg(fsdd_small, train=TrainConfig(epochs=50, patience=None, batch_size=4)),
+                   progress=lambda e: e["phase"] == "training" and epochs.append(e["epoch"]),
+                   should_stop=lambda: len(epochs) >= 1)
+    st = run_status(run_id)
+    assert st.state == "cancelled" and epochs == [1] and st.epoch == 1
+    assert not (runs.run_dir(run_id) / runs.MODEL).exists()
+
+
+def test_bad_configs_give_clear_errors(fsdd_small, tmp_path):
+    with pytest.raises(ModelError, match="Unknown model kind"):
+        ModelConfig(kind="transformer")
+    with pytest.raises(ModelError, match="1 to 3 recurrent layers"):
+        ModelConfig(kind="lstm", rnn_units=(8, 8, 8, 8))
+    with pytest.raises(TrainingError, match="Learning rate"):
+        TrainConfig(learning_rate=0)
+    one = tmp_path / "one"
+    (one / "dog").mkdir(parents=True)
+    for f in sorted((fsdd_small / "0").iterdir())[:6]:
+        (one / "dog" / f.name).symlink_to(f.resolve())
+    with pytest.raises((DatasetError, TrainingError), match="two classes"):
+        train(_cfg(one))
+    few = tmp_path / "few"
+    for label in ("0", "1"):
+        (few / label).mkdir(parents=True)
+        for f in sorted((fsdd_small / label).iterdir())[:2]:
+            (few / label / f.name).symlink_to(f.resolve())
+    with pytest.raises((DatasetError, TrainingError), match="(?i)clips|empty"):
+        train(_cfg(few, split=SplitConfig(val=0.3, test=0.3)))
+    # Failed runs are recorded as failed with the message, never as done.
+    failed = [r for r in runs.list_runs() if r.state == "failed"]
+    assert failed and all("class" in r.message or "split" in r.message for r in failed)
+
+
+def _wait_for(run_id, pred, timeout=90.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        st = run_status(run_id)
+        if pred(st):
+            return st
+        time.sleep(0.2)
+    raise AssertionError(f"timed out; last status {run_status(run_id)}")
+
+
+def test_background_run_can_be_cancelled_within_seconds(fsdd_small):
+    cfg = _cfg(fsdd_small, train=TrainConfig(epochs=500, patience=None, batch_size=4))
+    run_id = start_training(cfg)
+    _wait_for(run_id, lambda s: s.state == "training")
+    t0 = time.perf_counter()
+    state = cancel_run(run_id)
+    took = time.perf_counter() - t0
+    assert state == "cancelled" and took < 10
+    st = run_status(run_id)
+    assert st.state == "cancelled" and st.final
+    assert not (runs.run_dir(run_id) / runs.MODEL).exists()
+    assert runs.best_run() is None or runs.best_run().id != run_id
+
+
+def test_killed_run_reads_as_failed_not_complete(fsdd_small):
+    cfg = _cfg(fsdd_small, train=TrainConfig(epochs=500, patience=None, batch_size=4))
+    run_id = start_training(cfg)
+    st = _wait_for(run_id, lambda s: s.state == "training")
+    pid = runs.read_json(runs.run_dir(run_id) / runs.STATUS)["pid"]
+    os.killpg(pid, signal.SIGKILL)
+    st = _wait_for(run_id, lambda s: s.final, timeout=10)
+    assert st.state == "failed" and "nterrupted" in st.message
+    info = {r.id: r for r in runs.list_runs()}[run_id]
+    assert info.state == "failed"
+    assert runs.read_json(runs.run_dir(run_id) / runs.STATUS)["state"] == "training"  # file untouched
