@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,8 +66,8 @@ def upload_limit_mb() -> int:
 
 
 @st.cache_resource(show_spinner="Preparing the demo data set (first start only)...")
-def ensure_demo() -> str | None:
-    """Synthesise the demo data set once per process; returns its name."""
+def ensure_demo(home: str) -> str | None:
+    """Synthesise the demo data set once per process and workspace; returns its name."""
     from audioclf import demo
 
     ds = demo.ensure_demo_dataset()
@@ -100,8 +101,10 @@ def select_dataset(name: str) -> None:
 
 def dataset_sidebar() -> str | None:
     """The data set picker shown on every page; returns the chosen name."""
+    from audioclf import workspace
+
     with guard("Preparing the demo data set"):
-        ensure_demo()
+        ensure_demo(str(workspace.home()))
     names = []
     with guard("Listing data sets"):
         names = dataset_names()
@@ -133,13 +136,23 @@ def load_dataset_cached(root: str, version: float):
     return ds, datasets.summarize_dataset(ds)
 
 
-def current_dataset():
-    """The chosen data set and its summary, or (None, None) with a message shown."""
+def current_dataset(allow_empty: bool = False):
+    """The chosen data set and its summary, or (None, None) with a message shown.
+
+    With `allow_empty`, a data set folder without clips yet (just created) is
+    returned as an empty Dataset so clips can be added to it.
+    """
+    from audioclf.audio import SUPPORTED_EXTENSIONS
+    from audioclf.datasets import Dataset
+
     name = st.session_state.get(DATASET_KEY)
     if not name:
         st.info("Choose or create a data set in the sidebar / on the Data page.")
         return None, None
     root = dataset_root(name)
+    if allow_empty and root.is_dir() and not any(
+            p.suffix.lower() in SUPPORTED_EXTENSIONS for p in root.rglob("*")):
+        return Dataset(name=name, root=root, items=[]), None
     with guard(f"Reading data set '{name}'"):
         return load_dataset_cached(str(root), dataset_version(root))
     return None, None
@@ -161,3 +174,30 @@ def fmt_seconds(seconds: float | None) -> str:
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def expand(up, label: str) -> list[tuple[str, str, bytes]]:
+    """(label, filename, bytes) for an uploaded file; a zip gives one entry per audio member.
+
+    Members inside a folder take the folder's name as label (a zip of class folders);
+    loose members take `label`. Unzipping goes through the library's safe_extract
+    (no path traversal, no zip bombs).
+    """
+    if not up.name.lower().endswith(".zip"):
+        return [(label, up.name, up.getvalue())]
+    from audioclf.audio import SUPPORTED_EXTENSIONS
+    from audioclf.download import safe_extract
+
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = Path(tmp) / "upload.zip"
+        archive.write_bytes(up.getvalue())
+        root = safe_extract(archive, Path(tmp) / "x")
+        out = []
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            rel = path.relative_to(root)
+            if path.suffix.lower() not in SUPPORTED_EXTENSIONS or any(
+                    part.startswith((".", "__MACOSX")) for part in rel.parts):
+                continue
+            out.append((path.parent.name if len(rel.parts) > 1 else label, path.name,
+                        path.read_bytes()))
+        return out

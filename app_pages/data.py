@@ -1,15 +1,14 @@
 """Data: choose or create a data set, add clips (upload, zip, recording), play, relabel, delete."""
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from audioclf import plotting
-from app_pages.common import (DATASET_KEY, current_dataset, fmt_seconds, guard, select_dataset,
-                          upload_limit_mb)
+from app_pages.common import (DATASET_KEY, current_dataset, expand, fmt_seconds, guard,
+                              select_dataset, upload_limit_mb)
 
 NEW_CLASS = "New class..."
 PAGE_SIZE = 8
@@ -25,33 +24,6 @@ def class_choice(labels: list[str], key: str) -> str | None:
         return pick
     name = st.text_input("New class name", key=f"{key}_new", placeholder="e.g. dog_bark").strip()
     return name or None
-
-
-def expand(up, label: str) -> list[tuple[str, str, bytes]]:
-    """(label, filename, bytes) for an uploaded file; a zip gives one entry per audio member.
-
-    Members inside a folder take the folder's name as label (a zip of class folders);
-    loose members take `label`. Unzipping goes through the library's safe_extract
-    (no path traversal, no zip bombs).
-    """
-    if not up.name.lower().endswith(".zip"):
-        return [(label, up.name, up.getvalue())]
-    from audioclf.audio import SUPPORTED_EXTENSIONS
-    from audioclf.download import safe_extract
-
-    with tempfile.TemporaryDirectory() as tmp:
-        archive = Path(tmp) / "upload.zip"
-        archive.write_bytes(up.getvalue())
-        root = safe_extract(archive, Path(tmp) / "x")
-        out = []
-        for path in sorted(p for p in root.rglob("*") if p.is_file()):
-            rel = path.relative_to(root)
-            if path.suffix.lower() not in SUPPORTED_EXTENSIONS or any(
-                    part.startswith((".", "__MACOSX")) for part in rel.parts):
-                continue
-            out.append((path.parent.name if len(rel.parts) > 1 else label, path.name,
-                        path.read_bytes()))
-        return out
 
 
 def add_files(root: Path, label: str, files: list) -> None:
@@ -195,7 +167,7 @@ st.caption(f"Data set **{name}** (change it in the sidebar). Clips live in class
            "inside the workspace; nothing leaves your machine." if name else
            "Create a data set to start.")
 show_flash()
-ds, summary = current_dataset()
+ds, summary = current_dataset(allow_empty=True)
 tabs = st.tabs(["Overview", "Add clips", "Browse and edit", "New data set"])
 if ds is not None:
     with tabs[0]:

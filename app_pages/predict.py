@@ -1,2 +1,124 @@
+"""Predict: classify an uploaded or recorded clip, or a batch of files, with a trained run."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pandas as pd
 import streamlit as st
-st.title("predict")
+
+from audioclf import plotting, runs
+from app_pages.common import RUN_KEY, expand, guard, load_predictor, upload_limit_mb
+
+AUDIO_TYPES = ["wav", "flac", "ogg", "oga", "mp3"]
+
+
+def predictor_for(run_id: str):
+    model = runs.run_dir(run_id) / runs.MODEL
+    return load_predictor(run_id, model.stat().st_mtime if model.is_file() else 0.0)
+
+
+@st.cache_data(show_spinner="Classifying...", max_entries=32)
+def predict_bytes(run_id: str, data: bytes, name: str):
+    """Prediction for one clip; cached per run and clip so reruns don't recompute."""
+    from audioclf.audio import load_audio
+
+    return predictor_for(run_id).predict_clip(load_audio(data, name=name))
+
+
+def show_prediction(pred) -> None:
+    c = st.columns(3)
+    c[0].metric("Predicted class", pred.label)
+    c[1].metric("Confidence", f"{pred.confidence:.1%}")
+    runner_up = pred.top_k(2)[1] if len(pred.labels) > 1 else None
+    if runner_up:
+        c[2].metric("Runner-up", f"{runner_up[0]} ({runner_up[1]:.0%})")
+    if pred.silent:
+        st.warning("This clip is (nearly) silent: the prediction means little.")
+    st.plotly_chart(plotting.probability_bars(pred.probs, pred.labels), key="pred_bars")
+    if len(pred.window_times):
+        st.plotly_chart(plotting.probabilities_over_time(pred.window_times, pred.window_probs,
+                                                         pred.labels), key="pred_time")
+
+
+def single(run_id: str) -> None:
+    how = st.radio("Clip from", ("Upload", "Record"), horizontal=True, key="pr_src")
+    if how == "Upload":
+        up = st.file_uploader(f"An audio file (up to {upload_limit_mb()} MB)", type=AUDIO_TYPES,
+                              key="pr_file")
+        clip = (up.getvalue(), up.name) if up else None
+    else:
+        rec = st.audio_input("Record a clip", key="pr_rec")
+        clip = (rec.getvalue(), "recording.wav") if rec else None
+    if clip is None:
+        return
+    st.audio(clip[0])
+    with guard(f"Could not classify '{clip[1]}'"):
+        show_prediction(predict_bytes(run_id, *clip))
+
+
+def batch(run_id: str) -> None:
+    files = st.file_uploader(f"Audio files or a zip (up to {upload_limit_mb()} MB each)",
+                             type=[*AUDIO_TYPES, "zip"], accept_multiple_files=True, key="pr_batch")
+    if not files or not st.button(f"Classify {len(files)} upload(s)", type="primary", key="pr_go"):
+        return
+    with guard("Batch prediction"), tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for i, up in enumerate(files):
+            for j, (_, name, data) in enumerate(expand(up, "")):
+                path = Path(tmp) / f"{i:04d}_{j:04d}" / Path(name).name
+                path.parent.mkdir()
+                path.write_bytes(data)
+                paths.append(path)
+        bar = st.progress(0.0, text="Extracting features...")
+        results = predictor_for(run_id).predict_files(
+            paths, progress=lambda d, t: bar.progress(d / max(t, 1), text=f"{d} / {t} files"))
+        bar.empty()
+        rows = []
+        for r in results:
+            p = r.prediction
+            row = {"file": Path(r.path).name, "predicted": p.label if p else "",
+                   "confidence": round(p.confidence, 4) if p else None, "error": r.error}
+            if p:
+                row.update({f"p_{lab}": round(float(v), 4) for lab, v in zip(p.labels, p.probs)})
+            rows.append(row)
+        df = pd.DataFrame(rows)
+        st.session_state["pr_table"] = df
+    df = st.session_state.get("pr_table")
+    if df is not None:
+        failed = int((df["error"] != "").sum())
+        st.success(f"Classified {len(df) - failed} file(s)" + (f"; {failed} could not be read." if failed else "."))
+        st.dataframe(df, hide_index=True, width="stretch")
+        st.download_button("Download predictions (CSV)", df.to_csv(index=False), "predictions.csv",
+                           mime="text/csv", icon=":material/download:")
+
+
+st.title("Predict")
+done = []
+with guard("Listing runs"):
+    done = [r for r in runs.list_runs() if r.state == "done"]
+if not done:
+    st.info("No finished run yet: train a model on the Train page first.")
+    st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
+    st.stop()
+
+ids = [r.id for r in done]
+best = runs.best_run()
+wanted = st.session_state.get(RUN_KEY)
+default = ids.index(wanted) if wanted in ids else ids.index(best.id) if best and best.id in ids else 0
+names = {r.id: f"{r.id} {r.name}  ({r.model}/{r.features}, val macro F1 "
+               f"{r.val_macro_f1 if r.val_macro_f1 is not None else float('nan'):.3f})" for r in done}
+run_id = st.selectbox("Model (run)", ids, index=default, format_func=names.get, key="pr_run",
+                      help="The run with the best validation macro F1 is preselected.")
+st.caption(f"Classes: {', '.join(runs.load_run(run_id).labels)}")
+
+ok = False
+with guard(f"Could not load the model of run {run_id}"):
+    predictor_for(run_id)
+    ok = True
+if ok:
+    one, many = st.tabs(["One clip", "Batch"])
+    with one:
+        single(run_id)
+    with many:
+        batch(run_id)

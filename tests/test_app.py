@@ -1,0 +1,231 @@
+"""Every page of the Streamlit app, driven by streamlit.testing.v1.AppTest.
+
+Real library underneath: the synthesised demo data set, real feature
+extraction, a tiny real Keras training in a background process, the real
+YAMNet TFLite model.
+"""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+TIMEOUT = 180  # seconds per script run: first runs import librosa and numba-compile
+TRAIN_DEADLINE = 300
+
+
+def wav_bytes(freq: float, seconds: float = 1.0, sr: int = 16000) -> bytes:
+    t = np.arange(int(seconds * sr)) / sr
+    buf = io.BytesIO()
+    sf.write(buf, (0.4 * np.sin(2 * np.pi * freq * t)).astype(np.float32), sr, format="WAV")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def app_home(tmp_path_factory, yamnet_tflite):
+    """A workspace of its own for the app tests, and YAMNet from ../shared."""
+    home = tmp_path_factory.mktemp("app_home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AUDIOCLF_HOME", str(home))
+        mp.setenv("AUDIOCLF_YAMNET", str(yamnet_tflite))
+        yield home
+
+
+def new_app(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    if page:
+        at.switch_page(f"app_pages/{page}.py").run()
+    return at
+
+
+def texts(elements) -> str:
+    return " ".join(str(e.value) for e in elements)
+
+
+@pytest.fixture(scope="module")
+def trained_run(app_home) -> str:
+    """A tiny run started from the Train page's form, trained in the background to the end."""
+    at = new_app("train")
+    assert not at.exception
+    at.selectbox(key="tr_model").set_value("gru").run()
+    at.number_input(key="tr_epochs").set_value(2)
+    at.slider(key="tr_layers").set_value(1)
+    at.selectbox(key="tr_units").set_value(16)
+    at.button(key="FormSubmitter:train_form-Start training").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, texts(at.error)
+    run_id = at.session_state["active_run"]
+    # The page shows the run it started (progress or the finished state).
+    assert run_id in texts(at.subheader) + texts(at.expander) or at.get("expandable")
+
+    from audioclf.runs import run_status
+
+    deadline = time.time() + TRAIN_DEADLINE
+    while not (status := run_status(run_id)).final:
+        assert time.time() < deadline, f"training did not finish: {status}"
+        time.sleep(1)
+    assert status.state == "done", status.message
+    at.run()  # coming back to the page shows the finished run
+    assert not at.exception
+    assert any(s.value.startswith("Training finished") for s in at.success)
+    return run_id
+
+
+def test_first_page_opens_on_the_demo_data_without_tensorflow(app_home):
+    code = ("import sys; from streamlit.testing.v1 import AppTest; "
+            f"at = AppTest.from_file({APP!r}, default_timeout={TIMEOUT}).run(); "
+            "assert not at.exception, at.exception; "
+            "print([m.value for m in at.metric]); print('tensorflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "AUDIOCLF_HOME": str(app_home)}, timeout=TIMEOUT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    metrics, tf_loaded = out.stdout.strip().splitlines()[-2:]
+    assert metrics.startswith("['120', '5'")  # the demo: 5 classes x 24 clips
+    assert tf_loaded == "False"
+
+
+def test_data_page_shows_the_demo_and_its_charts():
+    at = new_app()
+    assert not at.exception
+    assert at.title[0].value == "Data"
+    assert at.sidebar.selectbox(key="dataset").value == "demo"
+    assert [m.label for m in at.metric][:2] == ["Clips", "Classes"]
+    assert len(at.get("plotly_chart")) == 2  # clips per class, durations
+    assert "500 MB" in texts(at.markdown)  # the upload limit is stated
+
+
+def test_data_upload_refuses_non_audio_and_adds_real_clips(app_home):
+    at = new_app()
+    # A new data set from the form.
+    form_name = next(t for t in at.text_input if t.label.startswith("Name"))
+    form_name.input("tones")
+    at.button(key="FormSubmitter:new_dataset-Create").click().run()
+    assert not at.exception
+    assert at.sidebar.selectbox(key="dataset").value == "tones"
+
+    at.text_input(key="add_new").input("low")
+    at.file_uploader[0].set_value([
+        ("a.wav", wav_bytes(220), "audio/wav"),
+        ("notes.wav", b"this is not audio at all", "audio/wav"),
+    ])
+    at.run()
+    at.button(key="add_btn").click().run()
+    assert not at.exception
+    assert "Added 1 clip" in texts(at.success)
+    assert at.error, "the non-audio file must be reported"
+    assert (app_home / "datasets" / "tones" / "low" / "a.wav").is_file()
+    assert not (app_home / "datasets" / "tones" / "low" / "notes.wav").exists()
+
+    # A zip with class folders keeps the folder names as labels.
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("high/h1.wav", wav_bytes(2000))
+        zf.writestr("high/h2.wav", wav_bytes(2500))
+    at.file_uploader[0].set_value(("more.zip", buf.getvalue(), "application/zip"))
+    at.run()
+    at.button(key="add_btn").click().run()
+    assert not at.exception
+    assert "Added 2 clip" in texts(at.success)
+    assert sorted(p.name for p in (app_home / "datasets" / "tones" / "high").iterdir()) == ["h1.wav", "h2.wav"]
+
+
+def test_train_refuses_a_one_class_data_set(app_home):
+    root = app_home / "datasets" / "oneclass" / "only"
+    root.mkdir(parents=True)
+    for i in range(6):
+        (root / f"c{i}.wav").write_bytes(wav_bytes(300 + 50 * i))
+    at = new_app()
+    at.sidebar.selectbox(key="dataset").set_value("oneclass").run()
+    at.switch_page("app_pages/train.py").run()
+    assert not at.exception
+    assert "at least two classes" in texts(at.error)
+    at.button(key="FormSubmitter:train_form-Start training").click().run()
+    assert not at.exception
+    assert "at least two classes" in texts(at.error)
+    assert "active_run" not in at.session_state
+
+
+def test_explore_draws_every_figure_and_yamnet_classes():
+    at = new_app("explore")
+    assert not at.exception, at.exception
+    charts = at.get("plotly_chart")
+    # 7 feature figures + YAMNet's top classes
+    assert len(charts) == 8, [e for e in at.error]
+    assert not at.error
+    at.select_slider(key="ex_nfft").set_value(512)
+    at.slider(key="ex_nmfcc").set_value(13)
+    at.run()
+    assert not at.exception and len(at.get("plotly_chart")) == 8
+
+
+def test_explore_upload_of_a_non_audio_file_shows_an_error():
+    at = new_app("explore")
+    at.radio(key="a_src").set_value("Upload").run()
+    at.file_uploader(key="a_up").set_value(("x.wav", b"\x00garbage" * 10, "audio/wav"))
+    at.run()
+    assert not at.exception
+    assert at.error and "x.wav" in texts(at.error)
+
+
+def test_runs_page_shows_the_trained_run(trained_run):
+    at = new_app("runs")
+    assert not at.exception, at.exception
+    assert at.selectbox(key="runs_pick").value == trained_run
+    assert [m.label for m in at.metric][:2] == ["Accuracy", "Macro F1"]
+    assert at.get("plotly_chart"), "confusion matrix and learning curves"
+    assert len(at.get("download_button")) == 4
+    at.toggle(key="runs_norm").set_value(True).run()
+    assert not at.exception
+
+
+def test_predict_classifies_an_upload_and_a_batch(trained_run, app_home):
+    clip = next((app_home / "datasets" / "demo" / "siren").glob("*.wav"))
+    at = new_app("predict")
+    assert not at.exception, at.exception
+    assert at.selectbox(key="pr_run").value == trained_run  # the best (only) run preselected
+    at.file_uploader(key="pr_file").set_value((clip.name, clip.read_bytes(), "audio/wav"))
+    at.run()
+    assert not at.exception, at.exception
+    assert [m.label for m in at.metric][:2] == ["Predicted class", "Confidence"]
+    assert at.metric[0].value in {"siren", "dial_tone", "rain", "clock_ticks", "bird_chirps"}
+    assert at.get("plotly_chart")
+
+    at.file_uploader(key="pr_batch").set_value([
+        (clip.name, clip.read_bytes(), "audio/wav"), ("bad.wav", b"nope", "audio/wav")])
+    at.run()
+    at.button(key="pr_go").click().run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert list(table["file"]) == [clip.name, "bad.wav"]
+    assert table["error"].iloc[1] and not table["error"].iloc[0]
+
+
+def test_a_damaged_or_deleted_run_shows_an_error(trained_run, app_home):
+    broken = app_home / "runs" / f"{trained_run}-broken"
+    shutil.copytree(app_home / "runs" / trained_run, broken)
+    (broken / "model.keras").write_bytes(b"not a model")
+    at = new_app("predict")
+    at.selectbox(key="pr_run").set_value(broken.name).run()
+    assert not at.exception
+    assert "model" in texts(at.error).lower()
+
+    # Deleting from the Runs page removes it; the page keeps working.
+    at.switch_page("app_pages/runs.py").run()
+    at.selectbox(key="runs_pick").set_value(broken.name).run()
+    at.button(key="runs_delete").click().run()
+    assert not at.exception
+    assert not broken.exists()
+    assert (app_home / "runs" / trained_run).is_dir()  # nothing else was lost
