@@ -1,0 +1,261 @@
+"""Feature extraction: configs, the :class:`Features` result, and ``extract``.
+
+Every extractor takes a frozen, hashable config and returns a (frames x dims)
+float32 sequence with frame times and dimension names, so one result feeds
+both plots and models::
+
+    from audioclf.audio import load_audio
+    from audioclf.features import MFCCConfig, extract, summarize
+
+    feats = extract(load_audio("dog.wav"), MFCCConfig())
+    feats.values.shape        # (frames, 20)
+    summarize(feats.values)   # (40,) clip-level mean and std
+
+librosa (``features.spectral``) and TensorFlow (``features.yamnet``) are
+imported only when a feature is computed, so importing this package is cheap.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Union
+
+import numpy as np
+
+from audioclf.audio import AudioError, Clip, load_audio, resample
+
+if TYPE_CHECKING:
+    from os import PathLike
+
+# Bump when a change in extraction code changes the numbers: old cache entries then miss.
+FEATURE_VERSION = 1
+YAMNET_SR = 16000
+ENV_YAMNET = "AUDIOCLF_YAMNET"
+MFCC_RATES = (16000, 22050, 44100)  # offered in the app; any positive rate (or None) works
+
+
+class FeatureError(ValueError):
+    """Bad feature configuration or input; the message is meant for a person."""
+
+
+def _check_positive_ints(cfg: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(cfg, name)
+        # Accept 512 or 512.0 (JSON, forms); refuse 512.5, 0, True or "abc".
+        ok = (isinstance(value, (int, np.integer)) or (isinstance(value, float) and value.is_integer())) \
+            and not isinstance(value, (bool, np.bool_)) and value > 0
+        if not ok:
+            raise FeatureError(f"{type(cfg).__name__}.{name} must be a positive whole number, got {value!r}.")
+        object.__setattr__(cfg, name, int(value))
+
+
+def _check_frames(cfg: Any) -> None:
+    if cfg.hop_length > cfg.n_fft:
+        raise FeatureError(
+            f"hop_length ({cfg.hop_length}) is larger than n_fft ({cfg.n_fft}): parts of the audio "
+            "would be skipped; use a hop of at most n_fft (n_fft/2 or n_fft/4 is usual)."
+        )
+
+
+@dataclass(frozen=True)
+class SpectralConfig:
+    """Frame-wise MFCC, spectral centroid, roll-off, zero-crossing rate, 12 chroma bins and RMS."""
+
+    kind: ClassVar[str] = "spectral"
+    sr: int = 22050
+    n_fft: int = 2048
+    hop_length: int = 512
+    n_mfcc: int = 13
+    n_mels: int = 128
+
+    def __post_init__(self) -> None:
+        _check_positive_ints(self, "sr", "n_fft", "hop_length", "n_mfcc", "n_mels")
+        _check_frames(self)
+        if self.n_mfcc > self.n_mels:
+            raise FeatureError(f"n_mfcc ({self.n_mfcc}) cannot exceed n_mels ({self.n_mels}).")
+
+
+@dataclass(frozen=True)
+class MFCCConfig:
+    """MFCC sequence; ``sr=None`` keeps each file's own rate; ``deltas`` appends delta and delta-delta.
+
+    Defaults suit short sound clips: 32 ms windows, a 16 ms hop (62.5 frames/s)
+    keeps sequences short for recurrent models.
+    """
+
+    kind: ClassVar[str] = "mfcc"
+    sr: int | None = 16000
+    n_mfcc: int = 20
+    n_fft: int = 512
+    hop_length: int = 256
+    n_mels: int = 40
+    deltas: bool = False
+
+    def __post_init__(self) -> None:
+        names = ("n_mfcc", "n_fft", "hop_length", "n_mels") + (() if self.sr is None else ("sr",))
+        _check_positive_ints(self, *names)
+        _check_frames(self)
+        if self.n_mfcc > self.n_mels:
+            raise FeatureError(f"n_mfcc ({self.n_mfcc}) cannot exceed n_mels ({self.n_mels}).")
+        if not isinstance(self.deltas, (bool, np.bool_)):
+            raise FeatureError(f"MFCCConfig.deltas must be true or false, got {self.deltas!r}.")
+        object.__setattr__(self, "deltas", bool(self.deltas))
+
+
+@dataclass(frozen=True)
+class YAMNetConfig:
+    """YAMNet embeddings (1024-d per 0.96 s window, 0.48 s hop) and AudioSet scores.
+
+    ``model`` is a TF Hub URL, a SavedModel folder or a .tflite path; ``""`` means
+    ``$AUDIOCLF_YAMNET`` or the default resolution in :mod:`audioclf.features.yamnet`.
+    """
+
+    kind: ClassVar[str] = "yamnet"
+    sr: ClassVar[int] = YAMNET_SR
+    model: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str):
+            object.__setattr__(self, "model", os.fspath(self.model))
+
+
+FeatureConfig = Union[SpectralConfig, MFCCConfig, YAMNetConfig]
+CONFIG_TYPES: dict[str, type] = {c.kind: c for c in (SpectralConfig, MFCCConfig, YAMNetConfig)}
+
+
+@dataclass
+class Features:
+    """A (frames x dims) float32 sequence with frame-centre ``times`` (s) and dimension ``names``."""
+
+    values: np.ndarray
+    times: np.ndarray
+    names: tuple[str, ...]
+    config: FeatureConfig
+    scores: np.ndarray | None = None  # YAMNet's (frames, 521) AudioSet scores; None otherwise
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.values.shape[0])
+
+    @property
+    def dims(self) -> int:
+        return int(self.values.shape[1])
+
+
+def config_to_dict(config: FeatureConfig) -> dict:
+    """Plain JSON-able dict of a config, including its ``kind``."""
+    _check_config(config)
+    return {"kind": config.kind, **dataclasses.asdict(config)}
+
+
+def config_from_dict(d: dict) -> FeatureConfig:
+    """Inverse of :func:`config_to_dict`; raises :class:`FeatureError` on unknown kinds or fields."""
+    if not isinstance(d, dict) or "kind" not in d:
+        raise FeatureError(f"A feature config needs a 'kind' ({', '.join(CONFIG_TYPES)}); got {d!r}.")
+    fields = dict(d)
+    kind = fields.pop("kind")
+    cls = CONFIG_TYPES.get(kind)
+    if cls is None:
+        raise FeatureError(f"Unknown feature kind {kind!r}; choose one of {', '.join(CONFIG_TYPES)}.")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise FeatureError(f"Unknown setting(s) {', '.join(unknown)} for {kind} features; known: {', '.join(sorted(known))}.")
+    try:
+        return cls(**fields)
+    except TypeError as exc:
+        raise FeatureError(f"Bad {kind} feature settings: {exc}") from None
+
+
+def config_key(config: FeatureConfig) -> str:
+    """Stable hash of a config (same in every process and run), for cache keys."""
+    payload = {"version": FEATURE_VERSION, **config_to_dict(config)}
+    if config.kind == "yamnet" and not config.model:
+        # "" resolves through the environment: different models must not share cache entries.
+        payload["model"] = os.environ.get(ENV_YAMNET, "")
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def target_rate(config: FeatureConfig) -> int | None:
+    """Sample rate the extractor wants (None = the file's own)."""
+    return _check_config(config).sr
+
+
+def extract(clip: Clip, config: FeatureConfig) -> Features:
+    """Features of a clip for a config; resamples the clip if its rate differs."""
+    _check_config(config)
+    if not isinstance(clip, Clip):
+        raise FeatureError(f"extract() needs a Clip from audioclf.audio.load_audio, got {type(clip).__name__}.")
+    if clip.samples.size == 0:
+        raise AudioError(f"'{clip.name or 'clip'}' contains no audio samples; nothing to extract.")
+    sr = config.sr
+    if sr is not None and sr != clip.sr:
+        clip = Clip(resample(clip.samples, clip.sr, sr), sr, clip.name)
+    extractor = _extractor(config.kind)
+    return extractor(clip, config)
+
+
+def extract_file(path: str | PathLike | bytes, config: FeatureConfig, *, name: str | None = None) -> Features:
+    """Load a file (or bytes) at the config's rate and extract its features."""
+    return extract(load_audio(path, sr=target_rate(config), name=name), config)
+
+
+def summarize(values: np.ndarray) -> np.ndarray:
+    """Clip-level summary: per-dimension mean then std, shape (2*dims,), float32."""
+    values = np.asarray(values, dtype=np.float32)
+    if values.ndim != 2 or values.shape[0] == 0:
+        raise FeatureError(f"summarize() needs a (frames, dims) array with at least one frame, got shape {values.shape}.")
+    return np.concatenate([values.mean(axis=0), values.std(axis=0)]).astype(np.float32)
+
+
+def summary_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    """Names matching :func:`summarize`'s output."""
+    return tuple(f"{n}_mean" for n in names) + tuple(f"{n}_std" for n in names)
+
+
+def _check_config(config: Any) -> FeatureConfig:
+    if not isinstance(config, tuple(CONFIG_TYPES.values())):
+        raise FeatureError(
+            f"Expected a feature config (SpectralConfig, MFCCConfig or YAMNetConfig), got {type(config).__name__}."
+        )
+    return config
+
+
+def _extractor(kind: str) -> Callable[[Clip, Any], Features]:
+    # Imported on first use: librosa takes ~1 s to import and TensorFlow far longer.
+    if kind == "yamnet":
+        from audioclf.features.yamnet import extract_yamnet
+
+        return extract_yamnet
+    from audioclf.features import spectral
+
+    return spectral.extract_spectral if kind == "spectral" else spectral.extract_mfcc
+
+
+from audioclf.features.cache import CacheStats, extract_many  # noqa: E402  (needs the names above)
+
+__all__ = [
+    "AudioError",
+    "CacheStats",
+    "CONFIG_TYPES",
+    "FEATURE_VERSION",
+    "FeatureConfig",
+    "FeatureError",
+    "Features",
+    "MFCCConfig",
+    "SpectralConfig",
+    "YAMNetConfig",
+    "config_from_dict",
+    "config_key",
+    "config_to_dict",
+    "extract",
+    "extract_file",
+    "extract_many",
+    "summarize",
+    "summary_names",
+    "target_rate",
+]
