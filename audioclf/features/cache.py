@@ -24,9 +24,10 @@ import multiprocessing
 import os
 import sqlite3
 import time
+import warnings
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import closing, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -101,11 +102,11 @@ def extract_many(
     stats.total, stats.cached, stats.computed, stats.errors, stats.workers = total, 0, 0, 0, 0
     results: list[Features | AudioError | None] = [None] * total
 
-    db = _open_db() if cache else None
-    with closing(db) if db is not None else nullcontext():
-        hashes = _content_hashes(db, paths) if db is not None else {}
-        if db is not None:
-            _fill_from_cache(db, key, config, paths, hashes, results)
+    store = _Cache.open() if cache else _Cache(None)
+    with store:
+        hashes = store.content_hashes(paths)
+        for i, found in enumerate(store.lookup(key, config, [hashes.get(p) for p in paths])):
+            results[i] = found
         stats.cached = sum(isinstance(r, Features) for r in results)
         todo = _unique_todo(paths, hashes, results)
         done = total - sum(len(idx) for idx in todo.values())
@@ -121,10 +122,10 @@ def extract_many(
             done += len(todo[path])
             if isinstance(result, Features):
                 stats.computed += 1
-                if db is not None and path in hashes:
+                if path in hashes:
                     pending.append((hashes[path], result))
                     if len(pending) >= FLUSH_ROWS:
-                        _store(db, key, config, pending)
+                        store.store(key, config, pending)
                         pending.clear()
 
         jobs = _jobs(n_jobs, len(todo), config)
@@ -141,13 +142,10 @@ def extract_many(
                     finish(path, result)
                 if progress:
                     progress(done, total)
-        if db is not None and pending:
-            _store(db, key, config, pending)
+        store.store(key, config, pending)
 
     stats.errors = sum(isinstance(r, AudioError) for r in results)
     stats.seconds = time.perf_counter() - start
-    if progress and total == 0:
-        progress(0, 0)
     return results  # type: ignore[return-value]  # every slot is filled by now
 
 
@@ -172,10 +170,10 @@ def cache_size() -> int:
 def _extract_one(path: str, config: FeatureConfig) -> Features | AudioError:
     try:
         return extract_file(path, config)
-    except (AudioError, FeatureError) as exc:
-        if isinstance(exc, FeatureError):
-            raise  # a bad config is the caller's mistake, not this file's
+    except AudioError as exc:
         return exc
+    except FeatureError:
+        raise  # a bad config is the caller's mistake, not this file's
     except Exception as exc:  # noqa: BLE001
         if config.kind == "yamnet":
             raise  # model problems (missing, broken) concern every file: say so once
@@ -264,23 +262,12 @@ def _db_path() -> Path:
     return workspace.cache_dir() / DB_NAME
 
 
-def _open_db() -> sqlite3.Connection:
-    path = _db_path()
-    try:
-        return _connect(path)
-    except sqlite3.DatabaseError:
-        # Not a database any more (disk full mid-write, a stray file): keep it for
-        # inspection and start afresh; everything in it can be recomputed.
-        os.replace(path, path.with_name(f"{DB_NAME}.corrupt-{int(time.time())}"))
-        return _connect(path)
-
-
 def _connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, timeout=LOCK_TIMEOUT_S, isolation_level=None)
     try:
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(_SCHEMA)
-    except sqlite3.DatabaseError:
+    except sqlite3.Error:
         db.close()
         raise
     return db
@@ -291,8 +278,73 @@ def _batches(items: list, size: int = QUERY_BATCH) -> Iterable[list]:
         yield items[i : i + size]
 
 
+class _Cache:
+    """The SQLite cache, best effort: if it fails (disk full, read-only workspace),
+    extraction carries on uncached with a warning rather than losing the work."""
+
+    def __init__(self, db: sqlite3.Connection | None):
+        self.db = db
+
+    @classmethod
+    def open(cls) -> "_Cache":
+        path = _db_path()
+        try:
+            return cls(_connect(path))
+        except sqlite3.OperationalError as exc:  # locked for a minute, read-only, disk full
+            return cls(None)._give_up(exc)
+        except sqlite3.DatabaseError:
+            # Not a database any more (a stray or half-written file): keep it for
+            # inspection and start afresh; everything in it can be recomputed.
+            os.replace(path, path.with_name(f"{DB_NAME}.corrupt-{time.time_ns()}"))
+            try:
+                return cls(_connect(path))
+            except sqlite3.Error as exc:
+                return cls(None)._give_up(exc)
+
+    def __enter__(self) -> "_Cache":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.db is not None:
+            self.db.close()
+
+    def _give_up(self, exc: Exception) -> "_Cache":
+        warnings.warn(f"Feature cache unavailable ({exc}); extracting without it.", RuntimeWarning, stacklevel=3)
+        if self.db is not None:
+            self.db.close()
+        self.db = None
+        return self
+
+    def content_hashes(self, paths: list[str]) -> dict[str, str]:
+        """path -> content hash, from the stat index where size and mtime still match."""
+        if self.db is None:
+            return {}
+        try:
+            return _content_hashes(self.db, paths)
+        except sqlite3.Error as exc:
+            self._give_up(exc)
+            return {}
+
+    def lookup(self, key: str, config: FeatureConfig, hashes: list[str | None]) -> list[Features | None]:
+        if self.db is None:
+            return [None] * len(hashes)
+        try:
+            found = _load(self.db, key, config, sorted({h for h in hashes if h}))
+        except sqlite3.Error as exc:
+            self._give_up(exc)
+            found = {}
+        return [found.get(h) if h else None for h in hashes]
+
+    def store(self, key: str, config: FeatureConfig, items: list[tuple[str, Features]]) -> None:
+        if self.db is None or not items:
+            return
+        try:
+            _store(self.db, key, config, items)
+        except sqlite3.Error as exc:
+            self._give_up(exc)
+
+
 def _content_hashes(db: sqlite3.Connection, paths: list[str]) -> dict[str, str]:
-    """path -> content hash, from the stat index where size and mtime still match."""
     stats: dict[str, tuple[int, int]] = {}
     for path in paths:
         try:
@@ -323,8 +375,7 @@ def _content_hashes(db: sqlite3.Connection, paths: list[str]) -> dict[str, str]:
     return known
 
 
-def _fill_from_cache(db, key: str, config: FeatureConfig, paths: list[str], hashes: dict[str, str], results: list) -> None:
-    wanted = sorted(set(hashes.values()))
+def _load(db: sqlite3.Connection, key: str, config: FeatureConfig, wanted: list[str]) -> dict[str, Features]:
     found: dict[str, Features] = {}
     names_cache: dict[str, tuple[str, ...]] = {}
     for batch in _batches(wanted):
@@ -345,10 +396,7 @@ def _fill_from_cache(db, key: str, config: FeatureConfig, paths: list[str], hash
                 config=config,
                 scores=None if scores is None else np.frombuffer(scores, dtype=np.float32).reshape(frames, score_dims).copy(),
             )
-    for i, path in enumerate(paths):
-        digest = hashes.get(path)
-        if digest in found:
-            results[i] = found[digest]
+    return found
 
 
 def _unique_todo(paths: list[str], hashes: dict[str, str], results: list) -> dict[str, list[int]]:

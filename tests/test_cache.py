@@ -1,0 +1,177 @@
+"""extract_many: disk cache keyed by content and config, process pool, progress, bad files."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from audioclf import workspace
+from audioclf.audio import AudioError
+from audioclf.features import CacheStats, Features, MFCCConfig, SpectralConfig, extract_file, extract_many
+from audioclf.features.cache import DB_NAME, cache_size, clear_cache
+from conftest import ROOT, tone
+
+CFG = MFCCConfig(n_mfcc=13)
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A fresh, empty workspace (and so an empty cache) for each test."""
+    monkeypatch.setenv("AUDIOCLF_HOME", str(tmp_path / "ws"))
+    return workspace.home()
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    """Twelve short, different real wav files (tones at different pitches and lengths)."""
+    folder = tmp_path_factory.mktemp("clips")
+    paths = []
+    for i in range(12):
+        path = folder / f"clip_{i:02d}.wav"
+        sf.write(path, tone(200.0 + 90 * i, 0.2 + 0.05 * i, 16000, 0.4), 16000)
+        paths.append(path)
+    return paths
+
+
+def same(a: Features, b: Features) -> bool:
+    return a.names == b.names and np.array_equal(a.values, b.values) and np.array_equal(a.times, b.times)
+
+
+def test_second_call_is_served_from_cache(home, clips):
+    cold, warm = CacheStats(), CacheStats()
+    first = extract_many(clips, CFG, n_jobs=1, stats=cold)
+    assert (cold.total, cold.cached, cold.computed, cold.errors) == (12, 0, 12, 0)
+    second = extract_many(clips, CFG, stats=warm)
+    assert (warm.cached, warm.computed, warm.workers) == (12, 0, 0)
+    assert all(same(a, b) for a, b in zip(first, second))
+    assert all(same(a, extract_file(p, CFG)) for a, p in zip(second, clips))
+    assert second[0].config == CFG and (home / "cache" / DB_NAME).is_file()
+    # Cached arrays are the caller's to modify.
+    second[0].values *= 2
+    assert same(extract_many(clips[:1], CFG)[0], first[0])
+
+
+def test_changed_content_invalidates(home, tmp_path):
+    path = tmp_path / "edit.wav"
+    sf.write(path, tone(300.0, 0.5), 16000)
+    before = extract_many([path], CFG)[0]
+    sf.write(path, tone(1200.0, 0.5), 16000)  # same size, new content
+    stats = CacheStats()
+    after = extract_many([path], CFG, stats=stats)[0]
+    assert stats.computed == 1 and stats.cached == 0
+    assert not np.allclose(before.values, after.values)
+    assert same(after, extract_file(path, CFG))
+
+
+def test_cache_is_keyed_by_content_not_path(home, clips, tmp_path):
+    extract_many(clips[:3], CFG)
+    copy = tmp_path / "renamed.wav"
+    shutil.copy(clips[1], copy)
+    stats = CacheStats()
+    result = extract_many([copy], CFG, stats=stats)[0]
+    assert stats.cached == 1 and same(result, extract_file(clips[1], CFG))
+
+
+def test_duplicate_content_is_computed_once(home, clips, tmp_path):
+    copy = tmp_path / "dup.wav"
+    shutil.copy(clips[0], copy)
+    stats = CacheStats()
+    out = extract_many([clips[0], copy, clips[0]], CFG, stats=stats)
+    assert stats.computed == 1 and all(same(out[0], o) for o in out)
+
+
+def test_different_config_is_a_different_entry(home, clips):
+    extract_many(clips[:4], CFG)
+    stats = CacheStats()
+    out = extract_many(clips[:4], MFCCConfig(n_mfcc=20), stats=stats)
+    assert stats.computed == 4 and stats.cached == 0 and out[0].values.shape[1] == 20
+    spectral = extract_many(clips[:4], SpectralConfig(), stats=stats)
+    assert stats.computed == 4 and spectral[0].names[-1] == "rms"
+
+
+def test_progress_reaches_total_in_order(home, clips):
+    calls = []
+    extract_many(clips, CFG, n_jobs=1, progress=lambda d, t: calls.append((d, t)))
+    assert calls[-1] == (12, 12) and calls[0] == (0, 12)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+    warm = []
+    extract_many(clips, CFG, progress=lambda d, t: warm.append((d, t)))
+    assert warm == [(12, 12)]
+    empty = []
+    assert extract_many([], CFG, progress=lambda d, t: empty.append((d, t))) == []
+    assert empty == [(0, 0)]
+
+
+def test_bad_files_give_audio_errors_at_their_index(home, clips, tmp_path):
+    text = tmp_path / "notes.wav"
+    text.write_text("not audio at all")
+    missing = tmp_path / "gone.wav"
+    paths = [clips[0], text, clips[1], missing]
+    stats = CacheStats()
+    out = extract_many(paths, CFG, n_jobs=1, stats=stats)
+    assert isinstance(out[0], Features) and isinstance(out[2], Features)
+    assert isinstance(out[1], AudioError) and "notes.wav" in str(out[1])
+    assert isinstance(out[3], AudioError) and "does not exist" in str(out[3])
+    assert stats.errors == 2 and stats.computed == 2
+
+
+def test_parallel_matches_in_process(home, clips, tmp_path):
+    text = tmp_path / "bad.wav"
+    text.write_text("nope")
+    paths = [*clips, text]
+    serial = extract_many(paths, CFG, n_jobs=1, cache=False)
+    stats = CacheStats()
+    ticks = []
+    parallel = extract_many(paths, CFG, n_jobs=2, cache=False, stats=stats, progress=lambda d, t: ticks.append(d))
+    assert stats.workers == 2 and stats.computed == 12 and stats.errors == 1
+    assert all(same(a, b) for a, b in zip(serial[:-1], parallel[:-1]))
+    assert isinstance(parallel[-1], AudioError) and "bad.wav" in str(parallel[-1])
+    assert ticks[-1] == 13 and len(ticks) > 2  # chunks report as they finish
+    assert cache_size() == 0 or not (home / "cache" / DB_NAME).exists()  # cache=False wrote nothing
+
+
+def test_concurrent_writers_share_one_cache(home, clips):
+    code = (
+        "import sys; from audioclf.features import MFCCConfig, CacheStats, extract_many;"
+        "s = CacheStats(); r = extract_many(sys.argv[1:], MFCCConfig(n_mfcc=13), n_jobs=1, stats=s);"
+        "assert s.errors == 0; print(s.computed + s.cached)"
+    )
+    env = {**os.environ, "AUDIOCLF_HOME": str(home)}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, *map(str, clips)], cwd=ROOT, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert out.strip() == "12"
+    stats = CacheStats()
+    out = extract_many(clips, CFG, stats=stats)
+    assert stats.cached == 12
+    assert all(same(a, extract_file(p, CFG)) for a, p in zip(out, clips))
+
+
+def test_corrupt_cache_file_is_replaced(home, clips):
+    db = workspace.cache_dir() / DB_NAME
+    db.write_bytes(b"this is not an sqlite database" * 100)
+    stats = CacheStats()
+    out = extract_many(clips[:2], CFG, stats=stats)
+    assert stats.computed == 2 and all(isinstance(o, Features) for o in out)
+    assert list(workspace.cache_dir().glob(f"{DB_NAME}.corrupt-*"))
+    extract_many(clips[:2], CFG, stats=stats)
+    assert stats.cached == 2
+    clear_cache()
+    assert cache_size() == 0
+
+
+def test_bad_n_jobs(home, clips):
+    from audioclf.features import FeatureError
+
+    with pytest.raises(FeatureError, match="n_jobs"):
+        extract_many(clips, CFG, n_jobs=0, cache=False)
