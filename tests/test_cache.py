@@ -175,3 +175,21 @@ def test_bad_n_jobs(home, clips):
 
     with pytest.raises(FeatureError, match="n_jobs"):
         extract_many(clips, CFG, n_jobs=0, cache=False)
+
+
+def test_yamnet_scores_survive_the_cache(home, fsdd_small, yamnet_tflite, tmp_path):
+    pytest.importorskip("audioclf.features.yamnet")
+    from audioclf.features import YAMNetConfig
+
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF")
+    paths = [*sorted(fsdd_small.glob("*/*.wav"))[:3], bad]
+    cfg = YAMNetConfig(model=str(yamnet_tflite))
+    cold, warm = CacheStats(), CacheStats()
+    first = extract_many(paths, cfg, stats=cold)
+    assert cold.computed == 3 and isinstance(first[3], AudioError)
+    assert first[0].values.shape[1] == 1024 and first[0].scores.shape == (first[0].n_frames, 521)
+    second = extract_many(paths, cfg, stats=warm)
+    assert warm.cached == 3 and warm.computed == 0
+    for a, b in zip(first[:3], second[:3]):
+        assert same(a, b) and np.array_equal(a.scores, b.scores)

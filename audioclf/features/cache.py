@@ -15,6 +15,8 @@ rebuilt: it only holds things that can be recomputed.
 Misses are computed in a process pool (forkserver where available, else spawn:
 never fork, the parent may have TensorFlow loaded), in chunks of files to
 amortise inter-process traffic. Workers import librosa, never TensorFlow.
+YAMNet runs in this process by default, batching the windows of many clips
+per model call (``extract_yamnet_many``).
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from audioclf import workspace
-from audioclf.audio import AudioError, fingerprint
+from audioclf.audio import AudioError, Clip, fingerprint, load_audio
 from audioclf.features import (
     FeatureConfig,
     FeatureError,
@@ -43,6 +45,7 @@ from audioclf.features import (
     config_key,
     config_to_dict,
     extract_file,
+    target_rate,
 )
 
 DB_NAME = "features.sqlite"
@@ -131,8 +134,9 @@ def extract_many(
         jobs = _jobs(n_jobs, len(todo), config)
         if jobs <= 1:
             with _one_blas_thread(config):
-                for path in todo:
-                    finish(path, _extract_one(path, config))
+                for chunk in _chunks(list(todo), 1 if config.kind != "yamnet" else CHUNK):
+                    for path, result in zip(chunk, _extract_chunk(chunk, config)):
+                        finish(path, result)
                     if progress:
                         progress(done, total)
         else:
@@ -183,7 +187,20 @@ def _extract_one(path: str, config: FeatureConfig) -> Features | AudioError:
 
 def _extract_chunk(paths: list[str], config: FeatureConfig) -> list[Features | AudioError]:
     """Pool task: a list of files in, a list of results out (one pickle each way)."""
-    return [_extract_one(p, config) for p in paths]
+    if config.kind != "yamnet":
+        return [_extract_one(p, config) for p in paths]
+    # YAMNet runs fastest with the windows of many clips in one model call.
+    from audioclf.features.yamnet import extract_yamnet_many
+
+    loaded: list[Clip | AudioError] = []
+    for path in paths:
+        try:
+            loaded.append(load_audio(path, sr=target_rate(config)))
+        except AudioError as exc:
+            loaded.append(exc)
+    clips = [c for c in loaded if isinstance(c, Clip)]
+    feats = iter(extract_yamnet_many(clips, config) if clips else [])
+    return [c if isinstance(c, AudioError) else next(feats) for c in loaded]
 
 
 def _one_blas_thread(config: FeatureConfig):
@@ -207,14 +224,26 @@ def _init_worker() -> None:
 
 
 def _jobs(n_jobs: int | None, n_todo: int, config: FeatureConfig) -> int:
-    if n_todo <= 1 or config.kind == "yamnet":
-        # YAMNet parallelises inside its own runtime and loads a model per process.
+    if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1):
+        raise FeatureError(f"n_jobs must be a positive whole number or None, got {n_jobs!r}.")
+    if n_todo <= 1 or (config.kind == "yamnet" and (n_jobs is None or not _yamnet_is_tflite(config))):
+        # YAMNet: by default one process, where TFLite's own threads use the cores and
+        # the model stays loaded for prediction; a pool only on request and only for
+        # TFLite (with TF Hub/SavedModel every worker would import TensorFlow).
         return 1
     if n_jobs is None:
         return 1 if n_todo < IN_PROCESS_BELOW else min(default_jobs(), n_todo)
-    if not isinstance(n_jobs, int) or n_jobs < 1:
-        raise FeatureError(f"n_jobs must be a positive whole number or None, got {n_jobs!r}.")
     return min(n_jobs, n_todo)
+
+
+def _yamnet_is_tflite(config: FeatureConfig) -> bool:
+    from audioclf.features.yamnet import resolve_spec
+
+    return resolve_spec(config.model).endswith(".tflite")
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
@@ -227,7 +256,7 @@ def _pool_context() -> multiprocessing.context.BaseContext:
 
 def _run_pool(paths: list[str], config: FeatureConfig, jobs: int) -> Iterable[tuple[list[str], list]]:
     size = max(1, min(CHUNK, math.ceil(len(paths) / (jobs * MIN_CHUNKS_PER_WORKER))))
-    chunks = [paths[i : i + size] for i in range(0, len(paths), size)]
+    chunks = _chunks(paths, size)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=_pool_context(), initializer=_init_worker) as pool:
         futures = {pool.submit(_extract_chunk, chunk, config): chunk for chunk in chunks}
         try:
