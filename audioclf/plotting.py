@@ -85,9 +85,10 @@ def waveform(y: np.ndarray, sr: int, *, title: str = "Waveform") -> go.Figure:
         blocks = y[:usable].reshape(-1, step)
         t = np.arange(blocks.shape[0]) * step / sr
         fig.add_trace(go.Scatter(x=t, y=blocks.max(axis=1), mode="lines", name="max",
-                                 line=dict(width=0.5)))
+                                 line=dict(width=0.5, color=PROB_COLOR)))
         fig.add_trace(go.Scatter(x=t, y=blocks.min(axis=1), mode="lines", name="min",
-                                 line=dict(width=0.5), fill="tonexty"))
+                                 line=dict(width=0.5, color=PROB_COLOR), fill="tonexty",
+                                 fillcolor="rgba(76, 120, 168, 0.6)"))
         fig.update_layout(showlegend=False)
     fig.update_yaxes(range=[-1.05, 1.05])
     return _layout(fig, title, "time (s)", "amplitude")
