@@ -1,0 +1,792 @@
+"""The command line: ``python -m audioclf`` or ``audioclf``.
+
+    audioclf demo                                   # synthesise the demo data set
+    audioclf extract DATA --features mfcc           # features into the cache
+    audioclf train DATA --model gru --epochs 30     # train, print epochs and test metrics
+    audioclf evaluate RUN_ID                        # per-class report and confusion matrix
+    audioclf evaluate DATA --cv 5                   # k-fold cross-validation of a config
+    audioclf predict clip.wav folder/ clips.zip --run RUN_ID --format csv
+    audioclf runs [list | show ID | compare ID ID... | delete ID... | cancel ID]
+
+A thin layer over the library, like the app: every command calls the same
+functions the pages call. Errors people can fix print one line to stderr and
+exit with status 1 (argparse's usage errors exit with 2).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import io
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 130
+FEATURE_KINDS = ("mfcc", "spectral", "yamnet")
+FORMATS = ("table", "csv", "json")
+PROGRESS_STEPS = 10  # lines per phase when stderr is not a terminal
+ENV_DEBUG = "AUDIOCLF_DEBUG"  # set to 1 to get tracebacks instead of one-line errors
+_UNSET = object()  # --sr not given (None means "native": keep each file's rate)
+
+
+class CLIError(ValueError):
+    """A command line that cannot be carried out; message is for people."""
+
+
+# ---------------------------------------------------------------- output helpers
+
+def _err(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    if isinstance(v, (list, tuple)):
+        return ",".join(str(x) for x in v) or "-"
+    return str(v)
+
+
+def format_table(rows: Sequence[dict], columns: Sequence[str] | None = None) -> str:
+    """Rows of dicts as an aligned plain-text table (columns: the first row's keys)."""
+    if not rows:
+        return ""
+    columns = list(columns or rows[0].keys())
+    cells = [[_fmt(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(columns), line(["-" * w for w in widths]), *map(line, cells)])
+
+
+def _write_rows(rows: list[dict], fmt: str, out=None) -> None:
+    out = out or sys.stdout
+    if fmt == "json":
+        json.dump(rows, out, indent=2, default=str)
+        out.write("\n")
+    elif fmt == "csv":
+        if rows:
+            w = csv.DictWriter(out, fieldnames=list(rows[0].keys()), lineterminator="\n")
+            w.writeheader()
+            w.writerows(rows)
+    elif rows:
+        print(format_table(rows), file=out)
+
+
+class Progress:
+    """`done/total` on stderr: one rewritten line on a terminal, a few lines otherwise."""
+
+    def __init__(self, label: str, quiet: bool = False):
+        self.label, self.quiet = label, quiet
+        self.tty = sys.stderr.isatty()
+        self.last_step = -1
+        self.t0 = time.perf_counter()
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.quiet or total <= 0:
+            return
+        elapsed = time.perf_counter() - self.t0
+        text = f"{self.label}: {done}/{total} ({100 * done / total:.0f}%, {elapsed:.1f}s)"
+        if self.tty:
+            sys.stderr.write("\r" + text + ("\n" if done >= total else ""))
+            sys.stderr.flush()
+            return
+        step = done * PROGRESS_STEPS // total
+        if step > self.last_step:
+            self.last_step = step
+            _err(text)
+
+
+# ---------------------------------------------------------------- config options
+
+def _units(text: str) -> tuple[int, ...]:
+    """'64,32' -> (64, 32); '' or 'none' -> () (no layers)."""
+    text = text.strip().lower()
+    if text in ("", "none", "0"):
+        return ()
+    try:
+        return tuple(int(u) for u in text.replace(" ", ",").split(",") if u)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected layer sizes like 64 or 128,64, got {text!r}") from None
+
+
+def _patience(text: str) -> int | None:
+    if text.strip().lower() in ("none", "off", "0"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of epochs or 'none', got {text!r}") from None
+
+
+def _rate(text: str) -> int | None:
+    if text.strip().lower() in ("native", "none", "file"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a sample rate in Hz or 'native', got {text!r}") from None
+
+
+def _defaults(cls) -> dict[str, Any]:
+    return {f.name: f.default for f in dataclasses.fields(cls)}
+
+
+def add_feature_args(p: argparse.ArgumentParser) -> None:
+    from .features import MFCCConfig, SpectralConfig
+
+    m, s = _defaults(MFCCConfig), _defaults(SpectralConfig)
+    g = p.add_argument_group("features (defaults are those of MFCCConfig / SpectralConfig)")
+    g.add_argument("--features", choices=FEATURE_KINDS, default="mfcc",
+                   help="mfcc: MFCC sequence; spectral: MFCC + centroid, roll-off, ZCR, chroma, RMS; "
+                        "yamnet: pretrained YAMNet embeddings (default: %(default)s)")
+    g.add_argument("--sr", type=_rate, default=_UNSET, help=f"sample rate in Hz, or 'native' for mfcc "
+                   f"(default: mfcc {m['sr']}, spectral {s['sr']})")
+    g.add_argument("--n-mfcc", type=int, help=f"MFCC coefficients (default: {m['n_mfcc']} / {s['n_mfcc']})")
+    g.add_argument("--n-fft", type=int, help=f"FFT window in samples (default: {m['n_fft']} / {s['n_fft']})")
+    g.add_argument("--hop-length", type=int,
+                   help=f"hop between frames in samples (default: {m['hop_length']} / {s['hop_length']})")
+    g.add_argument("--n-mels", type=int, help=f"mel bands (default: {m['n_mels']} / {s['n_mels']})")
+    g.add_argument("--deltas", action="store_true", help="mfcc: append delta and delta-delta coefficients")
+    g.add_argument("--yamnet-model", default="",
+                   help="yamnet: a .tflite file, SavedModel folder or TF Hub URL "
+                        "(default: $AUDIOCLF_YAMNET, then <workspace>/models/yamnet/yamnet.tflite)")
+
+
+def feature_config(args: argparse.Namespace):
+    """The FeatureConfig the options describe (only options given override the defaults)."""
+    from .features import MFCCConfig, SpectralConfig, YAMNetConfig
+
+    given = {k: getattr(args, k) for k in ("n_mfcc", "n_fft", "hop_length", "n_mels")
+             if getattr(args, k) is not None}
+    if args.sr is not _UNSET:
+        given["sr"] = args.sr
+    if args.features == "yamnet":
+        if given or args.deltas:
+            raise CLIError(f"--{next(iter(given), 'deltas').replace('_', '-')} does not apply to "
+                           "yamnet features (YAMNet has its own fixed front end).")
+        return YAMNetConfig(model=args.yamnet_model)
+    if args.features == "spectral":
+        if args.deltas:
+            raise CLIError("--deltas applies to mfcc features only.")
+        if "sr" in given and given["sr"] is None:
+            raise CLIError("spectral features need a fixed --sr (e.g. 22050).")
+        return SpectralConfig(**given)
+    return MFCCConfig(**given, deltas=args.deltas)
+
+
+def add_split_args(p: argparse.ArgumentParser, flag: str = "--split") -> None:
+    from .datasets import METHODS, SplitConfig
+
+    d = _defaults(SplitConfig)
+    g = p.add_argument_group("split (SplitConfig)")
+    g.add_argument(flag, dest="split_method", choices=METHODS, default=d["method"],
+                   help="stratified: per-class shares; group: no group (speaker...) in two splits; "
+                        "fixed: the data set's own train/val/test (default: %(default)s)")
+    g.add_argument("--val", type=float, default=d["val"], help="validation share (default: %(default)s)")
+    g.add_argument("--test", type=float, default=d["test"], help="test share (default: %(default)s)")
+    g.add_argument("--split-seed", type=int, default=d["seed"], help="seed of the split (default: %(default)s)")
+    g.add_argument("--group-pattern", default=d["group_pattern"],
+                   help=r"regex whose capture group names a clip's group from its file name, "
+                        r"e.g. '^\d+_([a-z]+)_' for FSDD speakers (for --split group)")
+
+
+def split_config(args: argparse.Namespace):
+    from .datasets import SplitConfig
+
+    return SplitConfig(method=args.split_method, val=args.val, test=args.test, seed=args.split_seed,
+                       group_pattern=args.group_pattern or None)
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    from .models import ACTIVATIONS, KINDS, ModelConfig
+
+    d = _defaults(ModelConfig)
+    g = p.add_argument_group("model (ModelConfig)")
+    g.add_argument("--model", choices=KINDS, default=d["kind"],
+                   help="recurrent network, or baseline: a dense network on clip mean/std (default: %(default)s)")
+    g.add_argument("--rnn-units", type=_units, default=d["rnn_units"],
+                   help="units per recurrent layer, 1-3 layers, e.g. 128,64 (default: %s)" % _fmt(d["rnn_units"]))
+    g.add_argument("--dense-units", type=_units, default=d["dense_units"],
+                   help="units per dense layer, 0-3 layers, 'none' for none (default: %s)" % _fmt(d["dense_units"]))
+    g.add_argument("--activation", choices=ACTIVATIONS, default=d["activation"],
+                   help="dense layer activation (default: %(default)s)")
+    g.add_argument("--dropout", type=float, default=d["dropout"], help="dropout rate (default: %(default)s)")
+    g.add_argument("--l2", type=float, default=d["l2"], help="L2 weight penalty (default: %(default)s)")
+
+
+def model_config(args: argparse.Namespace):
+    from .models import ModelConfig
+
+    return ModelConfig(kind=args.model, rnn_units=args.rnn_units, dense_units=args.dense_units,
+                       activation=args.activation, dropout=args.dropout, l2=args.l2)
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    from .training import TrainConfig
+
+    d = _defaults(TrainConfig)
+    g = p.add_argument_group("training (TrainConfig)")
+    g.add_argument("--learning-rate", "--lr", type=float, default=d["learning_rate"],
+                   help="Adam learning rate (default: %(default)s)")
+    g.add_argument("--batch-size", type=int, default=d["batch_size"], help="(default: %(default)s)")
+    g.add_argument("--epochs", type=int, default=d["epochs"], help="at most this many epochs (default: %(default)s)")
+    g.add_argument("--patience", type=_patience, default=d["patience"],
+                   help="stop after this many epochs without a better validation loss and keep the best "
+                        "weights; 'none' trains all epochs (default: %(default)s)")
+    g.add_argument("--no-class-weights", dest="class_weights", action="store_false", default=d["class_weights"],
+                   help="do not weight rare classes up")
+    g.add_argument("--seed", type=int, default=d["seed"], help="training seed (default: %(default)s)")
+
+
+def train_config(args: argparse.Namespace):
+    from .training import TrainConfig
+
+    return TrainConfig(learning_rate=args.learning_rate, batch_size=args.batch_size, epochs=args.epochs,
+                       patience=args.patience, class_weights=args.class_weights, seed=args.seed)
+
+
+def run_config(args: argparse.Namespace):
+    from .training import RunConfig
+
+    return RunConfig(dataset=args.data, split=split_config(args), features=feature_config(args),
+                     model=model_config(args), train=train_config(args), name=args.name or "")
+
+
+def _load_dataset(source: str):
+    # Same resolution as a training run: a path, or the name of a workspace data set.
+    from .training import _resolve_dataset
+
+    return _resolve_dataset(source)
+
+
+# ---------------------------------------------------------------- commands
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import make_demo_dataset
+
+    path = make_demo_dataset(args.dest, clips_per_class=args.clips, seed=args.seed)
+    print(path)
+    return EXIT_OK
+
+
+def cmd_download_esc50(args: argparse.Namespace) -> int:
+    from .download import ESC50_URL, download_esc50
+
+    bar = Progress("downloading (MB)", args.quiet)
+    path = download_esc50(args.dest, url=args.url or ESC50_URL,
+                          progress=lambda done, total: bar(done >> 20, max(1, total >> 20)))
+    print(path)
+    return EXIT_OK
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    from .features import CacheStats, extract_many
+
+    cfg = feature_config(args)
+    ds = _load_dataset(args.data)
+    stats = CacheStats()
+    paths = [str(it.path) for it in ds.items]
+    results = extract_many(paths, cfg, cache=not args.no_cache, n_jobs=args.jobs,
+                           progress=Progress(f"extracting {cfg.kind}", args.quiet), stats=stats)
+    good = [r for r in results if not isinstance(r, Exception)]
+    frames = [r.n_frames for r in good]
+    summary = {"data set": ds.name, "clips": stats.total, "classes": len(ds.labels),
+               "features": cfg.kind, "dims": good[0].dims if good else None,
+               "frames (min/median/max)": f"{min(frames)}/{sorted(frames)[len(frames) // 2]}/{max(frames)}"
+               if frames else "-", "from cache": stats.cached, "computed": stats.computed,
+               "unreadable": stats.errors, "workers": stats.workers, "seconds": round(stats.seconds, 2)}
+    width = max(map(len, summary))
+    for k, v in summary.items():
+        print(f"{k.ljust(width)}  {_fmt(v)}")
+    for where, why in ds.problems[:20]:
+        _err(f"skipped {where}: {why}")
+    for p, r in zip(paths, results):
+        if isinstance(r, Exception):
+            _err(f"unreadable: {r}")
+    return EXIT_OK if good else EXIT_ERROR
+
+
+class _StopFlag:
+    """First Ctrl-C asks training to stop cleanly (run marked cancelled); the second aborts."""
+
+    def __init__(self):
+        self.stop = False
+        self._old = None
+
+    def __enter__(self):
+        def handler(signum, frame):
+            if self.stop:
+                raise KeyboardInterrupt
+            self.stop = True
+            _err("\nstopping after this batch (Ctrl-C again to abort)...")
+        try:
+            self._old = signal.signal(signal.SIGINT, handler)
+        except ValueError:  # not the main thread (e.g. called from a test runner thread)
+            self._old = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+        return False
+
+    def __call__(self) -> bool:
+        return self.stop
+
+
+def _epoch_line(e: dict) -> str:
+    parts = [f"epoch {e['epoch']}/{e['epochs']}", f"loss {e.get('loss', float('nan')):.4f}",
+             f"acc {e.get('accuracy', float('nan')):.3f}"]
+    if "val_loss" in e:
+        parts += [f"val_loss {e['val_loss']:.4f}", f"val_acc {e.get('val_accuracy', float('nan')):.3f}"]
+    return "  ".join(parts + [f"{e.get('elapsed', 0):.1f}s"])
+
+
+def _train_progress(quiet: bool) -> Callable[[dict], None]:
+    bar = Progress("extracting features", quiet)
+
+    def on_event(e: dict) -> None:
+        if e.get("phase") == "extracting":
+            bar(int(e.get("done", 0)), int(e.get("total", 0)))
+        elif e.get("phase") == "training" and not quiet:
+            _err(_epoch_line(e))
+    return on_event
+
+
+def _metrics_rows(metrics: dict) -> list[dict]:
+    return [{"split": s, "clips": (metrics.get(s) or {}).get("n"),
+             "accuracy": (metrics.get(s) or {}).get("accuracy"),
+             "macro_f1": (metrics.get(s) or {}).get("macro_f1")} for s in ("val", "test") if metrics.get(s)]
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from . import runs
+    from .training import start_training, train
+
+    cfg = run_config(args)
+    from .datasets import check_trainable, split_dataset
+
+    # Fail fast, before a background process or a long extraction starts.
+    ds = _load_dataset(args.data)
+    check_trainable(ds, cfg.split)
+    split_dataset(ds, cfg.split)
+    if args.background:
+        run_id = start_training(cfg)
+        print(run_id)
+        _err(f"training in the background; follow it with `audioclf runs show {run_id}`, "
+             f"stop it with `audioclf runs cancel {run_id}`")
+        return EXIT_OK
+    with _StopFlag() as stop:
+        run_id = train(cfg, progress=_train_progress(args.quiet), should_stop=stop)
+    run = runs.load_run(run_id)
+    if run.info.state != "done":
+        _err(f"run {run_id} {run.info.state}: {run.info.message}")
+        return EXIT_INTERRUPTED if run.info.state == "cancelled" else EXIT_ERROR
+    m = run.metrics
+    print(f"run {run_id}: {m.get('epochs_trained')} epochs (best {m.get('best_epoch')}), "
+          f"{m.get('train_seconds')} s training, {m.get('n_train')} training clips")
+    _write_rows(_metrics_rows(m), args.format)
+    return EXIT_OK
+
+
+def _report(metrics, fmt: str, title: str) -> None:
+    """Per-class report and confusion matrix of one evaluation.Metrics."""
+    per_class = [{"class": lab, **{k: (v if k != "support" else int(v)) for k, v in d.items()}}
+                 for lab, d in metrics.per_class.items()]
+    if fmt != "table":
+        _write_rows([{"accuracy": metrics.accuracy, "macro_f1": metrics.macro_f1, "clips": metrics.n,
+                      "per_class": per_class, "confusion": [list(r) for r in metrics.confusion],
+                      "labels": list(metrics.labels), "misclassified": list(metrics.misclassified)}]
+                    if fmt == "json" else per_class, fmt)
+        return
+    print(f"{title}: {metrics.n} clips, accuracy {metrics.accuracy:.3f}, macro F1 {metrics.macro_f1:.3f}\n")
+    print(format_table(per_class) + "\n")
+    labels = list(metrics.labels)
+    cm = [{"true \\ predicted": lab, **{p: n for p, n in zip(labels, row)}}
+          for lab, row in zip(labels, metrics.confusion)]
+    print("confusion matrix (rows: true class)")
+    print(format_table(cm))
+    if metrics.misclassified:
+        print(f"\nmost confident mistakes ({len(metrics.misclassified)} in all):")
+        print(format_table(list(metrics.misclassified)[:10]))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from . import runs
+    from .evaluation import Metrics, cross_validate, evaluate
+
+    if args.cv:
+        try:
+            cfg = _run_config_of(runs.run_dir(args.target).name)
+        except runs.RunError:
+            args.data = args.target
+            cfg = run_config(args)
+        bar = Progress("extracting features", args.quiet)
+
+        def on_event(e: dict) -> None:
+            if e.get("phase") == "extracting":
+                bar(int(e.get("done", 0)), int(e.get("total", 0)))
+            elif e.get("phase") == "fold" and not args.quiet:
+                _err(f"fold {e['fold']}/{e['folds']}: macro F1 {e['macro_f1']:.3f}, accuracy {e['accuracy']:.3f}")
+        res = cross_validate(cfg, k=args.cv, progress=on_event)
+        rows = [{"fold": i + 1, "macro_f1": f, "accuracy": a, "epochs": e}
+                for i, (f, a, e) in enumerate(zip(res.macro_f1, res.accuracy, res.epochs or [None] * res.k))]
+        if args.format == "json":
+            _write_rows([res.to_dict()], "json")
+        else:
+            _write_rows(rows, args.format)
+            if args.format == "table":
+                print(f"\n{res.k}-fold: macro F1 {res.macro_f1_mean:.3f} ± {res.macro_f1_std:.3f}, "
+                      f"accuracy {res.accuracy_mean:.3f} ± {res.accuracy_std:.3f}")
+        return EXIT_OK
+
+    run = runs.load_run(args.target)
+    if args.data:  # a new labelled data set, through the run's model
+        from .predict import Predictor
+
+        ds = _load_dataset(args.data)
+        pred = Predictor.load(run.info.id)
+        results = pred.predict_files([it.path for it in ds.items], progress=Progress("predicting", args.quiet))
+        ok = [(it, r) for it, r in zip(ds.items, results) if r.prediction is not None]
+        for r in results:
+            if r.error:
+                _err(f"skipped: {r.error}")
+        if not ok:
+            raise CLIError(f"No clip of {args.data} could be read.")
+        import numpy as np
+
+        metrics = evaluate([it.label for it, _ in ok], np.stack([r.prediction.probs for _, r in ok]),
+                           list(pred.labels), paths=[r.path for _, r in ok])
+        _report(metrics, args.format, f"run {run.info.id} on {ds.name}")
+        return EXIT_OK
+    if run.info.state != "done":
+        raise CLIError(f"Run {run.info.id} is {run.info.state}, not done: it has no metrics yet.")
+    stored = run.metrics.get(args.split)
+    if not stored:
+        raise CLIError(f"Run {run.info.id} has no {args.split} split to report (its split share was 0).")
+    _report(Metrics.from_dict(stored), args.format, f"run {run.info.id}, {args.split} split")
+    return EXIT_OK
+
+
+def _run_config_of(run_id: str):
+    from . import runs
+    from .training import RunConfig
+
+    return RunConfig.from_dict(runs.load_run(run_id).config)
+
+
+def _audio_files(sources: Sequence[str], tmp: Path) -> list[str]:
+    """Files from files, folders (recursive) and zips (unpacked safely into `tmp`)."""
+    from .audio import SUPPORTED_EXTENSIONS
+    from .download import safe_extract
+
+    out: list[str] = []
+    for i, src in enumerate(sources):
+        path = Path(src).expanduser()
+        if path.is_file() and path.suffix.lower() == ".zip":
+            path = safe_extract(path, tmp / f"zip{i}")
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_EXTENSIONS
+                           and not any(part.startswith(".") or part == "__MACOSX" for part in p.parts[-3:]))
+            if not found:
+                _err(f"no audio files ({', '.join(SUPPORTED_EXTENSIONS)}) in {src}")
+            out += [str(p) for p in found]
+        else:
+            out.append(str(path))  # a missing or bad file gets its error from load_audio
+    return out
+
+
+def _prediction_rows(results, k: int, fmt: str) -> list[dict]:
+    """One row per file: predicted class, confidence, top-k (flat columns, or a list in JSON)."""
+    rows = []
+    for r in results:
+        p = r.prediction
+        row: dict[str, Any] = {"path": r.path, "predicted": p.label if p else None,
+                               "confidence": round(p.confidence, 4) if p else None}
+        top = p.top_k(k) if p else []
+        if fmt == "json":
+            row["top_k"] = [{"label": lab, "probability": round(pr, 4)} for lab, pr in top]
+        else:
+            for i in range(k):
+                lab, pr = top[i] if i < len(top) else (None, None)
+                row[f"top{i + 1}"] = lab
+                row[f"p{i + 1}"] = round(pr, 4) if pr is not None else None
+        row["silent"] = bool(p.silent) if p else None
+        row["error"] = r.error or None
+        rows.append(row)
+    return rows
+
+
+def _prediction_table(rows: list[dict]) -> str:
+    # Errors go to stderr; a silent column only when some clip is silent.
+    ok = [{**r, "path": Path(r["path"]).name, "silent": "silent" if r["silent"] else ""}
+          for r in rows if not r["error"]]
+    cols = [c for c in (ok[0] if ok else {}) if c != "error" and (c != "silent" or any(r["silent"] for r in ok))]
+    return format_table(ok, cols)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from . import runs
+    from .predict import Predictor
+
+    run_id = args.run
+    if not run_id:
+        best = runs.best_run()
+        if best is None:
+            raise CLIError("No finished run to predict with; train one (`audioclf train DATA`) or give --run ID.")
+        run_id = best.id
+        _err(f"using run {run_id} (best validation macro F1 {best.val_macro_f1:.3f}); choose one with --run")
+    predictor = Predictor.load(run_id)
+    with tempfile.TemporaryDirectory(prefix="audioclf-predict-") as tmp:
+        paths = _audio_files(args.paths, Path(tmp))
+        if not paths:
+            raise CLIError("No audio files to predict.")
+        results = predictor.predict_files(paths, progress=Progress("predicting", args.quiet or len(paths) < 20))
+    rows = _prediction_rows(results, max(1, min(args.top_k, len(predictor.labels))), args.format)
+    if args.format == "table":
+        table = _prediction_table(rows)
+        if table:
+            print(table)
+    else:
+        _write_rows(rows, args.format)
+    failed = [r for r in results if r.error]
+    for r in failed:
+        _err(f"error: {r.error}")
+    return EXIT_ERROR if failed else EXIT_OK
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from . import runs
+
+    action = args.action or "list"
+    ids = args.ids
+    if action != "list" and not ids:
+        raise CLIError(f"`runs {action}` needs at least one run id (see `audioclf runs list`).")
+    if action == "list":
+        rows = [{"id": r.id, "name": r.name, "state": r.state, "data set": Path(r.dataset).name,
+                 "features": r.features, "model": r.model, "val_f1": r.val_macro_f1,
+                 "test_f1": r.test_macro_f1, "test_acc": r.test_accuracy} for r in runs.list_runs()]
+        if not rows and args.format == "table":
+            _err("no runs yet; train one with `audioclf train DATA`")
+        _write_rows(rows, args.format)
+    elif action == "show":
+        for run_id in ids:
+            _show_run(run_id, args.format)
+    elif action == "compare":
+        _write_rows(_transpose(runs.compare_runs(ids)) if args.format == "table" else runs.compare_runs(ids),
+                    args.format)
+    elif action == "delete":
+        for run_id in ids:
+            runs.delete_run(run_id)
+            _err(f"deleted run {run_id}")
+    elif action == "cancel":
+        from .training import cancel_run
+
+        for run_id in ids:
+            print(f"{run_id}: {cancel_run(run_id)}")
+    return EXIT_OK
+
+
+def _transpose(rows: list[dict]) -> list[dict]:
+    """Runs side by side: one row per setting, one column per run; differing settings marked."""
+    keys = list(dict.fromkeys(k for r in rows for k in r if k != "id"))
+    out = []
+    for k in keys:
+        vals = [r.get(k) for r in rows]
+        differs = len({json.dumps(v, default=str) for v in vals}) > 1
+        out.append({"setting": ("* " if differs else "  ") + k,
+                    **{r["id"]: v for r, v in zip(rows, vals)}})
+    return out
+
+
+def _show_run(run_id: str, fmt: str) -> None:
+    from . import runs
+
+    run = runs.load_run(run_id)
+    status = runs.run_status(run_id)
+    if fmt == "json":
+        _write_rows([{"id": run_id, "state": status.state, "message": status.message,
+                      "epoch": status.epoch, "epochs": status.epochs, "config": run.config,
+                      "labels": run.labels, "metrics": run.metrics, "history": run.history}], "json")
+        return
+    print(f"run {run_id} {('(' + run.info.name + ')') if run.info.name else ''}".rstrip())
+    print(f"state      {status.state}{': ' + status.message if status.message else ''}")
+    if status.epochs:
+        print(f"epoch      {status.epoch}/{status.epochs}, {status.elapsed:.0f} s"
+              + (f", about {status.eta:.0f} s left" if status.eta else ""))
+    elif status.phase_total and not status.final:
+        print(f"progress   {status.phase_done}/{status.phase_total}")
+    flat = {k: v for k, v in runs.compare_runs([run_id])[0].items()
+            if k.split(".")[0] in ("dataset", "split", "features", "model", "train")}
+    width = max(map(len, flat), default=0)
+    print("\nconfig")
+    for k, v in flat.items():
+        print(f"  {k.ljust(width)}  {_fmt(v)}")
+    if run.labels:
+        print(f"\nclasses    {', '.join(run.labels)}")
+    if run.history:
+        print("\nlast epoch " + _epoch_line(run.history[-1]))
+    if run.metrics:
+        print()
+        print(format_table(_metrics_rows(run.metrics)))
+
+
+# ---------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    p = argparse.ArgumentParser(
+        prog="audioclf", description="Classify sounds: extract features, train sequence models, "
+        "evaluate and predict. Everything is stored in the workspace ($AUDIOCLF_HOME, default ./workspace).",
+        epilog="Run `audioclf COMMAND --help` for the options of a command.")
+    from . import __version__
+
+    p.add_argument("--version", action="version", version=f"audioclf {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, help_: str, desc: str = "") -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_, description=desc or help_)
+        sp.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+        return sp
+
+    def data_arg(sp, help_=None):
+        sp.add_argument("data", metavar="DATA", help=help_ or "a data set: a folder with one sub-folder "
+                        "per class (optionally under train/ val/ test/), a .zip of one, a CSV manifest "
+                        "(path,label[,split][,group]), ESC-50, or the name of a workspace data set")
+
+    def format_arg(sp):
+        sp.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
+
+    sp = add("extract", "extract features of a data set into the cache",
+             "Extract features of every clip of a data set into the workspace's feature cache "
+             "(in parallel; cached clips are skipped), and print a summary.")
+    data_arg(sp)
+    add_feature_args(sp)
+    sp.add_argument("--jobs", type=int, help="worker processes (default: all cores)")
+    sp.add_argument("--no-cache", action="store_true", help="recompute and do not store")
+    sp.set_defaults(func=cmd_extract)
+
+    sp = add("train", "train a model on a data set",
+             "Split a data set, extract features, train a model with early stopping and evaluate it on "
+             "the validation and test splits. Prints each epoch on stderr and the final metrics; the run "
+             "(model, config, history, metrics) is saved in the workspace. Ctrl-C cancels cleanly.")
+    data_arg(sp)
+    sp.add_argument("--name", default="", help="a name for the run")
+    sp.add_argument("--background", action="store_true",
+                    help="train in a separate process; print the run id and return at once")
+    format_arg(sp)
+    add_split_args(sp)
+    add_feature_args(sp)
+    add_model_args(sp)
+    add_train_args(sp)
+    sp.set_defaults(func=cmd_train)
+
+    sp = add("evaluate", "report a run's metrics, or cross-validate a config",
+             "With a run id: accuracy, macro F1, per-class precision/recall/F1, confusion matrix and the "
+             "most confident mistakes on the run's validation or test split (or on another labelled data "
+             "set with --data). With --cv K: k-fold cross-validation of a config, given as a run id or as "
+             "a data set plus the same options as `train`.")
+    sp.add_argument("target", metavar="RUN_ID|DATA", help="a run id (see `audioclf runs`), or a data set with --cv")
+    sp.add_argument("--split", choices=("val", "test"), default="test", help="which split of the run")
+    sp.add_argument("--data", help="evaluate the run's model on this labelled data set instead")
+    sp.add_argument("--cv", type=int, metavar="K", help="k-fold cross-validation with K folds (2-20)")
+    sp.add_argument("--name", default="", help=argparse.SUPPRESS)
+    format_arg(sp)
+    add_split_args(sp, "--split-method")
+    add_feature_args(sp)
+    add_model_args(sp)
+    add_train_args(sp)
+    sp.set_defaults(func=cmd_evaluate)
+
+    sp = add("predict", "predict the classes of audio files",
+             "Predict audio files, folders (searched recursively) or .zip archives with a trained run, "
+             "and print the top-k classes per file. Files that cannot be read are reported on stderr "
+             "and make the exit status 1.")
+    sp.add_argument("paths", nargs="+", metavar="PATH", help="audio files, folders or .zip files")
+    sp.add_argument("--run", help="run id (default: the finished run with the best validation macro F1)")
+    sp.add_argument("--top-k", type=int, default=3, help="classes per file (default: 3)")
+    format_arg(sp)
+    sp.set_defaults(func=cmd_predict)
+
+    sp = add("runs", "list, show, compare, delete or cancel training runs",
+             "list: all runs, newest first; show ID...: config, progress and metrics; compare ID ID...: "
+             "settings and scores side by side (* marks differences); delete ID...: remove runs; "
+             "cancel ID...: stop background runs.")
+    sp.add_argument("action", nargs="?", choices=("list", "show", "compare", "delete", "cancel"), default="list")
+    sp.add_argument("ids", nargs="*", metavar="ID")
+    format_arg(sp)
+    sp.set_defaults(func=cmd_runs)
+
+    sp = add("demo", "create the synthetic demo data set",
+             "Synthesise a small 5-class demo data set (siren, dial tone, rain, clock ticks, bird chirps) "
+             "and print its folder.")
+    sp.add_argument("--dest", help="folder (default: <workspace>/datasets/demo)")
+    sp.add_argument("--clips", type=int, default=24, help="clips per class (default: 24)")
+    sp.add_argument("--seed", type=int, default=0, help="(default: 0)")
+    sp.set_defaults(func=cmd_demo)
+
+    sp = add("download-esc50", "download and unpack the ESC-50 data set",
+             "Download ESC-50 (2,000 clips, 50 classes, about 600 MB), verify and unpack it safely, and "
+             "print its folder. --url also takes a local zip.")
+    sp.add_argument("--dest", help="folder (default: <workspace>/datasets/esc50)")
+    sp.add_argument("--url", help="archive URL or local .zip (default: the official GitHub archive)")
+    sp.set_defaults(func=cmd_download_esc50)
+    return p
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    # Every domain error of the library is a ValueError with a message for people.
+    errors: list[type[BaseException]] = [ValueError, OSError]
+    from .features.yamnet import YAMNetUnavailable
+
+    errors.append(YAMNetUnavailable)
+    return tuple(errors)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 1 error, 2 usage, 130 interrupted)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before anything may import TensorFlow
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_ERROR
+    try:
+        return int(args.func(args) or EXIT_OK)
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `audioclf runs | head`
+        sys.stderr.close()
+        return EXIT_OK
+    except _known_errors() as e:
+        if os.environ.get(ENV_DEBUG):
+            raise
+        _err(f"audioclf {args.command}: error: {_one_line(e)}")
+        return EXIT_ERROR
+    except Exception as e:  # noqa: BLE001  # a bug: still one line, with how to see more
+        if os.environ.get(ENV_DEBUG):
+            raise
+        _err(f"audioclf {args.command}: unexpected error: {type(e).__name__}: {_one_line(e)} "
+             f"(set {ENV_DEBUG}=1 for the traceback)")
+        return EXIT_ERROR
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    if isinstance(e, OSError) and e.filename and e.strerror:
+        text = f"{e.filename}: {e.strerror}"
+    return " ".join(text.split())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

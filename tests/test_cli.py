@@ -1,0 +1,237 @@
+"""The command line, run for real: in-process `cli.main([...])` for speed, a subprocess for the
+entry point. One tiny real training run (MFCC + GRU on a small FSDD subset) is shared."""
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from audioclf import cli, runs
+from conftest import ROOT, tone
+
+SUBCOMMANDS = ("extract", "train", "evaluate", "predict", "runs", "demo", "download-esc50")
+TINY = ["--epochs", "2", "--rnn-units", "8", "--dense-units", "8", "--batch-size", "8",
+        "--val", "0.25", "--test", "0.25", "-q"]
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    """cli.main in this process; returns (exit status, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main([str(a) for a in argv])
+        except SystemExit as e:  # argparse: --help and usage errors
+            code = e.code
+    return code, out.getvalue(), err.getvalue()
+
+
+def run_subprocess(*argv: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", "audioclf", *map(str, argv)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def cli_run(fsdd_small) -> str:
+    """A run trained through `audioclf train` (3 digits, 36 clips, 2 epochs)."""
+    code, out, err = run_cli("train", fsdd_small, *TINY, "--name", "cli-test", "--format", "json")
+    assert code == 0, err
+    run_id = next(line.split()[1].rstrip(":") for line in out.splitlines() if line.startswith("run "))
+    scores = json.loads(out[out.index("["):])
+    assert [r["split"] for r in scores] == ["val", "test"] and scores[1]["clips"] == 9
+    return run_id
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory, fsdd_dir):
+    """Two readable clips, a broken one, and a zip of the readable ones."""
+    d = tmp_path_factory.mktemp("clips")
+    good = d / "good"
+    good.mkdir()
+    (good / "one.wav").write_bytes((fsdd_dir / "1" / "1_theo_0.wav").read_bytes())
+    sf.write(good / "tone.flac", tone(300.0, 0.8, sr=8000), 8000)
+    bad = d / "broken.wav"
+    bad.write_text("this is not audio")
+    zpath = d / "clips.zip"
+    with zipfile.ZipFile(zpath, "w") as z:
+        for p in good.iterdir():
+            z.write(p, f"inner/{p.name}")
+    return {"dir": good, "wav": good / "one.wav", "flac": good / "tone.flac", "bad": bad, "zip": zpath}
+
+
+# ---------------------------------------------------------------- help and usage
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_help_of_each_subcommand(command):
+    code, out, _ = run_cli(command, "--help")
+    assert code == 0
+    assert out.startswith(f"usage: audioclf {command}")
+    assert len(out.splitlines()) > 5  # a description and options, not just a usage line
+
+
+def test_entry_point_runs_as_module():
+    proc = run_subprocess("--help")
+    assert proc.returncode == 0
+    for command in SUBCOMMANDS:
+        assert command in proc.stdout
+
+
+def test_train_help_shows_dataclass_defaults():
+    from audioclf.models import ModelConfig
+    from audioclf.training import TrainConfig
+
+    _, out, _ = run_cli("train", "--help")
+    text = " ".join(out.split())
+    assert f"(default: {ModelConfig().kind})" in text
+    assert f"(default: {TrainConfig().epochs})" in text
+    assert f"(default: {TrainConfig().patience})" in text
+
+
+def test_usage_errors_exit_2_without_traceback():
+    code, _, err = run_cli("train", "x", "--rnn-units", "abc")
+    assert code == 2 and "layer sizes" in err and "Traceback" not in err
+    code, _, err = run_cli("frobnicate")
+    assert code == 2 and "invalid choice" in err
+
+
+def test_option_that_does_not_apply_is_a_clear_error(fsdd_small):
+    code, out, err = run_cli("extract", fsdd_small, "--features", "yamnet", "--n-mfcc", "13")
+    assert code == 1 and out == ""
+    assert err.count("\n") == 1 and "does not apply to yamnet" in err
+
+
+# ---------------------------------------------------------------- extract
+
+def test_extract_summary_then_cache(fsdd_small):
+    code, out, err = run_cli("extract", fsdd_small, "--features", "mfcc", "--n-mfcc", "13", "--jobs", "1")
+    assert code == 0, err
+    summary = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in out.splitlines())
+    assert summary["clips"] == "36" and summary["dims"] == "13" and summary["unreadable"] == "0"
+    assert "extracting mfcc: 36/36" in err  # progress on stderr
+    code, out, _ = run_cli("extract", fsdd_small, "--features", "mfcc", "--n-mfcc", "13", "-q")
+    assert code == 0
+    assert any(line.startswith("from cache") and line.split()[-1] == "36" for line in out.splitlines())
+
+
+# ---------------------------------------------------------------- train and runs
+
+def test_train_then_runs_list_shows_it(cli_run):
+    code, out, _ = run_cli("runs", "--format", "json")
+    assert code == 0
+    listed = {r["id"]: r for r in json.loads(out)}
+    assert listed[cli_run]["state"] == "done" and listed[cli_run]["name"] == "cli-test"
+    assert listed[cli_run]["model"] == "gru" and 0.0 <= listed[cli_run]["test_f1"] <= 1.0
+    code, out, _ = run_cli("runs", "list")
+    assert code == 0 and cli_run in out and "cli-test" in out
+    # the stored config mirrors the options
+    cfg = runs.load_run(cli_run).config
+    assert cfg["model"]["rnn_units"] == [8] and cfg["train"]["epochs"] == 2
+    assert cfg["split"]["val"] == 0.25 and cfg["features"]["kind"] == "mfcc"
+
+
+def test_runs_show_and_compare(cli_run):
+    code, out, _ = run_cli("runs", "show", cli_run)
+    assert code == 0
+    assert "state      done" in out and "model.rnn_units" in out and "classes    0, 1, 2" in out
+    code, out, _ = run_cli("runs", "compare", cli_run, cli_run, "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and len(rows) == 2 and rows[0]["model.kind"] == "gru"
+
+
+def test_runs_errors_are_one_line(cli_run):
+    code, _, err = run_cli("runs", "show", "no-such-run")
+    assert code == 1 and err.startswith("audioclf runs: error:") and err.count("\n") == 1
+    code, _, err = run_cli("runs", "delete")
+    assert code == 1 and "needs at least one run id" in err
+
+
+def test_evaluate_run_reports_stored_metrics(cli_run):
+    code, out, _ = run_cli("evaluate", cli_run)
+    assert code == 0 and "confusion matrix" in out and "macro F1" in out
+    code, out, _ = run_cli("evaluate", cli_run, "--split", "val", "--format", "json")
+    report = json.loads(out)[0]
+    stored = runs.load_run(cli_run).metrics["val"]
+    assert report["accuracy"] == pytest.approx(stored["accuracy"])
+    assert np.array(report["confusion"]).sum() == stored["n"] == 9
+
+
+def test_evaluate_cross_validation(fsdd_small):
+    code, out, err = run_cli("evaluate", fsdd_small, "--cv", "2", "--epochs", "1", "--rnn-units", "8",
+                             "--dense-units", "none", "--batch-size", "16", "--val", "0", "-q",
+                             "--format", "json")
+    assert code == 0, err
+    res = json.loads(out)[0]
+    assert res["k"] == 2 and len(res["macro_f1"]) == 2
+    assert all(0.0 <= f <= 1.0 for f in res["macro_f1"])
+
+
+def test_one_class_dataset_is_a_clear_error(tmp_path):
+    (tmp_path / "only").mkdir()
+    for i in range(4):
+        sf.write(tmp_path / "only" / f"c{i}.wav", tone(200.0 + 50 * i, 0.5), 16000)
+    code, out, err = run_cli("train", tmp_path, *TINY)
+    assert code == 1 and out == ""
+    assert "at least two classes" in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+# ---------------------------------------------------------------- predict
+
+def test_predict_csv_columns(cli_run, clips):
+    code, out, err = run_cli("predict", clips["wav"], clips["flac"], "--run", cli_run, "--format", "csv",
+                             "--top-k", "2")
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert list(rows[0]) == ["path", "predicted", "confidence", "top1", "p1", "top2", "p2", "silent", "error"]
+    assert [r["path"] for r in rows] == [str(clips["wav"]), str(clips["flac"])]
+    for r in rows:
+        assert r["predicted"] == r["top1"] in {"0", "1", "2"}
+        assert 1.0 >= float(r["p1"]) >= float(r["p2"]) >= 0.0
+        assert float(r["p1"]) + float(r["p2"]) <= 1.0 + 1e-3
+        assert r["error"] == ""
+
+
+def test_predict_json_folder_and_zip(cli_run, clips):
+    code, out, err = run_cli("predict", clips["dir"], clips["zip"], "--run", cli_run, "--format", "json")
+    assert code == 0, err
+    rows = json.loads(out)
+    assert len(rows) == 4  # two files in the folder, the same two inside the zip
+    assert all(len(r["top_k"]) == 3 and r["error"] is None for r in rows)
+    by_name = {}
+    for r in rows:
+        by_name.setdefault(os.path.basename(r["path"]), []).append(r["top_k"])
+    # the same clip gives the same answer from a folder or a zip
+    assert by_name["one.wav"][0] == by_name["one.wav"][1]
+
+
+def test_predict_table_uses_best_run_by_default(cli_run, clips):
+    code, out, err = run_cli("predict", clips["wav"])
+    assert code == 0
+    assert "using run" in err
+    assert out.splitlines()[0].split()[:3] == ["path", "predicted", "confidence"]
+    assert "one.wav" in out
+
+
+def test_predict_bad_file_subprocess(cli_run, clips):
+    proc = run_subprocess("predict", clips["bad"], clips["wav"], "--run", cli_run, "--format", "csv")
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "broken.wav" in errors[0]
+    rows = list(csv.DictReader(io.StringIO(proc.stdout)))
+    assert rows[0]["error"] and rows[0]["predicted"] == ""
+    assert rows[1]["predicted"] in {"0", "1", "2"}  # the good file is still predicted
+
+
+def test_predict_missing_run_is_one_line(clips):
+    code, _, err = run_cli("predict", clips["wav"], "--run", "20000101-000000-abcdef")
+    assert code == 1 and err.count("\n") == 1 and "No run" in err
