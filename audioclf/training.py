@@ -213,8 +213,11 @@ def predict_proba(model, seqs: Sequence[np.ndarray], batch_size: int = 64) -> np
     order = np.argsort([len(s) for s in seqs], kind="stable")
     for i in range(0, len(order), batch_size):
         idx = order[i:i + batch_size]
-        xb = pad_sequences([seqs[j] for j in idx])
-        probs[idx] = np.asarray(model(xb, training=False))
+        # Round lengths up like training does: predict_on_batch's compiled function is
+        # reused across batches (eager calls of a recurrent layer are 10-100x slower).
+        length = int(math.ceil(max(len(seqs[j]) for j in idx) / PAD_MULTIPLE) * PAD_MULTIPLE)
+        xb = pad_sequences([seqs[j] for j in idx], length)
+        probs[idx] = np.asarray(model.predict_on_batch(xb))
     return probs
 
 

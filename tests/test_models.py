@@ -1,0 +1,94 @@
+"""Models: every kind trains for real, saves and reloads; masking hides padding; stats live in the model."""
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from audioclf import runs
+from audioclf.datasets import SplitConfig
+from audioclf.features import MFCCConfig, extract_file
+from audioclf.models import (KINDS, PAD_VALUE, ModelConfig, ModelError, build_model, input_stats,
+                             pad_sequences)
+from audioclf.predict import Predictor
+from audioclf.training import RunConfig, TrainConfig, train
+
+
+def _random_seqs(n=6, dims=5, seed=0):
+    rng = np.random.default_rng(seed)
+    return [(rng.normal(3.0, 2.0, (int(rng.integers(4, 30)), dims))).astype(np.float32) for _ in range(n)]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_kind_trains_saves_and_reloads_with_same_probabilities(kind, fsdd_small):
+    cfg = RunConfig(dataset=str(fsdd_small), split=SplitConfig(val=0.25, test=0.25),
+                    features=MFCCConfig(), model=ModelConfig(kind=kind, rnn_units=(8,), dense_units=(8,)),
+                    train=TrainConfig(epochs=2, patience=None, batch_size=8))
+    run_id = train(cfg)
+    assert runs.read_status(run_id)["state"] == "done"
+    with open(runs.run_dir(run_id) / runs.PREDICTIONS) as f:
+        rows = list(csv.DictReader(f))
+    predictor = Predictor.load(run_id)
+    assert predictor.model.name == f"audioclf_{kind}"
+    for row in rows[:4]:
+        pred = predictor.predict_features(extract_file(row["path"], MFCCConfig()))
+        saved = np.array([float(row[f"p_{lab}"]) for lab in predictor.labels])
+        assert np.allclose(pred.probs, saved, atol=1e-5), (kind, pred.probs, saved)
+        assert pred.label == row["predicted"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_padding_does_not_change_the_prediction(kind):
+    seqs = _random_seqs()
+    mean, var = input_stats(ModelConfig(kind=kind), seqs)
+    model = build_model(ModelConfig(kind=kind, rnn_units=(6, 4) if kind != "baseline" else (6,),
+                                    dense_units=(5,), dropout=0.0),
+                        5, 3, mean=mean, variance=var)
+    clip = seqs[0]
+    alone = np.asarray(model(pad_sequences([clip]), training=False))
+    for length in (len(clip) + 1, len(clip) + 17, 80):
+        padded = np.asarray(model(pad_sequences([clip], length), training=False))
+        assert np.allclose(alone, padded, atol=1e-5), (kind, length)
+    batch = np.asarray(model(pad_sequences(seqs), training=False))  # padded to the longest
+    assert np.allclose(alone[0], batch[0], atol=1e-5)
+
+
+def test_standardisation_is_stored_in_the_saved_model(tmp_path):
+    import keras
+
+    seqs = _random_seqs(dims=4)
+    mean, var = input_stats(ModelConfig(), seqs)
+    assert np.allclose(mean, np.concatenate(seqs).mean(0), atol=1e-4)
+    model = build_model(ModelConfig(kind="lstm", rnn_units=(4,), dense_units=()), 4, 2, mean=mean, variance=var)
+    model.save(tmp_path / "m.keras")
+    loaded = runs.load_model(tmp_path / "m.keras")
+    norm = loaded.get_layer("standardize")
+    assert np.allclose(np.ravel(keras.ops.convert_to_numpy(norm.mean)), mean, atol=1e-5)
+    assert np.allclose(np.ravel(keras.ops.convert_to_numpy(norm.variance)), var, atol=1e-4)
+    x = pad_sequences(seqs)
+    assert np.allclose(model(x), loaded(x), atol=1e-6)
+
+
+def test_pad_value_cannot_collide_with_real_features(fsdd_small):
+    wav = next((fsdd_small / "0").iterdir())
+    values = extract_file(wav, MFCCConfig()).values
+    assert not np.any(np.all(values == PAD_VALUE, axis=1))
+    assert values.min() > PAD_VALUE / 100
+
+
+def test_bad_model_configs_have_clear_messages():
+    with pytest.raises(ModelError, match="Unknown model kind 'cnn'"):
+        ModelConfig(kind="cnn")
+    with pytest.raises(ModelError, match="between 1 and"):
+        ModelConfig(rnn_units=(0,))
+    with pytest.raises(ModelError, match="At most 3 dense"):
+        ModelConfig(dense_units=(4, 4, 4, 4))
+    with pytest.raises(ModelError, match="activation"):
+        ModelConfig(activation="sigmoid")
+    with pytest.raises(ModelError, match="Dropout"):
+        ModelConfig(dropout=1.0)
+    with pytest.raises(ModelError, match="Unknown model setting"):
+        ModelConfig.from_dict({"kind": "gru", "layers": 3})
+    cfg = ModelConfig(kind="bilstm", rnn_units=[32, 16], dense_units=[8])
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg and hash(cfg)

@@ -1,0 +1,72 @@
+"""Prediction with a trained run: clips, long clips over time, files, mismatched features."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from audioclf.audio import Clip, load_audio
+from audioclf.features import MFCCConfig, extract
+from audioclf.predict import WINDOW_SECONDS, FeatureMismatchError, Predictor, PredictError
+
+
+@pytest.fixture(scope="module")
+def predictor(trained_run) -> Predictor:
+    return Predictor.load(trained_run)
+
+
+def test_predict_clip_gives_probabilities_and_top_k(predictor, fsdd_small):
+    clip = load_audio(next((fsdd_small / "1").iterdir()))
+    pred = predictor.predict_clip(clip)
+    assert pred.labels == ("0", "1", "2")
+    assert pred.probs.shape == (3,) and np.isclose(pred.probs.sum(), 1.0, atol=1e-5)
+    top = pred.top_k(2)
+    assert len(top) == 2 and top[0][0] == pred.label and top[0][1] >= top[1][1]
+    assert len(pred.window_probs) == 0 and not pred.silent
+    # Same answer whatever rate the clip comes in at (resampled to the run's config).
+    again = predictor.predict_clip(load_audio(next((fsdd_small / "1").iterdir()), sr=22050))
+    assert np.allclose(again.probs, pred.probs, atol=0.05)
+
+
+def test_long_clip_gets_windows_over_time(predictor, fsdd_small):
+    parts = [load_audio(p, sr=16000).samples for d in ("0", "1", "2") for p in sorted((fsdd_small / d).iterdir())[:3]]
+    long = Clip(np.concatenate(parts), 16000, "long")
+    assert long.duration > 2 * WINDOW_SECONDS
+    pred = predictor.predict_clip(long)
+    n = len(pred.window_times)
+    assert n >= 3 and pred.window_probs.shape == (n, 3)
+    assert np.all(np.diff(pred.window_times) > 0) and pred.window_times[-1] < long.duration
+    assert np.allclose(pred.window_probs.sum(1), 1.0, atol=1e-5)
+
+
+def test_features_from_another_config_are_refused(predictor, fsdd_small):
+    clip = load_audio(next((fsdd_small / "0").iterdir()))
+    other = extract(clip, MFCCConfig(n_mfcc=13))
+    with pytest.raises(FeatureMismatchError, match="n_mfcc=13.*n_mfcc=20"):
+        predictor.predict_features(other)
+
+
+def test_predict_files_reports_errors_per_file_and_flags_silence(predictor, fsdd_small, tmp_path):
+    good = next((fsdd_small / "2").iterdir())
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF not really a wav")
+    quiet = tmp_path / "quiet.wav"
+    sf.write(quiet, np.zeros(16000, np.float32), 16000)
+    seen = []
+    results = predictor.predict_files([good, broken, quiet], progress=lambda d, t: seen.append((d, t)))
+    assert [r.path for r in results] == [str(good), str(broken), str(quiet)]
+    assert results[0].prediction is not None and not results[0].error
+    assert results[1].prediction is None and "broken.wav" in results[1].error
+    assert results[2].prediction is not None and results[2].prediction.silent
+    assert seen and seen[-1][1] == 3
+    single = predictor.predict_clip(load_audio(good))
+    assert np.allclose(results[0].prediction.probs, single.probs, atol=1e-5)
+
+
+def test_unfinished_run_cannot_be_loaded(trained_run):
+    from audioclf import runs
+
+    run_id = runs.create_run(runs.read_json(runs.run_dir(trained_run) / runs.CONFIG))
+    with pytest.raises(PredictError, match="not done"):
+        Predictor.load(run_id)
+    runs.delete_run(run_id)

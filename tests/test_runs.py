@@ -1,0 +1,74 @@
+"""Run storage: listing, comparing, deleting, best run, safe model loading, atomic writes."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from audioclf import runs
+
+
+def test_list_load_and_compare(trained_run):
+    infos = {r.id: r for r in runs.list_runs()}
+    info = infos[trained_run]
+    assert info.state == "done" and info.name == "fixture"
+    assert info.features == "mfcc" and info.model == "gru"
+    assert 0.0 <= info.val_macro_f1 <= 1.0 and 0.0 <= info.test_accuracy <= 1.0
+    run = runs.load_run(trained_run)
+    assert run.labels == ["0", "1", "2"] and len(run.history) == 4
+    assert run.config["model"]["kind"] == "gru"
+    table = runs.compare_runs([trained_run])
+    row = table[0]
+    assert row["id"] == trained_run and row["model.kind"] == "gru"
+    assert row["features.n_mfcc"] == 20 and row["train.epochs"] == 4
+    assert row["val.macro_f1"] == info.val_macro_f1
+
+
+def test_best_run_picks_highest_validation_f1(trained_run):
+    done = [r for r in runs.list_runs() if r.state == "done"]
+    best = runs.best_run()
+    assert best is not None and best.val_macro_f1 == max(r.val_macro_f1 for r in done)
+
+
+def test_delete_run(trained_run):
+    run_id = runs.create_run(runs.read_json(runs.run_dir(trained_run) / runs.CONFIG))
+    runs.update_status(run_id, state="failed", message="test")
+    assert run_id in {r.id for r in runs.list_runs()}
+    runs.delete_run(run_id)
+    assert run_id not in {r.id for r in runs.list_runs()}
+    with pytest.raises(runs.RunError, match="No run"):
+        runs.load_run(run_id)
+    with pytest.raises(runs.RunError, match="not a run id"):
+        runs.run_dir("../etc")
+
+
+def test_run_with_dead_process_reads_as_interrupted(trained_run):
+    run_id = runs.create_run(runs.read_json(runs.run_dir(trained_run) / runs.CONFIG))
+    runs.update_status(run_id, state="training", pid=2 ** 22 - 7)  # no such process
+    st = runs.run_status(run_id)
+    assert st.state == "failed" and "nterrupted" in st.message
+    runs.delete_run(run_id)
+
+
+def test_load_model_refuses_files_that_are_not_our_models(tmp_path, trained_run):
+    import keras
+
+    junk = tmp_path / "junk.keras"
+    junk.write_bytes(np.random.default_rng(0).bytes(2048))
+    with pytest.raises(runs.ModelLoadError, match="not a model audioclf can load"):
+        runs.load_model(junk)
+    foreign = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)], name="someone_elses")
+    foreign.save(tmp_path / "foreign.keras")
+    with pytest.raises(runs.ModelLoadError, match="not one trained by audioclf"):
+        runs.load_model(tmp_path / "foreign.keras")
+    with pytest.raises(runs.ModelLoadError, match="No model file"):
+        runs.load_model(tmp_path / "missing.keras")
+    model = runs.load_model(trained_run)
+    assert model.output_shape[-1] == 3
+
+
+def test_atomic_writes_leave_no_temporary_files(tmp_path):
+    target = tmp_path / "status.json"
+    for i in range(5):
+        runs.write_json(target, {"i": i})
+    assert runs.read_json(target) == {"i": 4}
+    assert [p.name for p in tmp_path.iterdir()] == ["status.json"]
