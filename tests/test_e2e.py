@@ -1,0 +1,181 @@
+"""End to end: the real server, Debian's chromium driven by Playwright, every page.
+
+Saves a screenshot of each page into $AUDIOCLF_SCREENSHOTS (e.g. docs/screenshots)
+when set, otherwise into the test's tmp folder.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+START_TIMEOUT = 60
+PAGE_TIMEOUT = 90_000  # ms; the first Explore render compiles librosa's numba code
+TRAIN_TIMEOUT = 300_000
+VIEWPORT = {"width": 1440, "height": 1000}
+# Few epochs keep the test short; the README's screenshots were made with more (AUDIOCLF_E2E_EPOCHS=20).
+EPOCHS = os.environ.get("AUDIOCLF_E2E_EPOCHS", "3")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, yamnet_tflite):
+    """`streamlit run app.py` on a free port with its own workspace; yields its URL."""
+    home = tmp_path_factory.mktemp("e2e_home")
+    port = free_port()
+    env = {**os.environ, "AUDIOCLF_HOME": str(home), "AUDIOCLF_YAMNET": str(yamnet_tflite)}
+    log = open(home / "server.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1",
+         "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + START_TIMEOUT
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail("streamlit did not start:\n" + (home / "server.log").read_text()[-3000:])
+        time.sleep(0.3)
+    yield url, home
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip("install Debian's chromium: apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    folder = os.environ.get("AUDIOCLF_SCREENSHOTS")
+    path = Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    """A 2 s siren-like sweep (real audio, written with soundfile)."""
+    sr = 16000
+    t = np.arange(2 * sr) / sr
+    freq = 800 + 300 * np.sin(2 * np.pi * 0.5 * t)
+    y = 0.5 * np.sin(2 * np.pi * np.cumsum(freq) / sr)
+    path = tmp_path_factory.mktemp("e2e_clip") / "my_siren.wav"
+    sf.write(path, y.astype(np.float32), sr)
+    return path
+
+
+def settle(page) -> None:
+    """Wait until Streamlit has finished running the script."""
+    page.wait_for_timeout(500)
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=PAGE_TIMEOUT)
+    page.wait_for_timeout(300)
+
+
+def go(page, name: str) -> None:
+    page.locator('[data-testid="stSidebarNav"] a', has_text=name).first.click()
+    page.locator("h1", has_text=name).wait_for(timeout=PAGE_TIMEOUT)
+    settle(page)
+
+
+def no_exception(page) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_the_whole_app_in_a_real_browser(server, browser, shots, clip):
+    url, home = server
+    page = browser.new_page(viewport=VIEWPORT)
+    page.set_default_timeout(PAGE_TIMEOUT)
+
+    # Data: opens on the demo data set; upload a clip into class "siren".
+    page.goto(url)
+    page.locator("h1", has_text="Data").wait_for()
+    page.get_by_text("Clips per class").first.wait_for()
+    settle(page)
+    no_exception(page)
+    page.screenshot(path=shots / "data.png")
+    page.get_by_role("tab", name="Add clips").click()
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(clip))
+    page.get_by_role("button", name="Add 1 file(s)").wait_for()
+    settle(page)
+    page.get_by_role("button", name="Add 1 file(s)").click()
+    page.get_by_text("Added 1 clip(s)").wait_for()
+    no_exception(page)
+    assert len(list(home.glob("datasets/demo/*/my_siren.wav"))) == 1
+
+    # Explore: every plotly figure renders.
+    go(page, "Explore")
+    page.locator(".js-plotly-plot").nth(6).wait_for(state="visible")
+    page.get_by_text("What YAMNet hears").wait_for()
+    page.locator(".js-plotly-plot").nth(7).wait_for(state="visible")  # YAMNet's classes
+    settle(page)
+    no_exception(page)
+    assert page.locator(".js-plotly-plot").count() >= 8
+    page.screenshot(path=shots / "explore.png")
+
+    # Train: a tiny model (few epochs) trains in the background and finishes.
+    go(page, "Train")
+    epochs = page.get_by_label("Epochs (maximum)")
+    epochs.fill(EPOCHS)
+    epochs.press("Tab")
+    page.get_by_role("button", name="Start training").click()
+    page.locator('[data-testid="stProgress"]').first.wait_for(timeout=TRAIN_TIMEOUT)
+    page.get_by_text("Training finished").wait_for(timeout=TRAIN_TIMEOUT)
+    settle(page)
+    no_exception(page)
+    page.screenshot(path=shots / "train.png")
+
+    # Runs: the run with its confusion matrix.
+    go(page, "Runs")
+    page.locator(".js-plotly-plot", has_text="Confusion matrix").wait_for(state="visible")
+    settle(page)
+    page.wait_for_timeout(1000)  # let the data grids draw their canvas
+    no_exception(page)
+    page.screenshot(path=shots / "runs.png")
+
+    # Predict: upload -> class probabilities.
+    go(page, "Predict")
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(clip))
+    page.get_by_text("Predicted class").wait_for()
+    page.locator(".js-plotly-plot", has_text="Class probabilities").wait_for(state="visible")
+    settle(page)
+    no_exception(page)
+    page.screenshot(path=shots / "predict.png")
+    page.close()
