@@ -27,7 +27,8 @@ import os
 import sqlite3
 import time
 import warnings
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -70,7 +71,7 @@ class CacheStats:
     cached: int = 0  # served from the disk cache
     computed: int = 0  # extracted in this call
     errors: int = 0  # AudioError entries
-    workers: int = 0  # worker processes used (0 = all in this process)
+    workers: int = 0  # processes that extracted, this one included (0 = no pool, this one alone)
     seconds: float = 0.0
 
 
@@ -254,24 +255,62 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
+def _ready() -> bool:
+    return True
+
+
 def _run_pool(paths: list[str], config: FeatureConfig, jobs: int) -> Iterable[tuple[list[str], list]]:
+    """Yield (chunk, results) from ``jobs - 1`` worker processes AND this process.
+
+    Starting workers takes seconds (the forkserver imports librosa, and starting a
+    process blocks until it has), so they start from a helper thread while this
+    process, which often has librosa loaded already, works through chunks from the
+    other end of the queue: a pool is never slower than extracting in-process.
+    """
     size = max(1, min(CHUNK, math.ceil(len(paths) / (jobs * MIN_CHUNKS_PER_WORKER))))
-    chunks = _chunks(paths, size)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=_pool_context(), initializer=_init_worker) as pool:
-        futures = {pool.submit(_extract_chunk, chunk, config): chunk for chunk in chunks}
-        try:
-            while futures:
+    queue = deque(_chunks(paths, size))
+    workers = jobs - 1
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_init_worker)
+    starter = ThreadPoolExecutor(max_workers=1)
+    started = starter.submit(lambda: [f.result() for f in [pool.submit(_ready) for _ in range(workers)]])
+    futures: dict = {}
+    try:
+        while queue and not started.done():
+            chunk = queue.pop()
+            with _one_blas_thread(config):
+                yield chunk, _extract_chunk(chunk, config)
+        if queue:
+            started.result()
+        while queue or futures:
+            # Keep each worker at most two chunks ahead; the rest stays for this process.
+            while queue and len(futures) < 2 * workers:
+                chunk = queue.popleft()
+                futures[pool.submit(_extract_chunk, chunk, config)] = chunk
+            for future in [f for f in futures if f.done()]:
+                yield futures.pop(future), future.result()
+            if queue:
+                chunk = queue.pop()
+                with _one_blas_thread(config):
+                    yield chunk, _extract_chunk(chunk, config)
+            elif futures:
                 finished, _ = wait(futures, return_when=FIRST_COMPLETED)
                 for future in finished:
                     yield futures.pop(future), future.result()
-        except BrokenProcessPool:
-            raise FeatureError(
-                "A feature-extraction worker process stopped unexpectedly (out of memory?). "
-                "Clips done so far are cached; run again, or use n_jobs=1 to extract in one process."
-            ) from None
-        finally:
-            for future in futures:
-                future.cancel()
+    except BrokenProcessPool:
+        raise FeatureError(
+            "A feature-extraction worker process stopped unexpectedly (out of memory?). "
+            "Clips done so far are cached; run again, or use n_jobs=1 to extract in one process."
+        ) from None
+    finally:
+        for future in futures:
+            future.cancel()
+        if started.done():
+            pool.shutdown(wait=True, cancel_futures=True)
+        else:
+            # This process did all the work before the workers were up: don't wait for them
+            # (a process start holds the pool's lock); the helper thread closes the pool.
+            starter.submit(pool.shutdown, wait=True, cancel_futures=True)
+        starter.shutdown(wait=False)
 
 
 # --- cache -------------------------------------------------------------------
