@@ -44,11 +44,19 @@ class ModelConfig:
     activation: str = "relu"
     dropout: float = 0.2
     l2: float = 1e-4
+    # Subtract each clip's own mean frame first (cepstral mean normalisation): removes
+    # speaker/microphone colouring that a per-data-set standardisation keeps.
+    # Recurrent kinds only; the baseline needs the clip means it would remove.
+    clip_norm: bool = True
+    # Gaussian noise (in standard deviations) added to standardised inputs while
+    # training only: a cheap regulariser against memorising speakers or devices.
+    input_noise: float = 0.0
 
     def __post_init__(self) -> None:
         # Accept lists (JSON, forms) but store tuples so configs stay hashable.
         object.__setattr__(self, "rnn_units", tuple(int(u) for u in self.rnn_units))
         object.__setattr__(self, "dense_units", tuple(int(u) for u in self.dense_units))
+        object.__setattr__(self, "clip_norm", bool(self.clip_norm))
         validate_model_config(self)
 
     def to_dict(self) -> dict[str, Any]:
@@ -84,6 +92,8 @@ def validate_model_config(cfg: ModelConfig) -> None:
                          f"choose one of {', '.join(ACTIVATIONS)}.")
     if not 0.0 <= cfg.dropout < 1.0:
         raise ModelError(f"Dropout must be in [0, 1), got {cfg.dropout}.")
+    if not 0.0 <= cfg.input_noise <= 2.0:
+        raise ModelError(f"Input noise must be in [0, 2] standard deviations, got {cfg.input_noise}.")
     if not 0.0 <= cfg.l2 <= 1.0:
         raise ModelError(f"L2 regularisation must be in [0, 1], got {cfg.l2}.")
 
@@ -101,6 +111,11 @@ def pad_sequences(seqs: Sequence[np.ndarray], length: int | None = None) -> np.n
     return out
 
 
+def clip_centered(seqs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Each sequence minus its own mean frame (what the model's clip_norm layer does)."""
+    return [np.asarray(s, np.float64) - np.asarray(s, np.float64).mean(0) for s in seqs]
+
+
 def frame_stats(seqs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Per-dimension mean and variance over all frames of `seqs` (training split)."""
     frames = np.concatenate([np.asarray(s, np.float64) for s in seqs], axis=0)
@@ -115,7 +130,9 @@ def summary_stats(seqs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 def input_stats(cfg: ModelConfig, seqs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """The standardisation statistics `build_model` needs for this kind of model."""
-    return summary_stats(seqs) if cfg.kind == "baseline" else frame_stats(seqs)
+    if cfg.kind == "baseline":
+        return summary_stats(seqs)
+    return frame_stats(clip_centered(seqs) if cfg.clip_norm else seqs)
 
 
 def configure_tensorflow(threads: int = TF_THREADS) -> None:
@@ -168,7 +185,26 @@ def custom_objects() -> dict[str, Any]:
         def compute_output_shape(self, input_shape):
             return (input_shape[0], 2 * input_shape[-1])
 
-    return {"audioclf>MaskedMeanStd": MaskedMeanStd}
+    @keras.saving.register_keras_serializable(package="audioclf")
+    class ClipCenter(keras.layers.Layer):
+        """Subtract each clip's mean over unmasked frames; padded frames stay masked."""
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.supports_masking = True
+
+        def call(self, inputs, mask=None):
+            if mask is None:
+                return inputs - ops.mean(inputs, axis=1, keepdims=True)
+            w = ops.expand_dims(ops.cast(mask, inputs.dtype), -1)
+            mean = ops.sum(inputs * w, axis=1, keepdims=True) / ops.maximum(
+                ops.sum(w, axis=1, keepdims=True), 1.0)
+            return (inputs - mean) * w
+
+        def compute_mask(self, inputs, mask=None):
+            return mask
+
+    return {"audioclf>MaskedMeanStd": MaskedMeanStd, "audioclf>ClipCenter": ClipCenter}
 
 
 def build_model(cfg: ModelConfig, n_features: int, n_classes: int, *,
@@ -192,7 +228,11 @@ def build_model(cfg: ModelConfig, n_features: int, n_classes: int, *,
         x = layers_["audioclf>MaskedMeanStd"](name="mean_std")(x)
         x = layers.Normalization(mean=mean, variance=variance, name="standardize")(x)
     else:
+        if cfg.clip_norm:
+            x = layers_["audioclf>ClipCenter"](name="clip_center")(x)
         x = layers.Normalization(mean=mean, variance=variance, name="standardize")(x)
+        if cfg.input_noise:
+            x = layers.GaussianNoise(cfg.input_noise, name="input_noise")(x)
         for i, units in enumerate(cfg.rnn_units):
             last = i == len(cfg.rnn_units) - 1
             x = _recurrent(cfg.kind, units, not last, reg, f"rnn{i + 1}")(x)

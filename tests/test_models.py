@@ -58,9 +58,13 @@ def test_standardisation_is_stored_in_the_saved_model(tmp_path):
     import keras
 
     seqs = _random_seqs(dims=4)
-    mean, var = input_stats(ModelConfig(), seqs)
+    cfg = ModelConfig(kind="lstm", rnn_units=(4,), dense_units=(), clip_norm=False)
+    mean, var = input_stats(cfg, seqs)
     assert np.allclose(mean, np.concatenate(seqs).mean(0), atol=1e-4)
-    model = build_model(ModelConfig(kind="lstm", rnn_units=(4,), dense_units=()), 4, 2, mean=mean, variance=var)
+    assert np.allclose(var, np.concatenate(seqs).var(0), atol=1e-3)
+    centered, _ = input_stats(ModelConfig(), seqs)  # clip_norm: stats of clip-centred frames
+    assert np.allclose(centered, 0.0, atol=1e-4)
+    model = build_model(cfg, 4, 2, mean=mean, variance=var)
     model.save(tmp_path / "m.keras")
     loaded = runs.load_model(tmp_path / "m.keras")
     norm = loaded.get_layer("standardize")
@@ -92,3 +96,14 @@ def test_bad_model_configs_have_clear_messages():
         ModelConfig.from_dict({"kind": "gru", "layers": 3})
     cfg = ModelConfig(kind="bilstm", rnn_units=[32, 16], dense_units=[8])
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg and hash(cfg)
+
+
+def test_clip_norm_removes_a_constant_offset_per_clip():
+    seqs = _random_seqs(dims=4, seed=3)
+    for clip_norm, invariant in ((True, True), (False, False)):
+        cfg = ModelConfig(kind="gru", rnn_units=(4,), dense_units=(), dropout=0.0, clip_norm=clip_norm)
+        mean, var = input_stats(cfg, seqs)
+        model = build_model(cfg, 4, 2, mean=mean, variance=var)
+        a = model.predict_on_batch(pad_sequences(seqs[:1], 40))
+        b = model.predict_on_batch(pad_sequences([seqs[0] + 7.0], 40))  # e.g. a louder recording
+        assert np.allclose(a, b, atol=1e-5) == invariant
