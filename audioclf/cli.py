@@ -220,13 +220,20 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help="dense layer activation (default: %(default)s)")
     g.add_argument("--dropout", type=float, default=d["dropout"], help="dropout rate (default: %(default)s)")
     g.add_argument("--l2", type=float, default=d["l2"], help="L2 weight penalty (default: %(default)s)")
+    g.add_argument("--clip-norm", action=argparse.BooleanOptionalAction, default=d["clip_norm"],
+                   help="recurrent models: subtract each clip's mean frame first, which removes "
+                        "speaker/microphone colouring (default: %(default)s)")
+    g.add_argument("--input-noise", type=float, default=d["input_noise"],
+                   help="Gaussian noise on the standardised inputs while training, in standard "
+                        "deviations (default: %(default)s)")
 
 
 def model_config(args: argparse.Namespace):
     from .models import ModelConfig
 
     return ModelConfig(kind=args.model, rnn_units=args.rnn_units, dense_units=args.dense_units,
-                       activation=args.activation, dropout=args.dropout, l2=args.l2)
+                       activation=args.activation, dropout=args.dropout, l2=args.l2,
+                       clip_norm=args.clip_norm, input_noise=args.input_noise)
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
