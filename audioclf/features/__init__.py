@@ -173,9 +173,12 @@ def config_from_dict(d: dict) -> FeatureConfig:
 def config_key(config: FeatureConfig) -> str:
     """Stable hash of a config (same in every process and run), for cache keys."""
     payload = {"version": FEATURE_VERSION, **config_to_dict(config)}
-    if config.kind == "yamnet" and not config.model:
-        # "" resolves through the environment: different models must not share cache entries.
-        payload["model"] = os.environ.get(ENV_YAMNET, "")
+    if config.kind == "yamnet":
+        # "" resolves through the environment or the workspace: different models
+        # must not share cache entries. Resolving is cheap (no TensorFlow).
+        from audioclf.features.yamnet import resolve_spec
+
+        payload["model"] = resolve_spec(config.model)
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
