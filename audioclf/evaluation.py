@@ -149,8 +149,8 @@ def cross_validate(cfg, k: int = 5, progress: Callable[[dict], None] | None = No
     items = list(ds.items)
     problems: list[str] = []
     emit({"phase": "extracting", "done": 0, "total": len(items)})
-    data = training._extract(items, cfg.features, labels,
-                             lambda d, t: emit({"phase": "extracting", "done": d, "total": t}), problems)
+    data, = training._extract(items, cfg.features, labels,
+                              lambda d, t: emit({"phase": "extracting", "done": d, "total": t}), problems)
     by_path = {p: (x, y) for p, x, y in zip(data.paths, data.x, data.y)}
     f1s, accs, eps = [], [], []
     for i, fold in enumerate(folds):

@@ -37,7 +37,7 @@ MONITOR = "val_loss"  # smoother than val_accuracy on small validation sets
 BUCKET_BATCHES = 16  # batches per length-sorted pool: less padding, still shuffled
 PAD_MULTIPLE = 8  # round batch lengths up so few distinct shapes get traced
 MIN_TRAIN_PER_CLASS = 2
-CANCEL_WAIT = 10.0  # seconds cancel_run waits for a graceful stop before killing
+CANCEL_WAIT = 5.0  # seconds cancel_run waits for a graceful stop before killing the process
 
 Progress = Callable[[dict], None]
 
@@ -143,21 +143,29 @@ def _check_split(split, labels: list[str]) -> None:
 
 
 def _extract(items, features_cfg, labels, progress: Callable[[int, int], None] | None,
-             problems: list[str]) -> _Data:
+             problems: list[str], parts: Sequence[int] | None = None) -> list[_Data]:
+    """Features of `items` in one extract_many call (one process pool), cut into
+    consecutive parts of the given sizes; unreadable clips go to `problems`."""
     from .features import extract_many
 
+    parts = list(parts) if parts is not None else [len(items)]
     index = {lab: i for i, lab in enumerate(labels)}
     paths = [str(it.path) for it in items]
-    out = extract_many(paths, features_cfg, progress=progress) if paths else []
-    x, y, kept = [], [], []
-    for it, p, f in zip(items, paths, out):
-        if isinstance(f, Exception) or f is None or len(f.values) == 0:
-            problems.append(f"{p}: {f if isinstance(f, Exception) else 'no frames'}")
-            continue
-        x.append(np.asarray(f.values, np.float32))
-        y.append(index[it.label])
-        kept.append(p)
-    return _Data(x, np.asarray(y, np.int64), kept)
+    feats = extract_many(paths, features_cfg, progress=progress) if paths else []
+    out, start = [], 0
+    for size in parts:
+        x, y, kept = [], [], []
+        for it, p, f in zip(items[start:start + size], paths[start:start + size],
+                            feats[start:start + size]):
+            if isinstance(f, Exception) or f is None or len(f.values) == 0:
+                problems.append(f"{p}: {f if isinstance(f, Exception) else 'no frames'}")
+                continue
+            x.append(np.asarray(f.values, np.float32))
+            y.append(index[it.label])
+            kept.append(p)
+        out.append(_Data(x, np.asarray(y, np.int64), kept))
+        start += size
+    return out
 
 
 # ---------------------------------------------------------------- batching
@@ -336,6 +344,8 @@ def _train(cfg: RunConfig, run_id: str, emit: Progress, stop: Callable[[], bool]
     from .evaluation import evaluate
 
     path = runs.run_dir(run_id)
+    if stop():  # cancelled while queued
+        raise _Cancelled()
     ds = _resolve_dataset(cfg.dataset)
     labels = list(ds.labels)
     check_trainable(ds, cfg.split)
@@ -346,22 +356,19 @@ def _train(cfg: RunConfig, run_id: str, emit: Progress, stop: Callable[[], bool]
     total = sum(len(v) for v in parts.values())
     runs.update_status(run_id, state="extracting", done=0, total=total, message="Extracting features")
     problems: list[str] = []
-    data: dict[str, _Data] = {}
-    offset = 0
     last = [0.0]
 
     def on_extract(done: int, _total: int) -> None:
         if stop():
             raise _Cancelled()
-        event = {"phase": "extracting", "done": offset + done, "total": total}
-        emit(event)
-        if time.time() - last[0] > 0.5 or offset + done == total:  # don't rewrite status per clip
+        emit({"phase": "extracting", "done": done, "total": total})
+        if time.time() - last[0] > 0.5 or done == total:  # don't rewrite status per clip
             last[0] = time.time()
-            runs.update_status(run_id, done=offset + done, total=total)
+            runs.update_status(run_id, done=done, total=total)
 
-    for name, items in parts.items():
-        data[name] = _extract(items, cfg.features, labels, on_extract, problems)
-        offset += len(items)
+    all_items = [it for items in parts.values() for it in items]
+    data = dict(zip(parts, _extract(all_items, cfg.features, labels, on_extract, problems,
+                                    [len(v) for v in parts.values()])))
     if stop():
         raise _Cancelled()
     if not data["train"].x:
@@ -381,7 +388,8 @@ def _train(cfg: RunConfig, run_id: str, emit: Progress, stop: Callable[[], bool]
     if info["cancelled"]:
         raise _Cancelled()
     runs.update_status(run_id, message="Evaluating")
-    metrics: dict[str, Any] = {**info, "n_train": len(data["train"].x), "skipped": len(problems)}
+    metrics: dict[str, Any] = {k: v for k, v in info.items() if k != "cancelled"}
+    metrics.update(n_train=len(data["train"].x), skipped=len(problems))
     header = ["path", "split", "true", "predicted"] + [f"p_{lab}" for lab in labels]
     rows = []
     for name in ("val", "test"):

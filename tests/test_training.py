@@ -116,7 +116,7 @@ def test_background_run_can_be_cancelled_within_seconds(fsdd_small):
     t0 = time.perf_counter()
     state = cancel_run(run_id)
     took = time.perf_counter() - t0
-    assert state == "cancelled" and took < 10
+    assert state == "cancelled" and took < 12  # graceful, or killed after CANCEL_WAIT
     st = run_status(run_id)
     assert st.state == "cancelled" and st.final
     assert not (runs.run_dir(run_id) / runs.MODEL).exists()
