@@ -49,7 +49,8 @@ def _fmt(v: Any, digits: int = 3) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
-        return f"{v:.{digits}f}"
+        # Scores read best as 0.937; tiny settings (l2 1e-4) must not print as 0.000.
+        return f"{v:.{digits}f}" if v == 0 or abs(v) >= 10 ** -(digits - 1) else f"{v:.{digits}g}"
     if isinstance(v, (list, tuple)):
         return ",".join(str(x) for x in v) or "-"
     return str(v)
@@ -274,6 +275,22 @@ def _load_dataset(source: str):
     return _resolve_dataset(source)
 
 
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with fd 2 muted: its C++ runtime logs CUDA probing there at import,
+    before TF_CPP_MIN_LOG_LEVEL applies. Python errors still surface after the import."""
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 # ---------------------------------------------------------------- commands
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -391,6 +408,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         _err(f"training in the background; follow it with `audioclf runs show {run_id}`, "
              f"stop it with `audioclf runs cancel {run_id}`")
         return EXIT_OK
+    _import_tensorflow_quietly()
     with _StopFlag() as stop:
         run_id = train(cfg, progress=_train_progress(args.quiet), should_stop=stop)
     run = runs.load_run(run_id)
@@ -437,6 +455,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             args.data = args.target
             cfg = run_config(args)
         bar = Progress("extracting features", args.quiet)
+        _import_tensorflow_quietly()
 
         def on_event(e: dict) -> None:
             if e.get("phase") == "extracting":
@@ -460,6 +479,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from .predict import Predictor
 
         ds = _load_dataset(args.data)
+        _import_tensorflow_quietly()
         pred = Predictor.load(run.info.id)
         results = pred.predict_files([it.path for it in ds.items], progress=Progress("predicting", args.quiet))
         ok = [(it, r) for it, r in zip(ds.items, results) if r.prediction is not None]
@@ -551,6 +571,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             raise CLIError("No finished run to predict with; train one (`audioclf train DATA`) or give --run ID.")
         run_id = best.id
         _err(f"using run {run_id} (best validation macro F1 {best.val_macro_f1:.3f}); choose one with --run")
+    runs.run_dir(run_id)  # a wrong id fails before the slow import
+    _import_tensorflow_quietly()
     predictor = Predictor.load(run_id)
     with tempfile.TemporaryDirectory(prefix="audioclf-predict-") as tmp:
         paths = _audio_files(args.paths, Path(tmp))
