@@ -235,3 +235,32 @@ def test_predict_bad_file_subprocess(cli_run, clips):
 def test_predict_missing_run_is_one_line(clips):
     code, _, err = run_cli("predict", clips["wav"], "--run", "20000101-000000-abcdef")
     assert code == 1 and err.count("\n") == 1 and "No run" in err
+
+
+# ---------------------------------------------------------------- small commands
+
+def test_demo_creates_the_data_set(tmp_path):
+    dest = tmp_path / "demo"
+    code, out, _ = run_cli("demo", "--dest", dest, "--clips", "2")
+    assert code == 0 and out.strip() == str(dest)
+    classes = sorted(p.name for p in dest.iterdir() if p.is_dir())
+    assert len(classes) == 5 and all(len(list((dest / c).glob("*.wav"))) == 2 for c in classes)
+
+
+def test_download_esc50_of_a_non_zip_is_a_clear_error(tmp_path):
+    fake = tmp_path / "esc50.zip"
+    fake.write_text("not a zip")
+    code, out, err = run_cli("download-esc50", "--url", fake, "--dest", tmp_path / "esc50", "-q")
+    assert code == 1 and out == ""
+    assert "not a zip archive" in err and err.count("\n") == 1
+
+
+def test_extract_reports_unreadable_files(tmp_path):
+    for label, freq in (("low", 200.0), ("high", 2000.0)):
+        (tmp_path / label).mkdir()
+        sf.write(tmp_path / label / "a.wav", tone(freq, 0.5), 16000)
+    (tmp_path / "low" / "broken.wav").write_bytes(b"RIFF\x00\x00")
+    code, out, err = run_cli("extract", tmp_path, "--jobs", "1", "-q")
+    assert code == 0
+    assert re.search(r"^unreadable\s+1$", out, re.M) and re.search(r"^clips\s+3$", out, re.M)
+    assert "broken.wav" in err and "Traceback" not in err
