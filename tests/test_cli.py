@@ -165,6 +165,14 @@ def test_evaluate_run_reports_stored_metrics(cli_run):
     assert np.array(report["confusion"]).sum() == stored["n"] == 9
 
 
+def test_evaluate_run_on_another_labelled_data_set(cli_run, fsdd_small):
+    code, out, err = run_cli("evaluate", cli_run, "--data", fsdd_small, "--format", "json", "-q")
+    assert code == 0, err
+    report = json.loads(out)[0]
+    assert report["clips"] == 36 and report["labels"] == ["0", "1", "2"]
+    assert sum(c["support"] for c in report["per_class"]) == 36 and 0.0 <= report["macro_f1"] <= 1.0
+
+
 def test_evaluate_cross_validation(fsdd_small):
     code, out, err = run_cli("evaluate", fsdd_small, "--cv", "2", "--epochs", "1", "--rnn-units", "8",
                              "--dense-units", "none", "--batch-size", "16", "--val", "0", "-q",
