@@ -174,7 +174,7 @@ def test_the_whole_app_in_a_real_browser(server, browser, shots, clip):
     go(page, "Predict")
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(clip))
     page.get_by_text("Predicted class").wait_for()
-    page.locator(".js-plotly-plot", has_text="Class probabilities").wait_for(state="visible")
+    page.locator(".js-plotly-plot", has_text="Class probabilities").first.wait_for(state="visible")
     settle(page)
     no_exception(page)
     page.screenshot(path=shots / "predict.png")
