@@ -126,6 +126,26 @@ def _patience(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"expected a whole number of epochs or 'none', got {text!r}") from None
 
 
+def _optional_float(text: str) -> float | None:
+    if text.strip().lower() in ("none", "off"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
+
+
+def _factors(text: str) -> tuple[float, ...]:
+    """'0.9,1.1' -> (0.9, 1.1); '' or 'none' -> ()."""
+    text = text.strip().lower()
+    if text in ("", "none", "off"):
+        return ()
+    try:
+        return tuple(float(u) for u in text.replace(" ", ",").split(",") if u)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected factors like 0.9,1.1 or 'none', got {text!r}") from None
+
+
 def _rate(text: str) -> int | None:
     if text.strip().lower() in ("native", "none", "file"):
         return None
@@ -154,7 +174,13 @@ def add_feature_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--hop-length", type=int,
                    help=f"hop between frames in samples (default: {m['hop_length']} / {s['hop_length']})")
     g.add_argument("--n-mels", type=int, help=f"mel bands (default: {m['n_mels']} / {s['n_mels']})")
-    g.add_argument("--deltas", action="store_true", help="mfcc: append delta and delta-delta coefficients")
+    g.add_argument("--deltas", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"mfcc: append delta and delta-delta coefficients (default: {m['deltas']})")
+    g.add_argument("--trim-db", type=_optional_float, default=_UNSET,
+                   help="mfcc: cut leading/trailing audio this many dB below the clip's peak, "
+                        f"'none' to keep it (default: {_fmt(m['trim_db'])})")
+    g.add_argument("--fmax", type=_optional_float, default=_UNSET,
+                   help=f"mfcc: top of the mel filter bank in Hz, 'none' for half the rate (default: {_fmt(m['fmax'])})")
     g.add_argument("--yamnet-model", default="",
                    help="yamnet: a .tflite file, SavedModel folder or TF Hub URL "
                         "(default: $AUDIOCLF_YAMNET, then <workspace>/models/yamnet/yamnet.tflite)")
@@ -168,18 +194,21 @@ def feature_config(args: argparse.Namespace):
              if getattr(args, k) is not None}
     if args.sr is not _UNSET:
         given["sr"] = args.sr
+    mfcc_only = {k: getattr(args, k) for k in ("trim_db", "fmax") if getattr(args, k) is not _UNSET}
+    if args.deltas is not None:
+        mfcc_only["deltas"] = args.deltas
     if args.features == "yamnet":
-        if given or args.deltas:
-            raise CLIError(f"--{next(iter(given), 'deltas').replace('_', '-')} does not apply to "
+        if given or mfcc_only:
+            raise CLIError(f"--{next(iter({**given, **mfcc_only})).replace('_', '-')} does not apply to "
                            "yamnet features (YAMNet has its own fixed front end).")
         return YAMNetConfig(model=args.yamnet_model)
     if args.features == "spectral":
-        if args.deltas:
-            raise CLIError("--deltas applies to mfcc features only.")
+        if mfcc_only:
+            raise CLIError(f"--{next(iter(mfcc_only)).replace('_', '-')} applies to mfcc features only.")
         if "sr" in given and given["sr"] is None:
             raise CLIError("spectral features need a fixed --sr (e.g. 22050).")
         return SpectralConfig(**given)
-    return MFCCConfig(**given, deltas=args.deltas)
+    return MFCCConfig(**given, **mfcc_only)
 
 
 def add_split_args(p: argparse.ArgumentParser, flag: str = "--split") -> None:
@@ -206,7 +235,7 @@ def split_config(args: argparse.Namespace):
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    from .models import ACTIVATIONS, KINDS, ModelConfig
+    from .models import ACTIVATIONS, KINDS, POOLINGS, ModelConfig
 
     d = _defaults(ModelConfig)
     g = p.add_argument_group("model (ModelConfig)")
@@ -226,6 +255,16 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--input-noise", type=float, default=d["input_noise"],
                    help="Gaussian noise on the standardised inputs while training, in standard "
                         "deviations (default: %(default)s)")
+    g.add_argument("--clip-scale", action=argparse.BooleanOptionalAction, default=d["clip_scale"],
+                   help="with --clip-norm: also divide by each clip's std per feature (default: %(default)s)")
+    g.add_argument("--pooling", choices=POOLINGS, default=d["pooling"],
+                   help="recurrent models: classify from the last hidden state, or the mean (and max) "
+                        "of all outputs over the clip (default: %(default)s)")
+    g.add_argument("--time-mask", type=int, default=d["time_mask"],
+                   help="training only: zero a random run of up to this many frames per clip (default: %(default)s)")
+    g.add_argument("--feature-mask", type=int, default=d["feature_mask"],
+                   help="training only: zero a random run of up to this many feature dimensions per clip "
+                        "(default: %(default)s)")
 
 
 def model_config(args: argparse.Namespace):
@@ -233,7 +272,8 @@ def model_config(args: argparse.Namespace):
 
     return ModelConfig(kind=args.model, rnn_units=args.rnn_units, dense_units=args.dense_units,
                        activation=args.activation, dropout=args.dropout, l2=args.l2,
-                       clip_norm=args.clip_norm, input_noise=args.input_noise)
+                       clip_norm=args.clip_norm, input_noise=args.input_noise, clip_scale=args.clip_scale,
+                       pooling=args.pooling, time_mask=args.time_mask, feature_mask=args.feature_mask)
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
@@ -251,13 +291,20 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-class-weights", dest="class_weights", action="store_false", default=d["class_weights"],
                    help="do not weight rare classes up")
     g.add_argument("--seed", type=int, default=d["seed"], help="training seed (default: %(default)s)")
+    g.add_argument("--reduce-lr", type=_patience, default=d["reduce_lr"],
+                   help="halve the learning rate after this many epochs without a better validation loss; "
+                        "'none' keeps it constant (default: %(default)s)")
+    g.add_argument("--warp-augment", type=_factors, default=d["warp_augment"],
+                   help="mfcc: extra training copies with the frequency axis scaled by each factor, "
+                        "e.g. 0.9,1.1; 'none' for no copies (default: %s)" % _fmt(d["warp_augment"]))
 
 
 def train_config(args: argparse.Namespace):
     from .training import TrainConfig
 
     return TrainConfig(learning_rate=args.learning_rate, batch_size=args.batch_size, epochs=args.epochs,
-                       patience=args.patience, class_weights=args.class_weights, seed=args.seed)
+                       patience=args.patience, class_weights=args.class_weights, seed=args.seed,
+                       reduce_lr=args.reduce_lr, warp_augment=args.warp_augment)
 
 
 def run_config(args: argparse.Namespace):

@@ -20,12 +20,16 @@ import numpy as np
 KINDS = ("bilstm", "lstm", "gru", "simplernn", "baseline")
 RECURRENT_KINDS = ("bilstm", "lstm", "gru", "simplernn")
 ACTIVATIONS = ("relu", "tanh", "elu", "gelu")
+# How a recurrent stack becomes one vector: its last hidden state, or the mean
+# (and max) of its outputs over the clip's unmasked frames.
+POOLINGS = ("last", "mean", "meanmax")
 MAX_RNN_LAYERS = 3
 MAX_DENSE_LAYERS = 3
 MAX_UNITS = 1024
 # Real features never have a frame whose every value is exactly -1e6 (MFCC c0 of
 # digital silence is around -1100), so this cannot collide with a real frame.
 PAD_VALUE = -1.0e6
+CLIP_EPS = 1e-3  # keeps constant dimensions of a clip from blowing up under clip_scale
 MODEL_PREFIX = "audioclf"  # model.name marks a model as ours (see runs.load_model)
 TF_THREADS = int(os.environ.get("AUDIOCLF_TF_THREADS", "2"))
 
@@ -50,13 +54,24 @@ class ModelConfig:
     clip_norm: bool = True
     # Gaussian noise (in standard deviations) added to standardised inputs while
     # training only: a cheap regulariser against memorising speakers or devices.
-    input_noise: float = 0.0
+    input_noise: float = 0.2
+    # Also divide by each clip's own std per dimension (with clip_norm: per-clip CMVN),
+    # so loud and quiet recordings, or narrow and wide band ones, look alike.
+    clip_scale: bool = True
+    pooling: str = "meanmax"
+    # SpecAugment-style masking while training only: up to this many consecutive
+    # frames (time_mask) and feature dimensions (feature_mask) are zeroed per clip.
+    time_mask: int = 10
+    feature_mask: int = 3
 
     def __post_init__(self) -> None:
         # Accept lists (JSON, forms) but store tuples so configs stay hashable.
         object.__setattr__(self, "rnn_units", tuple(int(u) for u in self.rnn_units))
         object.__setattr__(self, "dense_units", tuple(int(u) for u in self.dense_units))
         object.__setattr__(self, "clip_norm", bool(self.clip_norm))
+        object.__setattr__(self, "clip_scale", bool(self.clip_scale))
+        object.__setattr__(self, "time_mask", int(self.time_mask))
+        object.__setattr__(self, "feature_mask", int(self.feature_mask))
         validate_model_config(self)
 
     def to_dict(self) -> dict[str, Any]:
@@ -94,6 +109,11 @@ def validate_model_config(cfg: ModelConfig) -> None:
         raise ModelError(f"Dropout must be in [0, 1), got {cfg.dropout}.")
     if not 0.0 <= cfg.input_noise <= 2.0:
         raise ModelError(f"Input noise must be in [0, 2] standard deviations, got {cfg.input_noise}.")
+    if cfg.pooling not in POOLINGS:
+        raise ModelError(f"Unknown pooling {cfg.pooling!r}; choose one of {', '.join(POOLINGS)}.")
+    for name in ("time_mask", "feature_mask"):
+        if not 0 <= getattr(cfg, name) <= 1000:
+            raise ModelError(f"{name.replace('_', ' ').capitalize()} must be 0 to 1000, got {getattr(cfg, name)}.")
     if not 0.0 <= cfg.l2 <= 1.0:
         raise ModelError(f"L2 regularisation must be in [0, 1], got {cfg.l2}.")
 
@@ -111,9 +131,14 @@ def pad_sequences(seqs: Sequence[np.ndarray], length: int | None = None) -> np.n
     return out
 
 
-def clip_centered(seqs: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Each sequence minus its own mean frame (what the model's clip_norm layer does)."""
-    return [np.asarray(s, np.float64) - np.asarray(s, np.float64).mean(0) for s in seqs]
+def clip_centered(seqs: Sequence[np.ndarray], scale: bool = False) -> list[np.ndarray]:
+    """Each sequence minus its own mean frame (the model's clip_norm layer), and / its std if `scale`."""
+    out = []
+    for s in seqs:
+        s = np.asarray(s, np.float64)
+        c = s - s.mean(0)
+        out.append(c / np.sqrt(np.square(c).mean(0) + CLIP_EPS) if scale else c)
+    return out
 
 
 def frame_stats(seqs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -132,7 +157,7 @@ def input_stats(cfg: ModelConfig, seqs: Sequence[np.ndarray]) -> tuple[np.ndarra
     """The standardisation statistics `build_model` needs for this kind of model."""
     if cfg.kind == "baseline":
         return summary_stats(seqs)
-    return frame_stats(clip_centered(seqs) if cfg.clip_norm else seqs)
+    return frame_stats(clip_centered(seqs, cfg.clip_scale) if cfg.clip_norm else seqs)
 
 
 def configure_tensorflow(threads: int = TF_THREADS) -> None:
@@ -187,24 +212,99 @@ def custom_objects() -> dict[str, Any]:
 
     @keras.saving.register_keras_serializable(package="audioclf")
     class ClipCenter(keras.layers.Layer):
-        """Subtract each clip's mean over unmasked frames; padded frames stay masked."""
+        """Subtract each clip's mean over unmasked frames (and divide by its std if
+        `scale`); padded frames stay masked."""
 
-        def __init__(self, **kwargs):
+        def __init__(self, scale: bool = False, **kwargs):
             super().__init__(**kwargs)
+            self.scale = bool(scale)
             self.supports_masking = True
 
         def call(self, inputs, mask=None):
             if mask is None:
-                return inputs - ops.mean(inputs, axis=1, keepdims=True)
-            w = ops.expand_dims(ops.cast(mask, inputs.dtype), -1)
-            mean = ops.sum(inputs * w, axis=1, keepdims=True) / ops.maximum(
-                ops.sum(w, axis=1, keepdims=True), 1.0)
-            return (inputs - mean) * w
+                w = ops.ones_like(inputs[..., :1])
+            else:
+                w = ops.expand_dims(ops.cast(mask, inputs.dtype), -1)
+            n = ops.maximum(ops.sum(w, axis=1, keepdims=True), 1.0)
+            centered = (inputs - ops.sum(inputs * w, axis=1, keepdims=True) / n) * w
+            if self.scale:
+                centered = centered / ops.sqrt(ops.sum(ops.square(centered), axis=1, keepdims=True) / n + CLIP_EPS)
+            return centered
 
         def compute_mask(self, inputs, mask=None):
             return mask
 
-    return {"audioclf>MaskedMeanStd": MaskedMeanStd, "audioclf>ClipCenter": ClipCenter}
+        def get_config(self):
+            return {**super().get_config(), "scale": self.scale}
+
+    @keras.saving.register_keras_serializable(package="audioclf")
+    class MaskedPool(keras.layers.Layer):
+        """Mean (and max) over unmasked frames: (b, t, d) -> (b, d) or (b, 2d)."""
+
+        def __init__(self, with_max: bool = False, **kwargs):
+            super().__init__(**kwargs)
+            self.with_max = bool(with_max)
+            self.supports_masking = True
+
+        def call(self, inputs, mask=None):
+            if mask is None:
+                w = ops.ones_like(inputs[..., :1])
+            else:
+                w = ops.expand_dims(ops.cast(mask, inputs.dtype), -1)
+            mean = ops.sum(inputs * w, axis=1) / ops.maximum(ops.sum(w, axis=1), 1.0)
+            if not self.with_max:
+                return mean
+            peak = ops.max(inputs * w - (1.0 - w) * 1e9, axis=1)
+            return ops.concatenate([mean, peak], axis=-1)
+
+        def compute_mask(self, inputs, mask=None):
+            return None
+
+        def compute_output_shape(self, input_shape):
+            return (input_shape[0], (2 if self.with_max else 1) * input_shape[-1])
+
+        def get_config(self):
+            return {**super().get_config(), "with_max": self.with_max}
+
+    @keras.saving.register_keras_serializable(package="audioclf")
+    class SpecMask(keras.layers.Layer):
+        """SpecAugment-style masking in training: per clip, one random run of up to
+        `time` frames and one of up to `dims` feature dimensions is set to 0 (the mean
+        after standardisation). Identity at inference."""
+
+        def __init__(self, time: int = 0, dims: int = 0, **kwargs):
+            super().__init__(**kwargs)
+            self.time, self.dims = int(time), int(dims)
+            self.supports_masking = True
+            self.seed = keras.random.SeedGenerator(1337)
+
+        def _band(self, batch, length, width):
+            # A run [start, start + w) with w uniform in [0, width], start uniform over the axis.
+            lf = ops.cast(length, "float32")
+            w = ops.floor(keras.random.uniform((batch, 1), 0.0, width + 1.0, seed=self.seed))
+            start = ops.floor(keras.random.uniform((batch, 1), 0.0, 1.0, seed=self.seed) * ops.maximum(lf - w, 1.0))
+            pos = ops.cast(ops.arange(length), "float32")[None, :]
+            return ops.cast((pos >= start) & (pos < start + w), "float32")
+
+        def call(self, inputs, training=None, mask=None):
+            if not training:
+                return inputs
+            shape = ops.shape(inputs)
+            keep = ops.ones_like(inputs)
+            if self.time:
+                keep = keep * (1.0 - self._band(shape[0], shape[1], self.time))[:, :, None]
+            if self.dims:
+                keep = keep * (1.0 - self._band(shape[0], shape[2], self.dims))[:, None, :]
+            return inputs * keep
+
+        def compute_mask(self, inputs, mask=None):
+            return mask
+
+        def get_config(self):
+            return {**super().get_config(), "time": self.time, "dims": self.dims}
+
+    return {"audioclf>MaskedMeanStd": MaskedMeanStd, "audioclf>ClipCenter": ClipCenter,
+            "audioclf>MaskedPool": MaskedPool, "audioclf>SpecMask": SpecMask}
 
 
 def build_model(cfg: ModelConfig, n_features: int, n_classes: int, *,
@@ -229,15 +329,20 @@ def build_model(cfg: ModelConfig, n_features: int, n_classes: int, *,
         x = layers.Normalization(mean=mean, variance=variance, name="standardize")(x)
     else:
         if cfg.clip_norm:
-            x = layers_["audioclf>ClipCenter"](name="clip_center")(x)
+            x = layers_["audioclf>ClipCenter"](scale=cfg.clip_scale, name="clip_center")(x)
         x = layers.Normalization(mean=mean, variance=variance, name="standardize")(x)
+        if cfg.time_mask or cfg.feature_mask:
+            x = layers_["audioclf>SpecMask"](cfg.time_mask, cfg.feature_mask, name="spec_mask")(x)
         if cfg.input_noise:
             x = layers.GaussianNoise(cfg.input_noise, name="input_noise")(x)
+        pooled = cfg.pooling != "last"
         for i, units in enumerate(cfg.rnn_units):
             last = i == len(cfg.rnn_units) - 1
-            x = _recurrent(cfg.kind, units, not last, reg, f"rnn{i + 1}")(x)
+            x = _recurrent(cfg.kind, units, pooled or not last, reg, f"rnn{i + 1}")(x)
             if cfg.dropout:
                 x = layers.Dropout(cfg.dropout, name=f"rnn{i + 1}_dropout")(x)
+        if pooled:
+            x = layers_["audioclf>MaskedPool"](with_max=cfg.pooling == "meanmax", name="pool")(x)
     for i, units in enumerate(cfg.dense_units):
         x = layers.Dense(units, activation=cfg.activation, kernel_regularizer=reg,
                          name=f"dense{i + 1}")(x)

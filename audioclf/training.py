@@ -20,7 +20,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -31,12 +31,14 @@ from .models import ModelConfig, ModelError, input_stats, pad_sequences
 from .runs import RunStatus, run_status  # noqa: F401  (re-exported: part of this API)
 
 EPOCHS = 40
-PATIENCE = 6
+PATIENCE = 10
 BATCH_SIZE = 32
 MONITOR = "val_loss"  # smoother than val_accuracy on small validation sets
 BUCKET_BATCHES = 16  # batches per length-sorted pool: less padding, still shuffled
 PAD_MULTIPLE = 8  # round batch lengths up so few distinct shapes get traced
 MIN_TRAIN_PER_CLASS = 2
+LR_FACTOR = 0.5  # reduce_lr: multiply the rate by this on a plateau
+MIN_LR_RATIO = 1 / 32  # ... but never below this share of the initial rate
 CANCEL_WAIT = 5.0  # seconds cancel_run waits for a graceful stop before killing the process
 
 Progress = Callable[[dict], None]
@@ -54,12 +56,20 @@ class _Cancelled(Exception):
 class TrainConfig:
     """Optimiser and schedule: Adam learning rate, batch size, epochs, early stopping."""
 
-    learning_rate: float = 1e-3
+    learning_rate: float = 3e-3
     batch_size: int = BATCH_SIZE
     epochs: int = EPOCHS
     patience: int | None = PATIENCE  # None: no early stopping, keep the last epoch
     class_weights: bool = True
     seed: int = 0
+    # Halve the learning rate when the monitored loss has not improved for this many
+    # epochs (None: constant rate). Lets a brisk initial rate settle on small data.
+    reduce_lr: int | None = 3
+    # Extra training copies of every training clip, its features computed with the mel
+    # bank's frequency axis scaled by each factor (vocal tract length perturbation):
+    # voices a little higher or lower than the training speakers'. MFCC features only
+    # (ignored for others); validation and test clips are never warped.
+    warp_augment: tuple[float, ...] = (0.9, 1.1)
 
     def __post_init__(self) -> None:
         if not 0 < float(self.learning_rate) <= 1:
@@ -70,6 +80,15 @@ class TrainConfig:
             raise TrainingError(f"Epochs must be between 1 and 10000, got {self.epochs}.")
         if self.patience is not None and int(self.patience) < 1:
             raise TrainingError(f"Patience must be at least 1 epoch (or none), got {self.patience}.")
+        try:
+            warps = tuple(float(w) for w in (self.warp_augment or ()))
+        except (TypeError, ValueError):
+            raise TrainingError(f"Warp augmentation must be a list of factors, got {self.warp_augment!r}.") from None
+        if any(not 0.5 <= w <= 2.0 for w in warps):
+            raise TrainingError(f"Warp factors must be between 0.5 and 2, got {warps}.")
+        object.__setattr__(self, "warp_augment", warps)
+        if self.reduce_lr is not None and int(self.reduce_lr) < 1:
+            raise TrainingError(f"Reduce-LR patience must be at least 1 epoch (or none), got {self.reduce_lr}.")
 
 
 @dataclass(frozen=True)
@@ -88,7 +107,7 @@ class RunConfig:
 
         return {"name": self.name, "dataset": str(self.dataset), "split": asdict(self.split),
                 "features": config_to_dict(self.features), "model": self.model.to_dict(),
-                "train": asdict(self.train)}
+                "train": {**asdict(self.train), "warp_augment": list(self.train.warp_augment)}}
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
@@ -115,6 +134,14 @@ class _Data:
     x: list[np.ndarray]
     y: np.ndarray
     paths: list[str]
+
+
+def _warps(cfg: RunConfig) -> tuple[float, ...]:
+    """Warp factors that apply to this run's features (only configs with a `warp` field)."""
+    if not any(f.name == "warp" for f in fields(cfg.features)):
+        return ()
+    base = float(cfg.features.warp)
+    return tuple(base * w for w in cfg.train.warp_augment if w != 1.0)
 
 
 def _resolve_dataset(name: str):
@@ -265,6 +292,10 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: _Data, val: _Data
         callbacks.insert(0, keras.callbacks.EarlyStopping(
             monitor=MONITOR if has_val else "loss", patience=int(train_cfg.patience),
             restore_best_weights=True))
+    if train_cfg.reduce_lr is not None:
+        callbacks.insert(0, keras.callbacks.ReduceLROnPlateau(
+            monitor=MONITOR if has_val else "loss", factor=LR_FACTOR, patience=int(train_cfg.reduce_lr),
+            min_lr=float(train_cfg.learning_rate) * MIN_LR_RATIO))
     t0 = time.perf_counter()
     hist = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks,
                      shuffle=False, verbose=0)  # _batches shuffles
@@ -369,6 +400,19 @@ def _train(cfg: RunConfig, run_id: str, emit: Progress, stop: Callable[[], bool]
     all_items = [it for items in parts.values() for it in items]
     data = dict(zip(parts, _extract(all_items, cfg.features, labels, on_extract, problems,
                                     [len(v) for v in parts.values()])))
+    warps = _warps(cfg)
+    if warps:
+        total += len(warps) * len(split.train)
+        done = len(all_items)
+
+        def on_warp(n: int, _total: int) -> None:
+            on_extract(done + n, total)
+
+        for w in warps:
+            extra = _extract(split.train, replace(cfg.features, warp=w), labels, on_warp, [])[0]
+            train = data["train"]
+            data["train"] = _Data(train.x + extra.x, np.concatenate([train.y, extra.y]), train.paths + extra.paths)
+            done += len(split.train)
     if stop():
         raise _Cancelled()
     if not data["train"].x:

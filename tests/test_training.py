@@ -134,3 +134,17 @@ def test_killed_run_reads_as_failed_not_complete(fsdd_small):
     info = {r.id: r for r in runs.list_runs()}[run_id]
     assert info.state == "failed"
     assert runs.read_json(runs.run_dir(run_id) / runs.STATUS)["state"] == "training"  # file untouched
+
+
+def test_default_config_learns_the_demo_data_set(tmp_path):
+    """The app's first-start path: default features, model and training on the demo set."""
+    from audioclf.demo import make_demo_dataset
+
+    root = make_demo_dataset(tmp_path / "demo")
+    t0 = time.perf_counter()
+    run_id = train(RunConfig(dataset=str(root), split=SplitConfig(), features=MFCCConfig()))
+    seconds = time.perf_counter() - t0
+    m = runs.load_run(run_id).metrics
+    assert m["test"]["macro_f1"] >= 0.9, m["test"]
+    assert m["val"]["macro_f1"] >= 0.9, m["val"]
+    assert seconds < 90, f"default training on the demo set took {seconds:.0f} s"

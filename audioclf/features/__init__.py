@@ -52,6 +52,18 @@ def _check_positive_ints(cfg: Any, *names: str) -> None:
         object.__setattr__(cfg, name, int(value))
 
 
+def _check_optional_positive(cfg: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(cfg, name)
+        if value is None:
+            continue
+        ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)) \
+            and np.isfinite(value) and value > 0
+        if not ok:
+            raise FeatureError(f"{type(cfg).__name__}.{name} must be a positive number or none, got {value!r}.")
+        object.__setattr__(cfg, name, float(value))
+
+
 def _check_frames(cfg: Any) -> None:
     if cfg.hop_length > cfg.n_fft:
         raise FeatureError(
@@ -83,7 +95,12 @@ class MFCCConfig:
     """MFCC sequence; ``sr=None`` keeps each file's own rate; ``deltas`` appends delta and delta-delta.
 
     Defaults suit short sound clips: 32 ms windows, a 16 ms hop (62.5 frames/s)
-    keeps sequences short for recurrent models.
+    keeps sequences short for recurrent models. ``trim_db`` (None = off) cuts
+    leading and trailing audio quieter than that many dB below the clip's peak,
+    so recordings that differ only in silence padding give the same sequence.
+    ``fmax`` (Hz, None = sr/2) is the top of the mel filter bank. ``warp`` scales
+    the frequency axis the mel bank reads (1.0 = none; 1.1 hears a voice ~10% lower):
+    training uses warped copies as vocal tract length augmentation.
     """
 
     kind: ClassVar[str] = "mfcc"
@@ -93,6 +110,9 @@ class MFCCConfig:
     hop_length: int = 256
     n_mels: int = 40
     deltas: bool = False
+    trim_db: float | None = 30.0
+    fmax: float | None = None
+    warp: float = 1.0
 
     def __post_init__(self) -> None:
         names = ("n_mfcc", "n_fft", "hop_length", "n_mels") + (() if self.sr is None else ("sr",))
@@ -103,6 +123,11 @@ class MFCCConfig:
         if not isinstance(self.deltas, (bool, np.bool_)):
             raise FeatureError(f"MFCCConfig.deltas must be true or false, got {self.deltas!r}.")
         object.__setattr__(self, "deltas", bool(self.deltas))
+        _check_optional_positive(self, "trim_db", "fmax", "warp")
+        if not 0.5 <= (self.warp or 0) <= 2.0:
+            raise FeatureError(f"MFCCConfig.warp must be between 0.5 and 2, got {self.warp!r}.")
+        if self.fmax is not None and self.sr is not None and self.fmax > self.sr / 2:
+            raise FeatureError(f"fmax ({self.fmax:g} Hz) cannot exceed half the sample rate ({self.sr / 2:g} Hz).")
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ import librosa.feature  # noqa: F401,E402
 import librosa.filters  # noqa: F401,E402
 import librosa.util.utils  # noqa: F401,E402  (compiles numba kernels at import)
 import librosa.core.audio  # noqa: F401,E402
+import librosa.effects  # noqa: F401,E402
 
 from audioclf.audio import Clip
 from audioclf.features import Features, MFCCConfig, SpectralConfig
@@ -60,9 +61,10 @@ def frame_times(n_frames: int, sr: int, hop_length: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=16)
-def mel_basis(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
+def mel_basis(sr: int, n_fft: int, n_mels: int, fmax: float | None = None) -> np.ndarray:
     """librosa's Slaney mel filter bank (n_mels, 1 + n_fft/2), cached per settings."""
-    return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels).astype(np.float32)
+    fmax = None if fmax is None else min(float(fmax), sr / 2.0)  # sr=None configs meet any rate
+    return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmax=fmax).astype(np.float32)
 
 
 @lru_cache(maxsize=16)
@@ -71,8 +73,24 @@ def chroma_basis(sr: int, n_fft: int) -> np.ndarray:
     return librosa.filters.chroma(sr=sr, n_fft=n_fft, tuning=0.0, n_chroma=12).astype(np.float32)
 
 
-def _mfcc_from_power(power: np.ndarray, sr: int, n_fft: int, n_mels: int, n_mfcc: int) -> np.ndarray:
-    mel = mel_basis(sr, n_fft, n_mels) @ power
+@lru_cache(maxsize=32)
+def warped_mel_basis(sr: int, n_fft: int, n_mels: int, fmax: float | None, warp: float) -> np.ndarray:
+    """Mel bank reading the spectrum with frequencies scaled by ``warp``: band at f sees f * warp.
+
+    Equivalent to mel_basis applied to the spectrum stretched along frequency by 1/warp,
+    i.e. vocal tract length perturbation (a shorter or longer voice, same timing).
+    """
+    base = mel_basis(sr, n_fft, n_mels, fmax)
+    if warp == 1.0:
+        return base
+    bins = np.arange(base.shape[1], dtype=np.float64)
+    # Row m weights bin k by base[m, k / warp]; past Nyquist the weight is 0.
+    return np.stack([np.interp(bins / warp, bins, row, right=0.0) for row in base]).astype(np.float32)
+
+
+def _mfcc_from_power(power: np.ndarray, sr: int, n_fft: int, n_mels: int, n_mfcc: int,
+                     fmax: float | None = None, warp: float = 1.0) -> np.ndarray:
+    mel = warped_mel_basis(sr, n_fft, n_mels, fmax, warp) @ power
     return librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=n_mfcc)
 
 
@@ -101,10 +119,21 @@ def spectral_frames(y: np.ndarray, sr: int, config: SpectralConfig) -> tuple[np.
     return np.ascontiguousarray(rows.T, dtype=np.float32), names
 
 
+def trim_silence(y: np.ndarray, top_db: float, n_fft: int, hop_length: int) -> np.ndarray:
+    """``y`` without leading/trailing frames quieter than ``top_db`` below its peak (never empty)."""
+    y = np.asarray(y, dtype=np.float32)
+    if not np.any(y):
+        return y  # digital silence: nothing to trim against
+    trimmed, _ = librosa.effects.trim(y, top_db=top_db, frame_length=n_fft, hop_length=hop_length)
+    return trimmed if trimmed.size else y
+
+
 def mfcc_frames(y: np.ndarray, sr: int, config: MFCCConfig) -> tuple[np.ndarray, tuple[str, ...]]:
     """(frames, n_mfcc) or (frames, 3*n_mfcc) with deltas, and the names."""
+    if config.trim_db is not None:
+        y = trim_silence(y, config.trim_db, config.n_fft, config.hop_length)
     power = stft_magnitude(y, config.n_fft, config.hop_length) ** 2
-    mfcc = _mfcc_from_power(power, sr, config.n_fft, config.n_mels, config.n_mfcc)
+    mfcc = _mfcc_from_power(power, sr, config.n_fft, config.n_mels, config.n_mfcc, config.fmax, config.warp)
     names = tuple(f"mfcc_{i + 1}" for i in range(config.n_mfcc))
     if config.deltas:
         # mode="nearest" works for any number of frames ("interp" needs >= width frames),
