@@ -6,7 +6,7 @@ import streamlit as st
 from audioclf import plotting
 from audioclf.datasets import METHODS, SplitConfig
 from audioclf.features import MFCCConfig, SpectralConfig
-from audioclf.models import ACTIVATIONS, KINDS, ModelConfig
+from audioclf.models import ACTIVATIONS, KINDS, POOLINGS, ModelConfig
 from audioclf.training import TrainConfig  # light: TensorFlow is imported by the training process
 from app_pages.common import ACTIVE_RUN_KEY, DATASET_KEY, current_dataset, fmt_seconds, guard
 
@@ -55,9 +55,13 @@ def feature_fields(kind: str):
     n_mels = st.slider("n_mels", 16, 256, base.n_mels, step=8, key="tr_nmels")
     deltas = st.checkbox("Add deltas and delta-deltas", value=getattr(base, "deltas", False),
                          disabled=kind != "mfcc", key="tr_deltas")
+    trim = st.checkbox("Trim leading/trailing silence", value=getattr(base, "trim_db", None) is not None,
+                       disabled=kind != "mfcc", key="tr_trim",
+                       help="Cut audio more than 30 dB below the clip's peak at both ends.")
     if kind == "mfcc":
+        trim_db = (base.trim_db or 30.0) if trim else None
         return lambda: MFCCConfig(sr=RATES[rate], n_mfcc=n_mfcc, n_fft=n_fft, hop_length=hop,
-                                  n_mels=n_mels, deltas=deltas)
+                                  n_mels=n_mels, deltas=deltas, trim_db=trim_db)
     return lambda: SpectralConfig(sr=RATES[rate], n_fft=n_fft, hop_length=hop, n_mfcc=n_mfcc,
                                   n_mels=n_mels)
 
@@ -75,8 +79,18 @@ def model_fields(kind: str):
     activation = st.selectbox("Activation", ACTIVATIONS, index=ACTIVATIONS.index(base.activation), key="tr_act")
     dropout = st.slider("Dropout", 0.0, 0.8, float(base.dropout), step=0.05, key="tr_dropout")
     l2 = st.number_input("L2 regularisation", 0.0, 1.0, float(base.l2), step=1e-4, format="%.5f", key="tr_l2")
+    recurrent = kind != "baseline"
+    pooling = st.selectbox("Clip summary", POOLINGS, index=POOLINGS.index(base.pooling), disabled=not recurrent,
+                           key="tr_pooling", help="last hidden state, or mean (and max) of the outputs over time")
+    time_mask = st.slider("Time mask (frames, training only)", 0, 40, base.time_mask, disabled=not recurrent,
+                          key="tr_time_mask")
+    feature_mask = st.slider("Feature mask (dims, training only)", 0, 10, base.feature_mask,
+                             disabled=not recurrent, key="tr_feature_mask")
+    noise = st.slider("Input noise (std, training only)", 0.0, 1.0, float(base.input_noise), step=0.05,
+                      disabled=not recurrent, key="tr_noise")
     return lambda: ModelConfig(kind=kind, rnn_units=(units,) * layers, dense_units=(dense_units,) * dense_layers,
-                               activation=activation, dropout=dropout, l2=l2)
+                               activation=activation, dropout=dropout, l2=l2, pooling=pooling,
+                               time_mask=time_mask, feature_mask=feature_mask, input_noise=noise)
 
 
 def train_fields():
@@ -88,9 +102,15 @@ def train_fields():
     patience = st.selectbox("Early-stopping patience (epochs)", patience_opts,
                             index=patience_opts.index(base.patience if base.patience else "none"), key="tr_patience")
     weights = st.checkbox("Class weights (balance rare classes)", value=base.class_weights, key="tr_weights")
+    warp = st.checkbox("Voice-warp copies (MFCC: x0.9 and x1.1 frequency)", value=bool(base.warp_augment),
+                       key="tr_warp", help="Extra training copies with the frequency axis scaled, "
+                                           "so the model hears higher and lower voices.")
+    reduce_lr = st.checkbox("Halve the learning rate on plateaus", value=base.reduce_lr is not None, key="tr_reduce_lr")
     return lambda seed: TrainConfig(learning_rate=lr, batch_size=batch, epochs=int(epochs),
                                     patience=None if patience == "none" else int(patience),
-                                    class_weights=weights, seed=seed)
+                                    class_weights=weights, seed=seed,
+                                    warp_augment=(base.warp_augment or (0.9, 1.1)) if warp else (),
+                                    reduce_lr=(base.reduce_lr or 3) if reduce_lr else None)
 
 
 def split_fields(method: str):
