@@ -121,3 +121,9 @@ def test_warp_augment_adds_training_copies(fsdd_small):
                               train=TrainConfig(epochs=1, patience=None, batch_size=16, warp_augment=warps)))
         counts[warps] = runs.load_run(run).metrics["n_train"]
     assert counts[(0.9, 1.1)] == 3 * counts[()] > 0
+
+
+def test_a_saved_config_without_trim_db_keeps_meaning_no_trim():
+    old = {k: v for k, v in config_to_dict(MFCCConfig(trim_db=None)).items() if k not in ("trim_db", "fmax", "warp")}
+    assert config_from_dict(old) == MFCCConfig(trim_db=None)
+    assert config_from_dict(config_to_dict(MFCCConfig())).trim_db == MFCCConfig().trim_db

@@ -148,6 +148,8 @@ class YAMNetConfig:
 
 
 FeatureConfig = Union[SpectralConfig, MFCCConfig, YAMNetConfig]
+# Values of settings that older configs (without them) were extracted with.
+_ADDED_LATER: dict[str, dict[str, Any]] = {"mfcc": {"trim_db": None}}
 CONFIG_TYPES: dict[str, type] = {c.kind: c for c in (SpectralConfig, MFCCConfig, YAMNetConfig)}
 
 
@@ -189,6 +191,9 @@ def config_from_dict(d: dict) -> FeatureConfig:
     unknown = sorted(set(fields) - known)
     if unknown:
         raise FeatureError(f"Unknown setting(s) {', '.join(unknown)} for {kind} features; known: {', '.join(sorted(known))}.")
+    # A setting added later whose default is not "off" must read as off in an older
+    # dict (e.g. a saved run's config), or its model would get different features.
+    fields = {**_ADDED_LATER.get(kind, {}), **fields}
     try:
         return cls(**fields)
     except TypeError as exc:
