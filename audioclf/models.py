@@ -30,6 +30,9 @@ MAX_UNITS = 1024
 # digital silence is around -1100), so this cannot collide with a real frame.
 PAD_VALUE = -1.0e6
 CLIP_EPS = 1e-3  # keeps constant dimensions of a clip from blowing up under clip_scale
+# Per-clip normalisation needs a few frames to estimate a clip's own mean: on a clip of
+# one frame (most YAMNet clips: one embedding per 0.96 s) it would leave only zeros.
+MIN_CLIP_FRAMES = 4
 MODEL_PREFIX = "audioclf"  # model.name marks a model as ours (see runs.load_model)
 TF_THREADS = int(os.environ.get("AUDIOCLF_TF_THREADS", "2"))
 
@@ -136,6 +139,9 @@ def clip_centered(seqs: Sequence[np.ndarray], scale: bool = False) -> list[np.nd
     out = []
     for s in seqs:
         s = np.asarray(s, np.float64)
+        if len(s) < MIN_CLIP_FRAMES:
+            out.append(s)  # too short to estimate its own mean: left as is, like the layer does
+            continue
         c = s - s.mean(0)
         out.append(c / np.sqrt(np.square(c).mean(0) + CLIP_EPS) if scale else c)
     return out
@@ -229,7 +235,8 @@ def custom_objects() -> dict[str, Any]:
             centered = (inputs - ops.sum(inputs * w, axis=1, keepdims=True) / n) * w
             if self.scale:
                 centered = centered / ops.sqrt(ops.sum(ops.square(centered), axis=1, keepdims=True) / n + CLIP_EPS)
-            return centered
+            # Clips shorter than MIN_CLIP_FRAMES pass through (see clip_centered).
+            return ops.where(n >= MIN_CLIP_FRAMES, centered, inputs * w)
 
         def compute_mask(self, inputs, mask=None):
             return mask
@@ -278,10 +285,14 @@ def custom_objects() -> dict[str, Any]:
             self.supports_masking = True
             self.seed = keras.random.SeedGenerator(1337)
 
-        def _band(self, batch, length, width):
+        def _band(self, batch, length, width, valid=None):
             # A run [start, start + w) with w uniform in [0, width], start uniform over the axis.
-            lf = ops.cast(length, "float32")
-            w = ops.floor(keras.random.uniform((batch, 1), 0.0, width + 1.0, seed=self.seed))
+            # With `valid` (frames per clip), w is at most a quarter of the clip, so short
+            # clips (one YAMNet frame) are never blanked out entirely.
+            lf = ops.cast(length, "float32") if valid is None else valid
+            if valid is not None:
+                width = ops.minimum(float(width), ops.floor(valid / 4.0))
+            w = ops.floor(keras.random.uniform((batch, 1), 0.0, 1.0, seed=self.seed) * (width + 1.0))
             start = ops.floor(keras.random.uniform((batch, 1), 0.0, 1.0, seed=self.seed) * ops.maximum(lf - w, 1.0))
             pos = ops.cast(ops.arange(length), "float32")[None, :]
             return ops.cast((pos >= start) & (pos < start + w), "float32")
@@ -292,7 +303,9 @@ def custom_objects() -> dict[str, Any]:
             shape = ops.shape(inputs)
             keep = ops.ones_like(inputs)
             if self.time:
-                keep = keep * (1.0 - self._band(shape[0], shape[1], self.time))[:, :, None]
+                valid = (ops.sum(ops.cast(mask, "float32"), axis=1, keepdims=True) if mask is not None
+                         else ops.cast(ops.full((shape[0], 1), shape[1]), "float32"))
+                keep = keep * (1.0 - self._band(shape[0], shape[1], self.time, valid))[:, :, None]
             if self.dims:
                 keep = keep * (1.0 - self._band(shape[0], shape[2], self.dims))[:, None, :]
             return inputs * keep

@@ -107,3 +107,23 @@ def test_clip_norm_removes_a_constant_offset_per_clip():
         a = model.predict_on_batch(pad_sequences(seqs[:1], 40))
         b = model.predict_on_batch(pad_sequences([seqs[0] + 7.0], 40))  # e.g. a louder recording
         assert np.allclose(a, b, atol=1e-5) == invariant
+
+
+def test_one_frame_clips_keep_their_information_under_default_clip_norm():
+    """YAMNet gives one embedding per 0.96 s, so most short clips are a single frame:
+    per-clip normalisation must not turn them into zeros (every clip would look alike)."""
+    import keras
+
+    rng = np.random.default_rng(1)
+    cfg = ModelConfig()  # defaults: clip_norm and clip_scale on, time masks on
+    assert cfg.clip_norm and cfg.time_mask > 0
+    train_seqs = [rng.normal(0, 1, (1, 16)).astype(np.float32) for _ in range(8)]
+    mean, var = input_stats(cfg, train_seqs)
+    assert np.all(var > 1e-3)  # stats of the raw frames, not of zeros
+    model = build_model(cfg, 16, 3, mean=mean, variance=var)
+    a, b = rng.normal(0, 1, (1, 16)), rng.normal(0, 1, (1, 16))
+    pa, pb = model(pad_sequences([a]), training=False), model(pad_sequences([b]), training=False)
+    assert not np.allclose(keras.ops.convert_to_numpy(pa), keras.ops.convert_to_numpy(pb), atol=1e-6)
+    # In training, the time mask never blanks the only frame of a clip.
+    out = model(pad_sequences([a] * 16), training=True)
+    assert np.all(np.isfinite(keras.ops.convert_to_numpy(out)))
