@@ -287,11 +287,11 @@ def custom_objects() -> dict[str, Any]:
 
         def _band(self, batch, length, width, valid=None):
             # A run [start, start + w) with w uniform in [0, width], start uniform over the axis.
-            # With `valid` (frames per clip), w is at most a quarter of the clip, so short
-            # clips (one YAMNet frame) are never blanked out entirely.
-            lf = ops.cast(length, "float32") if valid is None else valid
+            # With `valid` (frames per clip), clips shorter than MIN_CLIP_FRAMES (one
+            # YAMNet frame) get no time mask, which would blank them out entirely.
+            lf = ops.cast(length, "float32")
             if valid is not None:
-                width = ops.minimum(float(width), ops.floor(valid / 4.0))
+                width = ops.where(valid < MIN_CLIP_FRAMES, 0.0, float(width))
             w = ops.floor(keras.random.uniform((batch, 1), 0.0, 1.0, seed=self.seed) * (width + 1.0))
             start = ops.floor(keras.random.uniform((batch, 1), 0.0, 1.0, seed=self.seed) * ops.maximum(lf - w, 1.0))
             pos = ops.cast(ops.arange(length), "float32")[None, :]
