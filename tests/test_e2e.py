@@ -26,7 +26,7 @@ START_TIMEOUT = 60
 PAGE_TIMEOUT = 90_000  # ms; the first Explore render compiles librosa's numba code
 TRAIN_TIMEOUT = 300_000
 VIEWPORT = {"width": 1440, "height": 1000}
-# Few epochs keep the test short; the README's screenshots were made with more (AUDIOCLF_E2E_EPOCHS=20).
+# Few epochs keep the test short; the README's screenshots were made with the default 40 (AUDIOCLF_E2E_EPOCHS=40).
 EPOCHS = os.environ.get("AUDIOCLF_E2E_EPOCHS", "3")
 
 
