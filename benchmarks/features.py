@@ -53,7 +53,10 @@ def plain_mfcc(path: Path, cfg: MFCCConfig) -> None:
     import librosa
 
     y, sr = librosa.load(path, sr=cfg.sr)
-    librosa.feature.mfcc(y=y, sr=sr, n_mfcc=cfg.n_mfcc, n_fft=cfg.n_fft, hop_length=cfg.hop_length, n_mels=cfg.n_mels)
+    if cfg.trim_db is not None:  # the same features as ours: the default trims silence first
+        y, _ = librosa.effects.trim(y, top_db=cfg.trim_db, frame_length=cfg.n_fft, hop_length=cfg.hop_length)
+    librosa.feature.mfcc(y=y, sr=sr, n_mfcc=cfg.n_mfcc, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
+                         n_mels=cfg.n_mels, fmax=cfg.fmax)
 
 
 def plain_yamnet(path: Path, cfg: YAMNetConfig) -> None:
