@@ -78,7 +78,9 @@ def batch(run_id: str) -> None:
         for r in results:
             p = r.prediction
             row = {"file": Path(r.path).name, "predicted": p.label if p else "",
-                   "confidence": round(p.confidence, 4) if p else None, "error": r.error}
+                   "confidence": round(p.confidence, 4) if p else None,
+                   # uploads sit in a temp folder: name them as the user knows them
+                   "error": r.error.replace(str(r.path), Path(r.path).name)}
             if p:
                 row.update({f"p_{lab}": round(float(v), 4) for lab, v in zip(p.labels, p.probs)})
             rows.append(row)

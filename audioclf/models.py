@@ -192,6 +192,12 @@ def custom_objects() -> dict[str, Any]:
     import keras
     from keras import ops
 
+    def frame_weights(inputs, mask):
+        """(b, t, 1) weights: 1 for real frames, 0 for padding (all 1 without a mask)."""
+        if mask is None:
+            return ops.ones_like(inputs[..., :1])
+        return ops.expand_dims(ops.cast(mask, inputs.dtype), -1)
+
     @keras.saving.register_keras_serializable(package="audioclf")
     class MaskedMeanStd(keras.layers.Layer):
         """Clip-level mean and std over unmasked frames: (b, t, d) -> (b, 2d)."""
@@ -201,10 +207,7 @@ def custom_objects() -> dict[str, Any]:
             self.supports_masking = True
 
         def call(self, inputs, mask=None):
-            if mask is None:
-                w = ops.ones_like(inputs[..., :1])
-            else:
-                w = ops.expand_dims(ops.cast(mask, inputs.dtype), -1)
+            w = frame_weights(inputs, mask)
             n = ops.maximum(ops.sum(w, axis=1), 1.0)
             mean = ops.sum(inputs * w, axis=1) / n
             var = ops.sum(ops.square(inputs - ops.expand_dims(mean, 1)) * w, axis=1) / n
@@ -227,10 +230,7 @@ def custom_objects() -> dict[str, Any]:
             self.supports_masking = True
 
         def call(self, inputs, mask=None):
-            if mask is None:
-                w = ops.ones_like(inputs[..., :1])
-            else:
-                w = ops.expand_dims(ops.cast(mask, inputs.dtype), -1)
+            w = frame_weights(inputs, mask)
             n = ops.maximum(ops.sum(w, axis=1, keepdims=True), 1.0)
             centered = (inputs - ops.sum(inputs * w, axis=1, keepdims=True) / n) * w
             if self.scale:
@@ -254,10 +254,7 @@ def custom_objects() -> dict[str, Any]:
             self.supports_masking = True
 
         def call(self, inputs, mask=None):
-            if mask is None:
-                w = ops.ones_like(inputs[..., :1])
-            else:
-                w = ops.expand_dims(ops.cast(mask, inputs.dtype), -1)
+            w = frame_weights(inputs, mask)
             mean = ops.sum(inputs * w, axis=1) / ops.maximum(ops.sum(w, axis=1), 1.0)
             if not self.with_max:
                 return mean

@@ -211,6 +211,7 @@ def test_predict_classifies_an_upload_and_a_batch(trained_run, app_home):
     table = at.dataframe[0].value
     assert list(table["file"]) == [clip.name, "bad.wav"]
     assert table["error"].iloc[1] and not table["error"].iloc[0]
+    assert table["error"].iloc[1].startswith("'bad.wav'"), "name the upload, not its temp path"
 
 
 def test_a_damaged_or_deleted_run_shows_an_error(trained_run, app_home):
