@@ -7,11 +7,14 @@
 For each extractor, in one process:
   plain   a per-file ``librosa.load`` + ``librosa.feature.*`` loop, the way a notebook does it
           (YAMNet: a per-file ``extract`` loop with no cache and no batching across clips)
-  1st     ``extract_many`` with an empty cache in a new process: includes starting the workers
-  cold    the same again with an empty cache, the workers' forkserver already running
+  1st     ``extract_many`` with an empty cache, the first call of this process: includes starting
+          the workers (forked from this one-thread process, so librosa is already in them)
+  cold    the same again with an empty cache (a later call of the same process)
   warm    ``extract_many`` again: stat + one cache read
 Peak RSS is the sum over this process and its workers, sampled from /proc while extracting
-(workers run under a forkserver, so getrusage(RUSAGE_CHILDREN) would not see them).
+(a forkserver's workers are not our children, so getrusage(RUSAGE_CHILDREN) would not see
+them). The sampler is a thread, and a process with threads does not fork its workers: the
+memory row is the forkserver path, the app's.
 """
 from __future__ import annotations
 
@@ -162,7 +165,7 @@ def time_many(paths: list[Path], cfg, jobs: int | None) -> tuple[float, CacheSta
 def bench(kind: str, cfg, paths: list[Path], jobs: int | None) -> dict:
     n = len(paths)
     # Imports and model loads happen before the clock, in this process, for both ways;
-    # the workers' start-up (the forkserver importing librosa) is part of "cold".
+    # the workers' start-up is part of "1st".
     PLAIN[kind](paths[0], cfg)
     extract_file(paths[0], cfg)
     plain, plain_cpu = time_plain(paths, cfg)
@@ -171,7 +174,7 @@ def bench(kind: str, cfg, paths: list[Path], jobs: int | None) -> dict:
     fresh_workspace()
     first, cold_stats = time_many(paths, cfg, jobs)  # includes starting the workers
     fresh_workspace()
-    cold, _ = time_many(paths, cfg, jobs)  # empty cache again, workers' forkserver already up
+    cold, _ = time_many(paths, cfg, jobs)  # empty cache again, a later call
     warm, warm_stats = time_many(paths, cfg, jobs)
     assert warm_stats.cached == n, warm_stats
     fresh_workspace()
@@ -230,8 +233,8 @@ def main() -> None:
               f"{r['cold_x']:6.2f}x {r['warm_x']:7.0f}x {r['workers']:7d} {r['plain_cpu']:11.1f} "
               f"{r['cold_cpu']:10.1f} {r['rss'] / 2**20:13.0f}", flush=True)
     print("\n(clips per second; 'x' = wall-clock speed-up over plain; '1st' = empty cache in a process whose")
-    print(" extraction workers must still start (they import librosa once per app/CLI process); 'cold' = empty")
-    print(f" cache, workers' forkserver up; CPU s = all processes, so on an idle machine cold wall ~ CPU / {cores};")
+    print(" extraction workers must still start; 'cold' = empty cache, a later call; CPU s = all processes,")
+    print(f" so on an idle machine cold wall ~ CPU / {cores};")
     print(" peak RSS = this process + workers during a cold run)")
     if args.scaling:
         for kind in kinds:

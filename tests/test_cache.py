@@ -193,3 +193,32 @@ def test_yamnet_scores_survive_the_cache(home, fsdd_small, yamnet_tflite, tmp_pa
     assert warm.cached == 3 and warm.computed == 0
     for a, b in zip(first[:3], second[:3]):
         assert same(a, b) and np.array_equal(a.scores, b.scores)
+
+
+def test_workers_fork_only_when_it_is_safe(home, clips):
+    """A one-thread process without TensorFlow forks its workers (instant start) and gets the
+    same features; a process with another thread, TensorFlow or YAMNet work does not fork."""
+    code = """
+import sys, threading
+import numpy as np
+from audioclf.features import MFCCConfig, YAMNetConfig, CacheStats, extract_many
+from audioclf.features.cache import _pool_context
+cfg, paths = MFCCConfig(n_mfcc=13), sys.argv[1:]
+print(_pool_context(cfg).get_start_method(), _pool_context(YAMNetConfig()).get_start_method())
+s = CacheStats()
+forked = extract_many(paths, cfg, n_jobs=2, cache=False, stats=s)
+serial = extract_many(paths, cfg, n_jobs=1, cache=False)
+assert s.workers == 2 and all(np.array_equal(a.values, b.values) for a, b in zip(forked, serial))
+stop = threading.Event()
+t = threading.Thread(target=stop.wait); t.start()
+print(_pool_context(cfg).get_start_method())
+stop.set(); t.join()
+import tensorflow
+assert threading.active_count() == 1
+print(_pool_context(cfg).get_start_method())
+"""
+    env = {**os.environ, "AUDIOCLF_HOME": str(home)}
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, clips)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["fork", "forkserver", "forkserver", "forkserver"]

@@ -12,19 +12,25 @@ trainings extracting at once cannot corrupt the cache (the worst case is both
 computing the same clip). A cache that is unreadable anyway is moved aside and
 rebuilt: it only holds things that can be recomputed.
 
-Misses are computed in a process pool (forkserver where available, else spawn:
-never fork, the parent may have TensorFlow loaded), in chunks of files to
-amortise inter-process traffic. Workers import librosa, never TensorFlow.
+Misses are computed in a process pool, in chunks of files to amortise
+inter-process traffic. Workers are forked when that is safe (one thread, no
+TensorFlow: a command-line extraction), which makes them start at once;
+otherwise (the app's threads, a process with TensorFlow) they come from a
+forkserver that has imported librosa once, or are spawned. Workers import
+librosa, never TensorFlow.
 YAMNet runs in this process by default, batching the windows of many clips
 per model call (``extract_yamnet_many``).
 """
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import multiprocessing
 import os
 import sqlite3
+import sys
+import threading
 import time
 import warnings
 from collections import deque
@@ -247,7 +253,23 @@ def _chunks(items: list, size: int) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _pool_context() -> multiprocessing.context.BaseContext:
+def _fork_is_safe(config: FeatureConfig) -> bool:
+    """Fork only for librosa features, from a process with one thread and no TensorFlow.
+
+    A forked child inherits librosa already imported, so it starts in milliseconds
+    (a forkserver worker first imports librosa, ~1-2 s). But fork copies just the
+    calling thread: a lock another thread holds (TensorFlow's thread pools, a web
+    server's threads, a loaded YAMNet interpreter's) stays locked in the child forever.
+    """
+    return (config.kind != "yamnet" and "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
+            and not any(name == "tensorflow" or name.startswith("tensorflow.") for name in sys.modules))
+
+
+def _pool_context(config: FeatureConfig) -> multiprocessing.context.BaseContext:
+    if _fork_is_safe(config):
+        for name in WORKER_PRELOAD:  # imported once here, inherited by every worker
+            importlib.import_module(name)
+        return multiprocessing.get_context("fork")
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(WORKER_PRELOAD)
@@ -270,9 +292,16 @@ def _run_pool(paths: list[str], config: FeatureConfig, jobs: int) -> Iterable[tu
     size = max(1, min(CHUNK, math.ceil(len(paths) / (jobs * MIN_CHUNKS_PER_WORKER))))
     queue = deque(_chunks(paths, size))
     workers = jobs - 1
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_init_worker)
+    ctx = _pool_context(config)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker)
     starter = ThreadPoolExecutor(max_workers=1)
-    started = starter.submit(lambda: [f.result() for f in [pool.submit(_ready) for _ in range(workers)]])
+    if ctx.get_start_method() == "fork":
+        # Forking takes milliseconds, and must happen before this process has a second thread.
+        for _ in range(workers):
+            pool.submit(_ready)
+        started = starter.submit(_ready)
+    else:
+        started = starter.submit(lambda: [f.result() for f in [pool.submit(_ready) for _ in range(workers)]])
     futures: dict = {}
     try:
         while queue and not started.done():
