@@ -210,3 +210,25 @@ def test_yamnet_kind_dispatches_to_its_module(yamnet_tflite):
     clip = Clip(tone(440.0, 2.0, 16000), 16000, "tone")
     f = extract(clip, YAMNetConfig(model=str(yamnet_tflite)))
     assert f.values.shape[1] == 1024 and f.scores is not None and f.scores.shape == (f.n_frames, 521)
+
+
+def test_stft_and_trim_match_librosa(fsdd_dir):
+    """Our strided STFT and silence trim are librosa's numbers, on real speech and odd lengths."""
+    import warnings
+
+    from audioclf.features.spectral import stft_magnitude, trim_silence
+
+    clips = [load_audio(p, sr=16000).samples for p in sorted(fsdd_dir.glob("*/*.wav"))[::150]]
+    rng = np.random.default_rng(0)
+    clips += [rng.normal(0, 0.1, n).astype(np.float32) for n in (1, 7, 511, 512, 513, 40000)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # librosa: n_fft too large for tiny clips
+        for y in clips:
+            for n_fft, hop in ((512, 256), (2048, 512), (511, 100)):
+                ref = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop, pad_mode="constant"))
+                ours = stft_magnitude(y, n_fft, hop)
+                assert ours.shape == ref.shape
+                assert np.allclose(ours, ref, rtol=1e-4, atol=1e-5 * max(1.0, ref.max()))
+                if len(y) >= n_fft:
+                    cut, _ = librosa.effects.trim(y, top_db=30, frame_length=n_fft, hop_length=hop)
+                    assert np.array_equal(trim_silence(y, 30, n_fft, hop), cut)

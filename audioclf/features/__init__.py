@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from os import PathLike
 
 # Bump when a change in extraction code changes the numbers: old cache entries then miss.
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2
 YAMNET_SR = 16000
 ENV_YAMNET = "AUDIOCLF_YAMNET"
 MFCC_RATES = (16000, 22050, 44100)  # offered in the app; any positive rate (or None) works

@@ -10,12 +10,12 @@ same frames, so a plot and the features fed to a model line up exactly.
 """
 from __future__ import annotations
 
-import warnings
 from functools import lru_cache
 from typing import NamedTuple
 
 import librosa
 import numpy as np
+import scipy.fft
 
 # librosa loads its submodules lazily, on first attribute access (~1-5 s of scipy and
 # numba imports). Import them here so that the process pool's forkserver, which
@@ -34,6 +34,7 @@ PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"
 ROLL_PERCENT = 0.85
 DELTA_WIDTH = 9
 TOP_DB = 80.0  # dynamic range kept by the dB plots (librosa's default)
+STFT_BLOCK = 2048  # frames per FFT call: ~8 MB of temporaries at n_fft 1024
 
 
 class Spectrogram(NamedTuple):
@@ -44,15 +45,33 @@ class Spectrogram(NamedTuple):
     freqs: np.ndarray
 
 
+def frames(y: np.ndarray, frame_length: int, hop_length: int) -> np.ndarray:
+    """(n_frames, frame_length) view of centred frames: ``y`` zero-padded by half a frame
+    at each end, as librosa frames with ``center=True, pad_mode="constant"``."""
+    padded = np.pad(np.asarray(y, dtype=np.float32), frame_length // 2)
+    return np.lib.stride_tricks.sliding_window_view(padded, frame_length)[::hop_length]
+
+
+@lru_cache(maxsize=8)
+def hann(n_fft: int) -> np.ndarray:
+    """Periodic Hann window, librosa's default STFT window."""
+    return librosa.filters.get_window("hann", n_fft, fftbins=True).astype(np.float32)
+
+
 def stft_magnitude(y: np.ndarray, n_fft: int, hop_length: int) -> np.ndarray:
-    """|STFT| (bins, frames); centred frames, zero-padded so even a tiny clip gives one frame."""
-    y = np.asarray(y, dtype=np.float32)
+    """|STFT| (bins, frames); centred frames, zero-padded so even a tiny clip gives one frame.
+
+    The same numbers as ``abs(librosa.stft(y, n_fft, hop_length, pad_mode="constant"))``
+    (to float32 rounding, tested) in a third of the time on short clips, where
+    librosa.stft's per-call set-up costs more than the FFTs.
+    """
     # Constant (zero) padding: reflection needs at least n_fft/2 samples and
     # would invent signal in very short clips.
-    with warnings.catch_warnings():
-        # librosa warns when n_fft exceeds the clip; the padding is intended.
-        warnings.filterwarnings("ignore", message="n_fft=.*is too large", category=UserWarning)
-        return np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop_length, center=True, pad_mode="constant"))
+    windowed = frames(y, n_fft, hop_length)
+    out = np.empty((windowed.shape[0], n_fft // 2 + 1), dtype=np.float32)
+    for i in range(0, len(windowed), STFT_BLOCK):  # blocks bound the temporaries on long clips
+        out[i:i + STFT_BLOCK] = np.abs(scipy.fft.rfft(windowed[i:i + STFT_BLOCK] * hann(n_fft), axis=-1))
+    return out.T
 
 
 def frame_times(n_frames: int, sr: int, hop_length: int) -> np.ndarray:
@@ -120,12 +139,20 @@ def spectral_frames(y: np.ndarray, sr: int, config: SpectralConfig) -> tuple[np.
 
 
 def trim_silence(y: np.ndarray, top_db: float, n_fft: int, hop_length: int) -> np.ndarray:
-    """``y`` without leading/trailing frames quieter than ``top_db`` below its peak (never empty)."""
+    """``y`` without leading/trailing frames quieter than ``top_db`` below its peak (never empty).
+
+    ``librosa.effects.trim(y, top_db, frame_length=n_fft, hop_length=hop_length)``'s cut
+    (tested), with the frame energies taken from one strided view rather than its
+    general framing code: this runs for every clip of every MFCC extraction.
+    """
     y = np.asarray(y, dtype=np.float32)
     if not np.any(y):
         return y  # digital silence: nothing to trim against
-    trimmed, _ = librosa.effects.trim(y, top_db=top_db, frame_length=n_fft, hop_length=hop_length)
-    return trimmed if trimmed.size else y
+    rms = np.sqrt(np.mean(np.square(frames(y, n_fft, hop_length)), axis=-1))
+    loud = np.flatnonzero(librosa.power_to_db(rms**2, ref=np.max, top_db=None) > -top_db)
+    if not loud.size:
+        return y
+    return y[loud[0] * hop_length:min(len(y), (loud[-1] + 1) * hop_length)]
 
 
 def mfcc_frames(y: np.ndarray, sr: int, config: MFCCConfig) -> tuple[np.ndarray, tuple[str, ...]]:
