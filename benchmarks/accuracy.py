@@ -54,8 +54,12 @@ def feature_config(kind: str, yamnet: str, overrides: dict | None = None):
     return {"mfcc": MFCCConfig, "spectral": SpectralConfig}[kind](**(overrides or {}))
 
 
-def speaker_manifest(data: Path, test_speaker: str, val_speaker: str, dest: Path) -> Path:
-    """A CSV manifest of FSDD with a fixed split: one speaker test, one val, the rest train."""
+def speaker_manifest(data: Path, test_speaker: str, val_speaker: str | None, dest: Path) -> Path:
+    """A CSV manifest of FSDD with a fixed split: one speaker test, one val, the rest train.
+
+    With no `val_speaker` the manifest has no val rows, so the fixed split holds out a
+    stratified share of the training speakers' clips for validation (as the app does
+    for a data set with train/ and test/ folders only)."""
     from audioclf.datasets import FSDD_SPEAKER_PATTERN, load_dataset
 
     ds = load_dataset(data, group_pattern=FSDD_SPEAKER_PATTERN)
@@ -123,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model-opts", nargs="*", default=[], metavar="KEY=VALUE", help="e.g. rnn_units=128,64")
     p.add_argument("--train-opts", nargs="*", default=[], metavar="KEY=VALUE", help="e.g. batch_size=64")
     p.add_argument("--only", nargs="*", default=[], help="held-out speakers by name (instead of --speakers)")
+    p.add_argument("--val", choices=("speaker", "seen"), default="speaker",
+                   help="validation clips for early stopping: all clips of the next speaker (speaker, "
+                        "default), or a stratified share of the five training speakers' clips (seen)")
     p.add_argument("-v", "--verbose", action="store_true", help="print every epoch")
     args = p.parse_args(argv)
 
@@ -142,10 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     for feature in args.features:
         for model in args.models:
             for spk in held:
-                val = names[(names.index(spk) + 1) % len(names)]
-                manifest = speaker_manifest(args.data, spk, val, args.home / "bench" / f"fsdd-{spk}.csv")
+                val = names[(names.index(spk) + 1) % len(names)] if args.val == "speaker" else None
+                manifest = speaker_manifest(args.data, spk, val, args.home / "bench" / f"fsdd-{spk}-{args.val}.csv")
                 r = run_one(manifest, feature, model, args.yamnet, args.verbose, fo, mo, to)
-                r.update(test_speaker=spk, val_speaker=val)
+                r.update(test_speaker=spk, val_speaker=val or "seen")
+                val = val or "seen"
                 rows.append(r)
                 print(f"{feature:9} {model:10} {spk:10} {val:10} {r['macro_f1']:8.3f} {r['accuracy']:6.3f} "
                       f"{r['epochs']:6d} {r['best_epoch']:5d} {r['train_s']:8.1f} {r['total_s']:8.1f}", flush=True)
