@@ -6,7 +6,7 @@ import streamlit as st
 from audioclf import plotting
 from audioclf.datasets import METHODS, SplitConfig
 from audioclf.features import MFCCConfig, SpectralConfig
-from audioclf.models import ACTIVATIONS, KINDS, POOLINGS, ModelConfig
+from audioclf.models import ACTIVATIONS, KINDS, MAX_MEMBERS, POOLINGS, ModelConfig
 from audioclf.training import TrainConfig  # light: TensorFlow is imported by the training process
 from app_pages.common import ACTIVE_RUN_KEY, DATASET_KEY, current_dataset, fmt_seconds, guard
 
@@ -88,9 +88,13 @@ def model_fields(kind: str):
                              disabled=not recurrent, key="tr_feature_mask")
     noise = st.slider("Input noise (std, training only)", 0.0, 1.0, float(base.input_noise), step=0.05,
                       disabled=not recurrent, key="tr_noise")
+    members = st.slider("Ensemble members", 1, MAX_MEMBERS, base.members, key="tr_members",
+                        help="Train this many copies of the network side by side and average their "
+                             "probabilities: steadier on new recordings, but each costs training time.")
     return lambda: ModelConfig(kind=kind, rnn_units=(units,) * layers, dense_units=(dense_units,) * dense_layers,
                                activation=activation, dropout=dropout, l2=l2, pooling=pooling,
-                               time_mask=time_mask, feature_mask=feature_mask, input_noise=noise)
+                               time_mask=time_mask, feature_mask=feature_mask, input_noise=noise,
+                               members=members)
 
 
 def train_fields():

@@ -265,6 +265,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--feature-mask", type=int, default=d["feature_mask"],
                    help="training only: zero a random run of up to this many feature dimensions per clip "
                         "(default: %(default)s)")
+    g.add_argument("--members", type=int, default=d["members"],
+                   help="ensemble: train this many copies of the network side by side and average "
+                        "their probabilities; steadier results, N times the training time (default: %(default)s)")
 
 
 def model_config(args: argparse.Namespace):
@@ -273,7 +276,8 @@ def model_config(args: argparse.Namespace):
     return ModelConfig(kind=args.model, rnn_units=args.rnn_units, dense_units=args.dense_units,
                        activation=args.activation, dropout=args.dropout, l2=args.l2,
                        clip_norm=args.clip_norm, input_noise=args.input_noise, clip_scale=args.clip_scale,
-                       pooling=args.pooling, time_mask=args.time_mask, feature_mask=args.feature_mask)
+                       pooling=args.pooling, time_mask=args.time_mask, feature_mask=args.feature_mask,
+                       members=args.members)
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:

@@ -272,7 +272,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: _Data, val: _Data
     Standardisation statistics come from `train` only. With validation data and a
     patience, training stops early and restores the weights of the best epoch.
     """
-    from .models import build_model, configure_tensorflow
+    from .models import build_model, configure_tensorflow, members_view
 
     configure_tensorflow()
     import keras
@@ -280,8 +280,9 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: _Data, val: _Data
     keras.utils.set_random_seed(int(train_cfg.seed))
     mean, var = input_stats(model_cfg, train.x)
     model = build_model(model_cfg, train.x[0].shape[1], n_classes, mean=mean, variance=var)
-    model.compile(optimizer=keras.optimizers.Adam(float(train_cfg.learning_rate)),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    trainee, loss, accuracy = members_view(model)  # an ensemble trains each member on its own loss
+    trainee.compile(optimizer=keras.optimizers.Adam(float(train_cfg.learning_rate)),
+                    loss=loss, metrics=[accuracy])
     w = class_weights(train.y, n_classes)[train.y].astype(np.float32) if train_cfg.class_weights else None
     train_ds = _dataset(train.x, train.y, w, int(train_cfg.batch_size), int(train_cfg.seed))
     has_val = val is not None and len(val.x) > 0
@@ -297,7 +298,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: _Data, val: _Data
             monitor=MONITOR if has_val else "loss", factor=LR_FACTOR, patience=int(train_cfg.reduce_lr),
             min_lr=float(train_cfg.learning_rate) * MIN_LR_RATIO))
     t0 = time.perf_counter()
-    hist = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks,
+    hist = trainee.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks,
                      shuffle=False, verbose=0)  # _batches shuffles
     losses = hist.history.get(MONITOR if has_val else "loss", [])
     info = {"epochs_trained": len(losses), "train_seconds": round(time.perf_counter() - t0, 2),

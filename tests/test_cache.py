@@ -209,6 +209,7 @@ s = CacheStats()
 forked = extract_many(paths, cfg, n_jobs=2, cache=False, stats=s)
 serial = extract_many(paths, cfg, n_jobs=1, cache=False)
 assert s.workers == 2 and all(np.array_equal(a.values, b.values) for a, b in zip(forked, serial))
+assert threading.active_count() == 1  # the pool's threads are gone: the next call may fork again
 stop = threading.Event()
 t = threading.Thread(target=stop.wait); t.start()
 print(_pool_context(cfg).get_start_method())

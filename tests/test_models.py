@@ -127,3 +127,32 @@ def test_one_frame_clips_keep_their_information_under_default_clip_norm():
     # In training, the time mask never blanks the only frame of a clip.
     out = model(pad_sequences([a] * 16), training=True)
     assert np.all(np.isfinite(keras.ops.convert_to_numpy(out)))
+
+
+def test_ensemble_members_learn_apart_and_the_model_averages_them(fsdd_small):
+    """members=3: one saved model whose output is the mean of three different networks,
+    each trained on its own loss; reloading gives the same probabilities."""
+    import keras
+
+    cfg = RunConfig(dataset=str(fsdd_small), split=SplitConfig(val=0.25, test=0.25),
+                    features=MFCCConfig(), model=ModelConfig(rnn_units=(8,), dense_units=(8,), members=3),
+                    train=TrainConfig(epochs=3, patience=None, batch_size=8))
+    run_id = train(cfg)
+    assert runs.read_status(run_id)["state"] == "done"
+    predictor = Predictor.load(run_id)
+    model = predictor.model
+    assert isinstance(model.get_layer("probs"), keras.layers.Average)
+    wav = sorted(fsdd_small.glob("*/*.wav"))[-1]
+    x = pad_sequences([extract_file(wav, MFCCConfig()).values])
+    members = [np.asarray(keras.Model(model.input, model.get_layer(f"m{k}_probs").output)(x, training=False))
+               for k in (1, 2, 3)]
+    assert not np.allclose(members[0], members[1], atol=1e-3)  # different networks
+    assert np.allclose(np.mean(members, axis=0), np.asarray(model(x, training=False)), atol=1e-6)
+    longer = pad_sequences([extract_file(wav, MFCCConfig()).values], x.shape[1] + 13)
+    assert np.allclose(model(longer, training=False), model(x, training=False), atol=1e-5)  # masking holds
+    with open(runs.run_dir(run_id) / runs.PREDICTIONS) as f:
+        row = next(csv.DictReader(f))
+    pred = predictor.predict_features(extract_file(row["path"], MFCCConfig()))
+    assert np.allclose(pred.probs, [float(row[f"p_{lab}"]) for lab in predictor.labels], atol=1e-5)
+    with pytest.raises(ModelError, match="1 to 8 members"):
+        ModelConfig(members=0)

@@ -34,7 +34,7 @@ import threading
 import time
 import warnings
 from collections import deque
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -294,13 +294,15 @@ def _run_pool(paths: list[str], config: FeatureConfig, jobs: int) -> Iterable[tu
     workers = jobs - 1
     ctx = _pool_context(config)
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker)
-    starter = ThreadPoolExecutor(max_workers=1)
+    starter: ThreadPoolExecutor | None = None
     if ctx.get_start_method() == "fork":
         # Forking takes milliseconds, and must happen before this process has a second thread.
         for _ in range(workers):
             pool.submit(_ready)
-        started = starter.submit(_ready)
+        started: Future = Future()
+        started.set_result(None)
     else:
+        starter = ThreadPoolExecutor(max_workers=1)
         started = starter.submit(lambda: [f.result() for f in [pool.submit(_ready) for _ in range(workers)]])
     futures: dict = {}
     try:
@@ -334,12 +336,14 @@ def _run_pool(paths: list[str], config: FeatureConfig, jobs: int) -> Iterable[tu
         for future in futures:
             future.cancel()
         if started.done():
+            # Waits for the pool's threads too, so the next call finds one thread and may fork.
             pool.shutdown(wait=True, cancel_futures=True)
         else:
             # This process did all the work before the workers were up: don't wait for them
             # (a process start holds the pool's lock); the helper thread closes the pool.
             starter.submit(pool.shutdown, wait=True, cancel_futures=True)
-        starter.shutdown(wait=False)
+        if starter is not None:
+            starter.shutdown(wait=False)
 
 
 # --- cache -------------------------------------------------------------------
