@@ -223,3 +223,25 @@ print(_pool_context(cfg).get_start_method())
                           capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["fork", "forkserver", "forkserver", "forkserver"]
+
+
+def _jobs_in_child(queue) -> None:
+    from audioclf.features.cache import _jobs
+
+    queue.put(_jobs(None, 1000, CFG))
+
+
+def test_a_worker_process_never_starts_a_pool_of_its_own():
+    """A pool worker that extracts (a guard-less script re-run by spawn/forkserver) stays in
+    its own process instead of starting pools recursively."""
+    import multiprocessing
+
+    from audioclf.features.cache import _jobs, default_jobs
+
+    assert _jobs(None, 1000, CFG) == default_jobs()  # here, in the main process: every core
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_jobs_in_child, args=(queue,))
+    child.start()
+    assert queue.get(timeout=120) == 1
+    child.join(timeout=60)

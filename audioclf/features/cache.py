@@ -238,6 +238,10 @@ def _jobs(n_jobs: int | None, n_todo: int, config: FeatureConfig) -> int:
         # the model stays loaded for prediction; a pool only on request and only for
         # TFLite (with TF Hub/SavedModel every worker would import TensorFlow).
         return 1
+    if multiprocessing.parent_process() is not None:
+        # Already a worker (e.g. a script without an `if __name__ == "__main__":` guard,
+        # re-run by its forkserver worker): a pool here would start pools recursively.
+        return 1
     if n_jobs is None:
         return 1 if n_todo < IN_PROCESS_BELOW else min(default_jobs(), n_todo)
     return min(n_jobs, n_todo)
