@@ -265,7 +265,8 @@ def _fork_is_safe(config: FeatureConfig) -> bool:
     calling thread: a lock another thread holds (TensorFlow's thread pools, a web
     server's threads, a loaded YAMNet interpreter's) stays locked in the child forever.
     """
-    return (config.kind != "yamnet" and "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
+    return (config.kind != "yamnet" and "fork" in multiprocessing.get_all_start_methods()
+            and threading.active_count() == 1
             and not any(name == "tensorflow" or name.startswith("tensorflow.") for name in sys.modules))
 
 
