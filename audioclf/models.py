@@ -74,9 +74,15 @@ class ModelConfig:
     members: int = 1
 
     def __post_init__(self) -> None:
-        # Accept lists (JSON, forms) but store tuples so configs stay hashable.
-        object.__setattr__(self, "rnn_units", tuple(int(u) for u in self.rnn_units))
-        object.__setattr__(self, "dense_units", tuple(int(u) for u in self.dense_units))
+        # Accept lists (JSON, forms) or one number but store tuples so configs stay hashable.
+        for name in ("rnn_units", "dense_units"):
+            value = getattr(self, name)
+            try:
+                units = (value,) if isinstance(value, (int, np.integer)) else tuple(value)
+                object.__setattr__(self, name, tuple(int(u) for u in units))
+            except (TypeError, ValueError):
+                raise ModelError(f"{name} must be a list of layer sizes, e.g. [64] or [128, 64]; "
+                                 f"got {value!r}.") from None
         object.__setattr__(self, "clip_norm", bool(self.clip_norm))
         object.__setattr__(self, "clip_scale", bool(self.clip_scale))
         object.__setattr__(self, "time_mask", int(self.time_mask))

@@ -94,6 +94,9 @@ def test_bad_model_configs_have_clear_messages():
         ModelConfig(dropout=1.0)
     with pytest.raises(ModelError, match="Unknown model setting"):
         ModelConfig.from_dict({"kind": "gru", "layers": 3})
+    with pytest.raises(ModelError, match="list of layer sizes"):
+        ModelConfig(rnn_units="wide")
+    assert ModelConfig(rnn_units=128, dense_units=32).rnn_units == (128,)
     cfg = ModelConfig(kind="bilstm", rnn_units=[32, 16], dense_units=[8])
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg and hash(cfg)
 
