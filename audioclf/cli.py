@@ -106,15 +106,20 @@ class Progress:
 
 # ---------------------------------------------------------------- config options
 
-def _units(text: str) -> tuple[int, ...]:
-    """'64,32' -> (64, 32); '' or 'none' -> () (no layers)."""
+def _number_list(text: str, cast, example: str) -> tuple:
+    """'64,32' (or '64 32') -> (64, 32) with `cast`; '', 'none', 'off' or '0' -> ()."""
     text = text.strip().lower()
-    if text in ("", "none", "0"):
+    if text in ("", "none", "off", "0"):
         return ()
     try:
-        return tuple(int(u) for u in text.replace(" ", ",").split(",") if u)
+        return tuple(cast(u) for u in text.replace(" ", ",").split(",") if u)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected layer sizes like 64 or 128,64, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected {example} or 'none', got {text!r}") from None
+
+
+def _units(text: str) -> tuple[int, ...]:
+    """'64,32' -> (64, 32); '' or 'none' -> () (no layers)."""
+    return _number_list(text, int, "layer sizes like 64 or 128,64")
 
 
 def _patience(text: str) -> int | None:
@@ -137,13 +142,7 @@ def _optional_float(text: str) -> float | None:
 
 def _factors(text: str) -> tuple[float, ...]:
     """'0.9,1.1' -> (0.9, 1.1); '' or 'none' -> ()."""
-    text = text.strip().lower()
-    if text in ("", "none", "off"):
-        return ()
-    try:
-        return tuple(float(u) for u in text.replace(" ", ",").split(",") if u)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected factors like 0.9,1.1 or 'none', got {text!r}") from None
+    return _number_list(text, float, "factors like 0.9,1.1")
 
 
 def _rate(text: str) -> int | None:
