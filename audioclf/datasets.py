@@ -256,9 +256,11 @@ def _extract_zip(zip_path: Path) -> Path:
     try:
         for k in range(1, 1000):
             target = parent / (base if k == 1 else f"{base}-{k}")
-            if _same_source(target, stamp):
-                return target
+            # Read the marker only of a folder seen to exist: folders appear whole (atomic
+            # rename), while a miss-then-exists check could race with another unpacker.
             if target.exists():
+                if _same_source(target, stamp):
+                    return target
                 continue  # a different data set already has this name
             if tmp is None:
                 tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{base}.tmp-"))
