@@ -105,6 +105,9 @@ def train_fields():
     patience_opts = [*_options((5, 10, 20), base.patience), "none"]
     patience = st.selectbox("Early-stopping patience (epochs)", patience_opts,
                             index=patience_opts.index(base.patience if base.patience else "none"), key="tr_patience")
+    min_epochs = st.number_input("Early stopping starts after epoch", 0, 1000, base.min_epochs, key="tr_min_epochs",
+                                 help="Early stopping neither stops nor picks its best epoch before this one: "
+                                      "validation loss on few clips often looks best very early.")
     weights = st.checkbox("Class weights (balance rare classes)", value=base.class_weights, key="tr_weights")
     warp = st.checkbox("Voice-warp copies (MFCC: x0.9 and x1.1 frequency)", value=bool(base.warp_augment),
                        key="tr_warp", help="Extra training copies with the frequency axis scaled, "
@@ -112,6 +115,7 @@ def train_fields():
     reduce_lr = st.checkbox("Halve the learning rate on plateaus", value=base.reduce_lr is not None, key="tr_reduce_lr")
     return lambda seed: TrainConfig(learning_rate=lr, batch_size=batch, epochs=int(epochs),
                                     patience=None if patience == "none" else int(patience),
+                                    min_epochs=int(min_epochs),
                                     class_weights=weights, seed=seed,
                                     warp_augment=(base.warp_augment or (0.9, 1.1)) if warp else (),
                                     reduce_lr=(base.reduce_lr or 3) if reduce_lr else None)

@@ -291,6 +291,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--patience", type=_patience, default=d["patience"],
                    help="stop after this many epochs without a better validation loss and keep the best "
                         "weights; 'none' trains all epochs (default: %(default)s)")
+    g.add_argument("--min-epochs", type=int, default=d["min_epochs"],
+                   help="early stopping neither stops nor picks its best epoch before this one "
+                        "(default: %(default)s)")
     g.add_argument("--no-class-weights", dest="class_weights", action="store_false", default=d["class_weights"],
                    help="do not weight rare classes up")
     g.add_argument("--seed", type=int, default=d["seed"], help="training seed (default: %(default)s)")
@@ -306,7 +309,8 @@ def train_config(args: argparse.Namespace):
     from .training import TrainConfig
 
     return TrainConfig(learning_rate=args.learning_rate, batch_size=args.batch_size, epochs=args.epochs,
-                       patience=args.patience, class_weights=args.class_weights, seed=args.seed,
+                       patience=args.patience, min_epochs=args.min_epochs,
+                       class_weights=args.class_weights, seed=args.seed,
                        reduce_lr=args.reduce_lr, warp_augment=args.warp_augment)
 
 

@@ -127,3 +127,19 @@ def test_a_saved_config_without_trim_db_keeps_meaning_no_trim():
     old = {k: v for k, v in config_to_dict(MFCCConfig(trim_db=None)).items() if k not in ("trim_db", "fmax", "warp")}
     assert config_from_dict(old) == MFCCConfig(trim_db=None)
     assert config_from_dict(config_to_dict(MFCCConfig())).trim_db == MFCCConfig().trim_db
+
+
+def test_early_stopping_waits_for_min_epochs():
+    from audioclf.training import _Data, fit
+
+    rng = np.random.default_rng(0)
+    x = [rng.normal(size=(12, 4)).astype(np.float32) for _ in range(24)]
+    y = np.arange(24) % 2  # labels unrelated to the inputs: validation loss soon stops improving
+    data = _Data(x, y, [])
+    tiny = ModelConfig(kind="gru", rnn_units=(4,), dense_units=(), time_mask=0, feature_mask=0)
+    cfg = TrainConfig(learning_rate=0.3, batch_size=8, epochs=8, patience=1, min_epochs=5, reduce_lr=None)
+    _, info = fit(tiny, cfg, data, data, 2)
+    assert info["epochs_trained"] >= 6  # nothing can stop it before epoch 5 is watched
+    assert 6 <= info["best_epoch"] <= info["epochs_trained"]  # best chosen among watched epochs
+    with pytest.raises(TrainingError, match="Minimum epochs"):
+        TrainConfig(min_epochs=-1)
