@@ -126,7 +126,8 @@ class RunConfig:
             return cls(dataset=d["dataset"], split=SplitConfig(**d.get("split", {})),
                        features=config_from_dict(d["features"]),
                        model=ModelConfig.from_dict(d.get("model", {})),
-                       train=TrainConfig(**d.get("train", {})), name=d.get("name", ""))
+                       # A run saved before min_epochs existed watched every epoch: keep its meaning.
+                       train=TrainConfig(**{"min_epochs": 0, **d.get("train", {})}), name=d.get("name", ""))
         except KeyError as e:
             raise TrainingError(f"Run config is missing {e.args[0]!r}.") from None
         except TypeError as e:

@@ -143,3 +143,11 @@ def test_early_stopping_waits_for_min_epochs():
     assert 6 <= info["best_epoch"] <= info["epochs_trained"]  # best chosen among watched epochs
     with pytest.raises(TrainingError, match="Minimum epochs"):
         TrainConfig(min_epochs=-1)
+
+
+def test_a_saved_run_config_without_min_epochs_keeps_meaning_watch_every_epoch():
+    cfg = RunConfig(dataset="x", split=SplitConfig(), features=MFCCConfig(), model=ModelConfig(), train=TrainConfig())
+    d = cfg.to_dict()
+    assert RunConfig.from_dict(d).train.min_epochs == TrainConfig().min_epochs == 15
+    del d["train"]["min_epochs"]
+    assert RunConfig.from_dict(d).train.min_epochs == 0
