@@ -121,20 +121,27 @@ def train_fields():
                                     reduce_lr=(base.reduce_lr or 3) if reduce_lr else None)
 
 
+NO_VAL_HELP = ("0: no validation clips; every clip that is not test trains, and early stopping "
+               "and the learning-rate schedule watch the training loss instead. With few "
+               "speakers or sessions this can beat holding some out.")
+
+
 def split_fields(method: str):
     base = SplitConfig()
     k, by_group = 5, False
     if method == KFOLD:
         k = st.slider("Folds (k)", 2, 10, 5, key="tr_k")
         by_group = st.checkbox("Keep groups together (regex below)", key="tr_kgroup")
-        val = st.slider("Validation share (for early stopping, inside each fold)", 0.05, 0.4,
-                        base.val, step=0.05, key="tr_val")
+        val = st.slider("Validation share (for early stopping, inside each fold)", 0.0, 0.4,
+                        base.val, step=0.05, key="tr_val", help=NO_VAL_HELP)
         test = 0.0
     elif method == "fixed":
         st.caption("Uses the data set's own train/ val/ test/ folders.")
-        val = test = 0.0
+        val = st.slider("Validation share taken from train/ when there is no val/ folder", 0.0, 0.4,
+                        base.val, step=0.05, key="tr_val", help=NO_VAL_HELP)
+        test = 0.0
     else:
-        val = st.slider("Validation share", 0.05, 0.4, base.val, step=0.05, key="tr_val")
+        val = st.slider("Validation share", 0.0, 0.4, base.val, step=0.05, key="tr_val", help=NO_VAL_HELP)
         test = st.slider("Test share", 0.05, 0.4, base.test, step=0.05, key="tr_test")
     pattern = None
     if method == "group" or by_group:

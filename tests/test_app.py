@@ -230,3 +230,39 @@ def test_a_damaged_or_deleted_run_shows_an_error(trained_run, app_home):
     assert not at.exception
     assert not broken.exists()
     assert (app_home / "runs" / trained_run).is_dir()  # nothing else was lost
+
+
+def test_a_validation_share_of_zero_trains_on_every_non_test_clip(app_home):
+    """Validation share 0 is offered (few speakers: every voice should train); the run
+    then has no validation split and early stopping watches the training loss."""
+    at = new_app("train")
+    at.selectbox(key="tr_model").set_value("gru").run()
+    at.slider(key="tr_val").set_value(0.0)
+    at.number_input(key="tr_epochs").set_value(2)
+    at.slider(key="tr_layers").set_value(1)
+    at.selectbox(key="tr_units").set_value(16)
+    at.button(key="FormSubmitter:train_form-Start training").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, texts(at.error)
+    run_id = at.session_state["active_run"]
+
+    from audioclf.runs import load_run, run_status
+
+    deadline = time.time() + TRAIN_DEADLINE
+    while not (status := run_status(run_id)).final:
+        assert time.time() < deadline, f"training did not finish: {status}"
+        time.sleep(1)
+    assert status.state == "done", status.message
+    run = load_run(run_id)
+    assert run.config["split"]["val"] == 0.0
+    assert len(run.history) == 2 and all("val_loss" not in h for h in run.history)
+    assert run.metrics["val"] is None and 0.0 <= run.metrics["test"]["macro_f1"] <= 1.0
+    at.run()
+    assert not at.exception
+    assert any(s.value.startswith("Training finished") for s in at.success)
+    # The Runs page shows such a run with its test scores only.
+    at.switch_page("app_pages/runs.py").run()
+    at.selectbox(key="runs_pick").set_value(run_id).run()
+    assert not at.exception, at.exception
+    assert not at.error, texts(at.error)
+    assert [m.label for m in at.metric][:2] == ["Accuracy", "Macro F1"]
