@@ -7,8 +7,10 @@
 
 For each held-out speaker: its 500 clips are the test split; the validation
 split (early stopping) is another whole speaker, the next one in name order;
-the remaining four speakers train. Nothing about a test speaker is seen before
-testing. Each run goes through `audioclf.training.train` exactly as the app's
+the remaining four speakers train (`--val seen`: five speakers train and a share
+of their clips validates; `--val none`: five speakers train with no validation,
+for the configured number of epochs). Nothing about a test speaker is seen
+before testing. Each run goes through `audioclf.training.train` exactly as the app's
 runs do (features cached in the workspace, a run folder per run), with the
 default ModelConfig / TrainConfig of each model kind. Prints macro F1,
 accuracy and time per run, then the mean over held-out speakers per row.
@@ -81,14 +83,15 @@ def speakers(data: Path) -> list[str]:
 
 def run_one(manifest: Path, feature: str, model: str, yamnet: str, verbose: bool,
             feature_opts: dict | None = None, model_opts: dict | None = None,
-            train_opts: dict | None = None) -> dict:
+            train_opts: dict | None = None, val_share: float | None = None) -> dict:
     """Train one run with default settings; return its test scores and timings."""
     from audioclf import runs
     from audioclf.datasets import SplitConfig
     from audioclf.models import ModelConfig
     from audioclf.training import RunConfig, TrainConfig, train
 
-    cfg = RunConfig(dataset=str(manifest), split=SplitConfig(method="fixed"),
+    split = SplitConfig(method="fixed") if val_share is None else SplitConfig(method="fixed", val=val_share)
+    cfg = RunConfig(dataset=str(manifest), split=split,
                     features=feature_config(feature, yamnet, feature_opts),
                     model=ModelConfig(kind=model, **(model_opts or {})),
                     train=TrainConfig(**(train_opts or {})),
@@ -108,7 +111,7 @@ def run_one(manifest: Path, feature: str, model: str, yamnet: str, verbose: bool
     m = runs.load_run(run_id).metrics
     return {"feature": feature, "model": model, "run": run_id,
             "macro_f1": m["test"]["macro_f1"], "accuracy": m["test"]["accuracy"],
-            "val_macro_f1": m["val"]["macro_f1"], "epochs": m["epochs_trained"],
+            "val_macro_f1": (m["val"] or {}).get("macro_f1"), "epochs": m["epochs_trained"],
             "best_epoch": m["best_epoch"], "train_s": m["train_seconds"], "total_s": round(total, 1)}
 
 
@@ -127,9 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model-opts", nargs="*", default=[], metavar="KEY=VALUE", help="e.g. rnn_units=128,64")
     p.add_argument("--train-opts", nargs="*", default=[], metavar="KEY=VALUE", help="e.g. batch_size=64")
     p.add_argument("--only", nargs="*", default=[], help="held-out speakers by name (instead of --speakers)")
-    p.add_argument("--val", choices=("speaker", "seen"), default="speaker",
+    p.add_argument("--val", choices=("speaker", "seen", "none"), default="speaker",
                    help="validation clips for early stopping: all clips of the next speaker (speaker, "
-                        "default), or a stratified share of the five training speakers' clips (seen)")
+                        "default), a stratified share of the five training speakers' clips (seen), "
+                        "or none: five speakers train for the configured epochs (none)")
     p.add_argument("-v", "--verbose", action="store_true", help="print every epoch")
     args = p.parse_args(argv)
 
@@ -151,9 +155,10 @@ def main(argv: list[str] | None = None) -> int:
             for spk in held:
                 val = names[(names.index(spk) + 1) % len(names)] if args.val == "speaker" else None
                 manifest = speaker_manifest(args.data, spk, val, args.home / "bench" / f"fsdd-{spk}-{args.val}.csv")
-                r = run_one(manifest, feature, model, args.yamnet, args.verbose, fo, mo, to)
-                r.update(test_speaker=spk, val_speaker=val or "seen")
-                val = val or "seen"
+                r = run_one(manifest, feature, model, args.yamnet, args.verbose, fo, mo, to,
+                            val_share=0.0 if args.val == "none" else None)
+                val = val or args.val
+                r.update(test_speaker=spk, val_speaker=val)
                 rows.append(r)
                 print(f"{feature:9} {model:10} {spk:10} {val:10} {r['macro_f1']:8.3f} {r['accuracy']:6.3f} "
                       f"{r['epochs']:6d} {r['best_epoch']:5d} {r['train_s']:8.1f} {r['total_s']:8.1f}", flush=True)
