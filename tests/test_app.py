@@ -55,12 +55,13 @@ def texts(elements) -> str:
     return " ".join(str(e.value) for e in elements)
 
 
-@pytest.fixture(scope="module")
-def trained_run(app_home) -> str:
-    """A tiny run started from the Train page's form, trained in the background to the end."""
+def train_from_form(val: float | None = None) -> tuple[AppTest, str]:
+    """Start a tiny GRU run from the Train page's form and wait until it is done."""
     at = new_app("train")
     assert not at.exception
     at.selectbox(key="tr_model").set_value("gru").run()
+    if val is not None:
+        at.slider(key="tr_val").set_value(val)
     at.number_input(key="tr_epochs").set_value(2)
     at.slider(key="tr_layers").set_value(1)
     at.selectbox(key="tr_units").set_value(16)
@@ -81,7 +82,13 @@ def trained_run(app_home) -> str:
     at.run()  # coming back to the page shows the finished run
     assert not at.exception
     assert any(s.value.startswith("Training finished") for s in at.success)
-    return run_id
+    return at, run_id
+
+
+@pytest.fixture(scope="module")
+def trained_run(app_home) -> str:
+    """A tiny run started from the Train page's form, trained in the background to the end."""
+    return train_from_form()[1]
 
 
 def test_first_page_opens_on_the_demo_data_without_tensorflow(app_home):
@@ -235,31 +242,13 @@ def test_a_damaged_or_deleted_run_shows_an_error(trained_run, app_home):
 def test_a_validation_share_of_zero_trains_on_every_non_test_clip(app_home):
     """Validation share 0 is offered (few speakers: every voice should train); the run
     then has no validation split and early stopping watches the training loss."""
-    at = new_app("train")
-    at.selectbox(key="tr_model").set_value("gru").run()
-    at.slider(key="tr_val").set_value(0.0)
-    at.number_input(key="tr_epochs").set_value(2)
-    at.slider(key="tr_layers").set_value(1)
-    at.selectbox(key="tr_units").set_value(16)
-    at.button(key="FormSubmitter:train_form-Start training").click().run()
-    assert not at.exception, at.exception
-    assert not at.error, texts(at.error)
-    run_id = at.session_state["active_run"]
+    at, run_id = train_from_form(val=0.0)
+    from audioclf.runs import load_run
 
-    from audioclf.runs import load_run, run_status
-
-    deadline = time.time() + TRAIN_DEADLINE
-    while not (status := run_status(run_id)).final:
-        assert time.time() < deadline, f"training did not finish: {status}"
-        time.sleep(1)
-    assert status.state == "done", status.message
     run = load_run(run_id)
     assert run.config["split"]["val"] == 0.0
     assert len(run.history) == 2 and all("val_loss" not in h for h in run.history)
     assert run.metrics["val"] is None and 0.0 <= run.metrics["test"]["macro_f1"] <= 1.0
-    at.run()
-    assert not at.exception
-    assert any(s.value.startswith("Training finished") for s in at.success)
     # The Runs page shows such a run with its test scores only.
     at.switch_page("app_pages/runs.py").run()
     at.selectbox(key="runs_pick").set_value(run_id).run()
