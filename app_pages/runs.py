@@ -175,9 +175,9 @@ with st.expander("Compare runs", expanded=False):
             rows = runs.compare_runs(chosen)
             st.plotly_chart(plotting.compare_runs(
                 [r["id"] for r in rows],
-                {"val macro F1": [r.get("val.macro_f1") or 0 for r in rows],
-                 "test macro F1": [r.get("test.macro_f1") or 0 for r in rows],
-                 "test accuracy": [r.get("test.accuracy") or 0 for r in rows]}), key="cmp")
+                {"val macro F1": [r.get("val.macro_f1") for r in rows],  # None: no bar, not a 0
+                 "test macro F1": [r.get("test.macro_f1") for r in rows],
+                 "test accuracy": [r.get("test.accuracy") for r in rows]}), key="cmp")
             diff = pd.DataFrame(rows).set_index("id").T
             # Settings that differ between the chosen runs first: that is what a comparison is for.
             varies = diff.astype(str).nunique(axis=1) > 1

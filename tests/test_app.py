@@ -239,7 +239,7 @@ def test_a_damaged_or_deleted_run_shows_an_error(trained_run, app_home):
     assert (app_home / "runs" / trained_run).is_dir()  # nothing else was lost
 
 
-def test_a_validation_share_of_zero_trains_on_every_non_test_clip(app_home):
+def test_a_validation_share_of_zero_trains_on_every_non_test_clip(app_home, trained_run):
     """Validation share 0 is offered (few speakers: every voice should train); the run
     then has no validation split and early stopping watches the training loss."""
     at, run_id = train_from_form(val=0.0)
@@ -255,3 +255,12 @@ def test_a_validation_share_of_zero_trains_on_every_non_test_clip(app_home):
     assert not at.exception, at.exception
     assert not at.error, texts(at.error)
     assert [m.label for m in at.metric][:2] == ["Accuracy", "Macro F1"]
+    # Compared with another run, it has no validation bar (not a bar at 0).
+    at.multiselect(key="runs_compare").set_value([run_id, trained_run]).run()
+    assert not at.exception, at.exception
+    import json
+
+    fig = json.loads(next(c.proto.spec for c in at.get("plotly_chart") if "val macro F1" in c.proto.spec))
+    bars = {t["name"]: dict(zip(t["x"], t["y"])) for t in fig["data"]}
+    assert bars["val macro F1"][run_id] is None and bars["val macro F1"][trained_run] is not None
+    assert bars["test macro F1"][run_id] is not None
