@@ -108,8 +108,13 @@ ids = [r.id for r in done]
 best = runs.best_run()
 wanted = st.session_state.get(RUN_KEY)
 default = ids.index(wanted) if wanted in ids else ids.index(best.id) if best and best.id in ids else 0
-names = {r.id: f"{r.id} {r.name}  ({r.model}/{r.features}, val macro F1 "
-               f"{r.val_macro_f1 if r.val_macro_f1 is not None else float('nan'):.3f})" for r in done}
+def _score(r: runs.RunInfo) -> str:
+    if r.val_macro_f1 is not None:
+        return f"val macro F1 {r.val_macro_f1:.3f}"
+    return "no validation" + (f", test macro F1 {r.test_macro_f1:.3f}" if r.test_macro_f1 is not None else "")
+
+
+names = {r.id: f"{r.id} {r.name}  ({r.model}/{r.features}, {_score(r)})" for r in done}
 run_id = st.selectbox("Model (run)", ids, index=default, format_func=names.get, key="pr_run",
                       help="The run with the best validation macro F1 is preselected.")
 st.caption(f"Classes: {', '.join(runs.load_run(run_id).labels)}")

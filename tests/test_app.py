@@ -264,3 +264,7 @@ def test_a_validation_share_of_zero_trains_on_every_non_test_clip(app_home, trai
     bars = {t["name"]: dict(zip(t["x"], t["y"])) for t in fig["data"]}
     assert bars["val macro F1"][run_id] is None and bars["val macro F1"][trained_run] is not None
     assert bars["test macro F1"][run_id] is not None
+    # Predict names it by its test score, not "val macro F1 nan".
+    at.switch_page("app_pages/predict.py").run()
+    label = next(o for o in at.selectbox(key="pr_run").options if o.startswith(run_id))
+    assert "nan" not in label and "no validation, test macro F1" in label
