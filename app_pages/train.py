@@ -287,7 +287,8 @@ model_kind = top[1].selectbox("Model", KINDS, index=KINDS.index(ModelConfig().ki
                               format_func=MODEL_NAMES.get, key="tr_model")
 split_method = top[2].selectbox("Split", [*METHODS, KFOLD], format_func=SPLIT_NAMES.get, key="tr_split")
 
-with st.form("train_form"):
+# A stray Enter in a field must not start minutes of training: only the button does.
+with st.form("train_form", enter_to_submit=False):
     cols = st.columns(4)
     with cols[0]:
         st.markdown("**Features**")
