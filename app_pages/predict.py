@@ -108,7 +108,10 @@ ids = [r.id for r in done]
 best = runs.best_run()
 wanted = st.session_state.get(RUN_KEY)
 default = ids.index(wanted) if wanted in ids else ids.index(best.id) if best and best.id in ids else 0
+
+
 def _score(r: runs.RunInfo) -> str:
+    """The headline score of a run for its label: validation, or test when it had no validation."""
     if r.val_macro_f1 is not None:
         return f"val macro F1 {r.val_macro_f1:.3f}"
     return "no validation" + (f", test macro F1 {r.test_macro_f1:.3f}" if r.test_macro_f1 is not None else "")
