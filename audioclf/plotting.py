@@ -7,9 +7,11 @@ imports Streamlit, so the same figures serve the app, notebooks and reports.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -20,7 +22,11 @@ MAX_HEATMAP_FRAMES = 800
 MAX_HEATMAP_BINS = 512
 
 HEIGHT = 320
-COLORSCALE = "Magma"
+DB_RANGE = 80.0  # most dB below the loudest cell that a dB heat map's colour scale spans
+# Streamlit's chart theme sends colours #000001 to #000040 to the browser as placeholders
+# and swaps them for its own palette there: Magma's floor, #000004, came out pink.
+THEME_PLACEHOLDER = re.compile(r"^#0000(0[1-9]|[1-3][0-9]|40)$")
+FLOOR_COLOR = "#000000"  # "nothing" at the bottom of a dB scale
 MARGIN = dict(l=60, r=20, t=50, b=45)
 CENTROID_COLOR = "#38d6ff"
 ROLLOFF_COLOR = "#7CFC00"
@@ -62,11 +68,38 @@ def _pool_rows(z: np.ndarray, axis_values: np.ndarray, limit: int) -> tuple[np.n
     return pooled, axis_values[:usable].reshape(-1, step).mean(axis=1)
 
 
+def safe_colorscale(name: str) -> list[list]:
+    """Plotly's named colour scale as stops, with no colour that Streamlit's theme replaces."""
+    return [[pos, FLOOR_COLOR if THEME_PLACEHOLDER.match(color) else color]
+            for pos, color in plotly.colors.get_colorscale(name)]
+
+
+DB_COLORSCALE = safe_colorscale("Magma")  # starts at black: silence reads as nothing
+
+
+def _db_range(z: np.ndarray) -> tuple[float, float]:
+    """(zmin, zmax) of a dB heat map: its quietest cell (at most DB_RANGE down) to its loudest.
+
+    The dB values are relative to the clip's own loudest bin, so a flat image
+    (a silent clip: every bin 0 dB "re max") has no signal and is drawn as floor.
+    """
+    if not z.size or not np.isfinite(z).any():
+        return 0.0, DB_RANGE
+    top, bottom = float(np.nanmax(z)), float(np.nanmin(z))
+    if bottom >= top:
+        return top, top + DB_RANGE
+    return max(bottom, top - DB_RANGE), top
+
+
 def _heatmap(z: np.ndarray, times: np.ndarray, y, *, colorbar: str,
-             colorscale: str = COLORSCALE, zmid: float | None = None) -> go.Heatmap:
+             colorscale: str = "Viridis", zmid: float | None = None,
+             db: bool = False) -> go.Heatmap:
+    """A heat map; `db` gives the dB scale whose floor (black) is silence."""
     z, step = _pool_columns(np.asarray(z, dtype=np.float32), MAX_HEATMAP_FRAMES)
     times = np.asarray(times)[: z.shape[1] * step: step][: z.shape[1]]
-    return go.Heatmap(z=z, x=times, y=y, colorscale=colorscale, zmid=zmid,
+    zmin, zmax = _db_range(z) if db else (None, None)
+    scale = DB_COLORSCALE if db else safe_colorscale(colorscale)
+    return go.Heatmap(z=z, x=times, y=y, colorscale=scale, zmid=zmid, zmin=zmin, zmax=zmax,
                       colorbar=dict(title=colorbar), hovertemplate=(
                           "t=%{x:.2f} s<br>y=%{y}<br>%{z:.1f}<extra></extra>"))
 
@@ -110,12 +143,12 @@ def spectrogram(S_db: np.ndarray, sr: int, hop_length: int, *, freqs: np.ndarray
     times = _frame_times(n_frames, sr, hop_length)
     title = title or ("Mel spectrogram (dB)" if mel else "Spectrogram (dB)")
     if mel:
-        fig = go.Figure(_heatmap(S_db, times, np.arange(n_bins), colorbar="dB"))
+        fig = go.Figure(_heatmap(S_db, times, np.arange(n_bins), colorbar="dB", db=True))
         ticks = np.unique(np.linspace(0, n_bins - 1, 8).round().astype(int))
         fig.update_yaxes(tickvals=ticks, ticktext=[f"{freqs[i]:.0f}" for i in ticks])
         return _layout(fig, title, "time (s)", "frequency (Hz, mel scale)")
     S_db, freqs = _pool_rows(S_db, freqs, MAX_HEATMAP_BINS)
-    fig = go.Figure(_heatmap(S_db, times, freqs, colorbar="dB"))
+    fig = go.Figure(_heatmap(S_db, times, freqs, colorbar="dB", db=True))
     return _layout(fig, title, "time (s)", "frequency (Hz)")
 
 
@@ -204,7 +237,7 @@ def confusion_matrix(cm: np.ndarray, labels: Sequence[str], *, normalize: bool =
         z = cm
         text, colorbar = cm.astype(int).astype(str), "clips"
     fig = go.Figure(go.Heatmap(z=z, x=labels, y=labels, text=text, texttemplate="%{text}",
-                               colorscale="Blues", colorbar=dict(title=colorbar),
+                               colorscale=safe_colorscale("Blues"), colorbar=dict(title=colorbar),
                                hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>"))
     # True classes read top-down like a table.
     fig.update_yaxes(autorange="reversed", type="category")

@@ -162,3 +162,53 @@ def test_top_classes_and_compare_runs():
     fig = plotting.compare_runs(["r1", "r2"], {"accuracy": [0.9, 0.8], "macro F1": [0.85, 0.7]})
     assert [t.name for t in fig.data] == ["accuracy", "macro F1"]
     assert fig.layout.barmode == "group"
+
+
+def _luminance(color: str) -> float:
+    """Relative luminance (0 black .. 1 white) of '#rrggbb' or 'rgb(r,g,b)'."""
+    import plotly.colors as pc
+
+    r, g, b = (pc.hex_to_rgb(color) if color.startswith("#") else pc.unlabel_rgb(color))
+    return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255
+
+
+def _db_figures(y: np.ndarray, sr: int) -> list[go.Figure]:
+    from audioclf.features.spectral import mel_spectrogram_db, spectrogram_db
+
+    spec, mel = spectrogram_db(y, sr, N_FFT, HOP), mel_spectrogram_db(y, sr, N_FFT, HOP, 64)
+    return [plotting.spectrogram(spec.db, sr, HOP, freqs=spec.freqs),
+            plotting.spectrogram(mel.db, sr, HOP, freqs=mel.freqs, mel=True),
+            plotting.spectral_overlay(spec.db, sr, HOP, np.zeros(spec.db.shape[1]),
+                                      np.zeros(spec.db.shape[1]), freqs=spec.freqs)]
+
+
+@pytest.mark.parametrize("signal", ["chirp", "silence", "chirp_then_silence"])
+def test_db_heat_maps_draw_nothing_as_black(chirp, signal):
+    """The floor of every dB scale reads as "nothing": silence is black, not pink."""
+    y = {"chirp": chirp, "silence": np.zeros(SR, np.float32),
+         "chirp_then_silence": np.concatenate([chirp, np.zeros(SR, np.float32)])}[signal]
+    for fig in _db_figures(y, SR):
+        heat = fig.data[0]
+        floor = heat.colorscale[0]
+        assert floor[0] == 0.0 and _luminance(floor[1]) < 0.05, floor
+        z = np.asarray(heat.z)
+        assert heat.zmin is not None and 0 < heat.zmax - heat.zmin <= plotting.DB_RANGE
+        if signal == "silence":
+            assert z.max() <= heat.zmin  # all of it at the floor
+        else:
+            assert heat.zmax == pytest.approx(z.max())
+            assert z.min() == pytest.approx(heat.zmin)  # the quietest bins hit the floor
+        if signal == "chirp_then_silence":
+            tail = z[:, np.asarray(heat.x) > 2.2]
+            assert tail.size and tail.max() <= heat.zmin  # the silent second is black
+
+
+def test_no_heat_map_uses_a_colour_streamlits_theme_replaces(chirp, stft_db):
+    """Streamlit swaps #000001..#000040 for its palette in the browser (Magma's floor was one)."""
+    S_db, freqs = stft_db
+    figs = [plotting.spectrogram(S_db, SR, HOP, freqs=freqs),
+            plotting.mfcc(S_db[:13], SR, HOP), plotting.chroma(np.abs(S_db[:12]), SR, HOP),
+            plotting.confusion_matrix(np.eye(3), ["a", "b", "c"])]
+    for fig in figs:
+        colors = [c for _, c in fig.data[0].colorscale]
+        assert not [c for c in colors if plotting.THEME_PLACEHOLDER.match(c)], colors
