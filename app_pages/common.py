@@ -186,7 +186,7 @@ def expand(up, label: str) -> list[tuple[str, str, bytes]]:
     if not up.name.lower().endswith(".zip"):
         return [(label, up.name, up.getvalue())]
     from audioclf.audio import SUPPORTED_EXTENSIONS
-    from audioclf.download import safe_extract
+    from audioclf.datasets import safe_extract
 
     with tempfile.TemporaryDirectory() as tmp:
         archive = Path(tmp) / "upload.zip"

@@ -35,7 +35,7 @@ def add_files(root: Path, label: str, files: list) -> None:
     for i, up in enumerate(files, 1):
         try:
             entries = expand(up, label)
-        except (OSError, ValueError) as exc:  # DownloadError, BadZipFile: not a usable zip
+        except (OSError, ValueError) as exc:  # ArchiveError: not a usable or a hostile zip
             refused.append({"file": up.name, "reason": f"not a usable zip file ({exc})"})
             entries = []
         for clip_label, filename, data in entries:

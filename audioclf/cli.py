@@ -566,7 +566,7 @@ def _run_config_of(run_id: str):
 def _audio_files(sources: Sequence[str], tmp: Path) -> list[str]:
     """Files from files, folders (recursive) and zips (unpacked safely into `tmp`)."""
     from .audio import SUPPORTED_EXTENSIONS
-    from .download import safe_extract
+    from .datasets import safe_extract
 
     out: list[str] = []
     for i, src in enumerate(sources):

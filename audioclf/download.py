@@ -1,16 +1,15 @@
-"""ESC-50 download and safe unzipping.
+"""ESC-50 download.
 
 `download_esc50()` fetches the public ESC-50 archive (or a local / file:// copy
-of it), checks it, unpacks it into the workspace and returns the folder that
-holds `audio/` and `meta/esc50.csv`. `safe_extract()` refuses archive members
-that would land outside the target folder, before writing anything.
+of it), checks it, unpacks it into the workspace with the data sets' safe unzip
+(`audioclf.datasets.safe_extract`) and returns the folder that holds `audio/` and
+`meta/esc50.csv`.
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import shutil
-import stat
 import tempfile
 import urllib.error
 import urllib.parse
@@ -18,7 +17,9 @@ import urllib.request
 import zipfile
 from collections.abc import Callable
 from os import PathLike
-from pathlib import Path, PurePosixPath
+from pathlib import Path
+
+from audioclf.datasets.archive import ArchiveError, safe_extract
 
 ESC50_URL = "https://github.com/karoldvl/ESC-50/archive/master.zip"
 ESC50_DIRNAME = "esc50"
@@ -26,66 +27,12 @@ ESC50_META = "meta/esc50.csv"
 CHUNK_BYTES = 1 << 16
 TIMEOUT_SECONDS = 30
 NETWORK_SCHEMES = ("http", "https", "ftp")
-# ESC-50 unpacks to ~0.9 GB; this only stops zip bombs, not real data sets.
-MAX_EXTRACT_BYTES = 8 << 30
 
 Progress = Callable[[int, int | None], None]
 
 
 class DownloadError(ValueError):
-    """A download or an archive could not be used; the message is for people."""
-
-
-def _member_problem(info: zipfile.ZipInfo) -> str | None:
-    """Why this archive member is unsafe to extract, or None when it is fine."""
-    name = info.filename.replace("\\", "/")
-    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
-        return "has an absolute path"
-    if ".." in PurePosixPath(name).parts:
-        return "climbs out of the folder with '..'"
-    if stat.S_ISLNK(info.external_attr >> 16):
-        return "is a symbolic link"
-    return None
-
-
-def safe_extract(zip_path: str | PathLike, dest: str | PathLike) -> Path:
-    """Extract `zip_path` into `dest`; refuse (write nothing) if any member would escape it."""
-    zip_path, dest = Path(zip_path), Path(dest)
-    try:
-        with zipfile.ZipFile(zip_path) as zf:
-            members = zf.infolist()
-            for info in members:
-                problem = _member_problem(info)
-                if problem:
-                    raise DownloadError(
-                        f"Refusing to unpack {zip_path.name}: member '{info.filename}' {problem}."
-                    )
-            if sum(info.file_size for info in members) > MAX_EXTRACT_BYTES:
-                raise DownloadError(
-                    f"Refusing to unpack {zip_path.name}: it would expand to more than "
-                    f"{MAX_EXTRACT_BYTES >> 30} GB."
-                )
-            dest.mkdir(parents=True, exist_ok=True)
-            root = dest.resolve()
-            for info in members:
-                target = (root / info.filename.replace("\\", "/")).resolve()
-                # Belt and braces: the name checks above should make this impossible.
-                if not target.is_relative_to(root):
-                    raise DownloadError(f"Refusing to unpack member '{info.filename}'.")
-                if info.is_dir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                # Copy by hand rather than zf.extract(), which silently rewrites bad names.
-                with zf.open(info) as src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out, CHUNK_BYTES)
-    except zipfile.BadZipFile as exc:
-        raise DownloadError(f"{zip_path.name} is not a valid zip archive ({exc}).") from None
-    except FileNotFoundError:
-        raise DownloadError(f"Archive not found: {zip_path}") from None
-    except OSError as exc:  # disk full, permissions, a member both file and folder...
-        raise DownloadError(f"Could not unpack {zip_path.name} into {dest}: {exc.strerror or exc}.") from None
-    return dest
+    """A download could not be used (network, checksum, not ESC-50); the message is for people."""
 
 
 def _local_path(url: str) -> Path | None:
@@ -183,7 +130,10 @@ def download_esc50(
             raise DownloadError(f"{url} is not a zip archive (the download may be incomplete).")
         if sha256 and _sha256(zip_path) != sha256.lower():
             raise DownloadError(f"{url} failed the SHA-256 check: the file is corrupt or has changed.")
-        unpacked = safe_extract(zip_path, work / "unpacked")
+        try:
+            unpacked = safe_extract(zip_path, work / "unpacked")
+        except ArchiveError as exc:
+            raise DownloadError(str(exc)) from None
         root = find_esc50_root(unpacked)
         if root is None:
             raise DownloadError(

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audioclf.datasets import load_dataset, split_dataset, SplitConfig
-from audioclf.download import DownloadError, download_esc50, safe_extract
+from audioclf.datasets import ArchiveError, SplitConfig, load_dataset, safe_extract, split_dataset
+from audioclf.download import DownloadError, download_esc50
 
 CATEGORIES = ("dog", "rain", "clock_tick")
 
@@ -105,7 +105,7 @@ def test_hostile_members_refused_and_nothing_written(tmp_path, member):
         zf.writestr("ESC-50-master/audio/1-1-A-0.wav", _wav(300))
         zf.writestr(member, _wav(400))
     dest = tmp_path / "out" / "esc50"
-    with pytest.raises(DownloadError, match="Refusing"):
+    with pytest.raises(ArchiveError, match="Refusing"):
         safe_extract(zpath, dest)
     assert not dest.exists()
     with pytest.raises(DownloadError, match="Refusing"):
@@ -121,6 +121,6 @@ def test_symlink_member_refused(tmp_path):
         info = zipfile.ZipInfo("audio/link.wav")
         info.external_attr = (0o120777 << 16)  # a symbolic link to /etc/passwd
         zf.writestr(info, "/etc/passwd")
-    with pytest.raises(DownloadError, match="symbolic link"):
+    with pytest.raises(ArchiveError, match="symbolic link"):
         safe_extract(zpath, tmp_path / "out")
     assert not (tmp_path / "out").exists()

@@ -1,0 +1,110 @@
+"""Data sets: load (folder, train/val/test folders, zip, CSV manifest, ESC-50), summarise,
+split (stratified, by group, fixed, k folds) and edit (for the app's Data page).
+
+A data set is a list of `Item(path, label, split, group)`. Loading only lists
+files; `summarize_dataset()` reads headers; nothing here decodes audio except
+`add_clip()`, which checks an upload before writing it::
+
+    from audioclf.datasets import SplitConfig, load_dataset, split_dataset
+
+    ds = load_dataset("fsdd/")                        # one sub-folder per class
+    split = split_dataset(ds, SplitConfig(val=0.15, test=0.15))
+    len(split.train), split.counts()["test"]
+
+The parts: `base` (Item, Dataset, DatasetError), `loading`, `splitting`,
+`editing`, and `archive` (the one safe unzip). Every public name is
+importable from `audioclf.datasets` itself.
+"""
+from __future__ import annotations
+
+from audioclf.datasets.archive import (
+    MAX_MEMBERS,
+    MAX_RATIO,
+    MAX_TOTAL_BYTES,
+    ArchiveError,
+    safe_extract,
+)
+from audioclf.datasets.base import (
+    AUDIO_EXTENSIONS,
+    ESC50_META,
+    IGNORED_NAMES,
+    MAX_NAME,
+    SPLIT_DIRS,
+    SPLITS,
+    Dataset,
+    DatasetError,
+    Item,
+    is_audio,
+    is_hidden,
+    safe_name,
+    visible_entries,
+)
+from audioclf.datasets.editing import (
+    FORMAT_EXTENSIONS,
+    add_clip,
+    create_dataset,
+    delete_clip,
+    list_datasets,
+    relabel_clip,
+)
+from audioclf.datasets.loading import (
+    COLUMN_ALIASES,
+    ZIP_MARKER,
+    DatasetSummary,
+    load_dataset,
+    split_folders,
+    summarize_dataset,
+)
+from audioclf.datasets.splitting import (
+    FSDD_SPEAKER_PATTERN,
+    METHODS,
+    Split,
+    SplitConfig,
+    apply_group_pattern,
+    check_trainable,
+    compile_group_pattern,
+    kfold_splits,
+    split_dataset,
+)
+
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "COLUMN_ALIASES",
+    "ESC50_META",
+    "FORMAT_EXTENSIONS",
+    "FSDD_SPEAKER_PATTERN",
+    "IGNORED_NAMES",
+    "MAX_MEMBERS",
+    "MAX_NAME",
+    "MAX_RATIO",
+    "MAX_TOTAL_BYTES",
+    "METHODS",
+    "SPLITS",
+    "SPLIT_DIRS",
+    "ZIP_MARKER",
+    "ArchiveError",
+    "Dataset",
+    "DatasetError",
+    "DatasetSummary",
+    "Item",
+    "Split",
+    "SplitConfig",
+    "add_clip",
+    "apply_group_pattern",
+    "check_trainable",
+    "compile_group_pattern",
+    "create_dataset",
+    "delete_clip",
+    "is_audio",
+    "is_hidden",
+    "kfold_splits",
+    "list_datasets",
+    "load_dataset",
+    "relabel_clip",
+    "safe_extract",
+    "safe_name",
+    "split_dataset",
+    "split_folders",
+    "summarize_dataset",
+    "visible_entries",
+]

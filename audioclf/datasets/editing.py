@@ -1,0 +1,162 @@
+"""Editing workspace data sets (for the app's Data page): list and create data sets,
+add a clip (checked to be audio before it is written), relabel and delete clips.
+
+Only folders inside the workspace's data sets can be edited, never ESC-50's (its
+labels live in meta/esc50.csv), and nothing is ever overwritten.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from os import PathLike
+from pathlib import Path
+
+from audioclf import audio, workspace
+from audioclf.datasets.base import (
+    AUDIO_EXTENSIONS,
+    ESC50_META,
+    SPLIT_DIRS,
+    DatasetError,
+    safe_name,
+    visible_entries,
+)
+from audioclf.datasets.loading import split_folders
+
+FORMAT_EXTENSIONS = {"wav": "wav", "wavex": "wav", "flac": "flac", "ogg": "ogg", "mp3": "mp3"}
+
+
+def _check_name(name: str, what: str) -> str:
+    clean = safe_name(name)
+    if not clean:
+        raise DatasetError(f"{name!r} is not usable as a {what} name; use letters, digits, - or _.")
+    return clean
+
+
+def list_datasets() -> list[Path]:
+    """The data set folders in the workspace, by name."""
+    return [p for p in visible_entries(workspace.datasets_dir()) if p.is_dir()]
+
+
+def create_dataset(name: str) -> Path:
+    """Create an empty data set folder in the workspace and return it."""
+    raw = str(name).strip()
+    if not raw or set(raw) <= {"."} or "/" in raw or "\\" in raw or os.sep in raw or raw.startswith("."):
+        raise DatasetError(f"{name!r} is not a valid data set name: no slashes, and not starting with a dot.")
+    path = workspace.datasets_dir() / _check_name(raw, "data set")
+    try:
+        path.mkdir()
+    except FileExistsError:
+        raise DatasetError(f"A data set named '{path.name}' already exists; choose another name.") from None
+    return path
+
+
+def _in_workspace(path: Path) -> Path:
+    """`path` resolved, if it lies inside a workspace data set; else DatasetError."""
+    base = workspace.datasets_dir().resolve()
+    resolved = Path(path).resolve()
+    if not resolved.is_relative_to(base) or resolved == base:
+        raise DatasetError(
+            f"{path} is not inside the workspace's data sets ({base}); only those can be edited."
+        )
+    dataset_root = base / resolved.relative_to(base).parts[0]
+    if (dataset_root / ESC50_META).exists():
+        raise DatasetError(f"'{dataset_root.name}' is an ESC-50 data set; its labels come from "
+                           "meta/esc50.csv and cannot be edited here.")
+    return resolved
+
+
+def _claim(folder: Path, filename: str, src: Path) -> Path:
+    """Move `src` to folder/filename, adding -1, -2... instead of overwriting anything."""
+    stem, suffix = Path(filename).stem, Path(filename).suffix
+    for k in range(10_000):
+        target = folder / (filename if k == 0 else f"{stem}-{k}{suffix}")
+        try:
+            os.link(src, target)  # fails if target exists: no overwrite, even in a race
+        except FileExistsError:
+            continue
+        except OSError:  # file system without hard links
+            if target.exists():
+                continue
+            os.replace(src, target)
+            return target
+        os.unlink(src)
+        return target
+    raise DatasetError(f"Too many files named like {filename} in {folder}.")
+
+
+def _class_dir(ds_root: Path, label: str, split: str | None) -> Path:
+    folder = ds_root
+    if split is not None:
+        if split not in SPLIT_DIRS:
+            raise DatasetError(f"Unknown split {split!r}; use train, val or test.")
+        folder = folder / SPLIT_DIRS[split]
+    return folder / _check_name(label, "class")
+
+
+def add_clip(
+    ds_root: str | PathLike, label: str, filename: str, data: bytes, *, split: str | None = None
+) -> Path:
+    """Check that `data` is audio (AudioError if not), then write it to ds_root/[split/]label/
+    under a sanitised `filename`, never overwriting (a -1, -2... suffix is added)."""
+    root = _in_workspace(Path(ds_root))
+    if not root.is_dir():
+        raise DatasetError(f"No data set folder at {ds_root}; create it first.")
+    folder = _class_dir(root, label, split)
+    name = safe_name(Path(str(filename).replace("\\", "/")).name) or "clip"
+    audio.load_audio(data, name=name)  # raises AudioError before anything is written
+    if Path(name).suffix.lower() not in AUDIO_EXTENSIONS:
+        # e.g. a browser recording named "recording": take the extension from the header.
+        fmt = audio.probe(data, name=name).format.lower()
+        name = f"{Path(name).stem or 'clip'}.{FORMAT_EXTENSIONS.get(fmt, fmt)}"
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".upload-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        return _claim(folder, name, Path(tmp))
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _dataset_root_and_split(path: Path) -> tuple[Path, str | None]:
+    base = workspace.datasets_dir().resolve()
+    parts = path.relative_to(base).parts
+    root = base / parts[0]
+    if len(parts) >= 4 and split_folders(root) and SPLIT_DIRS.get(parts[1].lower()):
+        return root, parts[1]
+    return root, None
+
+
+def relabel_clip(path: str | PathLike, label: str) -> Path:
+    """Move a clip to the class folder `label` of its data set; return its new path."""
+    src = _in_workspace(Path(path))
+    if not src.is_file():
+        raise DatasetError(f"No clip at {path}.")
+    root, split_dir = _dataset_root_and_split(src)
+    folder = (root / split_dir if split_dir else root) / _check_name(label, "class")
+    if folder == src.parent:
+        return src
+    folder.mkdir(parents=True, exist_ok=True)
+    old_folder = src.parent
+    target = _claim(folder, src.name, src)
+    _remove_if_empty(old_folder, root)
+    return target
+
+
+def delete_clip(path: str | PathLike) -> None:
+    """Delete a clip from a workspace data set (its class folder goes too when left empty)."""
+    src = _in_workspace(Path(path))
+    if not src.is_file():
+        raise DatasetError(f"No clip at {path}.")
+    root, _ = _dataset_root_and_split(src)
+    src.unlink()
+    _remove_if_empty(src.parent, root)
+
+
+def _remove_if_empty(folder: Path, root: Path) -> None:
+    # An empty class folder would otherwise show up as a class with no clips.
+    if folder != root and folder.is_relative_to(root):
+        try:
+            folder.rmdir()
+        except OSError:
+            pass

@@ -1,0 +1,257 @@
+"""Splits: train/validation/test (stratified, by group, or the data set's own fixed split),
+k folds for cross-validation, the checks that a data set or split can train a model,
+and group patterns that take a group (speaker, fold...) from each file name.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from audioclf.datasets.base import SPLITS, Dataset, DatasetError, Item
+
+METHODS = ("stratified", "group", "fixed")
+# The speaker in FSDD's "7_jackson_32.wav"; offered as a preset by the app.
+FSDD_SPEAKER_PATTERN = r"^\d+_([A-Za-z]+)_"
+
+
+# ---------------------------------------------------------------- group patterns
+
+
+def apply_group_pattern(items: list[Item], pattern: str) -> tuple[list[Item], list[tuple[str, str]]]:
+    regex = compile_group_pattern(pattern)
+    out, problems = [], []
+    for item in items:
+        match = regex.search(item.path.name)
+        if match is None:
+            problems.append((str(item.path), f"file name does not match the group pattern {pattern!r}"))
+            out.append(replace(item, group=None))
+        else:
+            out.append(replace(item, group=match.group(1) if regex.groups else match.group(0)))
+    return out, problems
+
+
+def compile_group_pattern(pattern: str) -> re.Pattern:
+    """Compile a group regex (at most one capture group), or raise DatasetError saying why not."""
+    try:
+        regex = re.compile(pattern)
+    except re.error as exc:
+        raise DatasetError(f"The group pattern {pattern!r} is not a valid regular expression ({exc}).") from None
+    if regex.groups > 1:
+        raise DatasetError(
+            f"The group pattern {pattern!r} has {regex.groups} capture groups; use one, "
+            r"around the part of the file name that names the group, e.g. ^\d+_([a-z]+)_"
+        )
+    return regex
+
+
+# ---------------------------------------------------------------- splits
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """How to split: "stratified" (per-class shares), "group" (no group in two splits), or
+    "fixed" (the data set's own train/val/test). `val`/`test` are shares of all clips."""
+
+    method: str = "stratified"
+    val: float = 0.15
+    test: float = 0.15
+    seed: int = 0
+    group_pattern: str | None = None
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise DatasetError(f"Unknown split method {self.method!r}; use one of {', '.join(METHODS)}.")
+        if not (0 <= self.val < 1 and 0 <= self.test < 1 and self.val + self.test < 1):
+            raise DatasetError(
+                f"Validation ({self.val:g}) and test ({self.test:g}) shares must be between 0 and 1 "
+                "and leave something for training."
+            )
+
+
+@dataclass(frozen=True)
+class Split:
+    """Items for training, validation and test (the config that made it, when known)."""
+
+    train: list[Item]
+    val: list[Item]
+    test: list[Item]
+    config: SplitConfig | None = None
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """split name -> class -> clips."""
+        return {name: dict(sorted(Counter(i.label for i in getattr(self, name)).items())) for name in SPLITS}
+
+
+def _n_holdout(n: int, share: float) -> int:
+    return 0 if share <= 0 else max(1, round(n * share))
+
+
+def _min_per_class(cfg: SplitConfig) -> int:
+    return 1 + (cfg.val > 0) + (cfg.test > 0)
+
+
+def _stratified(items: list[Item], val: float, test: float, seed: int) -> tuple[list, list, list]:
+    # Per class by hand rather than sklearn's train_test_split(stratify=...): that one may
+    # leave a small class out of a split entirely; here every class is in every split.
+    rng = np.random.default_rng(seed)
+    by_label: dict[str, list[Item]] = {}
+    for item in items:
+        by_label.setdefault(item.label, []).append(item)
+    train, val_items, test_items = [], [], []
+    for label in sorted(by_label):
+        group = by_label[label]
+        order = [group[i] for i in rng.permutation(len(group))]
+        n_test, n_val = _n_holdout(len(order), test), _n_holdout(len(order), val)
+        while len(order) - n_test - n_val < 1 and (n_test or n_val):  # tiny class
+            if n_val >= n_test:
+                n_val -= 1
+            else:
+                n_test -= 1
+        test_items += order[:n_test]
+        val_items += order[n_test : n_test + n_val]
+        train += order[n_test + n_val :]
+    return train, val_items, test_items
+
+
+def _with_groups(ds: Dataset, pattern: str | None) -> list[Item]:
+    items = ds.items
+    if pattern:
+        items, _ = apply_group_pattern(items, pattern)
+    missing = [i for i in items if i.group is None]
+    if missing:
+        how = f"the pattern {pattern!r} does not match" if pattern else "they have no group"
+        raise DatasetError(
+            f"A group split needs a group for every clip, but {len(missing)} clips have none "
+            f"({how}; e.g. {missing[0].path.name}). Give a group pattern with one capture group, "
+            r"e.g. ^\d+_([a-z]+)_ for FSDD speakers, or a group column in the manifest."
+        )
+    return items
+
+
+def _group_split(items: list[Item], cfg: SplitConfig) -> tuple[list, list, list]:
+    from sklearn.model_selection import GroupShuffleSplit
+
+    groups = sorted({i.group for i in items})
+    needed = _min_per_class(cfg)
+    if len(groups) < needed:
+        raise DatasetError(
+            f"A group split into {needed} parts needs at least {needed} groups (speakers, folds...); "
+            f"found {len(groups)}: {', '.join(groups)}. Add recordings from more groups or use a "
+            "stratified split."
+        )
+
+    def take(pool: list[Item], share: float, seed: int) -> tuple[list, list]:
+        if share <= 0:
+            return pool, []
+        n_groups = len({i.group for i in pool})
+        # At least one group held out, and at least one left for training.
+        n_out = min(max(1, round(n_groups * share)), n_groups - 1)
+        gss = GroupShuffleSplit(n_splits=1, test_size=n_out, random_state=seed)
+        keep, out = next(gss.split(pool, groups=[i.group for i in pool]))
+        return [pool[k] for k in keep], [pool[k] for k in out]
+
+    rest, test_items = take(items, cfg.test, cfg.seed)
+    train, val_items = take(rest, cfg.val / (1 - cfg.test), cfg.seed + 1)
+    return train, val_items, test_items
+
+
+def _fixed_split(items: list[Item], cfg: SplitConfig) -> tuple[list, list, list]:
+    parts = {s: [i for i in items if i.split == s] for s in SPLITS}
+    unassigned = [i for i in items if i.split is None]
+    if unassigned or not parts["train"] or not parts["test"]:
+        raise DatasetError(
+            "A fixed split needs every clip in train/ or test/ (val/ optional) folders, or a split "
+            f"column in the manifest; {len(unassigned)} clips have no split, "
+            f"{len(parts['train'])} are in train and {len(parts['test'])} in test."
+        )
+    if not parts["val"] and cfg.val > 0:
+        # No validation folder: hold out part of train, class by class.
+        share = cfg.val / (1 - cfg.test) if cfg.test < 1 else cfg.val
+        parts["train"], parts["val"], _ = _stratified(parts["train"], share, 0.0, cfg.seed)
+    return parts["train"], parts["val"], parts["test"]
+
+
+def split_dataset(ds: Dataset, cfg: SplitConfig = SplitConfig()) -> Split:
+    """Split into train/val/test by `cfg`; same seed, same split. The result passes check_trainable."""
+    check_trainable(ds, cfg)
+    if cfg.method == "stratified":
+        parts = _stratified(ds.items, cfg.val, cfg.test, cfg.seed)
+    elif cfg.method == "group":
+        parts = _group_split(_with_groups(ds, cfg.group_pattern), cfg)
+    else:
+        parts = _fixed_split(ds.items, cfg)
+    split = Split(*parts, config=cfg)
+    check_trainable(split)
+    return split
+
+
+def kfold_splits(
+    ds: Dataset, k: int = 5, seed: int = 0, by_group: bool = False, group_pattern: str | None = None
+) -> list[tuple[list[Item], list[Item]]]:
+    """k (train, test) folds, stratified by class (and never sharing a group when `by_group`)."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    if k < 2:
+        raise DatasetError(f"Cross-validation needs at least 2 folds, not {k}.")
+    check_trainable(ds)
+    labels = [i.label for i in ds.items]
+    if by_group:
+        items = _with_groups(ds, group_pattern)
+        groups = [i.group for i in items]
+        if len(set(groups)) < k:
+            raise DatasetError(
+                f"{k}-fold cross-validation by group needs at least {k} groups; found {len(set(groups))}. "
+                "Use fewer folds."
+            )
+        folds = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(items, labels, groups)
+    else:
+        items = ds.items
+        for label, n in ds.counts.items():
+            if n < k:
+                raise DatasetError(
+                    f"Class '{label}' has {n} clips; {k}-fold cross-validation needs at least {k} per "
+                    "class. Add clips or use fewer folds."
+                )
+        folds = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(items, labels)
+    return [([items[i] for i in tr], [items[i] for i in te]) for tr, te in folds]
+
+
+def check_trainable(obj: Dataset | Split, cfg: SplitConfig | None = None) -> None:
+    """Raise DatasetError saying what to fix if a data set (for `cfg`) or a split cannot train a model."""
+    if isinstance(obj, Split):
+        return _check_split(obj)
+    labels = obj.labels
+    if len(labels) < 2:
+        only = f" (only '{labels[0]}')" if labels else ""
+        raise DatasetError(f"Training needs at least two classes{only}; add clips of another class.")
+    if cfg is None or cfg.method != "stratified":
+        return
+    needed = _min_per_class(cfg)
+    for label, n in obj.counts.items():
+        if n < needed:
+            raise DatasetError(
+                f"Class '{label}' has {n} clip{'s' * (n != 1)}; a train/validation/test split needs "
+                f"at least {needed} per class. Add {needed - n} more, or lower the validation/test shares."
+            )
+
+
+def _check_split(split: Split) -> None:
+    cfg = split.config
+    names = {"train": "training", "val": "validation", "test": "test"}
+    for name in SPLITS:
+        wanted = name == "train" or cfg is None or getattr(cfg, name) > 0
+        if wanted and not getattr(split, name):
+            raise DatasetError(f"The {names[name]} split is empty; add clips or change the split shares.")
+    train_labels = {i.label for i in split.train}
+    if len(train_labels) < 2:
+        raise DatasetError("The training split needs at least two classes; add clips of another class.")
+    for name in ("val", "test"):
+        unseen = sorted({i.label for i in getattr(split, name)} - train_labels)
+        if unseen:
+            raise DatasetError(
+                f"Class '{unseen[0]}' has no clips in the training split, only in {names[name]}: "
+                "with a group split each class needs clips from at least two groups."
+            )
