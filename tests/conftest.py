@@ -11,8 +11,22 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parents[1]
 
 
+SHARED_HELP = (
+    "needs ../shared (models/yamnet, datasets/fsdd, datasets/esc10) beside the repository, "
+    "or AUDIOCLF_SHARED set to a folder holding them"
+)
+
+
 def _shared_dir() -> Path:
     return Path(os.environ.get("AUDIOCLF_SHARED", ROOT.parent / "shared")).resolve()
+
+
+def _shared(*parts: str) -> Path:
+    """A path in ../shared; the test is skipped, saying how to get it, when it is not there."""
+    path = _shared_dir().joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{SHARED_HELP}; {path} not found")
+    return path
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -25,20 +39,26 @@ def workspace_home(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
-    path = _shared_dir()
-    if not path.is_dir():
-        pytest.fail(f"../shared not found at {path}; set AUDIOCLF_SHARED")
-    return path
+    """../shared (or $AUDIOCLF_SHARED); tests that need it are skipped without it."""
+    return _shared()
 
 
 @pytest.fixture(scope="session")
 def fsdd_dir(shared_dir) -> Path:
-    return shared_dir / "datasets" / "fsdd"
+    """The Free Spoken Digit Dataset: <digit>/<digit>_<speaker>_<take>.wav, 3,000 clips at 8 kHz."""
+    return _shared("datasets", "fsdd")
+
+
+@pytest.fixture(scope="session")
+def esc10_dir(shared_dir) -> Path:
+    """ESC-10: <class>/<fold>-<freesound id>-<take>-<target>.flac, 400 clips of 5 s at 44.1 kHz."""
+    return _shared("datasets", "esc10")
 
 
 @pytest.fixture(scope="session")
 def yamnet_tflite(shared_dir) -> Path:
-    return shared_dir / "models" / "yamnet" / "yamnet.tflite"
+    """The YAMNet TFLite model."""
+    return _shared("models", "yamnet", "yamnet.tflite")
 
 
 @pytest.fixture(scope="session")

@@ -274,6 +274,16 @@ def test_group_split_never_shares_a_speaker(fsdd):
         assert len(split.train) + len(split.val) + len(split.test) == 3000
 
 
+def test_esc10_folds_as_groups_never_straddle_splits(esc10_dir):
+    """ESC-10's official fold is the first digit of each file name: a group split by fold
+    keeps clips cut from one recording out of two splits."""
+    ds = load_dataset(esc10_dir, group_pattern=r"^(\d)-")
+    assert (len(ds), len(ds.labels), ds.groups) == (400, 10, ["1", "2", "3", "4", "5"])
+    split = split_dataset(ds, SplitConfig("group", val=0.2, test=0.2, seed=0))
+    folds = [_groups(part) for part in (split.train, split.val, split.test)]
+    assert [len(f) for f in folds] == [3, 1, 1] and not (folds[0] & folds[1] | folds[0] & folds[2])
+
+
 def test_group_split_from_config_pattern(fsdd_small):
     ds = load_dataset(fsdd_small)  # no groups on the items
     with pytest.raises(DatasetError, match="group"):
