@@ -1,15 +1,18 @@
-"""Prediction with a trained run: one clip, many files, and probabilities over time.
+"""Prediction with a trained run: one clip, many files, probabilities and classes over time.
 
     p = Predictor.load(run_id)
-    pred = p.predict_clip(load_audio("dog.wav"))
+    pred = p.predict_clip(load_audio("dog.wav"), threshold=p.suggested_threshold or 0.0)
     pred.top_k(3)            # [("dog", 0.91), ("cat", 0.05), ...]
+    pred.label               # "dog", or "unknown" when the confidence is below the threshold
     pred.window_probs        # (windows, classes) for clips longer than WINDOW_SECONDS
+    pred.segments()          # [Segment(0.0, 2.5, "dog", 0.9), Segment(2.5, 4.0, "unknown", 0.4), ...]
 
 The model refuses features made with another feature config than the one it
 was trained on (`FeatureMismatchError`), so a silently wrong answer is impossible.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -17,6 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from . import runs
+from .confidence import UNKNOWN, run_threshold
 
 WINDOW_SECONDS = 2.0  # long clips also get probabilities per window of this length
 WINDOW_HOP = 0.5  # as a share of the window
@@ -31,8 +35,26 @@ class FeatureMismatchError(PredictError):
 
 
 @dataclass(frozen=True)
+class Segment:
+    """A stretch of a clip given one answer: the top class of its windows, or UNKNOWN."""
+
+    start: float  # s
+    end: float  # s
+    label: str
+    confidence: float  # mean top probability of its windows
+
+    def to_dict(self) -> dict:
+        return {"start": round(self.start, 3), "end": round(self.end, 3), "label": self.label,
+                "confidence": round(self.confidence, 4)}
+
+
+@dataclass(frozen=True)
 class Prediction:
-    """Whole-clip class probabilities, plus per-window probabilities for long clips."""
+    """Whole-clip class probabilities, plus per-window probabilities for long clips.
+
+    Below ``threshold`` (0 = off) the answer is "not sure": ``label`` is
+    ``confidence.UNKNOWN`` while ``top_label`` still names the likeliest class.
+    """
 
     labels: tuple[str, ...]
     probs: np.ndarray  # (classes,)
@@ -40,19 +62,81 @@ class Prediction:
     window_probs: np.ndarray  # (windows, classes)
     silent: bool = False  # the clip is (near) silence: the answer means little
     name: str = ""
+    threshold: float = 0.0
+    duration: float = 0.0  # s, of the audio the features cover
+    window_seconds: float = WINDOW_SECONDS  # length of one window, s
 
     @property
-    def label(self) -> str:
+    def top_label(self) -> str:
+        """The likeliest class, whatever the threshold."""
         return self.labels[int(np.argmax(self.probs))]
 
     @property
     def confidence(self) -> float:
         return float(np.max(self.probs))
 
+    @property
+    def unsure(self) -> bool:
+        """True when the confidence is below the threshold: none of the classes fits well."""
+        return self.confidence < self.threshold
+
+    @property
+    def label(self) -> str:
+        """The answer: the likeliest class, or UNKNOWN below the threshold."""
+        return UNKNOWN if self.unsure else self.top_label
+
+    def with_threshold(self, threshold: float) -> "Prediction":
+        """The same prediction judged against another threshold (no model call)."""
+        return dataclasses.replace(self, threshold=float(threshold))
+
     def top_k(self, k: int = 3) -> list[tuple[str, float]]:
         """The k most likely classes with their probabilities, most likely first."""
         order = np.argsort(-self.probs, kind="stable")[:max(1, int(k))]
         return [(self.labels[i], float(self.probs[i])) for i in order]
+
+    def window_labels(self) -> list[str]:
+        """The answer of each window: its top class, or UNKNOWN below the threshold."""
+        top = self.window_probs.argmax(1) if len(self.window_probs) else np.zeros(0, int)
+        conf = self.window_probs.max(1) if len(self.window_probs) else np.zeros(0)
+        return [UNKNOWN if c < self.threshold else self.labels[int(k)] for k, c in zip(top, conf)]
+
+    def segments(self) -> list[Segment]:
+        """Which class when: windows -> non-overlapping segments, equal neighbours merged.
+
+        Windows overlap (hop WINDOW_HOP of a window), so each window answers for
+        the time nearer its centre than any other window's centre; the first
+        segment starts at 0 and the last ends at ``duration``. Neighbouring
+        windows with the same answer (UNKNOWN included) become one segment whose
+        confidence is their mean top probability. A clip without windows (no
+        longer than one window) is one segment with the whole-clip answer.
+        """
+        end_of_clip = max(self.duration, float(self.window_times[-1]) + self.window_seconds
+                          if len(self.window_times) else 0.0)
+        if not len(self.window_times):
+            return [Segment(0.0, end_of_clip, self.label, self.confidence)]
+        centres = np.asarray(self.window_times, np.float64) + self.window_seconds / 2
+        edges = np.concatenate([[0.0], (centres[1:] + centres[:-1]) / 2, [end_of_clip]])
+        conf = self.window_probs.max(1)
+        out: list[Segment] = []
+        run_start, run_conf = 0, [float(conf[0])]
+        labels = self.window_labels()
+        for i in range(1, len(labels) + 1):
+            if i < len(labels) and labels[i] == labels[run_start]:
+                run_conf.append(float(conf[i]))
+                continue
+            out.append(Segment(float(edges[run_start]), float(edges[i]), labels[run_start],
+                               float(np.mean(run_conf))))
+            if i < len(labels):
+                run_start, run_conf = i, [float(conf[i])]
+        return out
+
+    def classes_over_time(self) -> list[str]:
+        """The distinct classes (not UNKNOWN) the segments name, in order of first appearance."""
+        seen: dict[str, None] = {}
+        for seg in self.segments():
+            if seg.label != UNKNOWN:
+                seen.setdefault(seg.label, None)
+        return list(seen)
 
 
 @dataclass(frozen=True)
@@ -72,6 +156,8 @@ class Predictor:
         self.labels = tuple(labels)
         self.features_cfg = features_cfg
         self.run_id = run_id
+        # The run's suggested "not sure" threshold (confidence.run_threshold); None if it has none.
+        self.suggested_threshold: float | None = None
         if model.output_shape[-1] != len(self.labels):
             raise PredictError(f"The model has {model.output_shape[-1]} outputs but the run lists "
                                f"{len(self.labels)} labels.")
@@ -87,7 +173,9 @@ class Predictor:
         if not run.labels:
             raise PredictError(f"Run {run_id} has no labels.json.")
         model = runs.load_model(run_id)
-        return cls(model, run.labels, config_from_dict(run.config["features"]), run_id)
+        predictor = cls(model, run.labels, config_from_dict(run.config["features"]), run_id)
+        predictor.suggested_threshold = run_threshold(run_id)
+        return predictor
 
     # -- core
 
@@ -112,47 +200,50 @@ class Predictor:
             raise FeatureMismatchError(f"Features have {features.values.shape[1]} dimensions; "
                                        f"the model expects {expected}.")
 
-    def predict_features(self, features, *, silent: bool = False, name: str = "") -> Prediction:
+    def predict_features(self, features, *, silent: bool = False, name: str = "",
+                         threshold: float = 0.0) -> Prediction:
         """Predict from a `Features` made with this run's feature config."""
-        return self.predict_many_features([features], silent=[silent], names=[name])[0]
+        return self.predict_many_features([features], silent=[silent], names=[name], threshold=threshold)[0]
 
     def predict_many_features(self, feats: Sequence, *, silent: Sequence[bool] | None = None,
-                              names: Sequence[str] | None = None) -> list[Prediction]:
+                              names: Sequence[str] | None = None, threshold: float = 0.0) -> list[Prediction]:
         """Batched `predict_features`: whole clips and all their windows in few model calls."""
         for f in feats:
             self._check(f)
-        seqs, owners, starts = [], [], []
-        for i, f in enumerate(feats):
+        seqs, spans, times, durations = [], [], [], []
+        for f in feats:
+            wins = _windows(f)
+            spans.append((len(seqs), len(seqs) + 1 + len(wins)))  # the clip's rows: whole, then windows
             seqs.append(f.values)
-            owners.append((i, None))
-            for t, win in _windows(f):
-                seqs.append(win)
-                owners.append((i, t))
-                starts.append(t)
+            seqs.extend(w for _, w in wins)
+            times.append(np.array([t for t, _ in wins], np.float32))
+            durations.append(_duration(f))
         probs = self._probs(seqs)
         out = []
-        for i, f in enumerate(feats):
-            rows = [k for k, (j, t) in enumerate(owners) if j == i]
-            whole = rows[0]
-            wins = rows[1:]
+        for i, (a, b) in enumerate(spans):
             out.append(Prediction(
-                labels=self.labels, probs=probs[whole],
-                window_times=np.array([owners[k][1] for k in wins], np.float32),
-                window_probs=probs[wins] if wins else np.zeros((0, len(self.labels)), np.float32),
+                labels=self.labels, probs=probs[a],
+                window_times=times[i], window_probs=probs[a + 1:b],
                 silent=bool(silent[i]) if silent is not None else False,
-                name=names[i] if names is not None else ""))
+                name=names[i] if names is not None else "", threshold=float(threshold),
+                duration=durations[i]))
         return out
 
-    def predict_clip(self, clip) -> Prediction:
+    def predict_clip(self, clip, *, threshold: float = 0.0) -> Prediction:
         """Predict one `audio.Clip` (resampled as the run's features need)."""
         from .features import extract
 
         return self.predict_features(extract(clip, self.features_cfg), silent=clip.silent,
-                                     name=clip.name)
+                                     name=clip.name, threshold=threshold)
 
     def predict_files(self, paths: Sequence[str | Path],
-                      progress: Callable[[int, int], None] | None = None) -> list[FileResult]:
-        """Predict many files (features from the cache when possible); errors per file."""
+                      progress: Callable[[int, int], None] | None = None, *,
+                      threshold: float = 0.0) -> list[FileResult]:
+        """Predict many files (features from the cache when possible); errors per file.
+
+        Each file is decoded at most once, and not at all when its features are
+        cached: features record whether their clip was silent.
+        """
         from .audio import AudioError, load_audio
         from .features import extract_many
 
@@ -163,18 +254,35 @@ class Predictor:
             if isinstance(f, Exception):
                 results.append(FileResult(p, error=str(f)))
                 continue
-            try:  # a cheap read to flag silence, which features do not record
-                silent = load_audio(p).silent
-            except AudioError:
-                silent = False
+            silent = f.silent
+            if silent is None:  # cached by a version that did not record silence
+                try:
+                    silent = load_audio(p).silent
+                except AudioError:
+                    silent = False
             ok.append((len(results), f, silent, Path(p).name))
             results.append(None)
         if ok:
             preds = self.predict_many_features([f for _, f, _, _ in ok], silent=[s for *_, s, _ in ok],
-                                               names=[n for *_, n in ok])
+                                               names=[n for *_, n in ok], threshold=threshold)
             for (k, *_), pred in zip(ok, preds):
                 results[k] = FileResult(paths[k], prediction=pred)
         return results
+
+
+def _step(features) -> float:
+    """Seconds between frames (0 for a clip of one frame)."""
+    times = np.asarray(features.times, dtype=np.float64)
+    return float(np.median(np.diff(times))) if len(times) > 1 else 0.0
+
+
+def _duration(features) -> float:
+    """Seconds of audio the frames cover (frame times are centres: half a step each side)."""
+    times = np.asarray(features.times, dtype=np.float64)
+    if not len(times):
+        return 0.0
+    step = _step(features)
+    return float(max(0.0, times[0] - step / 2) + times[-1] - times[0] + step)
 
 
 def _windows(features):
@@ -183,7 +291,7 @@ def _windows(features):
     n = len(times)
     if n < 2:
         return []
-    step = float(np.median(np.diff(times)))
+    step = _step(features)
     duration = times[-1] - times[0] + step
     if step <= 0 or duration <= WINDOW_SECONDS:
         return []

@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import runs, workspace
+from .confidence import THRESHOLD_KEY, threshold_record
 from .models import ModelConfig, ModelError, input_stats, pad_sequences
 from .runs import RunStatus, run_status  # noqa: F401  (re-exported: part of this API)
 
@@ -455,6 +456,8 @@ def _train(cfg: RunConfig, run_id: str, emit: Progress, stop: Callable[[], bool]
             continue
         probs = predict_proba(model, d.x)
         metrics[name] = evaluate(d.y, probs, labels, paths=d.paths).to_dict()
+        if metrics.get(THRESHOLD_KEY) is None:  # from validation, else test (see confidence.suggest_threshold)
+            metrics[THRESHOLD_KEY] = threshold_record(probs, d.y, name)
         pred = probs.argmax(1)
         rows += [[p, name, labels[t], labels[k], *np.round(pr, 6).tolist()]
                  for p, t, k, pr in zip(d.paths, d.y, pred, probs)]

@@ -245,3 +245,20 @@ def test_a_worker_process_never_starts_a_pool_of_its_own():
     child.start()
     assert queue.get(timeout=120) == 1
     child.join(timeout=60)
+
+
+def test_cache_records_silence_and_upgrades_an_older_cache_file(home, clips, tmp_path):
+    import sqlite3
+
+    quiet = tmp_path / "quiet.wav"
+    sf.write(quiet, np.zeros(4000, np.float32), 16000)
+    # A cache file as versions before the silence flag wrote it: no `silent` column.
+    path = workspace.cache_dir() / DB_NAME
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE features (key TEXT NOT NULL, hash TEXT NOT NULL, frames INTEGER NOT NULL, "
+                   "dims INTEGER NOT NULL, names TEXT NOT NULL, vals BLOB NOT NULL, times BLOB NOT NULL, "
+                   "scores BLOB, score_dims INTEGER, PRIMARY KEY (key, hash))")
+    cold = extract_many([clips[0], quiet], CFG, n_jobs=1)
+    warm = extract_many([clips[0], quiet], CFG, n_jobs=1)
+    assert [f.silent for f in cold] == [False, True]
+    assert [f.silent for f in warm] == [False, True]

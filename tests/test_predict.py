@@ -1,6 +1,8 @@
 """Prediction with a trained run: clips, long clips over time, files, mismatched features."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -70,3 +72,33 @@ def test_unfinished_run_cannot_be_loaded(trained_run):
     with pytest.raises(PredictError, match="not done"):
         Predictor.load(run_id)
     runs.delete_run(run_id)
+
+
+def test_batch_decodes_each_file_once_and_a_warm_batch_not_at_all(predictor, tmp_path, monkeypatch):
+    import soundfile
+
+    from conftest import tone
+
+    paths = []
+    for i, freq in enumerate((300.0, 520.0, 910.0)):  # fresh contents: not in the feature cache yet
+        paths.append(tmp_path / f"tone{i}.wav")
+        sf.write(paths[-1], tone(freq, 0.8), 16000)
+    paths.append(tmp_path / "hush.wav")
+    sf.write(paths[-1], np.zeros(12000, np.float32), 16000)
+    decoded = []
+    real_read = soundfile.SoundFile.read
+
+    def counting_read(self, *args, **kwargs):
+        decoded.append(Path(self.name).name)
+        return real_read(self, *args, **kwargs)
+
+    monkeypatch.setattr(soundfile.SoundFile, "read", counting_read)
+    cold = predictor.predict_files(paths)
+    assert sorted(decoded) == sorted(p.name for p in paths)  # one decode per file
+    decoded.clear()
+    warm = predictor.predict_files(paths)
+    assert decoded == []  # features and the silence flag both come from the cache
+    assert [r.prediction.silent for r in warm] == [False, False, False, True]
+    assert [r.prediction.silent for r in cold] == [False, False, False, True]
+    for a, b in zip(cold, warm):
+        assert np.allclose(a.prediction.probs, b.prediction.probs, atol=1e-6)

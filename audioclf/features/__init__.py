@@ -162,6 +162,9 @@ class Features:
     names: tuple[str, ...]
     config: FeatureConfig
     scores: np.ndarray | None = None  # YAMNet's (frames, 521) AudioSet scores; None otherwise
+    # Whether the clip was (near) silence (audio.Clip.silent), recorded at extraction so
+    # that features from the cache can say so without decoding the audio again.
+    silent: bool | None = None
 
     @property
     def n_frames(self) -> int:
@@ -225,11 +228,14 @@ def extract(clip: Clip, config: FeatureConfig) -> Features:
         raise FeatureError(f"extract() needs a Clip from audioclf.audio.load_audio, got {type(clip).__name__}.")
     if clip.samples.size == 0:
         raise AudioError(f"'{clip.name or 'clip'}' contains no audio samples; nothing to extract.")
+    silent = clip.silent
     sr = config.sr
     if sr is not None and sr != clip.sr:
         clip = Clip(resample(clip.samples, clip.sr, sr), sr, clip.name)
     extractor = _extractor(config.kind)
-    return extractor(clip, config)
+    feats = extractor(clip, config)
+    feats.silent = silent
+    return feats
 
 
 def extract_file(path: str | PathLike | bytes, config: FeatureConfig, *, name: str | None = None) -> Features:

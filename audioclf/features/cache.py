@@ -360,8 +360,10 @@ CREATE TABLE IF NOT EXISTS configs (key TEXT PRIMARY KEY, config TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS features (
     key TEXT NOT NULL, hash TEXT NOT NULL, frames INTEGER NOT NULL, dims INTEGER NOT NULL,
     names TEXT NOT NULL, vals BLOB NOT NULL, times BLOB NOT NULL, scores BLOB, score_dims INTEGER,
-    PRIMARY KEY (key, hash));
+    silent INTEGER, PRIMARY KEY (key, hash));
 """
+# Columns added after the first release: (name, SQL type), added to older cache files on open.
+_ADDED_COLUMNS = (("silent", "INTEGER"),)
 
 
 def _db_path() -> Path:
@@ -373,6 +375,13 @@ def _connect(path: Path) -> sqlite3.Connection:
     try:
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(_SCHEMA)
+        have = {row[1] for row in db.execute("PRAGMA table_info(features)")}
+        for name, kind in _ADDED_COLUMNS:
+            if name not in have:  # a cache written by an older version: its rows read as NULL
+                try:
+                    db.execute(f"ALTER TABLE features ADD COLUMN {name} {kind}")
+                except sqlite3.OperationalError:  # another process added it first
+                    pass
     except sqlite3.Error:
         db.close()
         raise
@@ -487,11 +496,11 @@ def _load(db: sqlite3.Connection, key: str, config: FeatureConfig, wanted: list[
     for batch in _batches(wanted):
         marks = ",".join("?" * len(batch))
         rows = db.execute(
-            f"SELECT hash, frames, dims, names, vals, times, scores, score_dims FROM features "
+            f"SELECT hash, frames, dims, names, vals, times, scores, score_dims, silent FROM features "
             f"WHERE key = ? AND hash IN ({marks})",
             [key, *batch],
         )
-        for digest, frames, dims, names, vals, times, scores, score_dims in rows:
+        for digest, frames, dims, names, vals, times, scores, score_dims, silent in rows:
             if names not in names_cache:
                 names_cache[names] = tuple(json.loads(names))
             found[digest] = Features(
@@ -501,6 +510,7 @@ def _load(db: sqlite3.Connection, key: str, config: FeatureConfig, wanted: list[
                 names=names_cache[names],
                 config=config,
                 scores=None if scores is None else np.frombuffer(scores, dtype=np.float32).reshape(frames, score_dims).copy(),
+                silent=None if silent is None else bool(silent),
             )
     return found
 
@@ -526,12 +536,15 @@ def _store(db: sqlite3.Connection, key: str, config: FeatureConfig, items: list[
             key, digest, values.shape[0], values.shape[1], json.dumps(list(f.names)),
             values.tobytes(), np.ascontiguousarray(f.times, dtype=np.float32).tobytes(),
             None if scores is None else scores.tobytes(), None if scores is None else scores.shape[1],
+            None if f.silent is None else int(f.silent),
         ))
     with _transaction(db):
         db.execute(
             "INSERT OR IGNORE INTO configs VALUES (?, ?)", (key, json.dumps(config_to_dict(config), sort_keys=True))
         )
-        db.executemany("INSERT OR REPLACE INTO features VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        db.executemany(
+            "INSERT OR REPLACE INTO features (key, hash, frames, dims, names, vals, times, scores, score_dims, "
+            "silent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
 
 class _transaction:

@@ -126,16 +126,17 @@ def extract_yamnet_many(clips: Sequence[Clip], config: YAMNetConfig) -> list[Fea
         parts = [(scores[a:b], emb[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
     else:
         parts = [model.embed(pad_waveform(y)) for y in waves]
-    return [_features(s, e, config) for s, e in parts]
+    return [_features(s, e, config, c.silent) for (s, e), c in zip(parts, clips)]
 
 
-def _features(scores: np.ndarray, emb: np.ndarray, config: YAMNetConfig) -> Features:
+def _features(scores: np.ndarray, emb: np.ndarray, config: YAMNetConfig, silent: bool | None = None) -> Features:
     return Features(
         values=np.ascontiguousarray(emb, dtype=np.float32),
         times=frame_times(len(emb)),
         names=NAMES,
         config=config,
         scores=np.ascontiguousarray(scores, dtype=np.float32),
+        silent=silent,
     )
 
 

@@ -1,0 +1,93 @@
+"""'Not sure' answers and segment timelines: the threshold rule, its storage, segments of long clips."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from audioclf import runs
+from audioclf.confidence import UNKNOWN, record_from_predictions, run_threshold, suggest_threshold
+from audioclf.predict import WINDOW_SECONDS, Prediction, Segment
+
+LABELS = ("a", "b", "c")
+
+
+def test_suggested_threshold_keeps_95_percent_of_correct_answers():
+    rng = np.random.default_rng(0)
+    n = 200
+    y = rng.integers(0, 3, n)
+    conf = rng.uniform(0.4, 1.0, n)
+    probs = np.full((n, 3), 0.0)
+    probs[np.arange(n), y] = conf  # right answers with confidence `conf`...
+    probs[np.arange(n), (y + 1) % 3] = 1 - conf
+    wrong = np.arange(n) % 10 == 0  # ...except every tenth, which is wrong
+    probs[wrong] = probs[wrong][:, [1, 2, 0]]
+    t = suggest_threshold(probs, y)
+    correct = probs.argmax(1) == y
+    kept = np.mean(probs.max(1)[correct] >= t)
+    assert 0.95 <= kept < 0.97
+    assert t == np.floor(t * 100) / 100  # readable: whole hundredths
+    assert suggest_threshold(probs[:4], y[:4]) is None  # too few correct clips to say
+    with pytest.raises(ValueError):
+        suggest_threshold(probs, y[:-1])
+
+
+def test_prediction_below_threshold_reads_unknown():
+    p = Prediction(LABELS, np.array([0.2, 0.5, 0.3]), np.zeros(0, np.float32), np.zeros((0, 3)))
+    assert p.label == "b" and not p.unsure
+    q = p.with_threshold(0.6)
+    assert q.label == UNKNOWN and q.unsure and q.top_label == "b" and q.confidence == 0.5
+    assert q.with_threshold(0.0).label == "b"
+
+
+def test_segments_merge_equal_neighbours_and_mark_unsure_windows():
+    # Windows of 2 s every 1 s over a 7 s clip: a, a, (unsure), b, b, b
+    rows = [[.9, .05, .05], [.8, .1, .1], [.4, .35, .25], [.1, .85, .05], [.1, .7, .2], [.05, .9, .05]]
+    p = Prediction(LABELS, np.array([.3, .5, .2]), np.arange(6, dtype=np.float32), np.array(rows),
+                   threshold=0.5, duration=7.0)
+    segs = p.segments()
+    assert [s.label for s in segs] == ["a", UNKNOWN, "b"]
+    assert segs[0].start == 0.0 and segs[-1].end == 7.0
+    assert all(a.end == b.start for a, b in zip(segs, segs[1:]))  # contiguous, no overlap
+    assert segs[0].end == pytest.approx(2.5) and segs[1].end == pytest.approx(3.5)  # between window centres
+    assert segs[0].confidence == pytest.approx(0.85)
+    assert p.classes_over_time() == ["a", "b"]
+    # Without a threshold the unsure window joins its likeliest class.
+    assert [s.label for s in p.with_threshold(0).segments()] == ["a", "b"]
+
+
+def test_short_clip_is_one_segment():
+    p = Prediction(LABELS, np.array([.1, .1, .8]), np.zeros(0, np.float32), np.zeros((0, 3)), duration=1.2)
+    assert p.segments() == [Segment(0.0, 1.2, "c", pytest.approx(0.8))]
+    assert p.classes_over_time() == ["c"]
+    assert WINDOW_SECONDS > 1.2
+
+
+def test_training_stores_the_suggestion(trained_run):
+    metrics = runs.load_run(trained_run).metrics
+    assert "threshold" in metrics  # None only with fewer than MIN_CORRECT right answers
+    stored = metrics["threshold"]
+    if stored is not None:
+        assert 0.0 < stored["value"] < 1.0 and stored["split"] == "val"
+        assert record_from_predictions(trained_run)["value"] == pytest.approx(stored["value"], abs=0.011)
+        assert run_threshold(trained_run) == stored["value"]
+
+
+def test_a_run_without_the_entry_gets_it_from_its_predictions_csv():
+    """Runs trained before the threshold existed: computed from predictions.csv's validation rows."""
+    rng = np.random.default_rng(1)
+    probs = rng.dirichlet([1, 1, 1], 60)
+    y = np.where(rng.uniform(size=60) < 0.8, probs.argmax(1), (probs.argmax(1) + 1) % 3)
+    run_id = runs.create_run({"name": "old"})
+    path = runs.run_dir(run_id)
+    runs.write_json(path / runs.LABELS, list(LABELS))
+    runs.write_json(path / runs.METRICS, {"val": {"macro_f1": 0.5}})
+    rows = [[f"x{i}.wav", "val" if i < 40 else "test", LABELS[t], LABELS[int(pr.argmax())], *pr.round(6)]
+            for i, (t, pr) in enumerate(zip(y, probs))]
+    runs.write_csv(path / runs.PREDICTIONS, ["path", "split", "true", "predicted", "p_a", "p_b", "p_c"], rows)
+    try:
+        assert run_threshold(run_id) == suggest_threshold(probs[:40].round(6), y[:40])
+        assert record_from_predictions(run_id)["split"] == "val"
+    finally:
+        runs.delete_run(run_id)
