@@ -6,6 +6,7 @@
     audioclf evaluate RUN_ID                        # per-class report and confusion matrix
     audioclf evaluate DATA --cv 5                   # k-fold cross-validation of a config
     audioclf predict clip.wav folder/ clips.zip --run RUN_ID --format csv
+    audioclf predict long.wav --segments --threshold 0.6  # which class when
     audioclf runs [list | show ID | compare ID ID... | delete ID... | cancel ID]
 
 A thin layer over the library, like the app: every command calls the same
@@ -613,6 +614,32 @@ def _prediction_table(rows: list[dict]) -> str:
     return format_table(ok, cols)
 
 
+def _threshold(given: float | None, suggested: float | None, quiet: bool) -> float:
+    """--threshold, else the run's suggestion (0 = off), said on stderr."""
+    if given is not None:
+        return given
+    if not quiet:
+        _err(f"'not sure' threshold {suggested:.2f} (the run's suggestion; --threshold 0 turns it off)"
+             if suggested else "no 'not sure' threshold (the run suggests none; set one with --threshold)")
+    return suggested or 0.0
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a probability from 0 to 1 (0 = off), got {text!r}")
+    return value
+
+
+def _segment_rows(results) -> list[dict]:
+    """One row per segment of each file: which class when (see Prediction.segments)."""
+    return [{"path": r.path, **seg.to_dict()} for r in results if r.prediction
+            for seg in r.prediction.segments()]
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from . import runs
     from .predict import Predictor
@@ -627,18 +654,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
     runs.run_dir(run_id)  # a wrong id fails before the slow import
     _import_tensorflow_quietly()
     predictor = Predictor.load(run_id)
+    threshold = _threshold(args.threshold, predictor.suggested_threshold, args.quiet)
     with tempfile.TemporaryDirectory(prefix="audioclf-predict-") as tmp:
         paths = _audio_files(args.paths, Path(tmp))
         if not paths:
             raise CLIError("No audio files to predict.")
-        results = predictor.predict_files(paths, progress=Progress("predicting", args.quiet or len(paths) < 20))
-    rows = _prediction_rows(results, max(1, min(args.top_k, len(predictor.labels))), args.format)
-    if args.format == "table":
-        table = _prediction_table(rows)
+        results = predictor.predict_files(paths, progress=Progress("predicting", args.quiet or len(paths) < 20),
+                                          threshold=threshold)
+    if args.segments:
+        segments = _segment_rows(results)
+        if args.format == "table":
+            segments = [{**r, "path": Path(r["path"]).name} for r in segments]
+        _write_rows(segments, args.format)
+    else:
+        rows = _prediction_rows(results, max(1, min(args.top_k, len(predictor.labels))), args.format)
+        table = _prediction_table(rows) if args.format == "table" else ""
         if table:
             print(table)
-    else:
-        _write_rows(rows, args.format)
+        elif args.format != "table":
+            _write_rows(rows, args.format)
     failed = [r for r in results if r.error]
     for r in failed:
         _err(f"error: {r.error}")
@@ -795,6 +829,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("paths", nargs="+", metavar="PATH", help="audio files, folders or .zip files")
     sp.add_argument("--run", help="run id (default: the finished run with the best validation macro F1)")
     sp.add_argument("--top-k", type=int, default=3, help="classes per file (default: 3)")
+    sp.add_argument("--threshold", type=_probability, default=None, metavar="P",
+                    help="below this confidence the answer is 'unknown' (none of the classes); "
+                         "default: the run's suggestion from its validation predictions; 0 turns it off")
+    sp.add_argument("--segments", action="store_true",
+                    help="print which class when instead: start,end,label,confidence rows per file "
+                         "(windows of long clips, neighbours with the same answer merged)")
     format_arg(sp)
     sp.set_defaults(func=cmd_predict)
 

@@ -196,7 +196,7 @@ def test_one_class_dataset_is_a_clear_error(tmp_path):
 
 def test_predict_csv_columns(cli_run, clips):
     code, out, err = run_cli("predict", clips["wav"], clips["flac"], "--run", cli_run, "--format", "csv",
-                             "--top-k", "2")
+                             "--top-k", "2", "--threshold", "0")
     assert code == 0, err
     rows = list(csv.DictReader(io.StringIO(out)))
     assert list(rows[0]) == ["path", "predicted", "confidence", "top1", "p1", "top2", "p2", "silent", "error"]
@@ -230,7 +230,8 @@ def test_predict_table_uses_best_run_by_default(cli_run, clips):
 
 
 def test_predict_bad_file_subprocess(cli_run, clips):
-    proc = run_subprocess("predict", clips["bad"], clips["wav"], "--run", cli_run, "--format", "csv")
+    proc = run_subprocess("predict", clips["bad"], clips["wav"], "--run", cli_run, "--format", "csv",
+                          "--threshold", "0")
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
@@ -238,6 +239,39 @@ def test_predict_bad_file_subprocess(cli_run, clips):
     rows = list(csv.DictReader(io.StringIO(proc.stdout)))
     assert rows[0]["error"] and rows[0]["predicted"] == ""
     assert rows[1]["predicted"] in {"0", "1", "2"}  # the good file is still predicted
+
+
+def test_predict_threshold_answers_unknown_below_it(cli_run, clips):
+    code, out, err = run_cli("predict", clips["wav"], clips["flac"], "--run", cli_run, "--format", "csv",
+                             "--threshold", "1")
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [r["predicted"] for r in rows] == ["unknown", "unknown"]
+    assert all(r["top1"] in {"0", "1", "2"} for r in rows)  # the likeliest class is still shown
+    code, out, err = run_cli("predict", clips["wav"], "--run", cli_run)
+    suggested = runs.load_run(cli_run).metrics.get("threshold")
+    assert code == 0 and ("'not sure' threshold" in err if suggested else "no 'not sure' threshold" in err)
+    code, _, err = run_cli("predict", clips["wav"], "--run", cli_run, "--threshold", "1.5")
+    assert code == 2 and "probability from 0 to 1" in err
+
+
+def test_predict_segments_of_a_long_clip(cli_run, fsdd_dir, tmp_path):
+    from audioclf.audio import load_audio
+
+    parts = [load_audio(fsdd_dir / d / f"{d}_theo_{k}.wav", sr=8000).samples for d in "012" for k in range(6)]
+    long = tmp_path / "long.wav"
+    sf.write(long, np.concatenate(parts), 8000)
+    seconds = sum(map(len, parts)) / 8000
+    code, out, err = run_cli("predict", long, "--run", cli_run, "--segments", "--format", "csv", "--threshold", "0")
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert list(rows[0]) == ["path", "start", "end", "label", "confidence"]
+    assert float(rows[0]["start"]) == 0.0 and len(rows) >= 1
+    assert all(float(a["end"]) == float(b["start"]) for a, b in zip(rows, rows[1:]))
+    assert all(a["label"] != b["label"] for a, b in zip(rows, rows[1:]))  # neighbours merged
+    assert seconds > 4.0 and float(rows[-1]["end"]) > 0.8 * seconds and {r["label"] for r in rows} <= {"0", "1", "2"}
+    code, out, _ = run_cli("predict", long, "--run", cli_run, "--segments", "--format", "json", "--threshold", "0")
+    assert code == 0 and [r["label"] for r in json.loads(out)] == [r["label"] for r in rows]
 
 
 def test_predict_missing_run_is_one_line(clips):
