@@ -32,6 +32,7 @@ CENTROID_COLOR = "#38d6ff"
 ROLLOFF_COLOR = "#7CFC00"
 PROB_COLOR = "#4C78A8"
 TOP_COLOR = "#F58518"
+UNKNOWN_COLOR = "#9E9E9E"  # "not sure": none of the classes
 
 
 def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = HEIGHT) -> go.Figure:
@@ -305,6 +306,35 @@ def probabilities_over_time(times: np.ndarray, probs: np.ndarray, labels: Sequen
         fig.add_trace(go.Scatter(x=times, y=probs[:, i], mode="lines+markers", name=str(label)))
     fig.update_yaxes(range=[0, 1], tickformat=".0%")
     return _layout(fig, title, "time (s)", "probability")
+
+
+def segment_timeline(segments: Sequence, labels: Sequence[str], *, unknown: str = "unknown",
+                     title: str = "Which class when") -> go.Figure:
+    """A Gantt chart of a clip's segments: one row per class that occurs, bars where it does.
+
+    ``segments`` have ``start``, ``end`` (s), ``label`` and ``confidence``
+    (``predict.Segment``). Each class keeps its colour from its place in
+    ``labels``; ``unknown`` segments ("not sure") are grey, on the bottom row.
+    """
+    palette = plotly.colors.qualitative.Plotly
+    color = {str(lab): palette[i % len(palette)] for i, lab in enumerate(labels)}
+    present = {str(s.label) for s in segments}
+    rows = [str(lab) for lab in labels if str(lab) in present]
+    rows += sorted(present - set(rows) - {unknown}) + ([unknown] if unknown in present else [])
+    fig = go.Figure()
+    for lab in rows:
+        segs = [s for s in segments if str(s.label) == lab]
+        fig.add_trace(go.Bar(
+            base=[s.start for s in segs], x=[s.end - s.start for s in segs], y=[lab] * len(segs),
+            orientation="h", name=lab, marker_color=UNKNOWN_COLOR if lab == unknown else color.get(lab, PROB_COLOR),
+            text=[f"{s.confidence:.0%}" for s in segs], textposition="inside", insidetextanchor="middle",
+            customdata=[[s.start, s.end, s.confidence] for s in segs],
+            hovertemplate=f"{lab}<br>%{{customdata[0]:.2f}}-%{{customdata[1]:.2f}} s"
+                          "<br>confidence %{customdata[2]:.0%}<extra></extra>"))
+    fig.update_yaxes(type="category", categoryorder="array", categoryarray=rows[::-1])
+    fig.update_xaxes(range=[0, max((s.end for s in segments), default=1.0)], rangemode="tozero")
+    fig.update_layout(barmode="overlay", bargap=0.25, showlegend=False)
+    return _layout(fig, title, "time (s)", "class", height=max(180, 46 * len(rows) + 110))
 
 
 def top_classes(names: Sequence[str], scores: Sequence[float], *,

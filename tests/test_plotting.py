@@ -212,3 +212,21 @@ def test_no_heat_map_uses_a_colour_streamlits_theme_replaces(chirp, stft_db):
     for fig in figs:
         colors = [c for _, c in fig.data[0].colorscale]
         assert not [c for c in colors if plotting.THEME_PLACEHOLDER.match(c)], colors
+
+
+def test_segment_timeline_one_row_per_class_present_unknown_grey_at_bottom():
+    from audioclf.predict import Segment
+
+    segs = [Segment(0.0, 2.5, "dog", 0.9), Segment(2.5, 3.5, "unknown", 0.4), Segment(3.5, 7.0, "cat", 0.8),
+            Segment(7.0, 8.0, "dog", 0.7)]
+    fig = plotting.segment_timeline(segs, ["bird", "cat", "dog"])
+    assert isinstance(fig, go.Figure)
+    assert [t.name for t in fig.data] == ["cat", "dog", "unknown"]  # only classes that occur; bird is absent
+    dog = fig.data[1]
+    assert list(dog.base) == [0.0, 7.0] and list(dog.x) == [2.5, 1.0] and list(dog.text) == ["90%", "70%"]
+    assert fig.data[2].marker.color == plotting.UNKNOWN_COLOR
+    assert list(fig.layout.yaxis.categoryarray) == ["unknown", "dog", "cat"]  # first class on top
+    assert fig.layout.xaxis.range == (0, 8.0)
+    # A class keeps its colour whatever else the clip holds.
+    alone = plotting.segment_timeline([Segment(0.0, 1.0, "dog", 0.9)], ["bird", "cat", "dog"])
+    assert alone.data[0].marker.color == dog.marker.color
