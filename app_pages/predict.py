@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from audioclf import plotting, runs
+from audioclf.confidence import UNKNOWN, UNKNOWN_TEXT, run_threshold
 from app_pages.common import RUN_KEY, expand, guard, load_predictor, upload_limit_mb
 
 AUDIO_TYPES = ["wav", "flac", "ogg", "oga", "mp3"]
@@ -27,21 +28,67 @@ def predict_bytes(run_id: str, data: bytes, name: str):
 
 
 def show_prediction(pred) -> None:
+    """Headline (or "not sure"), probabilities, and for long clips which class when."""
     c = st.columns(3)
-    c[0].metric("Predicted class", pred.label)
-    c[1].metric("Confidence", f"{pred.confidence:.1%}")
-    runner_up = pred.top_k(2)[1] if len(pred.labels) > 1 else None
-    if runner_up:
-        c[2].metric("Runner-up", f"{runner_up[0]} ({runner_up[1]:.0%})")
+    if pred.unsure:
+        c[0].metric("Prediction", UNKNOWN, help=UNKNOWN_TEXT.capitalize())
+        c[1].metric("Confidence", f"{pred.confidence:.1%}", delta=f"below {pred.threshold:.0%}",
+                    delta_color="off")
+        c[2].metric("Likeliest class", pred.top_label)
+        st.warning(f"Not sure: {UNKNOWN_TEXT}. The likeliest class, **{pred.top_label}**, has "
+                   f"{pred.confidence:.0%}, below the threshold of {pred.threshold:.0%}.",
+                   icon=":material/help:")
+    else:
+        c[0].metric("Predicted class", pred.label)
+        c[1].metric("Confidence", f"{pred.confidence:.1%}")
+        runner_up = pred.top_k(2)[1] if len(pred.labels) > 1 else None
+        if runner_up:
+            c[2].metric("Runner-up", f"{runner_up[0]} ({runner_up[1]:.0%})")
     if pred.silent:
         st.warning("This clip is (nearly) silent: the prediction means little.")
+    over_time = pred.classes_over_time()
+    if len(pred.window_times) and len(over_time) > 1:
+        st.info(f"This clip holds several classes: **{', '.join(over_time)}** (in order of first "
+                "appearance; see the timeline). The headline is the whole clip's answer.",
+                icon=":material/timeline:")
     st.plotly_chart(plotting.probability_bars(pred.probs, pred.labels), key="pred_bars")
     if len(pred.window_times):
+        show_segments(pred)
+
+
+def show_segments(pred) -> None:
+    """Which class when: the segment timeline, its table as CSV, and the raw per-window lines."""
+    segs = pred.segments()
+    st.plotly_chart(plotting.segment_timeline(segs, pred.labels), key="pred_segments")
+    df = pd.DataFrame([s.to_dict() for s in segs])
+    st.download_button("Download segments (CSV)", df.to_csv(index=False),
+                       f"{Path(pred.name or 'clip').stem}_segments.csv", mime="text/csv",
+                       icon=":material/download:", key="pred_segments_csv")
+    with st.expander("Segments table and probabilities per window"):
+        st.dataframe(df, hide_index=True, width="stretch")
         st.plotly_chart(plotting.probabilities_over_time(pred.window_times, pred.window_probs,
                                                          pred.labels), key="pred_time")
 
 
-def single(run_id: str) -> None:
+def threshold_slider(run_id: str) -> float:
+    """The "not sure" threshold for this run: its suggestion, adjustable; 0 turns it off."""
+    suggested = run_threshold_cached(run_id)
+    value = st.slider("Not sure below (confidence)", 0.0, 1.0, float(suggested or 0.0), 0.01,
+                      key=f"pr_threshold_{run_id}", format="%.2f",
+                      help="A clip whose top class has a lower probability than this is answered "
+                           f"'{UNKNOWN_TEXT}'. 0 turns it off.")
+    st.caption(f"Suggested for this run: {suggested:.2f}, the confidence that 95% of its correct "
+               "validation predictions reach." if suggested is not None else
+               "This run suggests no threshold (too few correct validation predictions).")
+    return value
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def run_threshold_cached(run_id: str) -> float | None:
+    return run_threshold(run_id)
+
+
+def single(run_id: str, threshold: float) -> None:
     how = st.radio("Clip from", ("Upload", "Record"), horizontal=True, key="pr_src")
     if how == "Upload":
         up = st.file_uploader(f"An audio file (up to {upload_limit_mb()} MB)", type=AUDIO_TYPES,
@@ -54,10 +101,10 @@ def single(run_id: str) -> None:
         return
     st.audio(clip[0])
     with guard(f"Could not classify '{clip[1]}'"):
-        show_prediction(predict_bytes(run_id, *clip))
+        show_prediction(predict_bytes(run_id, *clip).with_threshold(threshold))
 
 
-def batch(run_id: str) -> None:
+def batch(run_id: str, threshold: float) -> None:
     files = st.file_uploader(f"Audio files or a zip (up to {upload_limit_mb()} MB each)",
                              type=[*AUDIO_TYPES, "zip"], accept_multiple_files=True, key="pr_batch")
     if not files or not st.button(f"Classify {len(files)} upload(s)", type="primary", key="pr_go"):
@@ -72,7 +119,8 @@ def batch(run_id: str) -> None:
                 paths.append(path)
         bar = st.progress(0.0, text="Extracting features...")
         results = predictor_for(run_id).predict_files(
-            paths, progress=lambda d, t: bar.progress(d / max(t, 1), text=f"{d} / {t} files"))
+            paths, progress=lambda d, t: bar.progress(d / max(t, 1), text=f"{d} / {t} files"),
+            threshold=threshold)
         bar.empty()
         rows = []
         for r in results:
@@ -127,8 +175,9 @@ with guard(f"Could not load the model of run {run_id}"):
     predictor_for(run_id)
     ok = True
 if ok:
+    threshold = threshold_slider(run_id)
     one, many = st.tabs(["One clip", "Batch"])
     with one:
-        single(run_id)
+        single(run_id, threshold)
     with many:
-        batch(run_id)
+        batch(run_id, threshold)

@@ -203,6 +203,7 @@ def test_predict_classifies_an_upload_and_a_batch(trained_run, app_home):
     at = new_app("predict")
     assert not at.exception, at.exception
     assert at.selectbox(key="pr_run").value == trained_run  # the best (only) run preselected
+    at.slider(key=f"pr_threshold_{trained_run}").set_value(0.0)  # "not sure" off
     at.file_uploader(key="pr_file").set_value((clip.name, clip.read_bytes(), "audio/wav"))
     at.run()
     assert not at.exception, at.exception
@@ -215,10 +216,45 @@ def test_predict_classifies_an_upload_and_a_batch(trained_run, app_home):
     at.run()
     at.button(key="pr_go").click().run()
     assert not at.exception, at.exception
-    table = at.dataframe[0].value
+    table = next(d.value for d in at.dataframe if "file" in d.value.columns)  # not the clip's segments
     assert list(table["file"]) == [clip.name, "bad.wav"]
     assert table["error"].iloc[1] and not table["error"].iloc[0]
     assert table["error"].iloc[1].startswith("'bad.wav'"), "name the upload, not its temp path"
+
+
+def test_predict_not_sure_below_the_threshold_and_a_timeline_for_long_clips(trained_run, app_home):
+    from audioclf.audio import load_audio
+    from audioclf.confidence import run_threshold
+
+    demo = app_home / "datasets" / "demo"
+    at = new_app("predict")
+    slider = at.slider(key=f"pr_threshold_{trained_run}")
+    assert slider.value == pytest.approx(run_threshold(trained_run) or 0.0)  # the run's suggestion
+    slider.set_value(1.0)
+    clip = next((demo / "siren").glob("*.wav"))
+    at.file_uploader(key="pr_file").set_value((clip.name, clip.read_bytes(), "audio/wav")).run()
+    assert not at.exception, at.exception
+    assert at.metric[0].label == "Prediction" and at.metric[0].value == "unknown"
+    assert at.metric[2].label == "Likeliest class"
+    assert "none of the classes" in texts(at.warning)
+
+    # A long clip of three classes: a segment timeline and its CSV.
+    parts = [load_audio(p, sr=16000).samples for c in ("siren", "rain", "clock_ticks")
+             for p in sorted((demo / c).glob("*.wav"))[:2]]
+    buf = io.BytesIO()
+    sf.write(buf, np.concatenate(parts), 16000, format="WAV")
+    at.slider(key=f"pr_threshold_{trained_run}").set_value(0.0)
+    at.file_uploader(key="pr_file").set_value(("long.wav", buf.getvalue(), "audio/wav")).run()
+    assert not at.exception, at.exception
+    assert at.metric[0].label == "Predicted class"
+    assert "Download segments (CSV)" in [b.label for b in at.get("download_button")]
+    charts = at.get("plotly_chart")
+    assert len(charts) >= 2  # probabilities and the timeline
+    several = "holds several classes" in texts(at.info)
+    from audioclf.predict import Predictor
+
+    expected = Predictor.load(trained_run).predict_clip(load_audio(buf.getvalue(), name="long.wav"))
+    assert several == (len(expected.classes_over_time()) > 1)
 
 
 def test_a_damaged_or_deleted_run_shows_an_error(trained_run, app_home):
