@@ -202,9 +202,9 @@ def test_workers_fork_only_when_it_is_safe(home, clips):
 import sys, threading
 import numpy as np
 from audioclf.features import MFCCConfig, YAMNetConfig, CacheStats, extract_many
-from audioclf.features.cache import _pool_context
+from audioclf.features.parallel import pool_context
 cfg, paths = MFCCConfig(n_mfcc=13), sys.argv[1:]
-print(_pool_context(cfg).get_start_method(), _pool_context(YAMNetConfig()).get_start_method())
+print(pool_context(cfg).get_start_method(), pool_context(YAMNetConfig()).get_start_method())
 s = CacheStats()
 forked = extract_many(paths, cfg, n_jobs=2, cache=False, stats=s)
 serial = extract_many(paths, cfg, n_jobs=1, cache=False)
@@ -212,11 +212,11 @@ assert s.workers == 2 and all(np.array_equal(a.values, b.values) for a, b in zip
 assert threading.active_count() == 1  # the pool's threads are gone: the next call may fork again
 stop = threading.Event()
 t = threading.Thread(target=stop.wait); t.start()
-print(_pool_context(cfg).get_start_method())
+print(pool_context(cfg).get_start_method())
 stop.set(); t.join()
 import tensorflow
 assert threading.active_count() == 1
-print(_pool_context(cfg).get_start_method())
+print(pool_context(cfg).get_start_method())
 """
     env = {**os.environ, "AUDIOCLF_HOME": str(home)}
     proc = subprocess.run([sys.executable, "-c", code, *map(str, clips)], cwd=ROOT, env=env,
@@ -226,9 +226,9 @@ print(_pool_context(cfg).get_start_method())
 
 
 def _jobs_in_child(queue) -> None:
-    from audioclf.features.cache import _jobs
+    from audioclf.features.parallel import plan_jobs
 
-    queue.put(_jobs(None, 1000, CFG))
+    queue.put(plan_jobs(None, 1000, CFG))
 
 
 def test_a_worker_process_never_starts_a_pool_of_its_own():
@@ -236,9 +236,9 @@ def test_a_worker_process_never_starts_a_pool_of_its_own():
     its own process instead of starting pools recursively."""
     import multiprocessing
 
-    from audioclf.features.cache import _jobs, default_jobs
+    from audioclf.features.parallel import default_jobs, plan_jobs
 
-    assert _jobs(None, 1000, CFG) == default_jobs()  # here, in the main process: every core
+    assert plan_jobs(None, 1000, CFG) == default_jobs()  # here, in the main process: every core
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
     child = ctx.Process(target=_jobs_in_child, args=(queue,))

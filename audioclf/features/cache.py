@@ -1,4 +1,5 @@
-"""``extract_many``: features for many files, from a disk cache or a process pool.
+"""``extract_many``: features for many files, served from a disk cache; the misses are
+computed by :mod:`audioclf.features.parallel` (in this process or a process pool).
 
 The cache is one SQLite file in the workspace (``cache_dir()/features.sqlite``):
 
@@ -11,32 +12,14 @@ SQLite gives atomic transactions and locking between processes, so two
 trainings extracting at once cannot corrupt the cache (the worst case is both
 computing the same clip). A cache that is unreadable anyway is moved aside and
 rebuilt: it only holds things that can be recomputed.
-
-Misses are computed in a process pool, in chunks of files to amortise
-inter-process traffic. Workers are forked when that is safe (one thread, no
-TensorFlow: a command-line extraction), which makes them start at once;
-otherwise (the app's threads, a process with TensorFlow) they come from a
-forkserver that has imported librosa once, or are spawned. Workers import
-librosa, never TensorFlow.
-YAMNet runs in this process by default, batching the windows of many clips
-per model call (``extract_yamnet_many``).
 """
 from __future__ import annotations
 
-import importlib
 import json
-import math
-import multiprocessing
 import os
 import sqlite3
-import sys
-import threading
 import time
 import warnings
-from collections import deque
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -44,29 +27,19 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from audioclf import workspace
-from audioclf.audio import AudioError, Clip, fingerprint, load_audio
-from audioclf.features import (
-    FeatureConfig,
-    FeatureError,
-    Features,
-    config_key,
-    config_to_dict,
-    extract_file,
-    target_rate,
-)
+from audioclf.audio import AudioError, fingerprint
+from audioclf.features import FeatureConfig, Features, config_key, config_to_dict
+from audioclf.features.parallel import default_jobs, extract_chunks, plan_jobs
 
 DB_NAME = "features.sqlite"
-CHUNK = 32  # files per pool task: amortises pickling/IPC, still gives smooth progress
-MIN_CHUNKS_PER_WORKER = 4  # small batches get smaller chunks so both cores stay busy
-IN_PROCESS_BELOW = 16  # with n_jobs=None, fewer misses than this are not worth a pool
 QUERY_BATCH = 500  # stay under SQLite's bound-parameter limit
 FLUSH_ROWS = 256  # write computed rows in batches: one transaction per few hundred clips
 LOCK_TIMEOUT_S = 60.0
-# Preloaded once in the forkserver, so every pool after the first starts in milliseconds.
-WORKER_PRELOAD = ["audioclf.features.spectral"]
 
 Progress = Callable[[int, int], None]
 PathLike = str | os.PathLike
+
+__all__ = ["DB_NAME", "CacheStats", "cache_size", "clear_cache", "default_jobs", "extract_many"]
 
 
 @dataclass
@@ -80,13 +53,6 @@ class CacheStats:
     workers: int = 0  # processes that extracted, this one included (0 = no pool, this one alone)
     seconds: float = 0.0
 
-
-def default_jobs() -> int:
-    """CPU cores this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS, Windows
-        return max(1, os.cpu_count() or 1)
 
 
 def extract_many(
@@ -138,21 +104,13 @@ def extract_many(
                         store.store(key, config, pending)
                         pending.clear()
 
-        jobs = _jobs(n_jobs, len(todo), config)
-        if jobs <= 1:
-            with _one_blas_thread(config):
-                for chunk in _chunks(list(todo), 1 if config.kind != "yamnet" else CHUNK):
-                    for path, result in zip(chunk, _extract_chunk(chunk, config)):
-                        finish(path, result)
-                    if progress:
-                        progress(done, total)
-        else:
-            stats.workers = jobs
-            for chunk_paths, chunk_results in _run_pool(list(todo), config, jobs):
-                for path, result in zip(chunk_paths, chunk_results):
-                    finish(path, result)
-                if progress:
-                    progress(done, total)
+        jobs = plan_jobs(n_jobs, len(todo), config)
+        stats.workers = jobs if jobs > 1 else 0
+        for chunk_paths, chunk_results in extract_chunks(list(todo), config, jobs):
+            for path, result in zip(chunk_paths, chunk_results):
+                finish(path, result)
+            if progress:
+                progress(done, total)
         store.store(key, config, pending)
 
     stats.errors = sum(isinstance(r, AudioError) for r in results)
@@ -174,181 +132,6 @@ def cache_size() -> int:
     path = _db_path()
     return path.stat().st_size if path.exists() else 0
 
-
-# --- work --------------------------------------------------------------------
-
-
-def _extract_one(path: str, config: FeatureConfig) -> Features | AudioError:
-    try:
-        return extract_file(path, config)
-    except AudioError as exc:
-        return exc
-    except FeatureError:
-        raise  # a bad config is the caller's mistake, not this file's
-    except Exception as exc:  # noqa: BLE001
-        if config.kind == "yamnet":
-            raise  # model problems (missing, broken) concern every file: say so once
-        # One odd file must not sink a 3,000-clip extraction.
-        return AudioError(f"'{path}' could not be analysed ({type(exc).__name__}: {exc}); skipping it.")
-
-
-def _extract_chunk(paths: list[str], config: FeatureConfig) -> list[Features | AudioError]:
-    """Pool task: a list of files in, a list of results out (one pickle each way)."""
-    if config.kind != "yamnet":
-        return [_extract_one(p, config) for p in paths]
-    # YAMNet runs fastest with the windows of many clips in one model call.
-    from audioclf.features.yamnet import extract_yamnet_many
-
-    loaded: list[Clip | AudioError] = []
-    for path in paths:
-        try:
-            loaded.append(load_audio(path, sr=target_rate(config)))
-        except AudioError as exc:
-            loaded.append(exc)
-    clips = [c for c in loaded if isinstance(c, Clip)]
-    feats = iter(extract_yamnet_many(clips, config) if clips else [])
-    return [c if isinstance(c, AudioError) else next(feats) for c in loaded]
-
-
-def _one_blas_thread(config: FeatureConfig):
-    """Single-threaded BLAS while extracting librosa features.
-
-    Their matrix products are tiny (mel bank x a few dozen frames): waking a BLAS
-    thread pool for each costs ~15x the product itself. Not for YAMNet, whose
-    runtime manages its own threads.
-    """
-    if config.kind == "yamnet":
-        return nullcontext()
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=1, user_api="blas")
-
-
-def _init_worker() -> None:
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(limits=1, user_api="blas")  # one worker per core already
-
-
-def _jobs(n_jobs: int | None, n_todo: int, config: FeatureConfig) -> int:
-    if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1):
-        raise FeatureError(f"n_jobs must be a positive whole number or None, got {n_jobs!r}.")
-    if n_todo <= 1 or (config.kind == "yamnet" and (n_jobs is None or not _yamnet_is_tflite(config))):
-        # YAMNet: by default one process, where TFLite's own threads use the cores and
-        # the model stays loaded for prediction; a pool only on request and only for
-        # TFLite (with TF Hub/SavedModel every worker would import TensorFlow).
-        return 1
-    if multiprocessing.parent_process() is not None:
-        # Already a worker (e.g. a script without an `if __name__ == "__main__":` guard,
-        # re-run by its forkserver worker): a pool here would start pools recursively.
-        return 1
-    if n_jobs is None:
-        return 1 if n_todo < IN_PROCESS_BELOW else min(default_jobs(), n_todo)
-    return min(n_jobs, n_todo)
-
-
-def _yamnet_is_tflite(config: FeatureConfig) -> bool:
-    from audioclf.features.yamnet import resolve_spec
-
-    return resolve_spec(config.model).endswith(".tflite")
-
-
-def _chunks(items: list, size: int) -> list[list]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
-
-
-def _fork_is_safe(config: FeatureConfig) -> bool:
-    """Fork only for librosa features, from a process with one thread and no TensorFlow.
-
-    A forked child inherits librosa already imported, so it starts in milliseconds
-    (a forkserver worker first imports librosa, ~1-2 s). But fork copies just the
-    calling thread: a lock another thread holds (TensorFlow's thread pools, a web
-    server's threads, a loaded YAMNet interpreter's) stays locked in the child forever.
-    """
-    return (config.kind != "yamnet" and "fork" in multiprocessing.get_all_start_methods()
-            and threading.active_count() == 1
-            and not any(name == "tensorflow" or name.startswith("tensorflow.") for name in sys.modules))
-
-
-def _pool_context(config: FeatureConfig) -> multiprocessing.context.BaseContext:
-    if _fork_is_safe(config):
-        for name in WORKER_PRELOAD:  # imported once here, inherited by every worker
-            importlib.import_module(name)
-        return multiprocessing.get_context("fork")
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(WORKER_PRELOAD)
-        return ctx
-    return multiprocessing.get_context("spawn")
-
-
-def _ready() -> bool:
-    return True
-
-
-def _run_pool(paths: list[str], config: FeatureConfig, jobs: int) -> Iterable[tuple[list[str], list]]:
-    """Yield (chunk, results) from ``jobs - 1`` worker processes AND this process.
-
-    Starting workers takes seconds (the forkserver imports librosa, and starting a
-    process blocks until it has), so they start from a helper thread while this
-    process, which often has librosa loaded already, works through chunks from the
-    other end of the queue: a pool is never slower than extracting in-process.
-    """
-    size = max(1, min(CHUNK, math.ceil(len(paths) / (jobs * MIN_CHUNKS_PER_WORKER))))
-    queue = deque(_chunks(paths, size))
-    workers = jobs - 1
-    ctx = _pool_context(config)
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker)
-    starter: ThreadPoolExecutor | None = None
-    if ctx.get_start_method() == "fork":
-        # Forking takes milliseconds, and must happen before this process has a second thread.
-        for _ in range(workers):
-            pool.submit(_ready)
-        started: Future = Future()
-        started.set_result(None)
-    else:
-        starter = ThreadPoolExecutor(max_workers=1)
-        started = starter.submit(lambda: [f.result() for f in [pool.submit(_ready) for _ in range(workers)]])
-    futures: dict = {}
-    try:
-        while queue and not started.done():
-            chunk = queue.pop()
-            with _one_blas_thread(config):
-                yield chunk, _extract_chunk(chunk, config)
-        if queue:
-            started.result()
-        while queue or futures:
-            # Keep each worker at most two chunks ahead; the rest stays for this process.
-            while queue and len(futures) < 2 * workers:
-                chunk = queue.popleft()
-                futures[pool.submit(_extract_chunk, chunk, config)] = chunk
-            for future in [f for f in futures if f.done()]:
-                yield futures.pop(future), future.result()
-            if queue:
-                chunk = queue.pop()
-                with _one_blas_thread(config):
-                    yield chunk, _extract_chunk(chunk, config)
-            elif futures:
-                finished, _ = wait(futures, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    yield futures.pop(future), future.result()
-    except BrokenProcessPool:
-        raise FeatureError(
-            "A feature-extraction worker process stopped unexpectedly (out of memory?). "
-            "Clips done so far are cached; run again, or use n_jobs=1 to extract in one process."
-        ) from None
-    finally:
-        for future in futures:
-            future.cancel()
-        if started.done():
-            # Waits for the pool's threads too, so the next call finds one thread and may fork.
-            pool.shutdown(wait=True, cancel_futures=True)
-        else:
-            # This process did all the work before the workers were up: don't wait for them
-            # (a process start holds the pool's lock); the helper thread closes the pool.
-            starter.submit(pool.shutdown, wait=True, cancel_futures=True)
-        if starter is not None:
-            starter.shutdown(wait=False)
 
 
 # --- cache -------------------------------------------------------------------
