@@ -27,7 +27,9 @@ log = logging.getLogger("audioclf.app")
 
 def library_errors() -> tuple[type[BaseException], ...]:
     """The library's error types: their messages are written for people."""
-    errors: list[type[BaseException]] = [AudioError]
+    from audioclf.workspace import ReadOnlyError
+
+    errors: list[type[BaseException]] = [AudioError, ReadOnlyError]
     for module, name in (("audioclf.datasets", "DatasetError"),
                          ("audioclf.features", "FeatureError"),
                          ("audioclf.models", "ModelError"),

@@ -114,6 +114,9 @@ def download_esc50(
     dest = Path(dest) if dest is not None else _default_dest()
     if dest.is_dir() and find_esc50_root(dest) == dest:
         return dest
+    from audioclf import workspace
+
+    workspace.require_writable("download a data set")
     if dest.exists() and any(dest.iterdir()):
         raise DownloadError(f"{dest} exists and is not an ESC-50 folder; choose another place.")
     dest.parent.mkdir(parents=True, exist_ok=True)

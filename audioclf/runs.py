@@ -335,6 +335,7 @@ def compare_runs(run_ids: Iterable[str]) -> list[dict]:
 
 def delete_run(run_id: str) -> None:
     """Remove a run folder (refused while its training process is still running)."""
+    workspace.require_writable("delete a run")
     path = run_dir(run_id)
     status = read_status(run_id)
     if status.get("state") not in FINAL_STATES and status.get("state") != "queued":

@@ -364,6 +364,7 @@ def train(cfg: RunConfig, *, progress: Progress | None = None,
     `should_stop()` is polled every batch; when it returns True the run ends as
     "cancelled". Bad data raises DatasetError/TrainingError (the run is "failed").
     """
+    workspace.require_writable("train a model")
     if not isinstance(cfg.model, ModelConfig):
         raise TrainingError("cfg.model must be a ModelConfig.")
     run_id = run_id or runs.create_run(cfg.to_dict())
@@ -477,6 +478,7 @@ _children: dict[str, subprocess.Popen] = {}
 
 def start_training(cfg: RunConfig) -> str:
     """Start `train(cfg)` in a new process and return its run id at once."""
+    workspace.require_writable("train a model")
     run_id = runs.create_run(cfg.to_dict())
     path = runs.run_dir(run_id)
     env = {**os.environ, workspace.ENV_HOME: str(workspace.home()), "TF_CPP_MIN_LOG_LEVEL": "3",
@@ -492,6 +494,7 @@ def start_training(cfg: RunConfig) -> str:
 
 def cancel_run(run_id: str, wait: float = CANCEL_WAIT) -> str:
     """Ask a run to stop; kill it if it has not stopped after `wait` s. Returns its final state."""
+    workspace.require_writable("cancel a training run")
     path = runs.run_dir(run_id)
     status = runs.read_status(run_id)
     if status.get("state") in runs.FINAL_STATES:

@@ -10,12 +10,36 @@ import os
 from pathlib import Path
 
 ENV_HOME = "AUDIOCLF_HOME"
+ENV_READONLY = "AUDIOCLF_READONLY"
 DEFAULT_HOME = "workspace"
+TRUE_WORDS = ("1", "true", "yes", "on")
 
 DATASETS = "datasets"
 CACHE = "cache"
 RUNS = "runs"
 MODELS = "models"
+
+
+class ReadOnlyError(ValueError):
+    """A training, deleting or data-set-editing action refused in read-only mode."""
+
+
+def read_only() -> bool:
+    """True when ``$AUDIOCLF_READONLY`` is set to 1/true/yes/on (a shared demo)."""
+    return os.environ.get(ENV_READONLY, "").strip().lower() in TRUE_WORDS
+
+
+def require_writable(action: str) -> None:
+    """Refuse ``action`` (e.g. "delete a run") with :class:`ReadOnlyError` in read-only mode.
+
+    Called by every library function that trains, deletes, or adds to or edits a
+    data set, so a read-only demo stays read-only whichever page or script calls
+    them. Reading, predicting, the feature cache and the synthesised demo data
+    set stay allowed: they change nothing a user made.
+    """
+    if read_only():
+        raise ReadOnlyError(f"Cannot {action}: audioclf is in read-only mode ({ENV_READONLY} is set). "
+                            f"Unset {ENV_READONLY} to train, delete or edit data sets.")
 
 
 def home() -> Path:

@@ -101,3 +101,25 @@ def trained_run(fsdd_small, workspace_home) -> str:
                     model=ModelConfig(kind="gru", rnn_units=(16,), dense_units=(16,)),
                     train=TrainConfig(epochs=4, patience=None, batch_size=8, learning_rate=3e-3))
     return train(cfg)
+
+
+@pytest.fixture(scope="session")
+def demo_run(workspace_home, yamnet_tflite) -> str:
+    """A small real run on the synthesised demo data set (8 clips per class): YAMNet + dense baseline.
+
+    YAMNet hears the demo's sirens, tones and rain at once, so a few epochs make a
+    confident model in seconds; the live, presentation and read-only tests share it.
+    """
+    from audioclf.datasets import SplitConfig
+    from audioclf.demo import make_demo_dataset
+    from audioclf.features import YAMNetConfig
+    from audioclf.models import ModelConfig
+    from audioclf.training import RunConfig, TrainConfig, train
+
+    root = make_demo_dataset(workspace_home / "datasets" / "demo8", clips_per_class=8)
+    cfg = RunConfig(dataset=str(root), split=SplitConfig(val=0.25, test=0.25, seed=0),
+                    features=YAMNetConfig(model=str(yamnet_tflite)), name="demo yamnet",
+                    model=ModelConfig(kind="baseline", dense_units=(32,)),
+                    train=TrainConfig(epochs=15, patience=None, batch_size=8, learning_rate=3e-3))
+    return train(cfg)
+

@@ -39,6 +39,7 @@ def list_datasets() -> list[Path]:
 
 def create_dataset(name: str) -> Path:
     """Create an empty data set folder in the workspace and return it."""
+    workspace.require_writable("create a data set")
     raw = str(name).strip()
     if not raw or set(raw) <= {"."} or "/" in raw or "\\" in raw or os.sep in raw or raw.startswith("."):
         raise DatasetError(f"{name!r} is not a valid data set name: no slashes, and not starting with a dot.")
@@ -98,6 +99,7 @@ def add_clip(
 ) -> Path:
     """Check that `data` is audio (AudioError if not), then write it to ds_root/[split/]label/
     under a sanitised `filename`, never overwriting (a -1, -2... suffix is added)."""
+    workspace.require_writable("add clips to a data set")
     root = _in_workspace(Path(ds_root))
     if not root.is_dir():
         raise DatasetError(f"No data set folder at {ds_root}; create it first.")
@@ -129,6 +131,7 @@ def _dataset_root_and_split(path: Path) -> tuple[Path, str | None]:
 
 def relabel_clip(path: str | PathLike, label: str) -> Path:
     """Move a clip to the class folder `label` of its data set; return its new path."""
+    workspace.require_writable("relabel a clip")
     src = _in_workspace(Path(path))
     if not src.is_file():
         raise DatasetError(f"No clip at {path}.")
@@ -145,6 +148,7 @@ def relabel_clip(path: str | PathLike, label: str) -> Path:
 
 def delete_clip(path: str | PathLike) -> None:
     """Delete a clip from a workspace data set (its class folder goes too when left empty)."""
+    workspace.require_writable("delete a clip")
     src = _in_workspace(Path(path))
     if not src.is_file():
         raise DatasetError(f"No clip at {path}.")

@@ -1,0 +1,488 @@
+"""Live classification of an audio stream (a microphone): a label every hop over the last window.
+
+Feed PCM blocks of any size, rate and channel count as they arrive; every
+``hop`` seconds of new audio the classifier labels the last ``window`` seconds
+with a saved run's model::
+
+    live = LiveClassifier(Predictor.load(run_id), window=1.5, hop=0.5)
+    for block in microphone_blocks():          # e.g. 20 ms of 48 kHz stereo int16
+        for p in live.feed(block, sr=48000):
+            print(f"{p.time:6.2f} s  {p.label}  {p.confidence:.0%}")
+    live.events                                 # [LiveEvent("siren", 1.5, 4.0, 0.97), ...]
+
+The stream is resampled once, as it arrives, to the rate the run's features
+need, into a ring buffer. Windows end on a fixed grid of stream time (not on
+block boundaries), so the same audio gives the same labels however it was cut
+into blocks. YAMNet runs compute each 0.975 s YAMNet frame of the stream once
+and reuse it in every window that holds it (the hop snaps to YAMNet's 0.48 s
+frame hop for that); MFCC and spectral runs extract the short window afresh,
+which costs a few milliseconds.
+
+:class:`LiveSession` runs a classifier on a thread of its own so that a caller
+delivering audio (a WebRTC callback) never waits for a model.
+"""
+from __future__ import annotations
+
+import collections
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .audio import SILENCE_DB, AudioError, Clip, is_silent
+
+DEFAULT_WINDOW = 1.5  # s of audio behind each label
+DEFAULT_HOP = 0.5  # s between labels
+MIN_WINDOW, MAX_WINDOW = 0.5, 2.0  # MAX_WINDOW: predict.WINDOW_SECONDS, the longest one-window clip
+MIN_HOP, MAX_HOP = 0.1, 2.0
+HISTORY = 240  # labels kept for the rolling chart (2 min at the default hop)
+MAX_EVENTS = 200  # events kept in the log
+UNKNOWN = "unknown"  # a label below the confidence threshold (same word as predict's threshold)
+SILENCE = "silence"  # a window with no sound in it: no class is claimed
+PAD_MULTIPLE = 8  # window lengths round up to this many frames, as in training.predict_proba
+WARM_UP_RATE = 48000  # browsers send 48 kHz; runs with a fixed feature rate ignore it
+QUEUE_BLOCKS = 500  # blocks a LiveSession buffers before dropping the oldest (10 s of 20 ms blocks)
+
+
+class LiveError(ValueError):
+    """Bad live settings or audio; the message is for people."""
+
+
+@dataclass(frozen=True)
+class LivePrediction:
+    """The label of one window of the stream.
+
+    ``time`` is the stream time (s) of the window's end; ``latency`` the seconds
+    from the :meth:`LiveClassifier.feed` call that delivered the window's last
+    sample to this result.
+    """
+
+    time: float
+    labels: tuple[str, ...]
+    probs: np.ndarray
+    label: str  # a class, UNKNOWN (below the threshold) or SILENCE
+    confidence: float  # top probability (also for UNKNOWN)
+    top_label: str  # the likeliest class, whatever the threshold
+    latency: float
+
+    @property
+    def is_class(self) -> bool:
+        """True when the label names one of the run's classes."""
+        return self.label not in (UNKNOWN, SILENCE)
+
+
+@dataclass
+class LiveEvent:
+    """A stretch of the stream given one class: consecutive windows with that label."""
+
+    label: str
+    start: float  # s, stream time of the first window's start
+    end: float  # s, stream time of the last window's end
+    peak: float  # highest confidence
+    windows: int = 1
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "start": round(self.start, 2), "end": round(self.end, 2),
+                "peak": round(self.peak, 4), "windows": self.windows}
+
+
+class _Resampler:
+    """Streaming resampler (soxr) from whatever rate arrives to the features' rate."""
+
+    def __init__(self, target: int | None):
+        self.target = target
+        self.source: int | None = None
+        self._stream = None
+
+    def rate(self) -> int | None:
+        return self.target or self.source
+
+    def __call__(self, y: np.ndarray, sr: int) -> np.ndarray:
+        if sr != self.source:
+            if self.source is not None:
+                raise LiveError(f"The stream's sample rate changed from {self.source} to {sr} Hz; "
+                                "reset the classifier first.")
+            self.source = sr
+            if self.target and self.target != sr:
+                import soxr
+
+                self._stream = soxr.ResampleStream(sr, self.target, 1, dtype="float32", quality="HQ")
+        if self._stream is None:
+            return y
+        return self._stream.resample_chunk(y)
+
+
+def to_mono_float(samples: np.ndarray, channels: int = 1) -> np.ndarray:
+    """Mono float32 in [-1, 1] from int16/int32/float PCM, interleaved or (channels, n) planar.
+
+    Parameters
+    ----------
+    samples : np.ndarray
+        1-D interleaved samples (``channels`` of them per instant), or 2-D
+        (channels, n) planar samples.
+    channels : int
+        Channels of interleaved 1-D input (ignored for 2-D input).
+    """
+    y = np.asarray(samples)
+    if y.dtype.kind == "i":
+        y = y.astype(np.float32) / float(np.iinfo(y.dtype).max + 1)
+    elif y.dtype.kind == "u":
+        mid = float(np.iinfo(y.dtype).max + 1) / 2
+        y = (y.astype(np.float32) - mid) / mid
+    else:
+        y = y.astype(np.float32, copy=False)
+    if y.ndim == 2:
+        return y.mean(axis=0) if y.shape[0] > 1 else y[0]
+    if y.ndim != 1:
+        raise LiveError(f"PCM blocks must be 1-D or (channels, samples), got shape {y.shape}.")
+    if channels > 1:
+        y = y[: len(y) // channels * channels].reshape(-1, channels).mean(axis=1)
+    return y
+
+
+class LiveClassifier:
+    """Labels a stream every ``hop`` seconds from its last ``window`` seconds with a run's model.
+
+    Parameters
+    ----------
+    predictor : audioclf.predict.Predictor
+        A loaded run (any feature kind).
+    window : float
+        Seconds of audio behind each label, MIN_WINDOW..MAX_WINDOW. YAMNet runs
+        use the whole 0.975 s frames (0.48 s apart) that fit in it.
+    hop : float
+        Seconds between labels, MIN_HOP..MAX_HOP (a multiple of 0.48 s for YAMNet runs).
+    threshold : float or None
+        Below this confidence the label is UNKNOWN. None takes the run's
+        suggested threshold when the predictor has one (``suggested_threshold``), else 0.
+    silence_db : float
+        A window whose loudest block is quieter than this (dBFS) is SILENCE.
+    """
+
+    def __init__(self, predictor, *, window: float = DEFAULT_WINDOW, hop: float = DEFAULT_HOP,
+                 threshold: float | None = None, silence_db: float = SILENCE_DB):
+        if not MIN_WINDOW <= float(window) <= MAX_WINDOW:
+            raise LiveError(f"The window must be {MIN_WINDOW}-{MAX_WINDOW} s, got {window}.")
+        if not MIN_HOP <= float(hop) <= MAX_HOP:
+            raise LiveError(f"The hop must be {MIN_HOP}-{MAX_HOP} s, got {hop}.")
+        if threshold is None:
+            threshold = getattr(predictor, "suggested_threshold", None) or 0.0
+        if not 0.0 <= float(threshold) <= 1.0:
+            raise LiveError(f"The threshold must be between 0 and 1, got {threshold}.")
+        self.predictor = predictor
+        self.labels = tuple(predictor.labels)
+        self.threshold = float(threshold)
+        self.silence_db = float(silence_db)
+        self.kind = predictor.features_cfg.kind
+        self._requested = (float(window), float(hop))
+        self.history: collections.deque[LivePrediction] = collections.deque(maxlen=HISTORY)
+        self.events: list[LiveEvent] = []
+        self.skipped = 0  # windows not labelled because the classifier fell behind the stream
+        self._length = 0  # feature frames every window is padded to
+        self._warm: int | None = None  # the rate warm_up traced the model for
+        self.reset()
+
+    # ---------------------------------------------------------------- set-up
+
+    def reset(self) -> None:
+        """Forget the stream (audio, labels and events); the next block starts at time 0."""
+        window, hop = self._requested
+        self._resample = _Resampler(getattr(self.predictor.features_cfg, "sr", None))
+        self._buf = np.zeros(0, np.float32)
+        self._buf_start = 0  # stream index of self._buf[0]
+        self._n = 0  # samples received, at the features' rate
+        self._frames: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # YAMNet frame k -> (embedding, scores)
+        self._window_s, self._hop_s = window, hop
+        self._win = self._hop = self._due = 0  # in samples, once the rate is known
+        self.history.clear()
+        self.events = []
+        self.skipped = 0
+
+    def _start(self, sr: int) -> None:
+        """Lay the window grid once the stream's rate (after resampling) is known."""
+        window, hop = self._requested
+        if self.kind == "yamnet":
+            from .features import yamnet
+
+            frames = 1 + max(0, int((window * sr - yamnet.WINDOW) // yamnet.HOP))
+            self._win = yamnet.WINDOW + (frames - 1) * yamnet.HOP
+            self._hop = max(1, round(hop * sr / yamnet.HOP)) * yamnet.HOP
+        else:
+            self._win = int(round(window * sr))
+            self._hop = max(1, int(round(hop * sr)))
+        self._window_s, self._hop_s = self._win / sr, self._hop / sr
+        self._due = self._win
+        if self._warm != sr:
+            self._length = self._frames_per_window(sr)
+
+    @property
+    def window_seconds(self) -> float:
+        """The window actually used (YAMNet: whole frames), s."""
+        return self._window_s
+
+    @property
+    def hop_seconds(self) -> float:
+        """The hop actually used (YAMNet: whole frame hops), s."""
+        return self._hop_s
+
+    @property
+    def sample_rate(self) -> int | None:
+        """The rate the classifier works at (the features' rate, or the stream's)."""
+        return self._resample.rate()
+
+    @property
+    def stream_seconds(self) -> float:
+        """Stream time received so far, s."""
+        sr = self.sample_rate
+        return self._n / sr if sr else 0.0
+
+    # ---------------------------------------------------------------- feeding
+
+    def feed(self, samples: np.ndarray, sr: int, channels: int = 1) -> list[LivePrediction]:
+        """Add a block of PCM audio; returns the labels of the windows it completed (oldest first).
+
+        Parameters
+        ----------
+        samples : np.ndarray
+            PCM samples (see :func:`to_mono_float`).
+        sr : int
+            Their sample rate; it must stay the same until :meth:`reset`.
+        channels : int
+            Interleaved channels of 1-D input.
+        """
+        arrived = time.perf_counter()
+        if not isinstance(sr, (int, np.integer)) or sr <= 0:
+            raise LiveError(f"The sample rate must be a positive whole number, got {sr!r}.")
+        y = to_mono_float(samples, channels)
+        if not np.isfinite(y).all():
+            raise AudioError("The audio stream contains NaN or infinite samples.")
+        first = self._resample.source is None
+        y = self._resample(y, int(sr))
+        if first:
+            self._start(self.sample_rate)
+        self._append(y)
+        if self._n < self._due:
+            return []
+        # Behind the stream (a slow model, a burst of blocks): label only the newest due
+        # window; labelling stale audio would only delay the current label further.
+        behind = (self._n - self._due) // self._hop
+        self.skipped += int(behind)
+        self._due += behind * self._hop
+        out = []
+        while self._due <= self._n:
+            out.append(self._predict(self._due, arrived))
+            self._due += self._hop
+        self._trim()
+        return out
+
+    def _append(self, y: np.ndarray) -> None:
+        if y.size:
+            self._buf = np.concatenate([self._buf, y.astype(np.float32, copy=False)])
+            self._n += y.size
+
+    def _trim(self) -> None:
+        # Keep what the next window needs: from (next due - window) on.
+        keep_from = max(0, self._due - self._win - self._hop)
+        drop = keep_from - self._buf_start
+        if drop > 0:
+            self._buf = self._buf[drop:]
+            self._buf_start = keep_from
+
+    def _audio(self, start: int, end: int) -> np.ndarray:
+        return self._buf[start - self._buf_start: end - self._buf_start]
+
+    # ---------------------------------------------------------------- labelling
+
+    def _predict(self, end: int, arrived: float) -> LivePrediction:
+        sr = self.sample_rate
+        audio = self._audio(end - self._win, end)
+        silent = is_silent(audio, self.silence_db)
+        feats = self._yamnet_features(end) if self.kind == "yamnet" else self._features(audio)
+        probs = self._probs(feats.values)
+        top = self.labels[int(np.argmax(probs))]
+        conf = float(np.max(probs))
+        label = SILENCE if silent else UNKNOWN if conf < self.threshold else top
+        result = LivePrediction(time=end / sr, labels=self.labels, probs=probs, label=label,
+                                confidence=conf, top_label=top, latency=time.perf_counter() - arrived)
+        self.history.append(result)
+        self._log(result)
+        return result
+
+    def _probs(self, values: np.ndarray) -> np.ndarray:
+        """Class probabilities of one window's features, padded to the session's one length.
+
+        Padding (masked by the model) to a fixed length means one traced model
+        function for the whole stream: a new length would cost a retrace of ~1 s.
+        """
+        from .models import pad_sequences
+
+        if values.ndim != 2 or values.shape[0] == 0:
+            raise LiveError("A live window gave no feature frames.")
+        length = max(self._length, -(-len(values) // PAD_MULTIPLE) * PAD_MULTIPLE)
+        out = self.predictor.model.predict_on_batch(pad_sequences([values], length))
+        return np.asarray(out, np.float32)[0]
+
+    def warm_up(self, sr: int = WARM_UP_RATE) -> float:
+        """Load the feature extractor and trace the model before the stream starts; returns s taken.
+
+        Otherwise the first label waits for imports, model loading and tracing
+        (seconds). ``sr`` is the stream's expected rate (used when the run's
+        features take the file's own rate).
+        """
+        start = time.perf_counter()
+        if self._resample.source is None:
+            rate = self._resample.target or sr
+            self._length = self._frames_per_window(rate)
+            noise = np.random.default_rng(0).uniform(-0.1, 0.1, int(MAX_WINDOW * rate)).astype(np.float32)
+            if self.kind == "yamnet":
+                from .features import yamnet
+
+                yamnet.extract_yamnet_many([Clip(noise[:yamnet.WINDOW], rate)], self.predictor.features_cfg)
+            else:
+                self._features(noise, rate)
+            dims = self.predictor.model.input_shape[-1]
+            self._probs(np.zeros((self._length, dims), np.float32))
+            self._warm = rate
+        return time.perf_counter() - start
+
+    def _frames_per_window(self, sr: int) -> int:
+        """Feature frames of a full window (rounded up to PAD_MULTIPLE)."""
+        window, _ = self._requested
+        if self.kind == "yamnet":
+            from .features import yamnet
+
+            n = 1 + max(0, int((window * sr - yamnet.WINDOW) // yamnet.HOP))
+        else:
+            n = 1 + int(round(window * sr)) // self.predictor.features_cfg.hop_length
+        return -(-n // PAD_MULTIPLE) * PAD_MULTIPLE
+
+    def _features(self, audio: np.ndarray, sr: int | None = None):
+        from .features import extract
+
+        return extract(Clip(audio, sr or self.sample_rate, "live"), self.predictor.features_cfg)
+
+    def _yamnet_features(self, end: int):
+        """YAMNet features of the window ending at ``end``, each frame computed once per stream."""
+        from .features import Features, yamnet
+
+        cfg = self.predictor.features_cfg
+        last = (end - yamnet.WINDOW) // yamnet.HOP
+        first = last - (self._win - yamnet.WINDOW) // yamnet.HOP
+        ks = list(range(first, last + 1))
+        todo = [k for k in ks if k not in self._frames]
+        if todo:
+            clips = [Clip(self._audio(k * yamnet.HOP, k * yamnet.HOP + yamnet.WINDOW), yamnet.SAMPLE_RATE)
+                     for k in todo]
+            for k, f in zip(todo, yamnet.extract_yamnet_many(clips, cfg)):
+                self._frames[k] = (f.values[0], f.scores[0])
+        for k in [k for k in self._frames if k < first]:
+            del self._frames[k]
+        values = np.stack([self._frames[k][0] for k in ks])
+        scores = np.stack([self._frames[k][1] for k in ks])
+        return Features(values=values, times=yamnet.frame_times(len(ks)), names=yamnet.NAMES,
+                        config=cfg, scores=scores)
+
+    def _log(self, p: LivePrediction) -> None:
+        """Extend the current event, or open a new one when a class starts."""
+        if not p.is_class:
+            return
+        last = self.events[-1] if self.events else None
+        start = p.time - self._window_s
+        # The same class within one hop of the last event's end continues that event.
+        if last is not None and last.label == p.label and start <= last.end + 1e-6:
+            last.end = p.time
+            last.peak = max(last.peak, p.confidence)
+            last.windows += 1
+            return
+        self.events.append(LiveEvent(p.label, max(0.0, start), p.time, p.confidence))
+        del self.events[:-MAX_EVENTS]
+
+
+@dataclass
+class LiveSnapshot:
+    """What a page shows: the latest labels and events, copied under the session's lock."""
+
+    history: list[LivePrediction]
+    events: list[LiveEvent]
+    stream_seconds: float
+    window_seconds: float
+    hop_seconds: float
+    skipped: int
+    error: str = ""
+    running: bool = False
+    latency: dict = field(default_factory=dict)
+
+
+class LiveSession:
+    """A :class:`LiveClassifier` on a worker thread: :meth:`push` never waits for the model.
+
+    ``push`` queues PCM blocks (dropping the oldest when the queue is full); the
+    worker feeds them to the classifier in order. :meth:`snapshot` copies the
+    current state for display from any thread.
+    """
+
+    def __init__(self, classifier: LiveClassifier):
+        self.classifier = classifier
+        self._queue: queue.Queue = queue.Queue(maxsize=QUEUE_BLOCKS)
+        self._lock = threading.Lock()
+        self._error = ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="audioclf-live", daemon=True)
+        self._thread.start()
+
+    def push(self, samples: np.ndarray, sr: int, channels: int = 1) -> None:
+        """Queue a PCM block (from any thread); never blocks."""
+        while True:
+            try:
+                self._queue.put_nowait((samples, sr, channels))
+                return
+            except queue.Full:
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    pass
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                item = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            try:
+                with self._lock:
+                    self.classifier.feed(*item)
+            except ValueError as exc:  # AudioError, LiveError, PredictError: messages for people
+                with self._lock:
+                    self._error = str(exc)
+
+    def snapshot(self) -> LiveSnapshot:
+        """A copy of the latest labels, events and timing."""
+        with self._lock:
+            c = self.classifier
+            history = list(c.history)
+            lat = np.array([p.latency for p in history]) if history else np.zeros(0)
+            return LiveSnapshot(
+                history=history, events=[LiveEvent(**vars(e)) for e in c.events],
+                stream_seconds=c.stream_seconds, window_seconds=c.window_seconds,
+                hop_seconds=c.hop_seconds, skipped=c.skipped, error=self._error,
+                running=self._thread.is_alive(),
+                latency={"median": float(np.median(lat)), "p95": float(np.percentile(lat, 95))}
+                if lat.size else {})
+
+    def reset(self) -> None:
+        """Forget the stream; queued blocks are dropped."""
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        with self._lock:
+            self.classifier.reset()
+            self._error = ""
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """End the worker thread."""
+        self._stop.set()
+        self._thread.join(timeout)

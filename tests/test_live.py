@@ -1,0 +1,153 @@
+"""Live classification (audioclf.live): real runs, real audio streamed in browser-sized blocks."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from audioclf.audio import AudioError, Clip
+from audioclf.demo import CLASSES, synth_clip
+from audioclf.live import (SILENCE, UNKNOWN, LiveClassifier, LiveError, LiveSession, to_mono_float)
+
+RATE = 48000
+
+
+def demo_audio(label: str, sr: int = 16000, seed: int = 99) -> np.ndarray:
+    """A fresh demo clip of `label` (not one the run trained on)."""
+    return synth_clip(label, np.random.default_rng([seed, CLASSES.index(label)]), sr)
+
+
+def as_browser_pcm(y: np.ndarray) -> np.ndarray:
+    """Float mono -> interleaved int16 stereo, as a WebRTC audio track delivers it."""
+    return np.repeat((np.clip(y, -1, 1) * 32767).astype(np.int16), 2)
+
+
+def feed_blocks(live: LiveClassifier, pcm: np.ndarray, sr: int, block: int, channels: int = 1) -> list:
+    out = []
+    step = block * channels
+    for i in range(0, len(pcm), step):
+        out += live.feed(pcm[i:i + step], sr, channels=channels)
+    return out
+
+
+@pytest.fixture(scope="module")
+def yam(demo_run):
+    from audioclf.predict import Predictor
+
+    return Predictor.load(demo_run)
+
+
+@pytest.fixture(scope="module")
+def mfcc(trained_run):
+    from audioclf.predict import Predictor
+
+    return Predictor.load(trained_run)
+
+
+def test_browser_stream_gets_each_class_and_events_in_order(yam):
+    live = LiveClassifier(yam, window=1.5, hop=0.5, threshold=0.0)
+    labels = ["siren", "dial_tone", "rain"]
+    y = np.concatenate([np.resize(demo_audio(lab, RATE), 4 * RATE) for lab in labels])  # 4 s each, looped
+    preds = feed_blocks(live, as_browser_pcm(y), RATE, 960, channels=2)
+    assert live.sample_rate == 16000 and live.hop_seconds == pytest.approx(0.48)
+    assert live.window_seconds == pytest.approx((15600 + 7680) / 16000)  # two whole YAMNet frames
+    assert len(preds) == pytest.approx(12 / 0.48 - 2, abs=2)
+    times = [p.time for p in preds]
+    assert times == sorted(times) and np.allclose(np.diff(times), 0.48)
+    # Mid-clip windows hold one sound only: each gets its class.
+    for i, lab in enumerate(labels):
+        mid = [p for p in preds if 4 * i + 1.6 <= p.time <= 4 * i + 3.0]
+        assert mid and all(p.label == lab for p in mid), [(p.time, p.label) for p in mid]
+    assert [e.label for e in live.events if e.windows >= 2] == labels, ([e.to_dict() for e in live.events], [(round(p.time,2), p.label, round(p.confidence,2)) for p in preds])
+    assert all(e.start < e.end for e in live.events)
+    assert all(p.latency < 5 for p in preds)
+
+
+def test_labels_do_not_depend_on_how_the_stream_is_cut(yam):
+    y = demo_audio("siren", RATE)
+    pcm = as_browser_pcm(y)
+    a = feed_blocks(LiveClassifier(yam), pcm, RATE, 960, channels=2)
+    b = feed_blocks(LiveClassifier(yam), pcm, RATE, 4410, channels=2)
+    assert [p.time for p in a] == [p.time for p in b]
+    assert np.allclose([p.probs for p in a], [p.probs for p in b], atol=1e-4)
+
+
+def test_live_window_equals_predicting_that_audio_as_a_clip(yam, mfcc):
+    """The cached YAMNet frames and the fixed-length padding change nothing: same probabilities."""
+    for predictor, y in ((yam, demo_audio("rain")),
+                         (mfcc, demo_audio("siren"))):
+        live = LiveClassifier(predictor, window=1.5, hop=0.5, threshold=0.0)
+        preds = feed_blocks(live, y, 16000, 320)
+        assert len(preds) >= 2
+        win = int(round(live.window_seconds * 16000))
+        for p in preds:
+            end = int(round(p.time * 16000))
+            clip = Clip(y[end - win:end], 16000)
+            want = predictor.predict_clip(clip).probs
+            assert np.allclose(p.probs, want, atol=1e-4), (predictor.features_cfg.kind, p.time)
+
+
+def test_silence_threshold_and_unknown(yam):
+    live = LiveClassifier(yam, threshold=0.0)
+    preds = feed_blocks(live, np.zeros(3 * 16000, np.float32), 16000, 320)
+    assert preds and all(p.label == SILENCE for p in preds)
+    assert live.events == []
+    strict = LiveClassifier(yam, threshold=1.0)
+    preds = feed_blocks(strict, demo_audio("rain"), 16000, 320)
+    assert preds and all(p.label == UNKNOWN and p.top_label in yam.labels for p in preds)
+    assert strict.events == []
+
+
+def test_reset_starts_a_new_stream(yam):
+    live = LiveClassifier(yam)
+    feed_blocks(live, demo_audio("siren"), 16000, 320)
+    assert live.history and live.stream_seconds > 1
+    live.reset()
+    assert not live.history and live.events == [] and live.stream_seconds == 0
+    preds = feed_blocks(live, demo_audio("siren", RATE), RATE, 960)  # another rate after reset is fine
+    assert preds and preds[0].time == pytest.approx(live.window_seconds)
+
+
+def test_bad_settings_and_audio_are_refused_with_messages(yam):
+    with pytest.raises(LiveError, match="window"):
+        LiveClassifier(yam, window=5)
+    with pytest.raises(LiveError, match="hop"):
+        LiveClassifier(yam, hop=0)
+    with pytest.raises(LiveError, match="threshold"):
+        LiveClassifier(yam, threshold=1.5)
+    live = LiveClassifier(yam)
+    with pytest.raises(LiveError, match="sample rate"):
+        live.feed(np.zeros(10, np.float32), 0)
+    live.feed(np.zeros(100, np.float32), 16000)
+    with pytest.raises(LiveError, match="changed"):
+        live.feed(np.zeros(100, np.float32), 44100)
+    with pytest.raises(AudioError):
+        live.feed(np.array([0.0, np.nan], np.float32), 16000)
+
+
+def test_pcm_conversion():
+    stereo = np.array([32767, -32768, 0, 16384], np.int16)
+    assert np.allclose(to_mono_float(stereo, 2), [-0.5 / 32768, 0.25], atol=1e-6)
+    planar = np.array([[0.5, 0.5], [-0.5, 0.5]], np.float32)
+    assert np.allclose(to_mono_float(planar), [0.0, 0.5])
+
+
+def test_session_classifies_on_its_own_thread(yam):
+    session = LiveSession(LiveClassifier(yam, threshold=0.0))
+    try:
+        pcm = as_browser_pcm(demo_audio("dial_tone", RATE))
+        for i in range(0, len(pcm), 1920):
+            session.push(pcm[i:i + 1920], RATE, 2)  # returns at once
+        deadline = time.time() + 30
+        while len(session.snapshot().history) < 3 and time.time() < deadline:
+            time.sleep(0.05)
+        snap = session.snapshot()
+        assert snap.running and not snap.error
+        assert len(snap.history) >= 3 and snap.history[-1].label == "dial_tone"
+        assert snap.latency["median"] > 0
+        session.reset()
+        assert session.snapshot().history == []
+    finally:
+        session.stop()
+    assert not session.snapshot().running
