@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .audio import SILENCE_DB, AudioError, Clip, is_silent
+from .confidence import UNKNOWN
 
 DEFAULT_WINDOW = 1.5  # s of audio behind each label
 DEFAULT_HOP = 0.5  # s between labels
@@ -39,7 +40,6 @@ MIN_WINDOW, MAX_WINDOW = 0.5, 2.0  # MAX_WINDOW: predict.WINDOW_SECONDS, the lon
 MIN_HOP, MAX_HOP = 0.1, 2.0
 HISTORY = 240  # labels kept for the rolling chart (2 min at the default hop)
 MAX_EVENTS = 200  # events kept in the log
-UNKNOWN = "unknown"  # a label below the confidence threshold (same word as predict's threshold)
 SILENCE = "silence"  # a window with no sound in it: no class is claimed
 PAD_MULTIPLE = 8  # window lengths round up to this many frames, as in training.predict_proba
 WARM_UP_RATE = 48000  # browsers send 48 kHz; runs with a fixed feature rate ignore it

@@ -151,3 +151,8 @@ def test_session_classifies_on_its_own_thread(yam):
     finally:
         session.stop()
     assert not session.snapshot().running
+
+
+def test_default_threshold_is_the_runs_suggestion(yam):
+    assert LiveClassifier(yam).threshold == pytest.approx(yam.suggested_threshold or 0.0)
+    assert LiveClassifier(yam, threshold=0.3).threshold == 0.3
