@@ -18,6 +18,8 @@ ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from audioclf.errors import AudioclfError  # noqa: E402  (light: no TensorFlow)
+
 # Pages live in app_pages/, not pages/: a pages/ folder switches Streamlit (and AppTest) into
 # its legacy file-based multipage mode, which runs page files without this entry point.
 PAGES = {
@@ -40,6 +42,9 @@ try:
     # In the entry point, so the choice is one widget shared by every page.
     dataset_sidebar()
     page.run()
+except AudioclfError as exc:  # a library error a page did not expect here: its message is for people
+    log.warning("library error on page %s: %s", page.title, exc)
+    st.error(str(exc), icon=":material/error:")
 except Exception as exc:  # noqa: BLE001 - last line of defence: no traceback reaches a user
     # Streamlit's own control flow (rerun, stop, switch_page) uses BaseException, not Exception.
     log.exception("unexpected error on page %s", page.title)

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import streamlit as st
 
-from audioclf.audio import AudioError
+from audioclf.errors import AudioclfError
 
 DATASET_KEY = "dataset"  # session key of the data set chosen in the sidebar
 PENDING_DATASET_KEY = "_pending_dataset"  # set by a page, applied before the sidebar renders
@@ -23,28 +22,6 @@ RUN_KEY = "run_id"  # run chosen on Runs/Predict
 ACTIVE_RUN_KEY = "active_run"  # background training started from this session
 
 log = logging.getLogger("audioclf.app")
-
-
-def library_errors() -> tuple[type[BaseException], ...]:
-    """The library's error types: their messages are written for people."""
-    from audioclf.workspace import ReadOnlyError
-
-    errors: list[type[BaseException]] = [AudioError, ReadOnlyError]
-    for module, name in (("audioclf.datasets", "DatasetError"),
-                         ("audioclf.features", "FeatureError"),
-                         ("audioclf.models", "ModelError"),
-                         ("audioclf.training", "TrainingError"),
-                         ("audioclf.runs", "RunError"),
-                         ("audioclf.evaluation", "EvaluationError"),
-                         ("audioclf.download", "DownloadError"),
-                         ("audioclf.predict", "PredictError"),
-                         ("audioclf.features.yamnet", "YAMNetUnavailable")):
-        # Only modules already imported: this must not pull in TensorFlow.
-        mod = sys.modules.get(module)
-        err = getattr(mod, name, None) if mod else None
-        if isinstance(err, type) and issubclass(err, BaseException):
-            errors.append(err)
-    return tuple(errors)
 
 
 @contextlib.contextmanager
@@ -55,7 +32,7 @@ def guard(action: str = "") -> Iterator[None]:
     """
     try:
         yield
-    except library_errors() as exc:
+    except AudioclfError as exc:  # every library error: its message is written for people
         st.error(f"{action}: {exc}" if action else str(exc), icon=":material/error:")
     except (OSError, ValueError) as exc:
         log.exception("error while %s", action or "rendering")

@@ -22,6 +22,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from audioclf.errors import AudioclfError
+
 MAX_SECONDS = 600.0  # longer uploads are almost always a mistake (a whole album, a podcast)
 SILENCE_DB = -60.0  # loudest 2048-sample block quieter than this (dBFS RMS) = silent
 SILENCE_BLOCK = 2048
@@ -36,7 +38,7 @@ _HASH_CHUNK = 1 << 20
 Source = Union[str, os.PathLike, bytes, bytearray, memoryview]
 
 
-class AudioError(ValueError):
+class AudioError(AudioclfError):
     """Bad audio input; the message is meant for a person."""
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from .errors import AudioclfError
+
 DEMO_NAME = "demo"
 CLASSES = ("siren", "dial_tone", "rain", "clock_ticks", "bird_chirps")
 MIN_SECONDS, MAX_SECONDS = 2.0, 4.0
@@ -169,7 +171,7 @@ def make_demo_dataset(
     folder is never seen, and concurrent callers end up with one complete copy.
     """
     if clips_per_class < 1:
-        raise ValueError("clips_per_class must be at least 1.")
+        raise AudioclfError("clips_per_class must be at least 1.")
     if root is None:
         from audioclf import workspace
 

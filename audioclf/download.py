@@ -20,6 +20,7 @@ from os import PathLike
 from pathlib import Path
 
 from audioclf.datasets.archive import ArchiveError, safe_extract
+from audioclf.errors import AudioclfError
 
 ESC50_URL = "https://github.com/karoldvl/ESC-50/archive/master.zip"
 ESC50_DIRNAME = "esc50"
@@ -31,7 +32,7 @@ NETWORK_SCHEMES = ("http", "https", "ftp")
 Progress = Callable[[int, int | None], None]
 
 
-class DownloadError(ValueError):
+class DownloadError(AudioclfError):
     """A download could not be used (network, checksum, not ESC-50); the message is for people."""
 
 

@@ -33,6 +33,7 @@ import numpy as np
 
 from .audio import SILENCE_DB, AudioError, Clip, is_silent
 from .confidence import UNKNOWN
+from .errors import AudioclfError
 
 DEFAULT_WINDOW = 1.5  # s of audio behind each label
 DEFAULT_HOP = 0.5  # s between labels
@@ -46,7 +47,7 @@ WARM_UP_RATE = 48000  # browsers send 48 kHz; runs with a fixed feature rate ign
 QUEUE_BLOCKS = 500  # blocks a LiveSession buffers before dropping the oldest (10 s of 20 ms blocks)
 
 
-class LiveError(ValueError):
+class LiveError(AudioclfError):
     """Bad live settings or audio; the message is for people."""
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from . import workspace
+from .errors import AudioclfError
 
 CONFIG = "config.json"
 STATUS = "status.json"
@@ -44,7 +45,7 @@ FINAL_STATES = ("done", "failed", "cancelled")
 INTERRUPTED = "Interrupted: the training process ended without finishing (killed or crashed)."
 
 
-class RunError(ValueError):
+class RunError(AudioclfError):
     """A run that does not exist or cannot be read; message is for people."""
 
 

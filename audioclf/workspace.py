@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from audioclf.errors import AudioclfError
+
 ENV_HOME = "AUDIOCLF_HOME"
 ENV_READONLY = "AUDIOCLF_READONLY"
 DEFAULT_HOME = "workspace"
@@ -20,7 +22,7 @@ RUNS = "runs"
 MODELS = "models"
 
 
-class ReadOnlyError(ValueError):
+class ReadOnlyError(AudioclfError):
     """A training, deleting or data-set-editing action refused in read-only mode."""
 
 

@@ -12,6 +12,7 @@ from os import PathLike
 from pathlib import Path
 
 from audioclf import audio
+from audioclf.errors import AudioclfError
 
 AUDIO_EXTENSIONS = audio.SUPPORTED_EXTENSIONS
 SPLITS = ("train", "val", "test")
@@ -21,7 +22,7 @@ IGNORED_NAMES = {"__MACOSX", "Thumbs.db", "desktop.ini"}
 MAX_NAME = 100
 
 
-class DatasetError(ValueError):
+class DatasetError(AudioclfError):
     """A data set cannot be loaded, split or edited as asked; the message is for people."""
 
 

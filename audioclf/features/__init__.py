@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Union
 import numpy as np
 
 from audioclf.audio import AudioError, Clip, load_audio, resample
+from audioclf.errors import AudioclfError
 
 if TYPE_CHECKING:
     from os import PathLike
@@ -37,7 +38,7 @@ ENV_YAMNET = "AUDIOCLF_YAMNET"
 MFCC_RATES = (16000, 22050, 44100)  # offered in the app; any positive rate (or None) works
 
 
-class FeatureError(ValueError):
+class FeatureError(AudioclfError):
     """Bad feature configuration or input; the message is meant for a person."""
 
 
