@@ -149,8 +149,7 @@ def show_yamnet(choice: tuple[str | bytes, str]) -> None:
     source, name = choice
     spec = yamnet.resolve_spec()
     if spec.startswith(("http://", "https://")):
-        st.info("YAMNet is not set up on this machine (it would be downloaded from TF Hub). "
-                + yamnet.how_to_provide())
+        st.info(yamnet.NOT_SET_UP + yamnet.how_to_provide())
         if not st.button("Try downloading it from TF Hub", key="yamnet_hub"):
             return
     top = None

@@ -7,7 +7,7 @@ from audioclf import plotting
 from audioclf.datasets import METHODS, SplitConfig
 from audioclf.features import MFCCConfig, SpectralConfig
 from audioclf.models import ACTIVATIONS, KINDS, MAX_MEMBERS, POOLINGS, ModelConfig
-from audioclf.training import TrainConfig  # light: TensorFlow is imported by the training process
+from audioclf.runconfig import TrainConfig  # light: TensorFlow is imported by the training process
 from app_pages.common import ACTIVE_RUN_KEY, DATASET_KEY, current_dataset, fmt_seconds, guard
 
 POLL_SECONDS = 1.0
@@ -169,7 +169,8 @@ def cross_validate(cfg, k: int) -> None:
                 bar.progress((event["fold"] - 1) / event["folds"],
                              text=f"Training fold {event['fold']} / {event['folds']}")
             elif event["phase"] == "fold":
-                st.write(f"Fold {event['fold']}: macro F1 {event['macro_f1']:.3f}, "
+                held = f" (held out: {', '.join(event['groups'])})" if event.get("groups") else ""
+                st.write(f"Fold {event['fold']}{held}: macro F1 {event['macro_f1']:.3f}, "
                          f"accuracy {event['accuracy']:.3f}")
 
         result = run_cv(cfg, k, progress=progress)
@@ -180,8 +181,9 @@ def cross_validate(cfg, k: int) -> None:
 
 
 def start(ds, make_features, make_model, make_train, make_split, name: str) -> None:
-    """Validate everything, then start the background run (or cross-validate)."""
-    from audioclf.datasets import check_trainable
+    """Validate everything (the library's one pre-flight path), then start the background run
+    (or cross-validate)."""
+    from audioclf.prepare import prepare_run
     from audioclf.training import RunConfig, start_training
 
     with guard("Cannot start training"):
@@ -189,15 +191,11 @@ def start(ds, make_features, make_model, make_train, make_split, name: str) -> N
         split = split()
         cfg = RunConfig(dataset=ds.name, split=split, features=make_features(), model=make_model(),
                         train=make_train(seed), name=name.strip())
-        check_trainable(ds)
         if split_method == KFOLD:
+            prepare_run(cfg, folds=k, dataset=ds)
             cross_validate(cfg, k)
             return
-        check_trainable(ds, split)
-        if split.method != "stratified":
-            from audioclf.datasets import split_dataset
-
-            check_trainable(split_dataset(ds, split))
+        prepare_run(cfg, dataset=ds)
         st.session_state[ACTIVE_RUN_KEY] = start_training(cfg)
         st.rerun()
 
@@ -312,6 +310,8 @@ if cv:
     c = st.columns(2)
     c[0].metric("Macro F1", f"{cv['macro_f1_mean']:.3f} ± {cv['macro_f1_std']:.3f}")
     c[1].metric("Accuracy", f"{cv['accuracy_mean']:.3f} ± {cv['accuracy_std']:.3f}")
-    st.dataframe({"fold": list(range(1, cv["k"] + 1)), "macro F1": cv["macro_f1"],
-                  "accuracy": cv["accuracy"], "epochs": cv["epochs"] or [None] * cv["k"]},
-                 hide_index=True)
+    table = {"fold": list(range(1, cv["k"] + 1)), "macro F1": cv["macro_f1"],
+             "accuracy": cv["accuracy"], "epochs": cv["epochs"] or [None] * cv["k"]}
+    if cv.get("groups"):
+        table = {"fold": table.pop("fold"), "held out": [", ".join(g) for g in cv["groups"]], **table}
+    st.dataframe(table, hide_index=True)

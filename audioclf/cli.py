@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from .errors import AudioclfError
+
 EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 130
 FEATURE_KINDS = ("mfcc", "spectral", "yamnet")
 FORMATS = ("table", "csv", "json")
@@ -35,7 +37,7 @@ ENV_DEBUG = "AUDIOCLF_DEBUG"  # set to 1 to get tracebacks instead of one-line e
 _UNSET = object()  # --sr not given (None means "native": keep each file's rate)
 
 
-class CLIError(ValueError):
+class CLIError(AudioclfError):
     """A command line that cannot be carried out; message is for people."""
 
 
@@ -281,7 +283,7 @@ def model_config(args: argparse.Namespace):
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
-    from .training import TrainConfig
+    from .runconfig import TrainConfig
 
     d = _defaults(TrainConfig)
     g = p.add_argument_group("training (TrainConfig)")
@@ -307,7 +309,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
 
 
 def train_config(args: argparse.Namespace):
-    from .training import TrainConfig
+    from .runconfig import TrainConfig
 
     return TrainConfig(learning_rate=args.learning_rate, batch_size=args.batch_size, epochs=args.epochs,
                        patience=args.patience, min_epochs=args.min_epochs,
@@ -316,7 +318,7 @@ def train_config(args: argparse.Namespace):
 
 
 def run_config(args: argparse.Namespace):
-    from .training import RunConfig
+    from .runconfig import RunConfig
 
     return RunConfig(dataset=args.data, split=split_config(args), features=feature_config(args),
                      model=model_config(args), train=train_config(args), name=args.name or "")
@@ -324,9 +326,9 @@ def run_config(args: argparse.Namespace):
 
 def _load_dataset(source: str):
     # Same resolution as a training run: a path, or the name of a workspace data set.
-    from .training import _resolve_dataset
+    from .prepare import resolve_dataset
 
-    return _resolve_dataset(source)
+    return resolve_dataset(source)
 
 
 def _import_tensorflow_quietly() -> None:
@@ -447,15 +449,11 @@ def _metrics_rows(metrics: dict) -> list[dict]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from . import runs
+    from .prepare import prepare_run
     from .training import start_training, train
 
     cfg = run_config(args)
-    from .datasets import check_trainable, split_dataset
-
-    # Fail fast, before a background process or a long extraction starts.
-    ds = _load_dataset(args.data)
-    check_trainable(ds, cfg.split)
-    split_dataset(ds, cfg.split)
+    prepare_run(cfg)  # every check the run makes, before a background process or a long extraction
     if args.background:
         run_id = start_training(cfg)
         print(run_id)
@@ -470,9 +468,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         _err(f"run {run_id} {run.info.state}: {run.info.message}")
         return EXIT_INTERRUPTED if run.info.state == "cancelled" else EXIT_ERROR
     m = run.metrics
-    print(f"run {run_id}: {m.get('epochs_trained')} epochs (best {m.get('best_epoch')}), "
-          f"{m.get('train_seconds')} s training, {m.get('n_train')} training clips")
-    _write_rows(_metrics_rows(m), args.format)
+    summary = (f"run {run_id}: {m.get('epochs_trained')} epochs (best {m.get('best_epoch')}), "
+               f"{m.get('train_seconds')} s training, {m.get('n_train')} training clips")
+    if args.format == "table":
+        print(summary)
+        _write_rows(_metrics_rows(m), args.format)
+    else:  # machine-readable stdout: only the rows (each names its run); people read stderr
+        _err(summary)
+        _write_rows([{"run": run_id, **row} for row in _metrics_rows(m)], args.format)
     return EXIT_OK
 
 
@@ -508,6 +511,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         except runs.RunError:
             args.data = args.target
             cfg = run_config(args)
+        from .prepare import prepare_run
+
+        prepare_run(cfg, folds=args.cv)  # the same checks as a training run, before any extraction
         bar = Progress("extracting features", args.quiet)
         _import_tensorflow_quietly()
 
@@ -515,9 +521,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             if e.get("phase") == "extracting":
                 bar(int(e.get("done", 0)), int(e.get("total", 0)))
             elif e.get("phase") == "fold" and not args.quiet:
-                _err(f"fold {e['fold']}/{e['folds']}: macro F1 {e['macro_f1']:.3f}, accuracy {e['accuracy']:.3f}")
+                held = f" (held out: {', '.join(e['groups'])})" if e.get("groups") else ""
+                _err(f"fold {e['fold']}/{e['folds']}{held}: macro F1 {e['macro_f1']:.3f}, "
+                     f"accuracy {e['accuracy']:.3f}")
         res = cross_validate(cfg, k=args.cv, progress=on_event)
-        rows = [{"fold": i + 1, "macro_f1": f, "accuracy": a, "epochs": e}
+        rows = [{"fold": i + 1, **({"held out": ",".join(res.groups[i])} if res.groups else {}),
+                 "macro_f1": f, "accuracy": a, "epochs": e}
                 for i, (f, a, e) in enumerate(zip(res.macro_f1, res.accuracy, res.epochs or [None] * res.k))]
         if args.format == "json":
             _write_rows([res.to_dict()], "json")
@@ -559,7 +568,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _run_config_of(run_id: str):
     from . import runs
-    from .training import RunConfig
+    from .runconfig import RunConfig
 
     return RunConfig.from_dict(runs.load_run(run_id).config)
 
@@ -704,7 +713,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
             runs.delete_run(run_id)
             _err(f"deleted run {run_id}")
     elif action == "cancel":
-        from .training import cancel_run
+        from .background import cancel_run
 
         for run_id in ids:
             print(f"{run_id}: {cancel_run(run_id)}")
@@ -864,15 +873,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _known_errors() -> tuple[type[BaseException], ...]:
-    # Every domain error of the library is a ValueError with a message for people.
-    errors: list[type[BaseException]] = [ValueError, OSError]
-    from .features.yamnet import YAMNetUnavailable
-
-    errors.append(YAMNetUnavailable)
-    return tuple(errors)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 error, 2 usage, 130 interrupted)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before anything may import TensorFlow
@@ -890,7 +890,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `audioclf runs | head`
         sys.stderr.close()
         return EXIT_OK
-    except _known_errors() as e:
+    except (AudioclfError, OSError) as e:  # every library error has a message for people
         if os.environ.get(ENV_DEBUG):
             raise
         _err(f"audioclf {args.command}: error: {_one_line(e)}")

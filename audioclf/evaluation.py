@@ -11,10 +11,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .errors import AudioclfError
+
 MISCLASSIFIED_LIMIT = 500  # keep metrics.json small on big data sets
 
 
-class EvaluationError(ValueError):
+class EvaluationError(AudioclfError):
     """Inputs that cannot be evaluated; message is for people."""
 
 
@@ -97,12 +99,17 @@ def _as_indices(y_true: Sequence, labels: list[str]) -> np.ndarray:
 
 @dataclass(frozen=True)
 class CVResult:
-    """k-fold cross-validation: per-fold scores and their mean and spread."""
+    """k-fold cross-validation: per-fold scores and their mean and spread.
+
+    `groups[i]` names the groups fold i+1 held out (by-group folds), else is empty.
+    """
 
     k: int
     macro_f1: tuple[float, ...]
     accuracy: tuple[float, ...]
     epochs: tuple[int, ...] = field(default=())
+    groups: tuple[tuple[str, ...], ...] = field(default=())
+    n_train: tuple[int, ...] = field(default=())  # clips each fold trained on, warped copies included
 
     @property
     def macro_f1_mean(self) -> float:
@@ -122,78 +129,63 @@ class CVResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"k": self.k, "macro_f1": list(self.macro_f1), "accuracy": list(self.accuracy),
-                "epochs": list(self.epochs), "macro_f1_mean": self.macro_f1_mean,
-                "macro_f1_std": self.macro_f1_std, "accuracy_mean": self.accuracy_mean,
-                "accuracy_std": self.accuracy_std}
+                "epochs": list(self.epochs), "groups": [list(g) for g in self.groups],
+                "n_train": list(self.n_train),
+                "macro_f1_mean": self.macro_f1_mean, "macro_f1_std": self.macro_f1_std,
+                "accuracy_mean": self.accuracy_mean, "accuracy_std": self.accuracy_std}
 
 
-def cross_validate(cfg, k: int = 5, progress: Callable[[dict], None] | None = None) -> CVResult:
+def cross_validate(cfg, k: int = 5, progress: Callable[[dict], None] | None = None,
+                   should_stop: Callable[[], bool] | None = None) -> CVResult:
     """Train and score one model per fold of `cfg`'s data set (nothing is saved).
 
-    Folds come from `datasets.kfold_splits` (by group when the split config
-    groups clips, e.g. by speaker). Within each fold's training part a share
-    `cfg.split.val` is held out for early stopping; the fold's held-out part is
-    scored.
+    Each fold trains exactly as `training.train` does: the same pre-flight checks
+    (`prepare.prepare_run`), its training clips split into train and validation
+    by `cfg.split` (by group for a group split), warped copies of the training
+    clips as `cfg.train.warp_augment` asks, the same `fitting.fit`. Folds come
+    from `prepare.cv_folds`: by group (honouring `cfg.split.group_pattern`) when
+    the split method is "group", numbered in the groups' natural order.
+
+    `progress(event)` gets {"phase": "extracting", "done", "total"}, then per fold
+    {"phase": "training", "fold", "folds", "groups"} and {"phase": "fold", "fold",
+    "folds", "groups", "macro_f1", "accuracy"}.
     """
-    from . import training
-    from .datasets import kfold_splits
+    from .fitting import fit
+    from .models import predict_proba
+    from .prepare import Cancelled, SplitData, fold_split, gather_features, prepare_run, warp_factors
 
     if not 2 <= int(k) <= 20:
         raise EvaluationError(f"k must be between 2 and 20, got {k}.")
     emit = progress or (lambda event: None)
-    ds = training._resolve_dataset(cfg.dataset)
-    labels = list(ds.labels)
-    by_group = getattr(cfg.split, "method", "") == "group"
-    folds = list(kfold_splits(ds, int(k), seed=cfg.split.seed, by_group=by_group))
-    # Extract every clip once (cached on disk), then index per fold.
-    items = list(ds.items)
-    problems: list[str] = []
-    emit({"phase": "extracting", "done": 0, "total": len(items)})
-    data, = training._extract(items, cfg.features, labels,
-                              lambda d, t: emit({"phase": "extracting", "done": d, "total": t}), problems)
-    by_path = {p: (x, y) for p, x, y in zip(data.paths, data.x, data.y)}
-    f1s, accs, eps = [], [], []
-    for i, fold in enumerate(folds):
-        train_items, test_items = _fold_parts(fold)
-        tr = _subset(by_path, train_items)
-        te = _subset(by_path, test_items)
-        training._check_split(type("S", (), {"train": train_items})(), labels)
-        tr, va = _hold_out(tr, float(getattr(cfg.split, "val", 0.15)), cfg.train.seed + i)
-        emit({"phase": "training", "fold": i + 1, "folds": len(folds)})
-        model, info = training.fit(cfg.model, cfg.train, tr, va, len(labels))
-        m = evaluate(te.y, training.predict_proba(model, te.x), labels, paths=te.paths)
+    prepared = prepare_run(cfg, folds=int(k))
+    labels = prepared.labels
+    # Every clip (and its warped copies) once, cached on disk; each fold picks its own.
+    items = [it for it in prepared.dataset.items]
+    gathered = gather_features({"all": items}, cfg.features, labels, warps=warp_factors(cfg), warp_part="all",
+                               progress=lambda d, t: emit({"phase": "extracting", "done": d, "total": t}),
+                               should_stop=should_stop)
+    plain, warped = gathered.data["all"], gathered.warped
+    f1s, accs, eps, groups, sizes = [], [], [], [], []
+    n = len(prepared.folds)
+    for fold in prepared.folds:
+        split = fold_split(fold, cfg.split, labels, seed_offset=fold.number - 1)
+        train_paths = [str(it.path) for it in split.train]
+        train = SplitData.concat([plain.select(train_paths), *(w.select(train_paths) for w in warped)])
+        val = plain.select([str(it.path) for it in split.val]) if split.val else None
+        test = plain.select([str(it.path) for it in split.test])
+        if not train.x or not test.x:
+            raise EvaluationError(f"Fold {fold.number}: no readable clips to train on or to score.")
+        emit({"phase": "training", "fold": fold.number, "folds": n, "groups": list(fold.groups)})
+        model, info = fit(cfg.model, cfg.train, train, val, len(labels), should_stop=should_stop)
+        if info["cancelled"]:
+            raise Cancelled()
+        m = evaluate(test.y, predict_proba(model, test.x), labels, paths=test.paths)
         f1s.append(m.macro_f1)
         accs.append(m.accuracy)
         eps.append(info["epochs_trained"])
-        emit({"phase": "fold", "fold": i + 1, "folds": len(folds), "macro_f1": m.macro_f1,
-              "accuracy": m.accuracy})
-    return CVResult(k=len(folds), macro_f1=tuple(f1s), accuracy=tuple(accs), epochs=tuple(eps))
-
-
-def _fold_parts(fold):
-    if hasattr(fold, "train"):
-        return list(fold.train), list(getattr(fold, "test", None) or getattr(fold, "val"))
-    return list(fold[0]), list(fold[1])
-
-
-def _subset(by_path, items):
-    from .training import _Data
-
-    keep = [(str(it.path), *by_path[str(it.path)]) for it in items if str(it.path) in by_path]
-    return _Data([x for _, x, _ in keep], np.array([y for *_, y in keep], np.int64),
-                 [p for p, _, _ in keep])
-
-
-def _hold_out(d, share: float, seed: int):
-    """Split a stratified validation part off `d` for early stopping."""
-    from sklearn.model_selection import train_test_split
-
-    from .training import _Data
-
-    n_val = int(round(len(d.y) * share))
-    n_classes = len(set(d.y.tolist()))
-    if share <= 0 or n_val < n_classes or len(d.y) - n_val < n_classes:
-        return d, None
-    tr, va = train_test_split(np.arange(len(d.y)), test_size=n_val, random_state=seed, stratify=d.y)
-    pick = lambda idx: _Data([d.x[i] for i in idx], d.y[idx], [d.paths[i] for i in idx])  # noqa: E731
-    return pick(tr), pick(va)
+        groups.append(tuple(fold.groups))
+        sizes.append(len(train))
+        emit({"phase": "fold", "fold": fold.number, "folds": n, "groups": list(fold.groups),
+              "macro_f1": m.macro_f1, "accuracy": m.accuracy})
+    return CVResult(k=n, macro_f1=tuple(f1s), accuracy=tuple(accs), epochs=tuple(eps),
+                    groups=tuple(groups) if any(groups) else (), n_train=tuple(sizes))

@@ -17,6 +17,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .errors import AudioclfError
+from .sequences import (CLIP_EPS, MIN_CLIP_FRAMES, PAD_MULTIPLE, PAD_VALUE,  # noqa: F401  (part of this API)
+                        clip_centered, padded_length)
+
 KINDS = ("bilstm", "lstm", "gru", "simplernn", "baseline")
 RECURRENT_KINDS = ("bilstm", "lstm", "gru", "simplernn")
 ACTIVATIONS = ("relu", "tanh", "elu", "gelu")
@@ -27,18 +31,11 @@ MAX_RNN_LAYERS = 3
 MAX_DENSE_LAYERS = 3
 MAX_UNITS = 1024
 MAX_MEMBERS = 8
-# Real features never have a frame whose every value is exactly -1e6 (MFCC c0 of
-# digital silence is around -1100), so this cannot collide with a real frame.
-PAD_VALUE = -1.0e6
-CLIP_EPS = 1e-3  # keeps constant dimensions of a clip from blowing up under clip_scale
-# Per-clip normalisation needs a few frames to estimate a clip's own mean: on a clip of
-# one frame (most YAMNet clips: one embedding per 0.96 s) it would leave only zeros.
-MIN_CLIP_FRAMES = 4
 MODEL_PREFIX = "audioclf"  # model.name marks a model as ours (see runs.load_model)
 TF_THREADS = int(os.environ.get("AUDIOCLF_TF_THREADS", "2"))
 
 
-class ModelError(ValueError):
+class ModelError(AudioclfError):
     """A model config or a model file that cannot be used; message is for people."""
 
 
@@ -149,17 +146,19 @@ def pad_sequences(seqs: Sequence[np.ndarray], length: int | None = None) -> np.n
     return out
 
 
-def clip_centered(seqs: Sequence[np.ndarray], scale: bool = False) -> list[np.ndarray]:
-    """Each sequence minus its own mean frame (the model's clip_norm layer), and / its std if `scale`."""
-    out = []
-    for s in seqs:
-        s = np.asarray(s, np.float64)
-        if len(s) < MIN_CLIP_FRAMES:
-            out.append(s)  # too short to estimate its own mean: left as is, like the layer does
-            continue
-        c = s - s.mean(0)
-        out.append(c / np.sqrt(np.square(c).mean(0) + CLIP_EPS) if scale else c)
-    return out
+def predict_proba(model, seqs: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
+    """Class probabilities of a model from `build_model` for raw feature sequences, in input order."""
+    probs = np.zeros((len(seqs), model.output_shape[-1]), np.float32)
+    if not seqs:
+        return probs
+    order = np.argsort([len(s) for s in seqs], kind="stable")
+    for i in range(0, len(order), batch_size):
+        idx = order[i:i + batch_size]
+        # Round lengths up like training does: predict_on_batch's compiled function is
+        # reused across batches (eager calls of a recurrent layer are 10-100x slower).
+        xb = pad_sequences([seqs[j] for j in idx], padded_length([len(seqs[j]) for j in idx]))
+        probs[idx] = np.asarray(model.predict_on_batch(xb))
+    return probs
 
 
 def frame_stats(seqs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -200,136 +199,15 @@ def _configure_threads(threads: int) -> None:
     tf.get_logger().setLevel("ERROR")
 
 
-@lru_cache(maxsize=1)
 def custom_objects() -> dict[str, Any]:
-    """Register and return our custom layers (needed before keras.saving.load_model)."""
+    """Our custom layers by registered name (for keras.saving.load_model's custom_objects).
+
+    Imports `audioclf.layers`, which registers them with Keras (and imports TensorFlow).
+    """
     configure_tensorflow()
-    import keras
-    from keras import ops
+    from . import layers
 
-    def frame_weights(inputs, mask):
-        """(b, t, 1) weights: 1 for real frames, 0 for padding (all 1 without a mask)."""
-        if mask is None:
-            return ops.ones_like(inputs[..., :1])
-        return ops.expand_dims(ops.cast(mask, inputs.dtype), -1)
-
-    @keras.saving.register_keras_serializable(package="audioclf")
-    class MaskedMeanStd(keras.layers.Layer):
-        """Clip-level mean and std over unmasked frames: (b, t, d) -> (b, 2d)."""
-
-        def __init__(self, **kwargs):
-            super().__init__(**kwargs)
-            self.supports_masking = True
-
-        def call(self, inputs, mask=None):
-            w = frame_weights(inputs, mask)
-            n = ops.maximum(ops.sum(w, axis=1), 1.0)
-            mean = ops.sum(inputs * w, axis=1) / n
-            var = ops.sum(ops.square(inputs - ops.expand_dims(mean, 1)) * w, axis=1) / n
-            return ops.concatenate([mean, ops.sqrt(ops.maximum(var, 0.0))], axis=-1)
-
-        def compute_mask(self, inputs, mask=None):
-            return None
-
-        def compute_output_shape(self, input_shape):
-            return (input_shape[0], 2 * input_shape[-1])
-
-    @keras.saving.register_keras_serializable(package="audioclf")
-    class ClipCenter(keras.layers.Layer):
-        """Subtract each clip's mean over unmasked frames (and divide by its std if
-        `scale`); padded frames stay masked."""
-
-        def __init__(self, scale: bool = False, **kwargs):
-            super().__init__(**kwargs)
-            self.scale = bool(scale)
-            self.supports_masking = True
-
-        def call(self, inputs, mask=None):
-            w = frame_weights(inputs, mask)
-            n = ops.maximum(ops.sum(w, axis=1, keepdims=True), 1.0)
-            centered = (inputs - ops.sum(inputs * w, axis=1, keepdims=True) / n) * w
-            if self.scale:
-                centered = centered / ops.sqrt(ops.sum(ops.square(centered), axis=1, keepdims=True) / n + CLIP_EPS)
-            # Clips shorter than MIN_CLIP_FRAMES pass through (see clip_centered).
-            return ops.where(n >= MIN_CLIP_FRAMES, centered, inputs * w)
-
-        def compute_mask(self, inputs, mask=None):
-            return mask
-
-        def get_config(self):
-            return {**super().get_config(), "scale": self.scale}
-
-    @keras.saving.register_keras_serializable(package="audioclf")
-    class MaskedPool(keras.layers.Layer):
-        """Mean (and max) over unmasked frames: (b, t, d) -> (b, d) or (b, 2d)."""
-
-        def __init__(self, with_max: bool = False, **kwargs):
-            super().__init__(**kwargs)
-            self.with_max = bool(with_max)
-            self.supports_masking = True
-
-        def call(self, inputs, mask=None):
-            w = frame_weights(inputs, mask)
-            mean = ops.sum(inputs * w, axis=1) / ops.maximum(ops.sum(w, axis=1), 1.0)
-            if not self.with_max:
-                return mean
-            peak = ops.max(inputs * w - (1.0 - w) * 1e9, axis=1)
-            return ops.concatenate([mean, peak], axis=-1)
-
-        def compute_mask(self, inputs, mask=None):
-            return None
-
-        def compute_output_shape(self, input_shape):
-            return (input_shape[0], (2 if self.with_max else 1) * input_shape[-1])
-
-        def get_config(self):
-            return {**super().get_config(), "with_max": self.with_max}
-
-    @keras.saving.register_keras_serializable(package="audioclf")
-    class SpecMask(keras.layers.Layer):
-        """SpecAugment-style masking in training: per clip, one random run of up to
-        `time` frames and one of up to `dims` feature dimensions is set to 0 (the mean
-        after standardisation). Identity at inference."""
-
-        def __init__(self, time: int = 0, dims: int = 0, seed: int = 1337, **kwargs):
-            super().__init__(**kwargs)
-            self.time, self.dims, self.seed_value = int(time), int(dims), int(seed)
-            self.supports_masking = True
-            self.seed = keras.random.SeedGenerator(self.seed_value)
-
-        def _band(self, batch, length, width, valid=None):
-            # A run [start, start + w) with w uniform in [0, width], start uniform over the axis.
-            # With `valid` (frames per clip), clips shorter than MIN_CLIP_FRAMES (one
-            # YAMNet frame) get no time mask, which would blank them out entirely.
-            lf = ops.cast(length, "float32")
-            if valid is not None:
-                width = ops.where(valid < MIN_CLIP_FRAMES, 0.0, float(width))
-            w = ops.floor(keras.random.uniform((batch, 1), 0.0, 1.0, seed=self.seed) * (width + 1.0))
-            start = ops.floor(keras.random.uniform((batch, 1), 0.0, 1.0, seed=self.seed) * ops.maximum(lf - w, 1.0))
-            pos = ops.cast(ops.arange(length), "float32")[None, :]
-            return ops.cast((pos >= start) & (pos < start + w), "float32")
-
-        def call(self, inputs, training=None, mask=None):
-            if not training:
-                return inputs
-            shape = ops.shape(inputs)
-            keep = ops.ones_like(inputs)
-            if self.time:
-                valid = (ops.sum(ops.cast(mask, "float32"), axis=1, keepdims=True) if mask is not None
-                         else ops.cast(ops.full((shape[0], 1), shape[1]), "float32"))
-                keep = keep * (1.0 - self._band(shape[0], shape[1], self.time, valid))[:, :, None]
-            if self.dims:
-                keep = keep * (1.0 - self._band(shape[0], shape[2], self.dims))[:, None, :]
-            return inputs * keep
-
-        def compute_mask(self, inputs, mask=None):
-            return mask
-
-        def get_config(self):
-            return {**super().get_config(), "time": self.time, "dims": self.dims, "seed": self.seed_value}
-
-    return {"audioclf>MaskedMeanStd": MaskedMeanStd, "audioclf>ClipCenter": ClipCenter,
-            "audioclf>MaskedPool": MaskedPool, "audioclf>SpecMask": SpecMask}
+    return dict(layers.CUSTOM_OBJECTS)
 
 
 def build_model(cfg: ModelConfig, n_features: int, n_classes: int, *,
@@ -344,16 +222,18 @@ def build_model(cfg: ModelConfig, n_features: int, n_classes: int, *,
     validate_model_config(cfg)
     if n_classes < 2:
         raise ModelError("A classifier needs at least two classes.")
-    layers_ = custom_objects()
+    configure_tensorflow()
     import keras
     from keras import layers
+
+    from . import layers as custom
 
     inputs = keras.Input(shape=(None, n_features), name="features")
     x = layers.Masking(mask_value=PAD_VALUE, name="mask")(inputs)
     if cfg.kind == "baseline":
-        x = layers_["audioclf>MaskedMeanStd"](name="mean_std")(x)
+        x = custom.MaskedMeanStd(name="mean_std")(x)
     elif cfg.clip_norm:
-        x = layers_["audioclf>ClipCenter"](scale=cfg.clip_scale, name="clip_center")(x)
+        x = custom.ClipCenter(scale=cfg.clip_scale, name="clip_center")(x)
     x = layers.Normalization(mean=mean, variance=variance, name="standardize")(x)
     if cfg.members == 1:
         outputs = _member(cfg, x, n_classes, "")
@@ -365,14 +245,15 @@ def build_model(cfg: ModelConfig, n_features: int, n_classes: int, *,
 
 def _member(cfg: ModelConfig, x, n_classes: int, prefix: str, seed: int = 0):
     """One network from standardised inputs to probabilities; layer names start with `prefix`."""
-    layers_ = custom_objects()
     import keras
     from keras import layers
+
+    from . import layers as custom
 
     reg = keras.regularizers.L2(cfg.l2) if cfg.l2 > 0 else None
     if cfg.kind != "baseline":
         if cfg.time_mask or cfg.feature_mask:
-            x = layers_["audioclf>SpecMask"](cfg.time_mask, cfg.feature_mask, seed=1337 + seed,
+            x = custom.SpecMask(cfg.time_mask, cfg.feature_mask, seed=1337 + seed,
                                              name=f"{prefix}spec_mask")(x)
         if cfg.input_noise:
             x = layers.GaussianNoise(cfg.input_noise, seed=seed or None, name=f"{prefix}input_noise")(x)
@@ -383,7 +264,7 @@ def _member(cfg: ModelConfig, x, n_classes: int, prefix: str, seed: int = 0):
             if cfg.dropout:
                 x = layers.Dropout(cfg.dropout, name=f"{prefix}rnn{i + 1}_dropout")(x)
         if pooled:
-            x = layers_["audioclf>MaskedPool"](with_max=cfg.pooling == "meanmax", name=f"{prefix}pool")(x)
+            x = custom.MaskedPool(with_max=cfg.pooling == "meanmax", name=f"{prefix}pool")(x)
     for i, units in enumerate(cfg.dense_units):
         x = layers.Dense(units, activation=cfg.activation, kernel_regularizer=reg,
                          name=f"{prefix}dense{i + 1}")(x)

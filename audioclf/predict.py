@@ -21,12 +21,13 @@ import numpy as np
 
 from . import runs
 from .confidence import UNKNOWN, run_threshold
+from .errors import AudioclfError
 
 WINDOW_SECONDS = 2.0  # long clips also get probabilities per window of this length
 WINDOW_HOP = 0.5  # as a share of the window
 
 
-class PredictError(ValueError):
+class PredictError(AudioclfError):
     """A prediction that cannot be made; message is for people."""
 
 
@@ -180,7 +181,7 @@ class Predictor:
     # -- core
 
     def _probs(self, seqs: Sequence[np.ndarray]) -> np.ndarray:
-        from .training import predict_proba
+        from .models import predict_proba
 
         return predict_proba(self.model, list(seqs))
 

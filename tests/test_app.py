@@ -304,3 +304,39 @@ def test_a_validation_share_of_zero_trains_on_every_non_test_clip(app_home, trai
     at.switch_page("app_pages/predict.py").run()
     label = next(o for o in at.selectbox(key="pr_run").options if o.startswith(run_id))
     assert "nan" not in label and "no validation, test macro F1" in label
+
+
+def test_train_refuses_yamnet_features_without_a_yamnet_model(app_home, monkeypatch, tmp_path):
+    """Defect 7: refused before a background run starts, with the help Explore gives."""
+    from audioclf.runs import list_runs
+
+    monkeypatch.setenv("AUDIOCLF_YAMNET", str(tmp_path / "missing" / "yamnet.tflite"))
+    before = len(list_runs())
+    at = new_app("train")
+    at.selectbox(key="tr_feat").set_value("YAMNet embeddings (pretrained)").run()
+    at.button(key="FormSubmitter:train_form-Start training").click().run()
+    assert not at.exception, at.exception
+    assert "To use YAMNet features" in texts(at.error)
+    assert "active_run" not in at.session_state and len(list_runs()) == before
+
+
+def test_kfold_keeping_groups_together_names_the_group_of_each_fold(app_home, fsdd_small):
+    """Issue 10 item 4: the page's k-fold with groups kept together honours the regex."""
+    dest = app_home / "datasets" / "digits"
+    if not dest.exists():
+        shutil.copytree(fsdd_small, dest, symlinks=True)
+    at = new_app()
+    at.sidebar.selectbox(key="dataset").set_value("digits").run()
+    at.switch_page("app_pages/train.py").run()
+    at.selectbox(key="tr_split").set_value("kfold").run()
+    at.slider(key="tr_k").set_value(3)
+    at.checkbox(key="tr_kgroup").check().run()
+    at.slider(key="tr_val").set_value(0.0)
+    at.number_input(key="tr_epochs").set_value(1)
+    at.selectbox(key="tr_units").set_value(16)
+    at.checkbox(key="tr_warp").uncheck()
+    at.button(key="FormSubmitter:train_form-Start training").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, texts(at.error)
+    cv = at.session_state["cv_result"]
+    assert cv["k"] == 3 and cv["groups"] == [["george"], ["jackson"], ["lucas"]]

@@ -130,12 +130,13 @@ def test_a_saved_config_without_trim_db_keeps_meaning_no_trim():
 
 
 def test_early_stopping_waits_for_min_epochs():
-    from audioclf.training import _Data, fit
+    from audioclf.fitting import fit
+    from audioclf.prepare import SplitData
 
     rng = np.random.default_rng(0)
     x = [rng.normal(size=(12, 4)).astype(np.float32) for _ in range(24)]
     y = np.arange(24) % 2  # labels unrelated to the inputs: validation loss soon stops improving
-    data = _Data(x, y, [])
+    data = SplitData(x, y, [])
     tiny = ModelConfig(kind="gru", rnn_units=(4,), dense_units=(), time_mask=0, feature_mask=0)
     cfg = TrainConfig(learning_rate=0.3, batch_size=8, epochs=8, patience=1, min_epochs=5, reduce_lr=None)
     _, info = fit(tiny, cfg, data, data, 2)

@@ -71,7 +71,8 @@ def test_bad_inputs_raise_evaluation_error():
 def test_cross_validation_on_fsdd_small(fsdd_small):
     cfg = RunConfig(dataset=str(fsdd_small), split=SplitConfig(val=0.2, test=0.0, seed=1),
                     features=MFCCConfig(), model=ModelConfig(kind="baseline", dense_units=(16,)),
-                    train=TrainConfig(epochs=15, patience=None, batch_size=8, learning_rate=5e-3))
+                    train=TrainConfig(epochs=15, patience=None, batch_size=8, learning_rate=5e-3,
+                                      warp_augment=()))
     events = []
     res = cross_validate(cfg, k=3, progress=events.append)
     assert res.k == 3 and len(res.macro_f1) == 3 and len(res.accuracy) == 3

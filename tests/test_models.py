@@ -24,7 +24,7 @@ def _random_seqs(n=6, dims=5, seed=0):
 def test_each_kind_trains_saves_and_reloads_with_same_probabilities(kind, fsdd_small):
     cfg = RunConfig(dataset=str(fsdd_small), split=SplitConfig(val=0.25, test=0.25),
                     features=MFCCConfig(), model=ModelConfig(kind=kind, rnn_units=(8,), dense_units=(8,)),
-                    train=TrainConfig(epochs=2, patience=None, batch_size=8))
+                    train=TrainConfig(epochs=2, patience=None, batch_size=8, warp_augment=()))
     run_id = train(cfg)
     assert runs.read_status(run_id)["state"] == "done"
     with open(runs.run_dir(run_id) / runs.PREDICTIONS) as f:
@@ -139,7 +139,7 @@ def test_ensemble_members_learn_apart_and_the_model_averages_them(fsdd_small):
 
     cfg = RunConfig(dataset=str(fsdd_small), split=SplitConfig(val=0.25, test=0.25),
                     features=MFCCConfig(), model=ModelConfig(rnn_units=(8,), dense_units=(8,), members=3),
-                    train=TrainConfig(epochs=3, patience=None, batch_size=8))
+                    train=TrainConfig(epochs=3, patience=None, batch_size=8, warp_augment=()))
     run_id = train(cfg)
     assert runs.read_status(run_id)["state"] == "done"
     predictor = Predictor.load(run_id)

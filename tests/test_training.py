@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ TINY = ModelConfig(kind="gru", rnn_units=(8,), dense_units=())
 
 def _cfg(dataset, **kw) -> RunConfig:
     base = dict(dataset=str(dataset), split=SplitConfig(val=0.25, test=0.25), features=MFCCConfig(),
-                model=TINY, train=TrainConfig(epochs=2, patience=None, batch_size=8))
+                model=TINY, train=TrainConfig(epochs=2, patience=None, batch_size=8, warp_augment=()))
     base.update(kw)
     return RunConfig(**base)
 
@@ -66,7 +67,7 @@ def test_progress_callback_gets_extraction_and_epochs(fsdd_small):
 
 def test_should_stop_cancels_in_process(fsdd_small):
     epochs = []
-    run_id = train(_cfg(fsdd_small, train=TrainConfig(epochs=50, patience=None, batch_size=4)),
+    run_id = train(_cfg(fsdd_small, train=TrainConfig(epochs=50, patience=None, batch_size=4, warp_augment=())),
                    progress=lambda e: e["phase"] == "training" and epochs.append(e["epoch"]),
                    should_stop=lambda: len(epochs) >= 1)
     st = run_status(run_id)
@@ -110,7 +111,7 @@ def _wait_for(run_id, pred, timeout=90.0):
 
 
 def test_background_run_can_be_cancelled_within_seconds(fsdd_small):
-    cfg = _cfg(fsdd_small, train=TrainConfig(epochs=500, patience=None, batch_size=4))
+    cfg = _cfg(fsdd_small, train=TrainConfig(epochs=500, patience=None, batch_size=4, warp_augment=()))
     run_id = start_training(cfg)
     _wait_for(run_id, lambda s: s.state == "training")
     t0 = time.perf_counter()
@@ -124,7 +125,7 @@ def test_background_run_can_be_cancelled_within_seconds(fsdd_small):
 
 
 def test_killed_run_reads_as_failed_not_complete(fsdd_small):
-    cfg = _cfg(fsdd_small, train=TrainConfig(epochs=500, patience=None, batch_size=4))
+    cfg = _cfg(fsdd_small, train=TrainConfig(epochs=500, patience=None, batch_size=4, warp_augment=()))
     run_id = start_training(cfg)
     st = _wait_for(run_id, lambda s: s.state == "training")
     pid = runs.read_json(runs.run_dir(run_id) / runs.STATUS)["pid"]
@@ -148,3 +149,37 @@ def test_default_config_learns_the_demo_data_set(tmp_path):
     assert m["test"]["macro_f1"] >= 0.9, m["test"]
     assert m["val"]["macro_f1"] >= 0.9, m["val"]
     assert seconds < 90, f"default training on the demo set took {seconds:.0f} s"
+
+
+def _zombie_children() -> list[int]:
+    """Pids of this process's children that have exited but were never waited for."""
+    me, out = os.getpid(), []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] == "Z" and int(fields[1]) == me:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def test_finished_and_cancelled_background_runs_leave_no_zombie(fsdd_small):
+    """Defect 13: every background run is reaped, however it ends, without anyone asking."""
+    done_id = start_training(_cfg(fsdd_small, train=TrainConfig(epochs=1, patience=None, batch_size=8,
+                                                                warp_augment=())))
+    cancel_id = start_training(_cfg(fsdd_small, train=TrainConfig(epochs=500, patience=None, batch_size=4,
+                                                                  warp_augment=())))
+    pids = {run_id: runs.read_json(runs.run_dir(run_id) / runs.STATUS)["pid"] for run_id in (done_id, cancel_id)}
+    _wait_for(cancel_id, lambda s: s.state == "training", timeout=180)
+    assert cancel_run(cancel_id) == "cancelled"
+    end = time.time() + 180
+    while runs.read_status(done_id).get("state") not in runs.FINAL_STATES:  # status file only: no reaping
+        assert time.time() < end, "the short run did not finish"
+        time.sleep(0.5)
+    assert runs.read_status(done_id)["state"] == "done"
+    end = time.time() + 15  # the process exits just after its last status write
+    while any(Path(f"/proc/{pid}").exists() for pid in pids.values()) and time.time() < end:
+        time.sleep(0.2)
+    assert not _zombie_children()
+    assert not any(Path(f"/proc/{pid}").exists() for pid in pids.values())

@@ -20,6 +20,7 @@ preservation, fewer calls.
 from __future__ import annotations
 
 import csv
+import hashlib
 import multiprocessing
 import os
 import threading
@@ -30,6 +31,7 @@ from typing import Protocol, Sequence
 import numpy as np
 from audioclf import workspace
 from audioclf.audio import AudioError, Clip, resample
+from audioclf.errors import AudioclfError
 from audioclf.features import Features, YAMNetConfig
 
 SAMPLE_RATE = 16000
@@ -48,8 +50,13 @@ EMBEDDING_TENSOR = "yamnet_frames/global_average_pooling2d/Mean"
 NAMES = tuple(f"yamnet_{i}" for i in range(EMBEDDING_DIM))
 
 
-class YAMNetUnavailable(RuntimeError):
-    """No YAMNet model could be loaded; the message says how to provide one."""
+class YAMNetUnavailable(AudioclfError, RuntimeError):
+    """No YAMNet model could be loaded; the message says how to provide one.
+
+    Also a RuntimeError, as it was before the library had one error base."""
+
+
+NOT_SET_UP = "YAMNet is not set up on this machine (it would be downloaded from TF Hub). "
 
 
 def how_to_provide() -> str:
@@ -60,6 +67,42 @@ def how_to_provide() -> str:
         f"YAMNet SavedModel folder; put {TFLITE_NAME} (with {CLASS_MAP_NAME}) at {local}; "
         f"or connect to the internet so TF Hub can download {DEFAULT_HANDLE}."
     )
+
+
+def availability(model: str = "") -> str | None:
+    """None if YAMNet `model` (see :func:`resolve_spec`) can be loaded without a download, else why not.
+
+    Cheap (no model is loaded), so a form or a command can refuse YAMNet features
+    before minutes of work start. A TF Hub handle counts as available once TF Hub
+    has it cached (e.g. after Explore's "Try downloading it from TF Hub").
+    """
+    spec = resolve_spec(model)
+    if _is_url(spec):
+        return None if _hub_cached(spec) else NOT_SET_UP + how_to_provide()
+    path = Path(spec)
+    if not path.exists():
+        return f"No YAMNet model at {path}. {how_to_provide()}"
+    if not path.is_dir() and path.suffix != ".tflite":
+        return f"{path} is neither a .tflite file nor a SavedModel folder. {how_to_provide()}"
+    return None
+
+
+def require_available(model: str = "") -> None:
+    """Raise :class:`YAMNetUnavailable` with :func:`availability`'s message if YAMNet is not available."""
+    reason = availability(model)
+    if reason:
+        raise YAMNetUnavailable(reason)
+
+
+def hub_cache_dir() -> Path:
+    """Where TF Hub keeps downloads for audioclf: $TFHUB_CACHE_DIR, else the workspace's models/tfhub."""
+    return Path(os.environ.get("TFHUB_CACHE_DIR") or workspace.models_dir() / "tfhub")
+
+
+def _hub_cached(handle: str) -> bool:
+    # tensorflow_hub caches a handle under sha1(handle) (compressed_module_resolver._module_dir).
+    folder = hub_cache_dir() / hashlib.sha1(handle.encode("utf8")).hexdigest()
+    return (folder / "saved_model.pb").is_file()
 
 
 class YAMNetModel(Protocol):
@@ -236,7 +279,7 @@ class SavedModelYAMNet:
     def __init__(self, spec: str):
         self.spec = spec
         # TF Hub caches downloads under TFHUB_CACHE_DIR; keep them in the workspace.
-        os.environ.setdefault("TFHUB_CACHE_DIR", str(workspace.models_dir() / "tfhub"))
+        os.environ.setdefault("TFHUB_CACHE_DIR", str(hub_cache_dir()))
         try:
             import tensorflow_hub as hub
 

@@ -1,0 +1,115 @@
+"""Fitting a model on in-memory feature sequences: class weights, callbacks, early stopping.
+
+    model, info = fit(ModelConfig(), TrainConfig(), train_data, val_data, n_classes)
+
+`train_data`/`val_data` are `prepare.SplitData` (sequences, integer labels).
+Used by `training.train` and `evaluation.cross_validate` alike. TensorFlow is
+imported inside `fit`.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+
+from . import batching
+from .models import ModelConfig, input_stats
+from .prepare import SplitData
+from .runconfig import TrainConfig
+
+MONITOR = "val_loss"  # smoother than val_accuracy on small validation sets
+LR_FACTOR = 0.5  # reduce_lr: multiply the rate by this on a plateau
+MIN_LR_RATIO = 1 / 32  # ... but never below this share of the initial rate
+VAL_BATCH = 64
+
+Progress = Callable[[dict], None]
+
+
+def class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Per-class weights n / (k * count): rare classes count as much as common ones."""
+    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+    return np.where(counts > 0, len(y) / (n_classes * np.maximum(counts, 1)), 0.0)
+
+
+def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: SplitData, val: SplitData | None,
+        n_classes: int, *, on_epoch: Progress | None = None,
+        should_stop: Callable[[], bool] | None = None):
+    """Build and train a model on in-memory sequences; returns (model, info dict).
+
+    Standardisation statistics come from `train` only. With validation data and a
+    patience, training stops early and restores the weights of the best epoch.
+    `info`: epochs_trained, train_seconds, best_epoch, cancelled.
+    """
+    from .models import build_model, configure_tensorflow, members_view
+
+    configure_tensorflow()
+    import keras
+
+    keras.utils.set_random_seed(int(train_cfg.seed))
+    mean, var = input_stats(model_cfg, train.x)
+    model = build_model(model_cfg, train.x[0].shape[1], n_classes, mean=mean, variance=var)
+    trainee, loss, accuracy = members_view(model)  # an ensemble trains each member on its own loss
+    trainee.compile(optimizer=keras.optimizers.Adam(float(train_cfg.learning_rate)),
+                    loss=loss, metrics=[accuracy])
+    w = class_weights(train.y, n_classes)[train.y].astype(np.float32) if train_cfg.class_weights else None
+    train_ds = batching.dataset(train.x, train.y, w, int(train_cfg.batch_size), int(train_cfg.seed))
+    has_val = val is not None and len(val.x) > 0
+    val_ds = batching.dataset(val.x, val.y, None, VAL_BATCH, None) if has_val else None
+    epochs = int(train_cfg.epochs)
+    monitor = MONITOR if has_val else "loss"
+    progress = progress_callback(epochs, on_epoch, should_stop)
+    callbacks: list = [progress]
+    if train_cfg.patience is not None:
+        callbacks.insert(0, keras.callbacks.EarlyStopping(
+            monitor=monitor, patience=int(train_cfg.patience),
+            restore_best_weights=True, start_from_epoch=int(train_cfg.min_epochs)))
+    if train_cfg.reduce_lr is not None:
+        callbacks.insert(0, keras.callbacks.ReduceLROnPlateau(
+            monitor=monitor, factor=LR_FACTOR, patience=int(train_cfg.reduce_lr),
+            min_lr=float(train_cfg.learning_rate) * MIN_LR_RATIO))
+    t0 = time.perf_counter()
+    hist = trainee.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks,
+                       shuffle=False, verbose=0)  # batching shuffles
+    losses = hist.history.get(monitor, [])
+    start = int(train_cfg.min_epochs)
+    watched = train_cfg.patience is not None and len(losses) > start
+    info = {"epochs_trained": len(losses), "train_seconds": round(time.perf_counter() - t0, 2),
+            "best_epoch": start + int(np.argmin(losses[start:])) + 1 if watched else len(losses),
+            "cancelled": progress.cancelled}
+    return model, info
+
+
+def progress_callback(epochs: int, on_epoch: Progress | None, should_stop: Callable[[], bool] | None):
+    """A Keras callback that reports each epoch and stops when asked (polled every batch).
+
+    Its `cancelled` attribute tells afterwards whether `should_stop` ended training.
+    """
+    import keras
+
+    class ProgressCallback(keras.callbacks.Callback):
+        cancelled = False
+
+        def __init__(self):
+            super().__init__()
+            self.t0 = time.perf_counter()
+
+        def _check_stop(self):
+            if should_stop is not None and should_stop():
+                self.cancelled = True
+                self.model.stop_training = True
+
+        def on_train_batch_end(self, batch, logs=None):
+            self._check_stop()
+
+        def on_epoch_end(self, epoch, logs=None):
+            elapsed = time.perf_counter() - self.t0
+            row = {"epoch": epoch + 1, "epochs": epochs,
+                   **{k: float(v) for k, v in (logs or {}).items()},
+                   "elapsed": round(elapsed, 3),
+                   "eta": round(elapsed / (epoch + 1) * (epochs - epoch - 1), 3)}
+            if on_epoch is not None:
+                on_epoch(row)
+            self._check_stop()
+
+    return ProgressCallback()

@@ -1,0 +1,40 @@
+"""The model's input contract, in numpy: how feature sequences are padded and
+what the per-clip normalisation needs. No TensorFlow.
+
+Shared by `audioclf.models` (configs, statistics, inference), `audioclf.layers`
+(the Keras layers that mask and normalise inside a saved model) and
+`audioclf.batching` (training batches).
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+# Real features never have a frame whose every value is exactly -1e6 (MFCC c0 of
+# digital silence is around -1100), so this cannot collide with a real frame.
+PAD_VALUE = -1.0e6
+PAD_MULTIPLE = 8  # round batch lengths up so few distinct shapes get traced
+CLIP_EPS = 1e-3  # keeps constant dimensions of a clip from blowing up under clip_scale
+# Per-clip normalisation needs a few frames to estimate a clip's own mean: on a clip of
+# one frame (most YAMNet clips: one embedding per 0.96 s) it would leave only zeros.
+MIN_CLIP_FRAMES = 4
+
+
+def padded_length(lengths: Sequence[int]) -> int:
+    """The batch length for sequences of these lengths: the longest, rounded up to PAD_MULTIPLE."""
+    return int(math.ceil(max(lengths) / PAD_MULTIPLE) * PAD_MULTIPLE)
+
+
+def clip_centered(seqs: Sequence[np.ndarray], scale: bool = False) -> list[np.ndarray]:
+    """Each sequence minus its own mean frame (the model's clip_norm layer), and / its std if `scale`."""
+    out = []
+    for s in seqs:
+        s = np.asarray(s, np.float64)
+        if len(s) < MIN_CLIP_FRAMES:
+            out.append(s)  # too short to estimate its own mean: left as is, like the layer does
+            continue
+        c = s - s.mean(0)
+        out.append(c / np.sqrt(np.square(c).mean(0) + CLIP_EPS) if scale else c)
+    return out
