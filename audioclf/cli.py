@@ -8,6 +8,7 @@
     audioclf predict clip.wav folder/ clips.zip --run RUN_ID --format csv
     audioclf predict long.wav --segments --threshold 0.6  # which class when
     audioclf runs [list | show ID | compare ID ID... | delete ID... | cancel ID]
+    audioclf check DATA --features yamnet           # duplicates, leakage, mislabelled clips...
 
 A thin layer over the library, like the app: every command calls the same
 functions the pages call. Errors people can fix print one line to stderr and
@@ -392,6 +393,43 @@ def cmd_extract(args: argparse.Namespace) -> int:
         if isinstance(r, Exception):
             _err(f"unreadable: {r}")
     return EXIT_OK if good else EXIT_ERROR
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .health import check_dataset
+
+    cfg = feature_config(args)
+    ds = _load_dataset(args.data)
+    bars = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage not in bars:
+            bars[stage] = Progress({"reading": "reading clips", "features": f"extracting {cfg.kind}",
+                                    "checking": "checking"}.get(stage, stage), args.quiet)
+        bars[stage](done, total)
+
+    report = check_dataset(ds, cfg, top=args.top, progress=progress)
+    if args.format == "json":
+        json.dump(report.to_dict(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    rows = [{"severity": f.severity, "kind": f.kind, "files": ", ".join(Path(p).name for p in f.paths[:3])
+             + (f" (+{len(f.paths) - 3})" if len(f.paths) > 3 else ""), "message": f.message, "fix": f.fix}
+            for f in report.findings]
+    if args.format == "csv":
+        rows = [{**r, "files": ";".join(f.paths)} for r, f in zip(rows, report.findings)]
+        _write_rows(rows, "csv")
+        return EXIT_OK
+    print(f"{report.dataset}: {report.n_clips} clips, {report.n_classes} classes, {len(report.findings)} "
+          f"finding(s) ({report.features} features; {report.n_suspects} mislabel suspect(s), top {args.top} listed)")
+    for note in report.notes:
+        print(f"note: {note}")
+    if rows:
+        print()
+        print(format_table([{k: r[k] for k in ("severity", "kind", "files", "message")} for r in rows]))
+    else:
+        print("No problems found.")
+    return EXIT_OK
 
 
 class _StopFlag:
@@ -855,6 +893,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("ids", nargs="*", metavar="ID")
     format_arg(sp)
     sp.set_defaults(func=cmd_runs)
+
+    sp = add("check", "find duplicates, leakage, mislabelled and bad clips in a data set",
+             "Health check of a data set: exact duplicates (same decoded audio) and near duplicates, "
+             "leakage across train/val/test folders, likely mislabelled clips (out-of-fold predictions "
+             "that confidently disagree with the label), silent, clipped, very short or long clips, mixed "
+             "sample rates or channels, and class imbalance. YAMNet features find mislabelled sound events "
+             "best. Fix them on the Data page's Health tab.")
+    data_arg(sp)
+    sp.add_argument("--top", type=int, default=20, help="mislabel suspects to list (default: 20)")
+    format_arg(sp)
+    add_feature_args(sp)
+    sp.set_defaults(func=cmd_check)
 
     sp = add("demo", "create the synthetic demo data set",
              "Synthesise a small 5-class demo data set (siren, dial tone, rain, clock ticks, bird chirps) "

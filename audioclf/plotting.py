@@ -359,3 +359,95 @@ def compare_runs(names: Sequence[str], metrics: Mapping[str, Sequence[float]],
     fig.update_xaxes(type="category")
     fig.update_yaxes(range=[0, 1])
     return _layout(fig, title, "run", "score")
+
+
+# ---------------------------------------------------------------- data set map and class profiles
+
+MAP_HEIGHT = 560
+MAX_SVG_POINTS = 5000  # above this the map draws with WebGL (fast, but needs a GPU-capable browser)
+MAP_MARKER = dict(size=8, opacity=0.8, line=dict(width=0.5, color="white"))
+HIGHLIGHT_MARKER = dict(size=16, symbol="circle-open", line=dict(width=3, color="black"))
+
+
+def clip_map(xy: np.ndarray, labels: Sequence[str], names: Sequence[str], *,
+             highlight: Sequence[int] = (), title: str = "Clips", axis: str = "PCA") -> go.Figure:
+    """Every clip as a point, one trace (colour) per class.
+
+    Each point's ``customdata`` is its row in `xy`, so a selection names the clips
+    whatever the trace order. `highlight` rows get a ring (e.g. the clip playing).
+    """
+    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    labels = [str(x) for x in labels]
+    scatter = go.Scatter if len(xy) <= MAX_SVG_POINTS else go.Scattergl
+    fig = go.Figure()
+    for label in sorted(set(labels)):
+        rows = np.array([i for i, lab in enumerate(labels) if lab == label], dtype=int)
+        fig.add_trace(scatter(
+            x=xy[rows, 0], y=xy[rows, 1], mode="markers", name=label, marker=MAP_MARKER,
+            customdata=rows, text=[names[i] for i in rows],
+            hovertemplate=f"<b>%{{text}}</b><br>{label}<extra></extra>"))
+    rows = [i for i in highlight if 0 <= i < len(xy)]
+    if rows:
+        fig.add_trace(go.Scatter(x=xy[rows, 0], y=xy[rows, 1], mode="markers", name="playing",
+                                 marker=HIGHLIGHT_MARKER, hoverinfo="skip", showlegend=False))
+    fig.update_layout(legend=dict(itemsizing="constant"), dragmode="pan", clickmode="event+select")
+    return _layout(fig, title, f"{axis} 1", f"{axis} 2", height=MAP_HEIGHT)
+
+
+def class_mel_profiles(profiles: Mapping[str, np.ndarray], freqs: np.ndarray, *,
+                       title: str = "Mean mel spectrogram per class", cols: int = 4) -> go.Figure:
+    """One small mel heat map per class (bands x time as a share of each clip's length)."""
+    labels = list(profiles)
+    cols = max(1, min(cols, len(labels)))
+    rows = max(1, -(-len(labels) // cols))
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=labels, shared_yaxes=True,
+                        horizontal_spacing=0.03, vertical_spacing=0.12 if rows > 1 else 0.1)
+    lo = min(float(np.min(p)) for p in profiles.values()) if labels else -80.0
+    hi = max(float(np.max(p)) for p in profiles.values()) if labels else 0.0
+    freqs = np.asarray(freqs, dtype=np.float64)
+    for k, label in enumerate(labels):
+        z = np.asarray(profiles[label], dtype=np.float32)
+        fig.add_trace(go.Heatmap(
+            z=z, x=np.linspace(0, 1, z.shape[1]), y=np.arange(z.shape[0]), zmin=lo, zmax=hi,
+            colorscale=COLORSCALE, showscale=k == 0, colorbar=dict(title="dB"),
+            customdata=np.repeat(freqs[:, None], z.shape[1], axis=1),
+            hovertemplate=f"{label}<br>%{{customdata:.0f}} Hz<br>%{{z:.1f}} dB<extra></extra>"),
+            row=k // cols + 1, col=k % cols + 1)
+    ticks = np.unique(np.linspace(0, len(freqs) - 1, 5).round().astype(int)) if len(freqs) else []
+    fig.update_yaxes(tickvals=list(ticks), ticktext=[f"{freqs[i]:.0f}" for i in ticks])
+    fig.update_xaxes(tickvals=[0, 0.5, 1], ticktext=["start", "middle", "end"])
+    fig.update_layout(title=title, height=max(HEIGHT, 230 * rows), margin=MARGIN, template="plotly_white")
+    return fig
+
+
+def class_feature_means(means: np.ndarray, labels: Sequence[str], names: Sequence[str], *,
+                        title: str = "Mean of each feature per class (z-score across classes)") -> go.Figure:
+    """Classes x features heat map of per-class means, each feature scaled across classes.
+
+    The hover shows the unscaled mean; scaling makes centroid (Hz) and ZCR (0-1) comparable.
+    """
+    means = np.asarray(means, dtype=np.float64).reshape(len(labels), len(names))
+    std = means.std(axis=0)
+    z = (means - means.mean(axis=0)) / np.where(std > 0, std, 1.0)
+    fig = go.Figure(go.Heatmap(z=z, x=list(names), y=[str(x) for x in labels], colorscale="RdBu",
+                               zmid=0.0, reversescale=True, customdata=means, colorbar=dict(title="z"),
+                               hovertemplate="%{y}<br>%{x}: %{customdata:.4g}<extra></extra>"))
+    fig.update_xaxes(type="category", tickangle=-45)
+    fig.update_yaxes(type="category")
+    return _layout(fig, title, "feature", "class", height=max(HEIGHT, 40 + 28 * len(labels)))
+
+
+def feature_ranking(names: Sequence[str], f_scores: Sequence[float], mi: Sequence[float], *,
+                    top: int = 20, title: str = "Features that separate the classes best") -> go.Figure:
+    """ANOVA F and mutual information per feature, best `top` by F, side by side."""
+    f = np.nan_to_num(np.asarray(f_scores, dtype=np.float64))
+    m = np.nan_to_num(np.asarray(mi, dtype=np.float64))
+    order = np.argsort(-f, kind="stable")[:top][::-1]
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, subplot_titles=("ANOVA F", "mutual information (nats)"))
+    y = [names[i] for i in order]
+    fig.add_trace(go.Bar(x=f[order], y=y, orientation="h", marker_color=PROB_COLOR, name="F"), row=1, col=1)
+    fig.add_trace(go.Bar(x=m[order], y=y, orientation="h", marker_color=TOP_COLOR, name="MI"), row=1, col=2)
+    fig.update_layout(title=title, height=max(HEIGHT, 60 + 22 * len(order)), margin=MARGIN,
+                      template="plotly_white", showlegend=False)
+    fig.update_yaxes(type="category")
+    return fig
