@@ -409,7 +409,7 @@ def class_mel_profiles(profiles: Mapping[str, np.ndarray], freqs: np.ndarray, *,
         z = np.asarray(profiles[label], dtype=np.float32)
         fig.add_trace(go.Heatmap(
             z=z, x=np.linspace(0, 1, z.shape[1]), y=np.arange(z.shape[0]), zmin=lo, zmax=hi,
-            colorscale=COLORSCALE, showscale=k == 0, colorbar=dict(title="dB"),
+            colorscale=DB_COLORSCALE, showscale=k == 0, colorbar=dict(title="dB"),
             customdata=np.repeat(freqs[:, None], z.shape[1], axis=1),
             hovertemplate=f"{label}<br>%{{customdata:.0f}} Hz<br>%{{z:.1f}} dB<extra></extra>"),
             row=k // cols + 1, col=k % cols + 1)
@@ -429,8 +429,8 @@ def class_feature_means(means: np.ndarray, labels: Sequence[str], names: Sequenc
     means = np.asarray(means, dtype=np.float64).reshape(len(labels), len(names))
     std = means.std(axis=0)
     z = (means - means.mean(axis=0)) / np.where(std > 0, std, 1.0)
-    fig = go.Figure(go.Heatmap(z=z, x=list(names), y=[str(x) for x in labels], colorscale="RdBu",
-                               zmid=0.0, reversescale=True, customdata=means, colorbar=dict(title="z"),
+    fig = go.Figure(go.Heatmap(z=z, x=list(names), y=[str(x) for x in labels], colorscale=safe_colorscale("RdBu_r"),
+                               zmid=0.0, customdata=means, colorbar=dict(title="z"),
                                hovertemplate="%{y}<br>%{x}: %{customdata:.4g}<extra></extra>"))
     fig.update_xaxes(type="category", tickangle=-45)
     fig.update_yaxes(type="category")
