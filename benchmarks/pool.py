@@ -18,8 +18,12 @@ Before timing, this process extracts one clip (librosa imported, as in a trainin
 Our pool forks from a one-thread process and extracts in this process while the
 workers start; loky keeps its workers between calls, so its round-1 "cold" pays for
 starting them (a command-line run's case) and later rounds find them ready (the app's).
-Rounds alternate which pool goes first. The ratio is joblib's time / ours: above 1,
-ours is faster. Run it with the repository on PYTHONPATH (workers import audioclf).
+Rounds alternate which pool goes first. The ratios are joblib's / ours: above 1, ours
+is faster (wall) or cheaper (CPU seconds of this process and all its workers). On a
+busy machine the CPU column is the steadier one: where the kernel shares the cores
+between sessions (sched_autogroup), a second process of ours gets no extra CPU, and
+wall time then shows each pool's overhead rather than its parallelism.
+Run it with the repository on PYTHONPATH (workers import audioclf).
 """
 from __future__ import annotations
 
@@ -60,19 +64,48 @@ def joblib_pool(paths: list[str], config, jobs: int):
     yield from run(delayed(_chunk_task)(chunk, config) for chunk in chunked(paths, size))
 
 
-def timed(pool: str, paths: list[str], config, jobs: int) -> tuple[float, list]:
-    """Seconds for extract_many(paths) with the given pool, and its results."""
+def cpu_seconds() -> float:
+    """CPU time used so far by this process and every process below it, live or ended.
+
+    Live descendants are read from /proc (a forkserver's workers are not our children);
+    ended ones are in their parent's reaped-children times.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    parent, used = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parent[int(entry)] = int(fields[1])
+        used[int(entry)] = sum(int(x) for x in fields[11:15]) / tick  # utime stime cutime cstime
+    me, below = os.getpid(), set()
+    grew = True
+    while grew:
+        new = {pid for pid, ppid in parent.items() if (ppid == me or ppid in below) and pid not in below}
+        below |= new
+        grew = bool(new)
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system + sum(used[pid] for pid in below)
+
+
+def timed(pool: str, paths: list[str], config, jobs: int) -> tuple[float, float, list]:
+    """Wall seconds and CPU seconds (all processes) for extract_many(paths) with the given pool."""
     from audioclf.features import CacheStats, extract_many
     from audioclf.features import parallel
 
     ticks: list[int] = []
     stats = CacheStats()
     with mock.patch.object(parallel, "run_pool", joblib_pool) if pool == "joblib" else nullcontext():
-        start = time.perf_counter()
+        cpu, start = cpu_seconds(), time.perf_counter()
         out = extract_many(paths, config, n_jobs=jobs, progress=lambda d, t: ticks.append(d), stats=stats)
         seconds = time.perf_counter() - start
+        cpu = cpu_seconds() - cpu
     assert ticks[-1] == len(paths) and stats.errors == 0, (ticks[-1:], stats)
-    return seconds, out
+    return seconds, cpu, out
 
 
 def same(a: list, b: list) -> bool:
@@ -85,21 +118,21 @@ def one_round(k: int, paths: list[str], config, jobs: int, small: int, app: bool
     from audioclf.features.cache import clear_cache
 
     order = POOLS if k % 2 == 0 else POOLS[::-1]
-    rows: dict[tuple[str, str], float] = {}
+    rows: dict[tuple[str, str], tuple[float, float]] = {}
     results = {}
     for pool in order:
         clear_cache()
-        rows["cold", pool], results[pool] = timed(pool, paths, config, jobs)
-        rows["warm", pool], _ = timed(pool, paths, config, jobs)
+        *rows["cold", pool], results[pool] = timed(pool, paths, config, jobs)
+        *rows["warm", pool], _ = timed(pool, paths, config, jobs)
         clear_cache()
-        rows["small", pool], _ = timed(pool, paths[:small], config, jobs)
+        *rows["small", pool], _ = timed(pool, paths[:small], config, jobs)
         if app:
             clear_cache()
             stop = threading.Event()
             other = threading.Thread(target=stop.wait)
             other.start()
             try:
-                rows["app", pool], _ = timed(pool, paths, config, jobs)
+                *rows["app", pool], _ = timed(pool, paths, config, jobs)
             finally:
                 stop.set()
                 other.join()
@@ -109,20 +142,24 @@ def one_round(k: int, paths: list[str], config, jobs: int, small: int, app: bool
 
 
 def report(rounds: list[dict], n: int, small: int) -> None:
+    """Wall seconds, clips per second and CPU seconds of each pool, and joblib / ours."""
     sizes = {"cold": n, "warm": n, "small": small, "app": n}
-    print(f"\n{'':8}{'ours s':>9}{'clips/s':>9}{'joblib s':>10}{'clips/s':>9}{'joblib/ours':>13}")
-    for scenario in sizes:
+    print(f"\n{'':9}{'ours s':>8}{'clips/s':>9}{'cpu s':>7}  {'joblib s':>8}{'clips/s':>9}{'cpu s':>7}"
+          f"  {'joblib/ours wall':>16}{'cpu':>7}")
+
+    def line(name: str, ours: tuple[float, float], lib: tuple[float, float], clips: int) -> None:
+        print(f"{name:9}{ours[0]:8.2f}{clips / ours[0]:9.0f}{ours[1]:7.1f}  {lib[0]:8.2f}{clips / lib[0]:9.0f}"
+              f"{lib[1]:7.1f}  {lib[0] / ours[0]:15.2f}x{lib[1] / max(ours[1], 1e-9):6.2f}x")
+
+    for scenario, clips in sizes.items():
         if (scenario, "ours") not in rounds[0]:
             continue
         for k, rows in enumerate(rounds, 1):
-            ours, lib = rows[scenario, "ours"], rows[scenario, "joblib"]
-            print(f"{scenario + ' ' + str(k):8}{ours:9.2f}{sizes[scenario] / ours:9.0f}"
-                  f"{lib:10.2f}{sizes[scenario] / lib:9.0f}{lib / ours:12.2f}x")
+            line(f"{scenario} {k}", rows[scenario, "ours"], rows[scenario, "joblib"], clips)
         if len(rounds) > 1:
-            ours = statistics.median(r[scenario, "ours"] for r in rounds)
-            lib = statistics.median(r[scenario, "joblib"] for r in rounds)
-            print(f"{scenario + ' med':8}{ours:9.2f}{sizes[scenario] / ours:9.0f}"
-                  f"{lib:10.2f}{sizes[scenario] / lib:9.0f}{lib / ours:12.2f}x")
+            med = {pool: tuple(statistics.median(r[scenario, pool][i] for r in rounds) for i in (0, 1))
+                   for pool in POOLS}
+            line(f"{scenario} med", med["ours"], med["joblib"], clips)
 
 
 def main() -> None:
