@@ -21,6 +21,8 @@ FSDD_SPEAKER_PATTERN = r"^\d+_([A-Za-z]+)_"
 
 
 def apply_group_pattern(items: list[Item], pattern: str) -> tuple[list[Item], list[tuple[str, str]]]:
+    """Items with their group taken from the file name (the capture group, else the whole
+    match), and (path, why) for each name the pattern does not match (its group is None)."""
     regex = compile_group_pattern(pattern)
     out, problems = [], []
     for item in items:
