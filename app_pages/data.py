@@ -9,6 +9,7 @@ import streamlit as st
 from audioclf import plotting
 from app_pages.common import (DATASET_KEY, current_dataset, expand, fmt_seconds, guard,
                               select_dataset, upload_limit_mb)
+from app_pages.health_panel import health_tab
 
 NEW_CLASS = "New class..."
 PAGE_SIZE = 8
@@ -168,7 +169,7 @@ st.caption(f"Data set **{name}** (change it in the sidebar). Clips live in class
            "Create a data set to start.")
 show_flash()
 ds, summary = current_dataset(allow_empty=True)
-tabs = st.tabs(["Overview", "Add clips", "Browse and edit", "New data set"])
+tabs = st.tabs(["Overview", "Add clips", "Browse and edit", "Health", "New data set"])
 if ds is not None:
     with tabs[0]:
         overview(ds, summary)
@@ -176,5 +177,7 @@ if ds is not None:
         add_tab(ds)
     with tabs[2]:
         browse_tab(ds)
-with tabs[3]:
+    with tabs[3]:
+        health_tab(ds)
+with tabs[4]:
     new_tab()

@@ -48,6 +48,7 @@ import numpy as np
 
 from audioclf import audio, workspace
 from audioclf.audio import AudioError
+from audioclf.errors import AudioclfError
 from audioclf.features import FeatureConfig, MFCCConfig
 
 SEVERITIES = ("high", "medium", "low")
@@ -76,7 +77,7 @@ SPLIT_ORDER = {"train": 0, "val": 1, "test": 2, None: 3}
 Progress = Callable[[str, int, int], None]  # (stage, done, total); stages "reading", "features", "checking"
 
 
-class HealthError(ValueError):
+class HealthError(AudioclfError):
     """A health check or a fix cannot be carried out; the message is for people."""
 
 
@@ -233,9 +234,17 @@ def _name(path: str) -> str:
     return Path(path).name
 
 
+def _mtime(path: str) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return float("inf")
+
+
 def _keep_first(group: list, splits: dict[str, str | None]) -> list[str]:
-    # Keep the training copy (deleting it would shrink training data), then the first by name.
-    return sorted(group, key=lambda p: (SPLIT_ORDER.get(splits.get(p), 3), p))
+    # Keep the training copy (deleting it would shrink training data), then the oldest file:
+    # a copy is made after its original.
+    return sorted(group, key=lambda p: (SPLIT_ORDER.get(splits.get(p), 3), _mtime(p), p))
 
 
 def exact_duplicates(paths: list[str], digests: list[str], labels: dict[str, str],

@@ -24,6 +24,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from audioclf.audio import AudioError
+from audioclf.errors import AudioclfError
 from audioclf.features import FeatureConfig, Features, extract_many, summarize, summary_names
 
 PROJECTIONS = ("pca", "umap", "tsne")
@@ -37,7 +38,7 @@ MIN_CLIPS = 3  # fewer points make no map
 Progress = Callable[[int, int], None]
 
 
-class MappingError(ValueError):
+class MappingError(AudioclfError):
     """A map cannot be drawn as asked; the message is for people."""
 
 

@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 
 from audioclf.audio import AudioError, load_audio
+from audioclf.errors import AudioclfError
 from audioclf.features import SpectralConfig, extract_many, summarize, summary_names
 
 PROFILE_FRAMES = 64
@@ -35,7 +36,7 @@ SEED = 0
 Progress = Callable[[int, int], None]
 
 
-class ProfileError(ValueError):
+class ProfileError(AudioclfError):
     """Profiles cannot be computed as asked; the message is for people."""
 
 
