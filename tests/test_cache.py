@@ -135,6 +135,23 @@ def test_parallel_matches_in_process(home, clips, tmp_path):
     assert cache_size() == 0 or not (home / "cache" / DB_NAME).exists()  # cache=False wrote nothing
 
 
+def test_extract_chunks_yields_every_file_once_without_a_cache(home, clips, tmp_path):
+    """parallel.extract_chunks, what extract_many sends its misses to, touches no cache:
+    in this process or with a worker, every path comes back once, a bad one as an AudioError."""
+    from audioclf.features.parallel import extract_chunks
+
+    bad = tmp_path / "bad.wav"
+    bad.write_text("nope")
+    paths = [str(p) for p in [*clips, bad]]
+    for jobs in (1, 2):
+        got = {path: result for chunk, results in extract_chunks(paths, CFG, jobs)
+               for path, result in zip(chunk, results, strict=True)}
+        assert sorted(got) == sorted(paths)
+        assert isinstance(got[str(bad)], AudioError)
+        assert all(same(got[str(p)], extract_file(p, CFG)) for p in clips[:3])
+    assert not (home / "cache" / DB_NAME).exists()
+
+
 def test_concurrent_writers_share_one_cache(home, clips):
     code = (
         "import sys; from audioclf.features import MFCCConfig, CacheStats, extract_many;"

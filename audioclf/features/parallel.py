@@ -11,7 +11,7 @@ Workers are forked when that is safe (one thread, no TensorFlow: a command-line
 extraction), which makes them start at once; otherwise (the app's threads, a
 process with TensorFlow) they come from a forkserver that has imported librosa
 once, or are spawned. Workers import librosa, never TensorFlow. While workers
-start, this process extracts too, so a pool is never slower than no pool.
+start, this process extracts too, so nothing waits for them.
 YAMNet runs in this process by default, batching the windows of many clips per
 model call (``extract_yamnet_many``).
 """
@@ -183,7 +183,7 @@ def run_pool(paths: list[str], config: FeatureConfig, jobs: int) -> Iterator[tup
     Starting workers takes seconds (the forkserver imports librosa, and starting a
     process blocks until it has), so they start from a helper thread while this
     process, which often has librosa loaded already, works through chunks from the
-    other end of the queue: a pool is never slower than extracting in-process.
+    other end of the queue, and goes on taking chunks once they are up.
     """
     size = max(1, min(CHUNK, math.ceil(len(paths) / (jobs * MIN_CHUNKS_PER_WORKER))))
     queue = deque(chunked(paths, size))
