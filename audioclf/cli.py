@@ -9,6 +9,8 @@
     audioclf predict long.wav --segments --threshold 0.6  # which class when
     audioclf runs [list | show ID | compare ID ID... | delete ID... | cancel ID]
     audioclf check DATA --features yamnet           # duplicates, leakage, mislabelled clips...
+    audioclf tune DATA --trials 30 --vary model.kind=gru,bilstm   # hyperparameter search
+    audioclf studies [STUDY]                        # searches and their leaderboards
 
 A thin layer over the library, like the app: every command calls the same
 functions the pages call. Errors people can fix print one line to stderr and
@@ -517,6 +519,110 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _tune_progress(quiet: bool) -> Callable[[dict], None]:
+    bar = Progress("extracting features", quiet)
+    last: list = [None]
+
+    def on_event(e: dict) -> None:
+        phase = e.get("phase")
+        if phase == "extracting":
+            bar(int(e.get("done", 0)), int(e.get("total", 0)))
+        elif phase == "searching" and not quiet:
+            key = (e.get("trials"), e.get("complete"), e.get("pruned"), e.get("best_value"))
+            if key != last[0]:
+                last[0] = key
+                target = e.get("target")
+                _err(f"trials {e.get('trials')}{'/' + str(target) if target else ''}: "
+                     f"{e.get('complete')} finished, {e.get('pruned')} pruned, best val macro F1 "
+                     f"{_fmt(e.get('best_value'))}")
+        elif phase == "training" and not quiet:
+            _err(f"training the best config (trial {e.get('trial')}) as a run...")
+    return on_event
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from . import tuning
+
+    if args.resume:
+        if args.data:
+            raise CLIError("--resume continues a study with its own data set and settings; drop DATA.")
+        study, cfg = args.resume, None
+        tuning.study_dir(study)
+    else:
+        if not args.data:
+            raise CLIError("give a data set (DATA), or --resume STUDY")
+        base = run_config(args)
+        space = tuning.default_space(base.features.kind) if args.space == "default" else tuning.SearchSpace()
+        for text in args.vary or []:
+            space = space.with_param(tuning.parse_vary(text))
+        for name in args.fix or []:
+            space = space.without(name)
+        trials = args.trials if args.trials is not None or args.timeout is not None else tuning.TuneConfig.trials
+        cfg = tuning.TuneConfig(base=base, space=space, objective=args.objective, folds=args.folds,
+                                trials=trials, timeout=args.timeout, sampler=args.sampler, pruner=args.pruner,
+                                workers=args.workers, seed=args.seed, final_run=not args.no_run)
+        tuning.check_space(cfg.space, cfg.base, cfg.sampler)
+        tuning.search_items(cfg)  # a bad split or objective fails before anything is written
+        study = None
+    if args.background:
+        name = tuning.start_tuning(cfg, study, trials=args.trials if study else None,
+                                   timeout=args.timeout if study else None, name=args.study or "")
+        print(name)
+        _err(f"searching in the background; follow it with `audioclf studies {name}`")
+        return EXIT_OK
+    if study is None:
+        study = tuning.create_study(cfg, args.study or "")
+    _err(f"study {study} (in {tuning.study_dir(study)})")
+    _import_tensorflow_quietly()
+    with _StopFlag() as stop:
+        result = tuning.run_study(study=study, trials=args.trials if cfg is None else None,
+                                  timeout=args.timeout if cfg is None else None,
+                                  progress=_tune_progress(args.quiet), should_stop=stop, workers=args.workers)
+    _print_study(study, result, args.format, args.top)
+    if result.state == "cancelled":
+        return EXIT_INTERRUPTED
+    return EXIT_OK if result.state == "done" else EXIT_ERROR
+
+
+def _print_study(study: str, result, fmt: str, top: int) -> None:
+    from . import runs, tuning
+
+    board = tuning.leaderboard(study)
+    test = None
+    if result.run_id:
+        test = (runs.load_run(result.run_id).metrics.get("test") or {}).get("macro_f1")
+    if fmt == "json":
+        _write_rows([{**result.to_dict(), "test_macro_f1": test, "leaderboard": board}], "json")
+        return
+    if fmt == "csv":
+        _write_rows(board, "csv")
+        return
+    shown = board[:top] if top else board
+    if shown:
+        print(format_table(shown, [c for c in shown[0] if c != "note"]))
+    print(f"\nstudy      {study}: {result.state}{' (' + result.message + ')' if result.message not in ('', 'Done') else ''}")
+    print(f"trials     {result.n_trials} ({result.n_complete} finished, {result.n_pruned} pruned, "
+          f"{result.n_failed} failed) in {result.seconds:.0f} s")
+    if result.best_trial is not None:
+        print(f"best       trial {result.best_trial}: val macro F1 {_fmt(result.best_value)}")
+        for k, v in sorted(result.best_params.items()):
+            print(f"  {k}  {_fmt(v, 4)}")
+    if result.run_id:
+        print(f"run        {result.run_id}: test macro F1 {_fmt(test)} (see `audioclf runs show {result.run_id}`)")
+
+
+def cmd_tune_show(args: argparse.Namespace) -> int:
+    from . import tuning
+
+    if not args.show:
+        rows = tuning.list_studies()
+        _write_rows(rows, args.format) if rows else _err("no studies yet")
+        return EXIT_OK
+    _print_study(args.show, tuning.summarize(args.show), args.format, args.top)
+    return EXIT_OK
+
+
+
 def _report(metrics, fmt: str, title: str) -> None:
     """Per-class report and confusion matrix of one evaluation.Metrics."""
     per_class = [{"class": lab, **{k: (v if k != "support" else int(v)) for k, v in d.items()}}
@@ -868,6 +974,58 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_args(sp)
     add_train_args(sp)
     sp.set_defaults(func=cmd_evaluate)
+
+    sp = add("tune", "search hyperparameters with Optuna",
+             "Search for the settings that score best on the validation split (or in k-fold "
+             "cross-validation of the non-test clips), with Optuna: TPE by default, hopeless trials pruned "
+             "from their per-epoch validation macro F1. The test split is never seen by the search; the best "
+             "config is then trained as a run and scored once on it. The study is kept in the workspace "
+             "(tuning/STUDY/): --resume STUDY adds trials. The split, feature, model and training options "
+             "set the base config that the search varies. Ctrl-C stops cleanly.")
+    sp.add_argument("data", nargs="?", metavar="DATA", help="a data set, as for `train`")
+    g = sp.add_argument_group("search")
+    g.add_argument("--trials", type=int, help="trials to run (default: 30 unless --timeout is given; "
+                   "with --resume: the study's own number more)")
+    g.add_argument("--timeout", type=float, metavar="SECONDS", help="stop the search after this long")
+    g.add_argument("--sampler", choices=("tpe", "random", "grid"), default="tpe", help="(default: %(default)s)")
+    g.add_argument("--pruner", choices=("median", "hyperband", "none"), default="median",
+                   help="stop hopeless trials early (default: %(default)s)")
+    g.add_argument("--objective", choices=("val", "cv"), default="val",
+                   help="val: validation macro F1; cv: mean macro F1 of k folds of the non-test clips, "
+                        "for small data sets (default: %(default)s)")
+    g.add_argument("--folds", type=int, default=3, help="k for --objective cv (default: %(default)s)")
+    g.add_argument("--space", choices=("default", "none"), default="default",
+                   help="start from the feature type's default search space, or from nothing (default: "
+                        "%(default)s)")
+    g.add_argument("--vary", action="append", metavar="NAME=VALUES",
+                   help="add or change a searched setting: a list (model.kind=gru,bilstm), a range "
+                        "(model.dropout=0:0.5), a log range (train.learning_rate=1e-4:1e-2:log) or a stepped "
+                        "range (model.dropout=0:0.5:0.1); one value fixes it. Repeatable. Settings: "
+                        "features.*, model.* (model.rnn_layers, model.rnn_units, model.dense_layers, "
+                        "model.dense_units), train.*")
+    g.add_argument("--fix", action="append", metavar="NAME", help="do not search this setting of the "
+                   "default space; the base config's value is used. Repeatable")
+    g.add_argument("--workers", type=int, help="trials at once (default: 2 on a multi-core machine for small "
+                   "data sets, else 1)")
+    g.add_argument("--study", help="a name for the new study (default: study-<time>)")
+    g.add_argument("--resume", metavar="STUDY", help="continue this study with more trials")
+    g.add_argument("--no-run", action="store_true", help="do not train the best config as a run")
+    g.add_argument("--background", action="store_true", help="search in a separate process; print the study name")
+    g.add_argument("--top", type=int, default=10, help="leaderboard rows to print, 0 for all (default: %(default)s)")
+    sp.add_argument("--name", default="", help=argparse.SUPPRESS)
+    format_arg(sp)
+    add_split_args(sp)
+    add_feature_args(sp)
+    add_model_args(sp)
+    add_train_args(sp)
+    sp.set_defaults(func=cmd_tune)
+
+    sp = add("studies", "list hyperparameter searches, or show one",
+             "Without a name: every study in the workspace. With one: its leaderboard and best trial.")
+    sp.add_argument("show", nargs="?", metavar="STUDY")
+    sp.add_argument("--top", type=int, default=10, help="leaderboard rows, 0 for all (default: %(default)s)")
+    format_arg(sp)
+    sp.set_defaults(func=cmd_tune_show)
 
     sp = add("predict", "predict the classes of audio files",
              "Predict audio files, folders (searched recursively) or .zip archives with a trained run, "
