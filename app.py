@@ -28,6 +28,7 @@ PAGES = {
         st.Page("app_pages/explore.py", title="Explore", icon=":material/graphic_eq:"),
         st.Page("app_pages/dataset_map.py", title="Map", icon=":material/scatter_plot:"),
         st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
+        st.Page("app_pages/tune.py", title="Tune", icon=":material/tune:"),
         st.Page("app_pages/runs.py", title="Runs", icon=":material/leaderboard:"),
         st.Page("app_pages/predict.py", title="Predict", icon=":material/online_prediction:"),
     ],

@@ -20,6 +20,7 @@ DATASET_KEY = "dataset"  # session key of the data set chosen in the sidebar
 PENDING_DATASET_KEY = "_pending_dataset"  # set by a page, applied before the sidebar renders
 RUN_KEY = "run_id"  # run chosen on Runs/Predict
 ACTIVE_RUN_KEY = "active_run"  # background training started from this session
+TRAIN_PRESET_KEY = "_train_preset"  # a RunConfig dict the Train form fills itself with (e.g. from Tune)
 
 log = logging.getLogger("audioclf.app")
 

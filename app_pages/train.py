@@ -8,7 +8,7 @@ from audioclf.datasets import METHODS, SplitConfig
 from audioclf.features import MFCCConfig, SpectralConfig
 from audioclf.models import ACTIVATIONS, KINDS, MAX_MEMBERS, POOLINGS, ModelConfig
 from audioclf.runconfig import TrainConfig  # light: TensorFlow is imported by the training process
-from app_pages.common import ACTIVE_RUN_KEY, DATASET_KEY, current_dataset, fmt_seconds, guard
+from app_pages.common import ACTIVE_RUN_KEY, DATASET_KEY, TRAIN_PRESET_KEY, current_dataset, fmt_seconds, guard
 
 POLL_SECONDS = 1.0
 FEATURE_KINDS = {"MFCC sequence": "mfcc", "Spectral frames (MFCC, centroid, roll-off, ZCR, chroma, RMS)":
@@ -26,14 +26,61 @@ N_FFTS = (256, 512, 1024, 2048, 4096)
 HOPS = (64, 128, 256, 512, 1024)
 
 
-def _options(values, default) -> list:
-    """`values` with the library default included (forms never invent other defaults)."""
-    return sorted(set(values) | {default}, key=lambda v: (v is None, v))
+def _options(values, default, key: str | None = None) -> list:
+    """`values` with the library default included (forms never invent other defaults), and the
+    widget's current value when a preset (e.g. a tuned config) chose one outside the list."""
+    extra = {st.session_state[key]} if key and st.session_state.get(key) is not None else set()
+    return sorted(set(values) | {default} | extra, key=lambda v: (v is None, v))
 
 
 def _select(label, values, default, **kw):
-    opts = _options(values, default)
+    opts = _options(values, default, kw.get("key"))
     return st.selectbox(label, opts, index=opts.index(default), **kw)
+
+
+def preset_values(cfg: dict) -> dict:
+    """The Train form's widget values for a RunConfig dict (the Tune page's best config)."""
+    f, m, t, s = cfg["features"], cfg["model"], cfg["train"], cfg["split"]
+    values = {"tr_feat": next(k for k, v in FEATURE_KINDS.items() if v == f["kind"]),
+              "tr_model": m["kind"], "tr_split": s["method"]}
+    if f["kind"] in ("mfcc", "spectral"):
+        values.update(tr_sr=next((k for k, v in RATES.items() if v == f.get("sr")), list(RATES)[0]),
+                      tr_nmfcc=f["n_mfcc"], tr_nfft=f["n_fft"], tr_hop=f["hop_length"], tr_nmels=f["n_mels"])
+    if f["kind"] == "mfcc":
+        values.update(tr_deltas=bool(f.get("deltas")), tr_trim=f.get("trim_db") is not None)
+    if m["kind"] != "baseline" and m["rnn_units"]:
+        values.update(tr_layers=len(m["rnn_units"]), tr_units=m["rnn_units"][0])
+    values["tr_dense_layers"] = len(m["dense_units"])
+    if m["dense_units"]:
+        values["tr_dense_units"] = m["dense_units"][0]
+    values.update(tr_act=m["activation"], tr_dropout=float(m["dropout"]), tr_l2=float(m["l2"]),
+                  tr_pooling=m["pooling"], tr_time_mask=m["time_mask"], tr_feature_mask=m["feature_mask"],
+                  tr_noise=float(m["input_noise"]), tr_members=m["members"])
+    values.update(tr_lr=float(t["learning_rate"]), tr_batch=t["batch_size"], tr_epochs=t["epochs"],
+                  tr_patience=t["patience"] if t["patience"] else "none", tr_min_epochs=t["min_epochs"],
+                  tr_weights=bool(t["class_weights"]), tr_warp=bool(t["warp_augment"]),
+                  tr_reduce_lr=t["reduce_lr"] is not None, tr_val=float(s["val"]), tr_seed=s["seed"],
+                  tr_name=cfg.get("name", ""))
+    if s["method"] != "fixed":
+        values["tr_test"] = float(s["test"])
+    if s.get("group_pattern"):
+        values["tr_group"] = s["group_pattern"]
+    return values
+
+
+def apply_preset() -> None:
+    """Fill the form from a config another page left in the session (once)."""
+    cfg = st.session_state.pop(TRAIN_PRESET_KEY, None)
+    if not cfg:
+        return
+    try:
+        values = preset_values(cfg)
+    except (KeyError, IndexError, StopIteration, TypeError):
+        st.warning("That configuration could not be put into the form; it shows the defaults.")
+        return
+    st.session_state.update(values)
+    st.info(f"The form holds the configuration **{cfg.get('name') or 'from the search'}**; "
+            "start training or change it first.", icon=":material/tune:")
 
 
 def feature_fields(kind: str):
@@ -99,10 +146,12 @@ def model_fields(kind: str):
 
 def train_fields():
     base = TrainConfig()
-    lr = st.select_slider("Learning rate", _options(LEARNING_RATES, base.learning_rate), value=base.learning_rate, key="tr_lr")
+    lr = st.select_slider("Learning rate", _options(LEARNING_RATES, base.learning_rate, "tr_lr"),
+                          value=base.learning_rate, key="tr_lr")
     batch = _select("Batch size", BATCHES, base.batch_size, key="tr_batch")
     epochs = st.number_input("Epochs (maximum)", 1, 1000, base.epochs, key="tr_epochs")
-    patience_opts = [*_options((5, 10, 20), base.patience), "none"]
+    patience_opts = [*_options((5, 10, 20), base.patience, "tr_patience" if st.session_state.get("tr_patience")
+                               != "none" else None), "none"]
     patience = st.selectbox("Early-stopping patience (epochs)", patience_opts,
                             index=patience_opts.index(base.patience if base.patience else "none"), key="tr_patience")
     min_epochs = st.number_input("Early stopping starts after epoch", 0, 1000, base.min_epochs, key="tr_min_epochs",
@@ -257,6 +306,7 @@ def monitor(run_id: str) -> None:
 
 
 st.title("Train")
+apply_preset()
 ds, summary = current_dataset()
 run_id = None
 with guard("Reading runs"):

@@ -577,7 +577,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     with _StopFlag() as stop:
         result = tuning.run_study(study=study, trials=args.trials if cfg is None else None,
                                   timeout=args.timeout if cfg is None else None,
-                                  progress=_tune_progress(args.quiet), should_stop=stop, workers=args.workers)
+                                  progress=_tune_progress(args.quiet), should_stop=stop, workers=args.workers,
+                                  final_run=False if args.no_run else None)
     _print_study(study, result, args.format, args.top)
     if result.state == "cancelled":
         return EXIT_INTERRUPTED

@@ -52,8 +52,10 @@ OBJECTIVES = ("val", "cv")
 STATES = ("queued", "extracting", "searching", "training", "done", "failed", "cancelled")
 FINAL_STATES = ("done", "failed", "cancelled")
 CANCEL_WAIT = 5.0  # seconds cancel_tuning waits for a graceful stop before killing
+WORKER_STOP_WAIT = 2.0  # ... and the search waits for its workers, so it ends well within that
 POLL = 0.2  # seconds between the coordinator's looks at its workers
 SMALL_TRIAL_CLIPS = 3000  # up to this many training clips a trial is small: one core per trial
+MIN_TRIALS_FOR_WORKERS = 4  # fewer trials run in the calling process
 MIN_CV_PER_CLASS = 2  # clips per class in each fold's held-out part, at least
 HEARTBEAT = 10  # seconds; a trial silent for GRACE is failed (its worker was killed)
 GRACE = 30
@@ -928,13 +930,15 @@ def _cv_value(cfg: TuneConfig, run_cfg, data: _DataCache, trial, stop, deadline)
 
 # ---------------------------------------------------------------- running a search
 
-def auto_workers(n_train: int) -> int:
+def auto_workers(n_train: int, n_trials: int | None) -> int:
     """Trials at once: two single-threaded trials use two cores better than one two-threaded
-    trial while models are small; big data sets get one trial with every core."""
+    trial while models are small; big data sets get one trial with every core, and a search
+    of a few trials runs in this process (a worker process costs a TensorFlow start)."""
     from .features.cache import default_jobs
 
     cores = default_jobs()
-    return 2 if cores >= 2 and n_train <= SMALL_TRIAL_CLIPS else 1
+    few = n_trials is not None and n_trials < MIN_TRIALS_FOR_WORKERS
+    return 2 if cores >= 2 and n_train <= SMALL_TRIAL_CLIPS and not few else 1
 
 
 def optimize(study: str, *, worker: int = 0, stop: Callable[[], bool] | None = None,
@@ -1057,7 +1061,8 @@ def figures(study: str) -> dict[str, Any]:
 
 def run_study(cfg: TuneConfig | None = None, study: str | None = None, *, trials: int | None = None,
               timeout: float | None = None, progress: Progress | None = None,
-              should_stop: Callable[[], bool] | None = None, workers: int | None = None) -> TuneResult:
+              should_stop: Callable[[], bool] | None = None, workers: int | None = None,
+              final_run: bool | None = None) -> TuneResult:
     """Run a search in this process (its trials in worker processes when more than one) and
     train the best config as a run. Either a new `cfg` or an existing `study` to resume.
 
@@ -1065,12 +1070,15 @@ def run_study(cfg: TuneConfig | None = None, study: str | None = None, *, trials
     `progress(event)` gets {"phase": "extracting", "done", "total"}, then {"phase":
     "searching", "trials", "target", "best_value"}, then {"phase": "training"} for the
     final run. `should_stop()` is polled; when True the search ends as "cancelled".
+    `final_run` overrides the config's choice of training the best config as a run.
     """
     if study is None:
         if cfg is None:
             raise TuningError("Give a search config or the name of a study to resume.")
         study = create_study(cfg)
     cfg = load_config(study) if cfg is None else cfg
+    if final_run is not None:
+        cfg = replace(cfg, final_run=bool(final_run))
     check_space(cfg.space, cfg.base, cfg.sampler)
     emit = progress or (lambda e: None)
     stop = should_stop or (lambda: False)
@@ -1096,6 +1104,11 @@ def run_study(cfg: TuneConfig | None = None, study: str | None = None, *, trials
 def _run(cfg: TuneConfig, study: str, trials, timeout, emit, stop, workers, t0) -> TuneResult:
     import optuna
 
+    timeout = timeout if timeout is not None else cfg.timeout
+    if timeout is not None and timeout < SEARCH_SECONDS_PER_TRIAL_MIN:
+        raise TuningError(f"A timeout of {timeout:g} s is too short to finish one trial; give at least "
+                          f"{SEARCH_SECONDS_PER_TRIAL_MIN:g} s (most trials take tens of seconds).")
+
     def on_extract(done: int, total: int) -> None:
         if stop():
             raise _Cancelled()
@@ -1113,13 +1126,9 @@ def _run(cfg: TuneConfig, study: str, trials, timeout, emit, stop, workers, t0) 
         optuna.storages.fail_stale_trials(study_obj)  # trials of a killed worker, when resuming
     before = len(study_obj.trials)
     add = trials if trials is not None else cfg.trials
-    timeout = timeout if timeout is not None else cfg.timeout
     target = before + int(add) if add is not None else None
     deadline = t0 + float(timeout) if timeout is not None else None
-    n_workers = int(workers or cfg.workers or auto_workers(len(train)))
-    if timeout is not None and timeout < SEARCH_SECONDS_PER_TRIAL_MIN:
-        raise TuningError(f"A timeout of {timeout:g} s is too short to finish one trial; give at least "
-                          f"{SEARCH_SECONDS_PER_TRIAL_MIN:g} s (most trials take tens of seconds).")
+    n_workers = int(workers or cfg.workers or auto_workers(len(train), None if target is None else target - before))
     update_status(study, state="searching", message="Searching", n_before=before, target=target,
                   workers=n_workers, deadline=deadline, done=0, total=(target or 0) - before)
     t_search = time.time()
@@ -1180,10 +1189,17 @@ def _report(study: str, emit, target, before) -> None:
           "best_value": r.best_value, "pruned": r.n_pruned, "complete": r.n_complete})
 
 
+def _child_env(**extra: str) -> dict:
+    """Environment of a search or worker process: this workspace, and this copy of audioclf."""
+    here = str(Path(__file__).resolve().parents[1])
+    path = os.environ.get("PYTHONPATH", "")
+    return {**os.environ, workspace.ENV_HOME: str(workspace.home()), "TF_CPP_MIN_LOG_LEVEL": "3",
+            "PYTHONUNBUFFERED": "1", "PYTHONPATH": here + (os.pathsep + path if path else ""), **extra}
+
+
 def _search_workers(study, emit, stop, target, deadline, before, n: int) -> None:
     path = study_dir(study)
-    env = {**os.environ, workspace.ENV_HOME: str(workspace.home()), "TF_CPP_MIN_LOG_LEVEL": "3",
-           "PYTHONUNBUFFERED": "1", "AUDIOCLF_TF_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    env = _child_env(AUDIOCLF_TF_THREADS="1", OMP_NUM_THREADS="1")
     procs = []
     with open(path / runs.LOG, "ab") as log:
         for w in range(n):
@@ -1200,7 +1216,8 @@ def _search_workers(study, emit, stop, target, deadline, before, n: int) -> None
         while any(p.poll() is None for p in procs):
             if stop():
                 (path / runs.CANCEL).touch()
-                _stop_procs(procs)
+                _stop_procs(procs, WORKER_STOP_WAIT)
+                fail_running(study)
                 raise _Cancelled()
             if time.time() - last > 1.0:
                 last = time.time()
@@ -1213,6 +1230,27 @@ def _search_workers(study, emit, stop, target, deadline, before, n: int) -> None
     if bad and summarize(study).n_complete == 0:
         tail = (path / runs.LOG).read_text(errors="replace").strip().splitlines()[-3:]
         raise TuningError("The search's worker processes failed: " + " | ".join(tail))
+
+
+def fail_running(study: str) -> int:
+    """Mark the study's running trials failed (their workers were stopped); returns how many."""
+    import optuna
+    from optuna.trial import TrialState
+
+    storage = _storage(storage_url(study))
+    try:
+        s = optuna.load_study(study_name=study, storage=storage)
+    except KeyError:
+        return 0
+    n = 0
+    for t in s.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        try:
+            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            storage.set_trial_user_attr(t._trial_id, "error", "stopped: the search was cancelled")
+            n += 1
+        except RuntimeError:  # finished meanwhile
+            continue
+    return n
 
 
 def _stop_procs(procs, grace: float = CANCEL_WAIT) -> None:
@@ -1278,8 +1316,7 @@ def start_tuning(cfg: TuneConfig | None = None, study: str | None = None, *, tri
         cmd += ["--trials", str(int(trials))]
     if timeout is not None:
         cmd += ["--timeout", repr(float(timeout))]
-    env = {**os.environ, workspace.ENV_HOME: str(workspace.home()), "TF_CPP_MIN_LOG_LEVEL": "3",
-           "PYTHONUNBUFFERED": "1"}
+    env = _child_env()
     with open(path / runs.LOG, "ab") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
@@ -1315,6 +1352,7 @@ def cancel_tuning(study: str, wait: float = CANCEL_WAIT) -> str:
                 if not runs.pid_alive(pid):
                     break
     _reap(study)
+    fail_running(study)
     if (runs.read_json(path / runs.STATUS, {}) or {}).get("state") not in FINAL_STATES:
         update_status(study, state="cancelled", message="Cancelled.", finished=time.time())
     (path / runs.CANCEL).unlink(missing_ok=True)
