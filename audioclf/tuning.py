@@ -537,6 +537,7 @@ def create_study(cfg: TuneConfig, name: str = "") -> str:
     """A new study folder holding `cfg`; returns its name (state "queued")."""
     from .datasets import safe_name
 
+    workspace.require_writable("start a hyperparameter search")
     base = safe_name(name) if name else "study-" + runs.new_run_id()
     if not base:
         raise TuningError(f"{name!r} is not usable as a study name.")
@@ -1072,6 +1073,7 @@ def run_study(cfg: TuneConfig | None = None, study: str | None = None, *, trials
     final run. `should_stop()` is polled; when True the search ends as "cancelled".
     `final_run` overrides the config's choice of training the best config as a run.
     """
+    workspace.require_writable("run a hyperparameter search")
     if study is None:
         if cfg is None:
             raise TuningError("Give a search config or the name of a study to resume.")
@@ -1298,6 +1300,7 @@ _children: dict[str, subprocess.Popen] = {}
 def start_tuning(cfg: TuneConfig | None = None, study: str | None = None, *, trials: int | None = None,
                  timeout: float | None = None, name: str = "") -> str:
     """Start `run_study` in a new process (a new study from `cfg`, or resume `study`); returns its name."""
+    workspace.require_writable("start a hyperparameter search")
     if study is None:
         if cfg is None:
             raise TuningError("Give a search config or the name of a study to resume.")
@@ -1327,6 +1330,7 @@ def start_tuning(cfg: TuneConfig | None = None, study: str | None = None, *, tri
 
 def cancel_tuning(study: str, wait: float = CANCEL_WAIT) -> str:
     """Ask a search to stop; kill it (and its workers) if it has not after `wait` s. Returns its state."""
+    workspace.require_writable("cancel a hyperparameter search")
     path = study_dir(study)
     status = read_status(study)
     if status.get("state") in FINAL_STATES:
@@ -1369,6 +1373,7 @@ def delete_study(study: str) -> None:
     """Remove a study folder (refused while it runs); its best run stays."""
     import shutil
 
+    workspace.require_writable("delete a study")
     st = read_status(study)
     if st.get("state") not in FINAL_STATES:
         raise TuningError(f"Study {study} is still {st.get('state')}; cancel it first.")
