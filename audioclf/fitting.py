@@ -9,7 +9,7 @@ imported inside `fit`.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -34,12 +34,15 @@ def class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
 
 def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: SplitData, val: SplitData | None,
         n_classes: int, *, on_epoch: Progress | None = None,
-        should_stop: Callable[[], bool] | None = None):
+        should_stop: Callable[[], bool] | None = None, callbacks: Sequence = ()):
     """Build and train a model on in-memory sequences; returns (model, info dict).
 
     Standardisation statistics come from `train` only. With validation data and a
     patience, training stops early and restores the weights of the best epoch.
-    `info`: epochs_trained, train_seconds, best_epoch, cancelled.
+    `info`: epochs_trained, train_seconds, best_epoch, cancelled. `callbacks` are
+    extra Keras callbacks (e.g. a tuner's per-epoch scoring); they see the model
+    being trained, which for an ensemble outputs every member's probabilities,
+    (batch, members, classes).
     """
     from .models import build_model, configure_tensorflow, members_view
 
@@ -59,7 +62,8 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: SplitData, val: S
     epochs = int(train_cfg.epochs)
     monitor = MONITOR if has_val else "loss"
     progress = progress_callback(epochs, on_epoch, should_stop)
-    callbacks: list = [progress]
+    extra = list(callbacks)
+    callbacks = [*extra, progress]
     if train_cfg.patience is not None:
         callbacks.insert(0, keras.callbacks.EarlyStopping(
             monitor=monitor, patience=int(train_cfg.patience),

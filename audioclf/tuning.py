@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -40,8 +39,10 @@ from typing import Any, Callable
 import numpy as np
 
 from . import runs, workspace
+from .errors import AudioclfError
 from .models import RECURRENT_KINDS, ModelConfig
-from .training import RunConfig, TrainConfig
+from .prepare import SplitData
+from .runconfig import RunConfig, TrainConfig
 
 TUNING = "tuning"  # workspace sub-folder of studies
 TUNE_CONFIG = "tune.json"
@@ -59,6 +60,7 @@ MIN_TRIALS_FOR_WORKERS = 4  # fewer trials run in the calling process
 MIN_CV_PER_CLASS = 2  # clips per class in each fold's held-out part, at least
 HEARTBEAT = 10  # seconds; a trial silent for GRACE is failed (its worker was killed)
 GRACE = 30
+VAL_BATCH = 64
 PRUNE_WARMUP_SHARE = 0.2  # the median pruner leaves the first fifth of the epochs alone
 SEARCH_SECONDS_PER_TRIAL_MIN = 5.0  # a timeout below this per worker cannot finish a trial
 # Synthetic settings: the form and the CLI speak of layers and units, ModelConfig of tuples.
@@ -68,7 +70,7 @@ LAYER_PARAMS = {"model.rnn_layers": "rnn_units", "model.rnn_units": "rnn_units",
 Progress = Callable[[dict], None]
 
 
-class TuningError(ValueError):
+class TuningError(AudioclfError):
     """A search that cannot start or go on; message is for people."""
 
 
@@ -639,35 +641,16 @@ def open_study(study: str, cfg: TuneConfig | None = None, worker: int = 0):
 
 # ---------------------------------------------------------------- data for trials
 
-@dataclass
-class Sequences:
-    """Feature sequences and integer labels of some clips (what `training.fit` trains on)."""
-
-    x: list[np.ndarray]
-    y: np.ndarray
-    paths: list[str]
-
-
-def resolve_dataset(name: str):
-    """A data set by path, or by the name of a workspace data set (as training does)."""
-    from .datasets import load_dataset
-
-    path = Path(name).expanduser()
-    if not path.exists() and (workspace.datasets_dir() / name).exists():
-        path = workspace.datasets_dir() / name
-    return load_dataset(path if path.exists() else name)
-
-
 def search_items(cfg: TuneConfig):
     """(labels, train items, val items) of the base split; the test split is dropped here."""
-    from .datasets import check_trainable, split_dataset
+    from .prepare import check_features, prepare_run
 
-    ds = resolve_dataset(cfg.base.dataset)
-    check_trainable(ds, cfg.base.split)
-    split = split_dataset(ds, cfg.base.split)
-    labels = list(ds.labels)
-    train, val = list(split.train), list(split.val)
-    del split  # nothing below may see the test clips
+    for kind in _values_of(cfg.space, "features.kind", cfg.base.features.kind):
+        check_features(cfg.base.features if kind == cfg.base.features.kind else apply_params(
+            cfg.base, {"features.kind": kind}).features)  # YAMNet without a model: say so now
+    prepared = prepare_run(cfg.base)
+    labels, train, val = prepared.labels, list(prepared.split.train), list(prepared.split.val)
+    del prepared  # nothing below may see the test clips
     _check_objective(cfg, labels, train, val)
     return labels, train, val
 
@@ -715,48 +698,36 @@ def feature_configs(cfg: TuneConfig) -> list:
 
 def _warped(features, train_cfg: TrainConfig) -> list:
     """Feature configs of the extra warped training copies (MFCC vocal tract warping), as training makes."""
-    if not any(f.name == "warp" for f in fields(features)):
-        return []
-    return [replace(features, warp=float(features.warp) * w) for w in train_cfg.warp_augment if w != 1.0]
+    from .prepare import warp_factors
+
+    factors = warp_factors(RunConfig(dataset="", split=None, features=features, train=train_cfg))
+    return [replace(features, warp=w) for w in factors]
 
 
-def extract_sequences(items, features, labels, progress: Callable[[int, int], None] | None = None,
-                      n_jobs: int | None = None) -> Sequences:
+def extract_sequences(items, features, labels, progress: Callable[[int, int], None] | None = None) -> SplitData:
     """Features of `items` from the cache (computed once on a miss); unreadable clips are skipped."""
-    from . import features as feats_mod
+    from .prepare import extract_parts
 
-    index = {lab: i for i, lab in enumerate(labels)}
-    paths = [str(it.path) for it in items]
-    got = feats_mod.extract_many(paths, features, progress=progress, n_jobs=n_jobs) if paths else []
-    x, y, kept = [], [], []
-    for it, p, f in zip(items, paths, got):
-        if isinstance(f, Exception) or f is None or len(f.values) == 0:
-            continue
-        x.append(np.asarray(f.values, np.float32))
-        y.append(index[it.label])
-        kept.append(p)
-    return Sequences(x, np.asarray(y, np.int64), kept)
+    return extract_parts(list(items), features, labels, progress)[0]
 
 
 class _DataCache:
     """Per worker process: sequences of the search's clips for each feature config, built once."""
 
-    def __init__(self, labels, train, val, n_jobs: int | None = 1):
-        self.labels, self.train, self.val, self.n_jobs = labels, train, val, n_jobs
+    def __init__(self, labels, train, val):
+        self.labels, self.train, self.val = labels, train, val
         self._memo: dict = {}
 
-    def get(self, items_key: str, items, features) -> Sequences:
+    def get(self, items_key: str, items, features) -> SplitData:
         key = (items_key, features)
         if key not in self._memo:
-            self._memo[key] = extract_sequences(items, features, self.labels, n_jobs=self.n_jobs)
+            self._memo[key] = extract_sequences(items, features, self.labels)
         return self._memo[key]
 
-    def train_val(self, run_cfg: RunConfig) -> tuple[Sequences, Sequences]:
+    def train_val(self, run_cfg: RunConfig) -> tuple[SplitData, SplitData]:
         tr = self.get("train", self.train, run_cfg.features)
-        for w in _warped(run_cfg.features, run_cfg.train):
-            extra = self.get("train", self.train, w)
-            tr = Sequences(tr.x + extra.x, np.concatenate([tr.y, extra.y]), tr.paths + extra.paths)
-        return tr, self.get("val", self.val, run_cfg.features)
+        extra = [self.get("train", self.train, w) for w in _warped(run_cfg.features, run_cfg.train)]
+        return SplitData.concat([tr, *extra]), self.get("val", self.val, run_cfg.features)
 
 
 def prepare(cfg: TuneConfig, progress: Callable[[int, int], None] | None = None):
@@ -770,8 +741,8 @@ def prepare(cfg: TuneConfig, progress: Callable[[int, int], None] | None = None)
         jobs = []
         for fc in configs:
             jobs.append((train + val, fc))
-            for w in _warped(fc, cfg.base.train):
-                jobs.append((train, w))
+            for w in _warped(fc, cfg.base.train):  # cv folds train on validation clips too
+                jobs.append((train if cfg.objective == "val" else train + val, w))
         total = sum(len(items) for items, _ in jobs)
         done = 0
         for items, fc in jobs:
@@ -784,20 +755,20 @@ def prepare(cfg: TuneConfig, progress: Callable[[int, int], None] | None = None)
 
 # ---------------------------------------------------------------- objective
 
-def _f1_callback(trial, val: Sequences, n_classes: int, stop: Callable[[], bool], deadline: float | None,
+def _f1_callback(trial, val: SplitData, n_classes: int, stop: Callable[[], bool], deadline: float | None,
                  step_offset: int = 0, report: bool = True):
     """Keras callback: validation macro F1 after each epoch, reported to Optuna; stops pruned trials."""
     import keras
     from sklearn.metrics import f1_score
 
     from .models import pad_sequences
+    from .sequences import padded_length
 
     order = np.argsort([len(s) for s in val.x], kind="stable")
     batches = []
-    for i in range(0, len(order), 64):
-        idx = order[i:i + 64]
-        length = int(math.ceil(max(len(val.x[j]) for j in idx) / 8) * 8)
-        batches.append((idx, pad_sequences([val.x[j] for j in idx], length)))
+    for i in range(0, len(order), VAL_BATCH):
+        idx = order[i:i + VAL_BATCH]
+        batches.append((idx, pad_sequences([val.x[j] for j in idx], padded_length([len(val.x[j]) for j in idx]))))
 
     class F1Callback(keras.callbacks.Callback):
         pruned = False
@@ -830,10 +801,10 @@ def _f1_callback(trial, val: Sequences, n_classes: int, stop: Callable[[], bool]
     return F1Callback()
 
 
-def _score(model, data: Sequences, n_classes: int) -> float:
+def _score(model, data: SplitData, n_classes: int) -> float:
     from sklearn.metrics import f1_score
 
-    from .training import predict_proba
+    from .models import predict_proba
 
     probs = predict_proba(model, data.x)
     return float(f1_score(data.y, probs.argmax(1), labels=list(range(n_classes)), average="macro",
@@ -875,7 +846,7 @@ def make_objective(cfg: TuneConfig, data: _DataCache, stop: Callable[[], bool],
 
 
 def _val_value(run_cfg, data: _DataCache, trial, stop, deadline):
-    from .training import fit
+    from .fitting import fit
 
     tr, va = data.train_val(run_cfg)
     if not tr.x or not va.x:
@@ -891,29 +862,22 @@ def _val_value(run_cfg, data: _DataCache, trial, stop, deadline):
 
 def _cv_value(cfg: TuneConfig, run_cfg, data: _DataCache, trial, stop, deadline):
     """Mean macro F1 over k folds of training + validation clips; reported after each fold."""
-    from .datasets import Dataset, kfold_splits
-    from .training import fit
+    from .datasets import Dataset
+    from .fitting import fit
+    from .prepare import cv_folds
 
     items = data.train + data.val
-    by_group = cfg.base.split.method == "group"
-    ds = Dataset("search", Path("."), items)
-    folds = kfold_splits(ds, int(cfg.folds), seed=cfg.base.split.seed, by_group=by_group,
-                         group_pattern=cfg.base.split.group_pattern)
+    # Items carry their groups already (the split applied the pattern): no pattern needed again.
+    folds = cv_folds(Dataset("search", Path("."), items), replace(cfg.base.split, group_pattern=None),
+                     int(cfg.folds))
     allseq = data.get("all", items, run_cfg.features)
-    warps = [data.get("train", data.train, w) for w in _warped(run_cfg.features, run_cfg.train)]
+    warps = [data.get("all", items, w) for w in _warped(run_cfg.features, run_cfg.train)]
     n = len(data.labels)
     scores, epochs = [], 0
-
-    def pick(seq: Sequences, its) -> Sequences:
-        where = {p: i for i, p in enumerate(seq.paths)}
-        idx = [where[str(it.path)] for it in its if str(it.path) in where]
-        return Sequences([seq.x[i] for i in idx], seq.y[idx], [seq.paths[i] for i in idx])
-
-    for k, (tr_items, te_items) in enumerate(folds):
-        tr, te = pick(allseq, tr_items), pick(allseq, te_items)
-        for w in warps:
-            extra = pick(w, tr_items)
-            tr = Sequences(tr.x + extra.x, np.concatenate([tr.y, extra.y]), tr.paths + extra.paths)
+    for k, fold in enumerate(folds):
+        tr_paths = [str(it.path) for it in fold.train]
+        tr = SplitData.concat([allseq.select(tr_paths), *(w.select(tr_paths) for w in warps)])
+        te = allseq.select([str(it.path) for it in fold.test])
         cb = _f1_callback(trial, te, n, stop, deadline, report=False)
         model, info = fit(run_cfg.model, run_cfg.train, tr, te, n, callbacks=[cb])
         epochs += info["epochs_trained"]
@@ -943,7 +907,7 @@ def auto_workers(n_train: int, n_trials: int | None) -> int:
 
 
 def optimize(study: str, *, worker: int = 0, stop: Callable[[], bool] | None = None,
-             target: int | None = None, deadline: float | None = None, n_jobs: int | None = 1) -> None:
+             target: int | None = None, deadline: float | None = None) -> None:
     """One worker: load the study from its database and run trials until the budget is used.
 
     `target` is the total number of trials the study should reach (all workers together);
@@ -955,7 +919,7 @@ def optimize(study: str, *, worker: int = 0, stop: Callable[[], bool] | None = N
     stop = stop or (lambda: False)
     study_obj = open_study(study, cfg, worker)
     labels, train, val = search_items(cfg)
-    data = _DataCache(labels, train, val, n_jobs=n_jobs)
+    data = _DataCache(labels, train, val)
     callbacks = []
     if target is not None:
         callbacks.append(optuna.study.MaxTrialsCallback(target, states=None))
@@ -1177,7 +1141,7 @@ def _search_here(study, cfg, emit, stop, target, deadline, before) -> None:
 
     configure_tensorflow()
     try:
-        optimize(study, stop=watched_stop, target=target, deadline=deadline, n_jobs=None)
+        optimize(study, stop=watched_stop, target=target, deadline=deadline)
     except _Cancelled:
         raise
     _report(study, emit, target, before)
@@ -1259,18 +1223,12 @@ def _stop_procs(procs, grace: float = CANCEL_WAIT) -> None:
     end = time.time() + grace
     while time.time() < end and any(p.poll() is None for p in procs):
         time.sleep(0.05)
+    from .background import kill_group
+
     for p in procs:
         if p.poll() is None:
-            for sig in (signal.SIGTERM, signal.SIGKILL):
-                try:
-                    os.killpg(p.pid, sig)
-                except (ProcessLookupError, PermissionError):
-                    break
-                try:
-                    p.wait(2.0)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
+            kill_group(p.pid)  # SIGTERM, then SIGKILL: its feature workers go too
+        p.poll()
 
 
 def _final_run(study: str, result: TuneResult, emit, stop) -> str:
@@ -1343,18 +1301,12 @@ def cancel_tuning(study: str, wait: float = CANCEL_WAIT) -> str:
         if state in FINAL_STATES and not read_status(study).get("interrupted"):
             return state
         time.sleep(0.1)
+    from .background import kill_group
+
+    status = read_status(study)  # worker pids are written once the search has started them
     for pid in [status.get("pid"), *(status.get("worker_pids") or [])]:
         if pid and pid != os.getpid() and runs.pid_alive(pid):
-            for sig in (signal.SIGTERM, signal.SIGKILL):
-                try:
-                    os.killpg(pid, sig)
-                except (ProcessLookupError, PermissionError):
-                    break
-                end = time.time() + 2.0
-                while time.time() < end and runs.pid_alive(pid):
-                    time.sleep(0.05)
-                if not runs.pid_alive(pid):
-                    break
+            kill_group(pid)
     _reap(study)
     fail_running(study)
     if (runs.read_json(path / runs.STATUS, {}) or {}).get("state") not in FINAL_STATES:
@@ -1403,7 +1355,7 @@ def _main(argv: list[str]) -> int:
         configure_tensorflow()
         try:
             optimize(path.name, worker=args.index, stop=cancel.exists, target=args.target,
-                     deadline=args.deadline, n_jobs=1)
+                     deadline=args.deadline)
         except _Cancelled:
             return 0
         return 0
