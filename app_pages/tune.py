@@ -110,7 +110,8 @@ def show_best(study: str, result, status: dict) -> None:
     c = st.columns(2)
     if result.best_config and c[0].button("Open in the Train form", key=f"tu_open_{study}",
                                           icon=":material/model_training:"):
-        st.session_state[TRAIN_PRESET_KEY] = result.best_config
+        st.session_state[TRAIN_PRESET_KEY] = {**result.best_config,
+                                              "name": f"{study} best (trial {result.best_trial})"}
         if result.best_config.get("dataset") in dataset_names():  # the search's data set in the sidebar
             select_dataset(result.best_config["dataset"])
         st.switch_page("app_pages/train.py")
