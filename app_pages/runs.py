@@ -140,6 +140,9 @@ def show_run(run_id: str) -> None:
     d[3].download_button("Report (Markdown)", report_markdown(run, split or "test"),
                          f"audioclf-{run_id}.md", mime="text/markdown", icon=":material/download:")
 
+    if run.info.state == "done":
+        export_bundle(run_id)
+
     with st.popover("Delete this run", icon=":material/delete:"):
         st.write(f"Delete run **{run_id}** and its model from disk? This cannot be undone.")
         if st.button("Delete for good", type="primary", key="runs_delete"):
@@ -148,6 +151,25 @@ def show_run(run_id: str) -> None:
                 st.session_state.pop(RUN_KEY, None)
                 st.toast(f"Deleted run {run_id}.")
                 st.rerun()
+
+
+def export_bundle(run_id: str) -> None:
+    """A portable bundle (TFLite, SavedModel, standalone predict.py) as a zip, made on request."""
+    key = f"runs_bundle_{run_id}"
+    if key not in st.session_state:
+        st.caption("A portable bundle runs the model without audioclf: TFLite and TensorFlow models, "
+                   "labels, feature settings and a standalone `predict.py`.")
+        if st.button("Prepare a portable bundle", icon=":material/inventory_2:", key="runs_export"):
+            with guard("Exporting the run"), st.status("Exporting the run...") as status:
+                from audioclf.export import bundle_zip
+
+                st.session_state[key] = bundle_zip(run_id, progress=lambda msg: status.update(label=msg))
+                status.update(label="Bundle ready", state="complete")
+    if key in st.session_state:
+        st.download_button("Portable bundle (.zip)", st.session_state[key], f"audioclf-{run_id}.zip",
+                           mime="application/zip", icon=":material/download:", key="runs_bundle_download",
+                           help="model.tflite, saved_model/, labels.json, features.json and predict.py: "
+                                "`python predict.py FILE...` prints file,label,probability lines.")
 
 
 st.title("Runs")

@@ -11,6 +11,7 @@
     audioclf check DATA --features yamnet           # duplicates, leakage, mislabelled clips...
     audioclf tune DATA --trials 30 --vary model.kind=gru,bilstm   # hyperparameter search
     audioclf studies [STUDY]                        # searches and their leaderboards
+    audioclf export RUN_ID --out bundle/            # TFLite + standalone predict.py
 
 A thin layer over the library, like the app: every command calls the same
 functions the pages call. Errors people can fix print one line to stderr and
@@ -833,6 +834,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return EXIT_ERROR if failed else EXIT_OK
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from . import runs
+    from .export import export_run
+
+    runs.run_dir(args.run)  # a wrong id fails before the slow import
+    _import_tensorflow_quietly()
+    result = export_run(args.run, args.out, progress=None if args.quiet else lambda m: _err(f"export: {m}"))
+    if not result.tflite:
+        _err(f"note: no model.tflite ({result.tflite_error}); the bundle's saved_model/ needs TensorFlow")
+    print(result.path)
+    return EXIT_OK
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from . import runs
 
@@ -1043,6 +1057,15 @@ def build_parser() -> argparse.ArgumentParser:
                          "(windows of long clips, neighbours with the same answer merged)")
     format_arg(sp)
     sp.set_defaults(func=cmd_predict)
+
+    sp = add("export", "export a run as a bundle that runs without audioclf",
+             "Write a finished run's model as TFLite (model.tflite), a TensorFlow SavedModel and the Keras "
+             "file, with labels.json, features.json, a standalone predict.py (numpy, soundfile, soxr, "
+             "ai-edge-litert, librosa for MFCCs) and its requirements.txt, into a new folder; YAMNet runs "
+             "include yamnet.tflite. Prints the folder.")
+    sp.add_argument("run", metavar="RUN_ID", help="a finished run (see `audioclf runs`)")
+    sp.add_argument("--out", required=True, metavar="DIR", help="a new or empty folder for the bundle")
+    sp.set_defaults(func=cmd_export)
 
     sp = add("runs", "list, show, compare, delete or cancel training runs",
              "list: all runs, newest first; show ID...: config, progress and metrics; compare ID ID...: "

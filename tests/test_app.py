@@ -198,6 +198,15 @@ def test_runs_page_shows_the_trained_run(trained_run):
     assert not at.exception
 
 
+def test_runs_page_exports_a_portable_bundle(trained_run):
+    at = new_app("runs")
+    assert at.selectbox(key="runs_pick").value == trained_run
+    at.button(key="runs_export").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, texts(at.error)
+    assert "Portable bundle (.zip)" in [b.label for b in at.get("download_button")]
+
+
 def test_predict_classifies_an_upload_and_a_batch(trained_run, app_home):
     clip = next((app_home / "datasets" / "demo" / "siren").glob("*.wav"))
     at = new_app("predict")

@@ -1,0 +1,263 @@
+"""Export a run as a portable bundle that classifies audio without audioclf.
+
+    from audioclf.export import export_run
+    result = export_run(run_id, "bundle/")     # or: audioclf export RUN --out bundle/
+    result.tflite                              # True if model.tflite was written
+
+A bundle folder holds:
+
+* ``model.tflite``: the classifier for ai-edge-litert (TFLite), one clip per call
+  (batch 1, any number of frames), standardisation inside;
+* ``saved_model/``: the same model for plain TensorFlow (``tf.saved_model.load``,
+  endpoint ``serve``), batch of clips padded with ``PAD_VALUE``;
+* ``model.keras``: the Keras file as trained (needs audioclf's custom layers);
+* ``labels.json``, ``features.json`` (the run's feature config), ``run.json``
+  (run id, scores, the suggested "not sure" threshold, what converted);
+* ``predict.py`` (:mod:`audioclf.standalone`), ``requirements.txt``, ``README.md``;
+* ``yamnet.tflite`` for YAMNet runs (the model the run's features came from).
+
+Why batch 1 for TFLite: recurrent layers become TFLite ``WHILE`` loops over
+tensor lists, and the converter's built-in ops need those lists' element shape
+(batch x units) to be static. With a dynamic batch it asks for ``SELECT_TF_OPS``,
+i.e. the Flex delegate, which ai-edge-litert does not ship. One clip per call
+needs no padding, so the model's mask is all ones and the numbers are the same.
+"""
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import runs
+
+BUNDLE_README = "README.md"
+TFLITE = "model.tflite"
+SAVED_MODEL = "saved_model"
+FEATURES = "features.json"
+RUN_INFO = "run.json"
+SCRIPT = "predict.py"
+YAMNET_FILE = "yamnet.tflite"
+# What predict.py needs, pinned to the versions audioclf is tested with.
+BASE_REQUIREMENTS = ("numpy==2.4.6", "soundfile==0.14.0", "soxr==1.1.0", "ai-edge-litert==2.3.0")
+LIBROSA_REQUIREMENT = "librosa==0.11.0"  # MFCC and spectral features only
+
+Progress = Callable[[str], None]
+
+
+class ExportError(ValueError):
+    """A run that cannot be exported; message is for people."""
+
+
+@dataclass
+class ExportResult:
+    """What `export_run` wrote: the folder, whether TFLite converted (and why not)."""
+
+    path: Path
+    tflite: bool
+    tflite_error: str = ""
+    files: list[str] = field(default_factory=list)
+
+
+def export_run(run_id: str, out_dir: str | Path, *, progress: Progress | None = None) -> ExportResult:
+    """Write the bundle of a finished run into ``out_dir`` (created; must be empty or new).
+
+    Raises ExportError for an unfinished run, a non-empty destination or a
+    YAMNet run whose YAMNet model is not a .tflite file.
+    """
+    from .features import config_from_dict, config_to_dict
+
+    say = progress or (lambda _msg: None)
+    run = runs.load_run(run_id)
+    if run.info.state != "done":
+        raise ExportError(f"Run {run_id} is {run.info.state}, not done: it has no model to export.")
+    out = Path(out_dir).expanduser()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ExportError(f"{out} exists and is not an empty folder; choose a new one.")
+    out.mkdir(parents=True, exist_ok=True)
+    features = config_to_dict(config_from_dict(run.config["features"]))
+    yamnet_src = _yamnet_source(features) if features["kind"] == "yamnet" else None
+
+    say("Loading the model")
+    model = runs.load_model(run_id)
+    dims = int(model.input_shape[-1])
+    shutil.copy2(run.path / runs.MODEL, out / runs.MODEL)
+    say("Writing the SavedModel")
+    write_saved_model(model, out / SAVED_MODEL, dims)
+    say("Converting to TFLite")
+    error = ""
+    try:
+        (out / TFLITE).write_bytes(convert_tflite(model, dims))
+    except ExportError as exc:
+        error = str(exc)
+    if yamnet_src is not None:
+        shutil.copy2(yamnet_src, out / YAMNET_FILE)
+        features["model"] = YAMNET_FILE  # the copy beside predict.py
+    from .confidence import run_threshold
+
+    info = {"run_id": run_id, "name": run.info.name, "model": run.config.get("model", {}).get("kind"),
+            "features": features["kind"], "threshold": run_threshold(run_id),
+            "val_macro_f1": run.info.val_macro_f1, "test_macro_f1": run.info.test_macro_f1,
+            "tflite": not error, "tflite_error": error, "input_dims": dims,
+            "pad_value": _pad_value()}
+    _write_json(out / runs.LABELS, list(run.labels))
+    _write_json(out / FEATURES, features)
+    _write_json(out / RUN_INFO, info)
+    shutil.copy2(Path(__file__).with_name("standalone.py"), out / SCRIPT)
+    reqs = list(BASE_REQUIREMENTS) + ([] if features["kind"] == "yamnet" else [LIBROSA_REQUIREMENT])
+    (out / "requirements.txt").write_text("\n".join(reqs) + "\n", encoding="utf-8")
+    (out / BUNDLE_README).write_text(readme(info, list(run.labels), features), encoding="utf-8")
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    say("Done")
+    return ExportResult(out, not error, error, files)
+
+
+def bundle_zip(run_id: str, *, progress: Progress | None = None) -> bytes:
+    """The bundle of a run as zip bytes (one top folder named after the run), for downloads."""
+    with tempfile.TemporaryDirectory(prefix="audioclf-export-") as tmp:
+        name = f"audioclf-{run_id}"
+        result = export_run(run_id, Path(tmp) / name, progress=progress)
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            for rel in result.files:
+                z.write(result.path / rel, f"{name}/{rel}")
+        return buf.getvalue()
+
+
+def write_saved_model(model, path: Path, dims: int) -> None:
+    """A SavedModel of ``model`` with one endpoint, ``serve``: (batch, frames, dims) -> probabilities."""
+    import keras
+    import tensorflow as tf
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serve", lambda x: model(x, training=False),
+                         input_signature=[tf.TensorSpec([None, None, dims], tf.float32, name="features")])
+    archive.write_out(str(path), verbose=False)
+
+
+def convert_tflite(model, dims: int) -> bytes:
+    """``model`` as TFLite built-in ops: one clip per call, any number of frames (ExportError if not)."""
+    import keras
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory(prefix="audioclf-tflite-") as tmp:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        # Batch fixed at 1: see the module docstring.
+        archive.add_endpoint("serve", lambda x: model(x, training=False),
+                             input_signature=[tf.TensorSpec([1, None, dims], tf.float32, name="features")])
+        archive.write_out(tmp, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        try:
+            return converter.convert()
+        except Exception as exc:  # the converter raises ConverterError and others
+            lines = [ln.strip() for ln in str(exc).splitlines() if "error" in ln.lower()]
+            raise ExportError("TFLite conversion failed: " + (lines[-1] if lines else type(exc).__name__)[:300]) \
+                from None
+
+
+def tflite_probabilities(tflite: bytes | str | Path, features: list[np.ndarray]) -> np.ndarray:
+    """Run a bundle's model.tflite on (frames, dims) sequences, one call each (for checks)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_content=tflite) if isinstance(tflite, bytes) else Interpreter(model_path=str(tflite))
+    inp, out = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
+    rows = []
+    for f in features:
+        x = np.ascontiguousarray(np.asarray(f, np.float32)[None])
+        it.resize_tensor_input(inp, list(x.shape))
+        it.allocate_tensors()
+        it.set_tensor(inp, x)
+        it.invoke()
+        rows.append(np.array(it.get_tensor(out), np.float32)[0])
+    return np.stack(rows) if rows else np.zeros((0, 0), np.float32)
+
+
+def _yamnet_source(features: dict) -> Path:
+    from .features.yamnet import resolve_spec
+
+    spec = resolve_spec(features.get("model", ""))
+    if not spec.endswith(".tflite") or not Path(spec).is_file():
+        raise ExportError(f"This run's YAMNet model is {spec}, not a .tflite file: the bundle needs YAMNet "
+                          "as TFLite. Set AUDIOCLF_YAMNET to a yamnet.tflite file and export again.")
+    return Path(spec)
+
+
+def _pad_value() -> float:
+    from .models import PAD_VALUE
+
+    return float(PAD_VALUE)
+
+
+def _write_json(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
+
+
+def readme(info: dict, labels: list[str], features: dict) -> str:
+    """The bundle's README: what is in it, how to run it, what converts."""
+    settings = ", ".join(f"{k}={v}" for k, v in features.items() if k != "kind")
+    threshold = info.get("threshold")
+    tflite = ("`model.tflite` converted with TFLite built-in ops." if info["tflite"] else
+              f"No `model.tflite`: {info['tflite_error']} Use `saved_model/` with TensorFlow.")
+    yamnet = ("\nThe features come from YAMNet: `yamnet.tflite` (the model this run was trained with, "
+              "Apache-2.0, from tensorflow/models) is included; `--yamnet PATH` uses another copy.\n"
+              if features["kind"] == "yamnet" else "")
+    return f"""# audioclf model: {info.get('name') or info['run_id']}
+
+A sound classifier trained with audioclf (run `{info['run_id']}`, {info['model']} on {features['kind']}
+features), exported to run without audioclf.
+
+Classes: {', '.join(labels)}.
+Validation macro F1: {_score(info.get('val_macro_f1'))}; test macro F1: {_score(info.get('test_macro_f1'))}.
+
+## Classify files
+
+```bash
+python -m venv .venv && .venv/bin/pip install -r requirements.txt
+.venv/bin/python predict.py clip1.wav clip2.flac     # file,label,probability lines
+```
+
+Below a probability of {threshold if threshold is not None else 0} (the run's suggested "not sure" threshold:
+95% of its correct validation predictions are at least this confident) the label is `unknown`,
+none of the classes; `--threshold 0` turns that off, `--threshold 0.8` sets another.
+{yamnet}
+## Files
+
+| File | What |
+|---|---|
+| `model.tflite` | the classifier for ai-edge-litert / TFLite: input `[1, frames, {info['input_dims']}]` float32 features of ONE clip (any number of frames), output `[1, {len(labels)}]` class probabilities |
+| `saved_model/` | the same for TensorFlow: `tf.saved_model.load("saved_model").serve(x)` with `x` `[clips, frames, {info['input_dims']}]`; pad shorter clips AFTER their last frame with {info['pad_value']:g} (the model masks padding) |
+| `model.keras` | the Keras file as trained; loading it needs audioclf's custom layers (`audioclf.runs.load_model`) |
+| `labels.json` | class names in the order of the model's outputs |
+| `features.json` | the feature settings: {features['kind']} ({settings}) |
+| `run.json` | run id, scores, the suggested threshold, what converted |
+| `predict.py`, `requirements.txt` | the standalone classifier and what it needs |
+
+Feature standardisation (and per-clip normalisation) is inside the model: it takes raw features.
+`predict.py` computes them as audioclf does: decode with libsndfile, mix to mono, resample with
+soxr (HQ), then for MFCCs trim leading and trailing audio quieter than `trim_db` below the peak, a
+centred zero-padded STFT with a periodic Hann window, librosa's Slaney mel bank, MFCC (DCT-II).
+
+## What converts to TFLite
+
+{tflite}
+
+Every architecture audioclf builds (SimpleRNN, LSTM, GRU, bidirectional LSTM, the dense baseline,
+ensembles of them; tested) converts with TFLite built-in ops when the batch is fixed at one clip.
+What does not convert is a dynamic batch for recurrent models: their loops keep per-step state in
+tensor lists whose element shape (batch x units) TFLite's built-in ops need to know in advance;
+otherwise the converter asks for `SELECT_TF_OPS` (the Flex delegate), which ai-edge-litert does not
+include. One clip per call needs no padding, so nothing is lost.
+"""
+
+
+def _score(v) -> str:
+    return f"{v:.3f}" if isinstance(v, (int, float)) else "-"
