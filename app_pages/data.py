@@ -116,6 +116,36 @@ def add_tab(ds) -> None:
             st.session_state["rec_round"] = st.session_state.get("rec_round", 0) + 1
             st.rerun()
 
+    st.divider()
+    background_section(ds)
+
+
+def background_section(ds) -> None:
+    """Record or upload background noise into its own class, as Teachable Machine offers."""
+    from audioclf import datasets
+
+    st.markdown(f"**Background / other sounds.** Record about 20 s of the place where the model will "
+                f"listen (room tone, traffic, fan hum; none of your classes): it is cut into "
+                f"{datasets.editing.BACKGROUND_CLIP_SECONDS:g} s clips of a class "
+                f"**{datasets.BACKGROUND_LABEL}**, so the model can answer 'nothing of interest'.")
+    turn = st.session_state.get("bg_round", 0)
+    how = st.radio("Background from", ("Record", "Upload"), horizontal=True, key="bg_src")
+    if how == "Record":
+        bg = st.audio_input("Record background noise", key=f"bg_rec_{turn}")
+        name = "background.wav"
+    else:
+        bg = st.file_uploader("A recording of background noise", type=UPLOAD_TYPES[:-1], key=f"bg_up_{turn}")
+        name = bg.name if bg else "background.wav"
+    if st.button(f"Add to '{datasets.BACKGROUND_LABEL}'", disabled=bg is None, key="bg_btn",
+                 icon=":material/noise_aware:"):
+        with guard("Adding background noise"):
+            # Data sets with train/ val/ test/ folders: background trains, like any new clip.
+            split = "train" if any(it.split for it in ds.items) else None
+            paths = datasets.add_background(ds.root, bg.getvalue(), name, split=split)
+            st.session_state["data_flash"] = (len(paths), [], datasets.BACKGROUND_LABEL)
+            st.session_state["bg_round"] = turn + 1
+            st.rerun()
+
 
 def browse_tab(ds) -> None:
     from audioclf import datasets

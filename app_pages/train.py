@@ -4,7 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from audioclf import plotting
-from audioclf.datasets import METHODS, SplitConfig
+from audioclf.datasets import METHODS, SplitConfig, has_background
 from audioclf.features import MFCCConfig, SpectralConfig
 from audioclf.models import ACTIVATIONS, KINDS, MAX_MEMBERS, POOLINGS, ModelConfig
 from audioclf.runconfig import TrainConfig  # light: TensorFlow is imported by the training process
@@ -328,6 +328,11 @@ st.caption(f"Data set **{st.session_state.get(DATASET_KEY)}**: {len(ds.items)} c
 if len(ds.labels) < 2:
     st.error("Training needs at least two classes; this data set has "
              f"{len(ds.labels)}. Add clips of another class on the Data page.", icon=":material/error:")
+elif not has_background(ds.labels):
+    st.caption(":material/info: No background class: the model will name one of "
+               f"{len(ds.labels)} classes for any sound. A class of background noise (Data page, "
+               "Add clips, Background) lets it answer 'nothing of interest'; Predict can also say "
+               "'not sure' below a confidence threshold.")
 
 top = st.columns(3)
 feature_kind = FEATURE_KINDS[top[0].selectbox("Features", list(FEATURE_KINDS), key="tr_feat")]

@@ -149,6 +149,23 @@ def test_data_upload_refuses_non_audio_and_adds_real_clips(app_home):
     assert sorted(p.name for p in (app_home / "datasets" / "tones" / "high").iterdir()) == ["h1.wav", "h2.wav"]
 
 
+def test_data_background_noise_becomes_its_own_class_and_train_suggests_one(app_home):
+    at = new_app("train")
+    assert "No background class" in texts(at.caption)  # the demo has none
+    at = new_app()
+    next(t for t in at.text_input if t.label.startswith("Name")).input("noisy")
+    at.button(key="FormSubmitter:new_dataset-Create").click().run()
+    at.radio(key="bg_src").set_value("Upload").run()
+    noise = (0.05 * np.random.default_rng(0).normal(size=int(6.5 * 16000))).astype(np.float32)
+    buf = io.BytesIO()
+    sf.write(buf, noise, 16000, format="WAV")
+    at.file_uploader(key="bg_up_0").set_value(("room.wav", buf.getvalue(), "audio/wav")).run()
+    at.button(key="bg_btn").click().run()
+    assert not at.exception, at.exception
+    assert "Added 3 clip" in texts(at.success)  # 6.5 s -> three 2 s clips
+    assert len(list((app_home / "datasets" / "noisy" / "background").glob("*.wav"))) == 3
+
+
 def test_train_refuses_a_one_class_data_set(app_home):
     root = app_home / "datasets" / "oneclass" / "only"
     root.mkdir(parents=True)

@@ -40,10 +40,13 @@ from audioclf.datasets.base import (
     visible_entries,
 )
 from audioclf.datasets.editing import (
+    BACKGROUND_LABEL,
     FORMAT_EXTENSIONS,
+    add_background,
     add_clip,
     create_dataset,
     delete_clip,
+    has_background,
     list_datasets,
     relabel_clip,
 )
@@ -90,6 +93,9 @@ __all__ = [
     "Split",
     "SplitConfig",
     "add_clip",
+    "add_background",
+    "BACKGROUND_LABEL",
+    "has_background",
     "apply_group_pattern",
     "check_trainable",
     "compile_group_pattern",

@@ -23,6 +23,11 @@ from audioclf.datasets.base import (
 from audioclf.datasets.loading import split_folders
 
 FORMAT_EXTENSIONS = {"wav": "wav", "wavex": "wav", "flac": "flac", "ogg": "ogg", "mp3": "mp3"}
+# A class of "none of the above" sounds (room tone, traffic, hum), as Teachable Machine's
+# "Background Noise" class: with it a model can answer "nothing of interest".
+BACKGROUND_LABEL = "background"
+BACKGROUND_NAMES = ("background", "background_noise", "noise", "other", "silence", "unknown")
+BACKGROUND_CLIP_SECONDS = 2.0  # a long background recording becomes clips of this length
 
 
 def _check_name(name: str, what: str) -> str:
@@ -118,6 +123,41 @@ def add_clip(
         return _claim(folder, name, Path(tmp))
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def has_background(labels) -> bool:
+    """True if one of the class names reads as a background / other class."""
+    return any(safe_name(str(lab)).lower().replace(" ", "_") in BACKGROUND_NAMES for lab in labels)
+
+
+def add_background(
+    ds_root: str | PathLike, data: bytes, filename: str = "background.wav", *,
+    label: str = BACKGROUND_LABEL, seconds: float = BACKGROUND_CLIP_SECONDS, split: str | None = None
+) -> list[Path]:
+    """Add a recording of background noise to the class `label`, cut into clips of `seconds`.
+
+    Teachable Machine asks for about 20 s of the room's own sound and cuts it into
+    short samples; so does this: a 20 s recording gives ten 2 s clips (a last piece
+    shorter than half a clip is dropped; a recording shorter than one clip is kept
+    whole). Returns the written paths. AudioError if `data` is not audio.
+    """
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    if not 0.25 <= float(seconds) <= 60.0:
+        raise DatasetError(f"Background clips must be 0.25 to 60 s long, got {seconds}.")
+    clip = audio.load_audio(data, name=filename)
+    step = max(1, int(round(float(seconds) * clip.sr)))
+    starts = [s for s in range(0, len(clip.samples), step) if len(clip.samples) - s >= step / 2] or [0]
+    stem = Path(safe_name(Path(str(filename).replace("\\", "/")).stem) or "background").stem
+    written = []
+    for i, start in enumerate(starts, 1):
+        buf = io.BytesIO()
+        sf.write(buf, np.clip(clip.samples[start:start + step], -1.0, 1.0), clip.sr, format="WAV", subtype="PCM_16")
+        written.append(add_clip(ds_root, label, f"{stem}_{i:03d}.wav", buf.getvalue(), split=split))
+    return written
 
 
 def _dataset_root_and_split(path: Path) -> tuple[Path, str | None]:
