@@ -31,7 +31,7 @@ def show_prediction(pred) -> None:
     """Headline (or "not sure"), probabilities, and for long clips which class when."""
     c = st.columns(3)
     if pred.unsure:
-        c[0].metric("Prediction", UNKNOWN, help=UNKNOWN_TEXT.capitalize())
+        c[0].metric("Predicted class", UNKNOWN, help=UNKNOWN_TEXT.capitalize())
         c[1].metric("Confidence", f"{pred.confidence:.1%}", delta=f"below {pred.threshold:.0%}",
                     delta_color="off")
         c[2].metric("Likeliest class", pred.top_label)
