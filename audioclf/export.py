@@ -10,7 +10,8 @@ A bundle folder holds:
   (batch 1, any number of frames), standardisation inside;
 * ``saved_model/``: the same model for plain TensorFlow (``tf.saved_model.load``,
   endpoint ``serve``), batch of clips padded with ``PAD_VALUE``;
-* ``model.keras``: the Keras file as trained (needs audioclf's custom layers);
+* ``model.keras``: the Keras file as trained, with ``audioclf_layers.py`` (a copy of
+  :mod:`audioclf.layers`): ``import audioclf_layers`` and ``keras.models.load_model`` load it;
 * ``labels.json``, ``features.json`` (the run's feature config), ``run.json``
   (run id, scores, the suggested "not sure" threshold, what converted);
 * ``predict.py`` (:mod:`audioclf.standalone`), ``requirements.txt``, ``README.md``;
@@ -24,8 +25,10 @@ needs no padding, so the model's mask is all ones and the numbers are the same.
 """
 from __future__ import annotations
 
+import ast
 import io
 import json
+import re
 import shutil
 import tempfile
 import zipfile
@@ -36,6 +39,7 @@ from typing import Callable
 import numpy as np
 
 from . import runs
+from .errors import AudioclfError
 
 BUNDLE_README = "README.md"
 TFLITE = "model.tflite"
@@ -43,6 +47,7 @@ SAVED_MODEL = "saved_model"
 FEATURES = "features.json"
 RUN_INFO = "run.json"
 SCRIPT = "predict.py"
+LAYERS = "audioclf_layers.py"  # audioclf.layers without audioclf: `import audioclf_layers` before loading model.keras
 YAMNET_FILE = "yamnet.tflite"
 # What predict.py needs, pinned to the versions audioclf is tested with.
 BASE_REQUIREMENTS = ("numpy==2.4.6", "soundfile==0.14.0", "soxr==1.1.0", "ai-edge-litert==2.3.0")
@@ -51,7 +56,7 @@ LIBROSA_REQUIREMENT = "librosa==0.11.0"  # MFCC and spectral features only
 Progress = Callable[[str], None]
 
 
-class ExportError(ValueError):
+class ExportError(AudioclfError):
     """A run that cannot be exported; message is for people."""
 
 
@@ -88,6 +93,7 @@ def export_run(run_id: str, out_dir: str | Path, *, progress: Progress | None = 
     model = runs.load_model(run_id)
     dims = int(model.input_shape[-1])
     shutil.copy2(run.path / runs.MODEL, out / runs.MODEL)
+    write_layers(out / LAYERS)
     say("Writing the SavedModel")
     write_saved_model(model, out / SAVED_MODEL, dims)
     say("Converting to TFLite")
@@ -192,9 +198,30 @@ def _yamnet_source(features: dict) -> Path:
 
 
 def _pad_value() -> float:
-    from .models import PAD_VALUE
+    from .sequences import PAD_VALUE
 
     return float(PAD_VALUE)
+
+
+def write_layers(path: Path) -> None:
+    """audioclf's custom Keras layers as one file that imports only Keras (constants inlined)."""
+    from . import sequences
+
+    text = Path(__file__).with_name("layers.py").read_text(encoding="utf-8")
+
+    def inline(match: re.Match) -> str:
+        names = [n.strip() for n in match.group(1).split(",")]
+        return "\n".join(f"{n} = {getattr(sequences, n)!r}" for n in names)
+
+    text = re.sub(r"^from \.sequences import ([\w, ]+?)\s*(#.*)?$", inline, text, flags=re.M)
+    if any(isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("audioclf"))
+           or isinstance(node, ast.Import) and any(a.name.startswith("audioclf") for a in node.names)
+           for node in ast.walk(ast.parse(text))):
+        raise ExportError("audioclf.layers imports more of audioclf than its constants; "
+                          "the bundle cannot carry it alone.")
+    header = ("# Copied from audioclf.layers by `audioclf export`: `import audioclf_layers` registers the\n"
+              "# custom layers, then keras.models.load_model('model.keras') works without audioclf.\n")
+    path.write_text(header + text, encoding="utf-8")
 
 
 def _write_json(path: Path, obj) -> None:
@@ -235,7 +262,7 @@ none of the classes; `--threshold 0` turns that off, `--threshold 0.8` sets anot
 |---|---|
 | `model.tflite` | the classifier for ai-edge-litert / TFLite: input `[1, frames, {info['input_dims']}]` float32 features of ONE clip (any number of frames), output `[1, {len(labels)}]` class probabilities |
 | `saved_model/` | the same for TensorFlow: `tf.saved_model.load("saved_model").serve(x)` with `x` `[clips, frames, {info['input_dims']}]`; pad shorter clips AFTER their last frame with {info['pad_value']:g} (the model masks padding) |
-| `model.keras` | the Keras file as trained; loading it needs audioclf's custom layers (`audioclf.runs.load_model`) |
+| `model.keras`, `audioclf_layers.py` | the Keras file as trained: `import audioclf_layers` (registers its custom layers), then `keras.models.load_model("model.keras")` |
 | `labels.json` | class names in the order of the model's outputs |
 | `features.json` | the feature settings: {features['kind']} ({settings}) |
 | `run.json` | run id, scores, the suggested threshold, what converted |

@@ -78,7 +78,7 @@ def test_bundle_files_and_tflite_equals_keras(kind, bundles, clips, trained_run,
     bundle = bundles[kind]
     run_id = {"mfcc": trained_run, "yamnet": yamnet_run}[kind]
     names = {p.name for p in bundle.iterdir()}
-    assert {"model.tflite", "saved_model", "model.keras", "labels.json", "features.json", "run.json",
+    assert {"model.tflite", "saved_model", "model.keras", "audioclf_layers.py", "labels.json", "features.json", "run.json",
             "predict.py", "requirements.txt", "README.md"} <= names
     assert ("yamnet.tflite" in names) == (kind == "yamnet")
     assert json.loads((bundle / "labels.json").read_text()) == runs.load_run(run_id).labels
@@ -94,17 +94,34 @@ def test_bundle_files_and_tflite_equals_keras(kind, bundles, clips, trained_run,
     assert np.abs(lite_probs - keras_probs).max() <= MAX_DIFF
 
 
-def test_saved_model_loads_in_plain_tensorflow(bundles, clips, trained_run):
-    import tensorflow as tf
+PLAIN_TF = """
+import json, sys
+sys.modules["audioclf"] = None  # any import of audioclf fails: the bundle must do without it
+import numpy as np, keras, tensorflow as tf
+import audioclf_layers  # the bundle's copy of the custom layers
+x = [np.load(f) for f in sys.argv[1:]]
+saved = tf.saved_model.load("saved_model")
+model = keras.models.load_model("model.keras")
+print(json.dumps({"saved": [saved.serve(tf.constant(f[None])).numpy()[0].tolist() for f in x],
+                  "keras": [model.predict_on_batch(f[None])[0].tolist() for f in x]}))
+"""
 
+
+def test_saved_model_and_keras_file_load_in_plain_tensorflow(bundles, clips, trained_run, tmp_path):
     from audioclf.features import MFCCConfig, extract_many
-    from audioclf.models import pad_sequences
 
-    feats = [f.values for f in extract_many(clips[:3], MFCCConfig())]
-    loaded = tf.saved_model.load(str(bundles["mfcc"] / "saved_model"))
-    probs = loaded.serve(tf.constant(pad_sequences(feats))).numpy()  # a padded batch of clips
+    files = []
+    for i, f in enumerate(extract_many(clips[:3], MFCCConfig())):
+        files.append(tmp_path / f"x{i}.npy")
+        np.save(files[-1], f.values)
+    proc = subprocess.run([sys.executable, "-c", PLAIN_TF, *map(str, files)], cwd=bundles["mfcc"],
+                          env={**_clean_env(), "TF_CPP_MIN_LOG_LEVEL": "3"}, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
     want = np.stack([p.probs for p in audioclf_predictions(trained_run, clips[:3])])
-    assert np.abs(probs - want).max() <= MAX_DIFF
+    assert np.abs(np.array(got["saved"]) - want).max() <= MAX_DIFF
+    assert np.abs(np.array(got["keras"]) - want).max() <= MAX_DIFF
 
 
 @pytest.mark.parametrize("kind", ["mfcc", "yamnet"])
