@@ -279,8 +279,8 @@ def gather_features(parts: dict[str, Sequence], features_cfg, labels: Sequence[s
     data = dict(zip(names, extract_parts(items, features_cfg, labels, report, problems,
                                          [len(parts[n]) for n in names])))
     warped = []
-    for w in warps:
-        offset[0] += len(items) if not warped else n_warp
+    for i, w in enumerate(warps):
+        offset[0] = len(items) + i * n_warp  # the copies of factor i follow the plain features
         warped.append(extract_parts(list(parts[warp_part]), replace(features_cfg, warp=w), labels,
                                     report, [])[0])
     if should_stop is not None and should_stop():

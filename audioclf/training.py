@@ -26,7 +26,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import runs, workspace
-from .background import CANCEL_WAIT, cancel_run, reap_children, run_status, start_training  # noqa: F401
+from .background import CANCEL_WAIT, cancel_run, run_status, start_training  # noqa: F401  (re-exported)
 from .confidence import THRESHOLD_KEY, threshold_record
 from .evaluation import evaluate
 from .fitting import class_weights, fit  # noqa: F401  (re-exported: part of this API)
