@@ -7,11 +7,20 @@ opens fast.
 """
 from __future__ import annotations
 
+import hmac
 import logging
+import os
 import sys
 from pathlib import Path
 
 import streamlit as st
+
+try:
+    # The Live page's WebRTC (aiortc) loads pylibsrtp, whose initialisation crashes the process
+    # (segfault) when TensorFlow was loaded before it; loaded first (18 ms), both work.
+    import pylibsrtp  # noqa: F401
+except ImportError:  # the Live page then says what is missing
+    pass
 
 ROOT = Path(__file__).resolve().parent
 # `streamlit run` puts this folder on sys.path, AppTest does not; pages import app_pages.common.
@@ -20,23 +29,53 @@ if str(ROOT) not in sys.path:
 
 from audioclf.errors import AudioclfError  # noqa: E402  (light: no TensorFlow)
 
+# `streamlit run app.py -- --readonly` is the same as AUDIOCLF_READONLY=1 (`audioclf app --readonly`).
+if "--readonly" in sys.argv[1:]:
+    os.environ["AUDIOCLF_READONLY"] = "1"
+
+from audioclf.workspace import read_only  # noqa: E402  (after the flag above)
+
 # Pages live in app_pages/, not pages/: a pages/ folder switches Streamlit (and AppTest) into
 # its legacy file-based multipage mode, which runs page files without this entry point.
-PAGES = {
-    "audioclf": [
-        st.Page("app_pages/data.py", title="Data", icon=":material/library_music:", default=True),
-        st.Page("app_pages/explore.py", title="Explore", icon=":material/graphic_eq:"),
-        st.Page("app_pages/dataset_map.py", title="Map", icon=":material/scatter_plot:"),
-        st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
-        st.Page("app_pages/tune.py", title="Tune", icon=":material/tune:"),
-        st.Page("app_pages/runs.py", title="Runs", icon=":material/leaderboard:"),
-        st.Page("app_pages/predict.py", title="Predict", icon=":material/online_prediction:"),
-    ],
-}
+DATA = ("app_pages/data.py", "Data", ":material/library_music:")
+EXPLORE = ("app_pages/explore.py", "Explore", ":material/graphic_eq:")
+MAP = ("app_pages/dataset_map.py", "Map", ":material/scatter_plot:")
+TRAIN = ("app_pages/train.py", "Train", ":material/model_training:")
+TUNE = ("app_pages/tune.py", "Tune", ":material/tune:")
+RUNS = ("app_pages/runs.py", "Runs", ":material/leaderboard:")
+PREDICT = ("app_pages/predict.py", "Predict", ":material/online_prediction:")
+LIVE = ("app_pages/live.py", "Live", ":material/mic:")
+PRESENT = ("app_pages/present.py", "Present", ":material/co_present:")
+# Read-only (a shared demo): no Train or Tune page, and the presentation opens first.
+ORDER = [PRESENT, LIVE, PREDICT, RUNS, EXPLORE, MAP, DATA] if read_only() else \
+    [DATA, EXPLORE, MAP, TRAIN, TUNE, RUNS, PREDICT, LIVE, PRESENT]
+PAGES = {"audioclf": [st.Page(path, title=title, icon=icon, default=i == 0)
+                      for i, (path, title, icon) in enumerate(ORDER)]}
+PASSWORD_KEY = "password"  # in .streamlit/secrets.toml: password = "..." asks every visitor for it
 
 log = logging.getLogger("audioclf.app")
 
+def password_ok() -> bool:
+    """True when no password is configured (st.secrets) or this session has given it."""
+    try:
+        expected = st.secrets.get(PASSWORD_KEY)
+    except (FileNotFoundError, KeyError, ValueError, OSError):  # no or unreadable secrets.toml
+        expected = None
+    if not expected or st.session_state.get("_password_ok"):
+        return True
+    st.title("audioclf")
+    given = st.text_input("Password", type="password", key="_password")
+    if given and hmac.compare_digest(given.encode(), str(expected).encode()):
+        st.session_state["_password_ok"] = True
+        st.rerun()
+    if given:
+        st.error("Wrong password.", icon=":material/lock:")
+    return False
+
+
 st.set_page_config(page_title="audioclf", page_icon=":material/graphic_eq:", layout="wide")
+if not password_ok():
+    st.stop()
 page = st.navigation(PAGES)
 try:
     from app_pages.common import dataset_sidebar

@@ -181,3 +181,47 @@ def expand(up, label: str) -> list[tuple[str, str, bytes]]:
             out.append((path.parent.name if len(rel.parts) > 1 else label, path.name,
                         path.read_bytes()))
         return out
+
+
+def read_only() -> bool:
+    """True in read-only mode (a shared demo): pages then offer no training, deleting or editing."""
+    from audioclf import workspace
+
+    return workspace.read_only()
+
+
+def choose_run(key: str, label: str = "Model (run)"):
+    """A selectbox of finished runs, the best (validation macro F1) preselected; None if there is none.
+
+    Shares its choice with the other pages through RUN_KEY.
+    """
+    from audioclf import runs
+
+    done = []
+    with guard("Listing runs"):
+        done = [r for r in runs.list_runs() if r.state == "done"]
+    if not done:
+        return None
+    ids = [r.id for r in done]
+    best = runs.best_run()
+    wanted = st.session_state.get(RUN_KEY)
+    default = ids.index(wanted) if wanted in ids else ids.index(best.id) if best and best.id in ids else 0
+
+    def describe(r) -> str:
+        score = (f"val macro F1 {r.val_macro_f1:.3f}" if r.val_macro_f1 is not None else
+                 f"test macro F1 {r.test_macro_f1:.3f}" if r.test_macro_f1 is not None else "no scores")
+        return f"{r.id} {r.name}  ({r.model}/{r.features}, {score})"
+
+    names = {r.id: describe(r) for r in done}
+    run_id = st.selectbox(label, ids, index=default, format_func=names.get, key=key,
+                          help="The run with the best validation macro F1 is preselected.")
+    st.session_state[RUN_KEY] = run_id
+    return run_id
+
+
+def predictor_for(run_id: str):
+    """The loaded Predictor of a run, reloaded when its model file changes."""
+    from audioclf import runs
+
+    model = runs.run_dir(run_id) / runs.MODEL
+    return load_predictor(run_id, model.stat().st_mtime if model.is_file() else 0.0)

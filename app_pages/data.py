@@ -8,7 +8,7 @@ import streamlit as st
 
 from audioclf import plotting
 from app_pages.common import (DATASET_KEY, current_dataset, expand, fmt_seconds, guard,
-                              select_dataset, upload_limit_mb)
+                              read_only, select_dataset, upload_limit_mb)
 from app_pages.health_panel import health_tab
 
 NEW_CLASS = "New class..."
@@ -161,6 +161,8 @@ def browse_tab(ds) -> None:
         name, player, move, drop = st.columns([2, 4, 3, 1], vertical_alignment="center")
         name.write(it.path.name)
         player.audio(str(it.path))
+        if read_only():  # a shared demo: play, but no relabelling or deleting
+            continue
         others = [x for x in ds.labels if x != label]
         with move:
             new = st.selectbox("Move to", ["-", *others], key=f"mv_{it.path}", label_visibility="collapsed",
@@ -199,6 +201,14 @@ st.caption(f"Data set **{name}** (change it in the sidebar). Clips live in class
            "Create a data set to start.")
 show_flash()
 ds, summary = current_dataset(allow_empty=True)
+if read_only():  # a shared demo: look and listen; no adding, fixing or relabelling
+    tabs = st.tabs(["Overview", "Browse"])
+    if ds is not None:
+        with tabs[0]:
+            overview(ds, summary)
+        with tabs[1]:
+            browse_tab(ds)
+    st.stop()
 tabs = st.tabs(["Overview", "Add clips", "Browse and edit", "Health", "New data set"])
 if ds is not None:
     with tabs[0]:

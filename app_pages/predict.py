@@ -9,7 +9,7 @@ import streamlit as st
 
 from audioclf import plotting, runs
 from audioclf.confidence import UNKNOWN, UNKNOWN_TEXT, run_threshold
-from app_pages.common import RUN_KEY, expand, guard, load_predictor, upload_limit_mb
+from app_pages.common import RUN_KEY, expand, guard, load_predictor, read_only, upload_limit_mb
 
 AUDIO_TYPES = ["wav", "flac", "ogg", "oga", "mp3"]
 
@@ -148,8 +148,9 @@ done = []
 with guard("Listing runs"):
     done = [r for r in runs.list_runs() if r.state == "done"]
 if not done:
-    st.info("No finished run yet: train a model on the Train page first.")
-    st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
+    st.info("No finished run yet." + ("" if read_only() else " Train a model on the Train page first."))
+    if not read_only():  # read-only mode has no Train page to link to
+        st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
     st.stop()
 
 ids = [r.id for r in done]

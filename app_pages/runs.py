@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from audioclf import plotting, runs
-from app_pages.common import RUN_KEY, guard
+from app_pages.common import RUN_KEY, guard, read_only
 
 SPLITS = {"test": "Test", "val": "Validation"}
 MAX_MISCLASSIFIED = 12
@@ -143,6 +143,8 @@ def show_run(run_id: str) -> None:
     if run.info.state == "done":
         export_bundle(run_id)
 
+    if read_only():  # a shared demo deletes nothing
+        return
     with st.popover("Delete this run", icon=":material/delete:"):
         st.write(f"Delete run **{run_id}** and its model from disk? This cannot be undone.")
         if st.button("Delete for good", type="primary", key="runs_delete"):
@@ -177,8 +179,9 @@ infos = []
 with guard("Listing runs"):
     infos = runs.list_runs()
 if not infos:
-    st.info("No training runs yet: start one on the Train page.")
-    st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
+    st.info("No training runs yet." + ("" if read_only() else " Start one on the Train page."))
+    if not read_only():  # read-only mode has no Train page to link to
+        st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
     st.stop()
 
 table = runs_table(infos)

@@ -377,3 +377,30 @@ def load_model(run_id_or_path: str | os.PathLike):
         raise ModelLoadError(f"{path.name} is a Keras model, but not one trained by audioclf "
                              "(it lacks audioclf's input masking and standardisation).")
     return model
+
+
+def example_clips(run_id: str) -> dict[str, Path]:
+    """One clip per class of a run to play to people: its most confident correct held-out prediction.
+
+    From the run's ``predictions.csv`` (test split first, then validation), for each
+    class the clip that was predicted right with the highest probability; a class
+    with no such clip that still exists on disk is missing from the result.
+    """
+    path = run_dir(run_id) / PREDICTIONS
+    best: dict[str, tuple[tuple[int, float], Path]] = {}
+    if not path.is_file():
+        return {}
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            label = row.get("true", "")
+            if not label or row.get("predicted") != label or not Path(row.get("path", "")).is_file():
+                continue
+            try:
+                p = float(row.get(f"p_{label}", "nan"))
+            except ValueError:
+                continue
+            rank = (1 if row.get("split") == "test" else 0, p if p == p else 0.0)
+            if label not in best or rank > best[label][0]:
+                best[label] = (rank, Path(row["path"]))
+    labels = load_run(run_id).labels
+    return {lab: best[lab][1] for lab in labels if lab in best}

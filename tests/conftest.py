@@ -4,6 +4,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+try:
+    # Before anything loads TensorFlow: pylibsrtp (WebRTC, imported by the app's Live page in
+    # AppTest's process) crashes when it initialises after TensorFlow. app.py does the same.
+    import pylibsrtp  # noqa: F401
+except ImportError:
+    pass
 import numpy as np
 import pytest
 import soundfile as sf

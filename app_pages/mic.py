@@ -1,0 +1,188 @@
+"""The live microphone panel shared by the Live and Present pages (not a page itself).
+
+The browser sends the microphone over WebRTC (streamlit-webrtc, its aiortc
+backend); each batch of audio frames is pushed, without waiting, into an
+`audioclf.live.LiveSession` kept in the user's session, which labels it on a
+thread of its own. A fragment re-reads the session's snapshot every REFRESH s
+while the stream plays: the big label, a rolling probability chart and the
+event log. All classification logic is in the library.
+"""
+from __future__ import annotations
+
+import html
+import json
+import logging
+import os
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from audioclf import live
+from audioclf.confidence import UNKNOWN, UNKNOWN_TEXT
+
+REFRESH = 0.25  # s between refreshes of the label while the microphone streams
+ENV_ICE = "AUDIOCLF_ICE_SERVERS"  # JSON list of ICE servers for a browser on another network
+CHART_SECONDS = 30  # the rolling chart shows this much of the stream
+EVENTS_SHOWN = 20
+COLOURS = {live.SILENCE: "#9e9e9e", UNKNOWN: "#9e9e9e"}
+
+log = logging.getLogger("audioclf.app")
+
+
+def ice_servers() -> list:
+    """ICE servers for WebRTC: none by default (same machine or network, no internet needed).
+
+    Without this, streamlit-webrtc would ask public STUN servers; a browser on
+    another network can be given STUN/TURN servers in $AUDIOCLF_ICE_SERVERS.
+    """
+    raw = os.environ.get(ENV_ICE, "").strip()
+    if not raw:
+        return []
+    try:
+        servers = json.loads(raw)
+    except ValueError:
+        log.warning("%s is not JSON; using no ICE servers", ENV_ICE)
+        return []
+    return servers if isinstance(servers, list) else []
+
+
+def frame_pcm(frame) -> tuple[np.ndarray, int, int]:
+    """(samples, rate, channels) of an av.AudioFrame: planar formats give (channels, n)."""
+    pcm = frame.to_ndarray()
+    channels = len(frame.layout.channels)
+    if frame.format.is_planar:
+        return pcm.reshape(channels, -1), frame.sample_rate, channels
+    return pcm.reshape(-1), frame.sample_rate, channels
+
+
+def webrtc_problem() -> str:
+    """Why the microphone component cannot run here ("" when it can)."""
+    try:
+        from streamlit_webrtc.session_info import get_this_session_info
+    except ImportError:
+        return "The live microphone needs streamlit-webrtc: `pip install -r requirements.txt`."
+    try:
+        get_this_session_info()  # the server's session; absent in a bare or simulated run
+    except Exception:  # noqa: BLE001 - AttributeError/RuntimeError depending on how it is run
+        return "The live microphone needs the app served to a browser (`streamlit run app.py`)."
+    return ""
+
+
+def _session(key: str, predictor, window: float, hop: float, threshold: float) -> live.LiveSession:
+    """This user's LiveSession for these settings (a new one when they change)."""
+    settings = (predictor.run_id, window, hop, threshold)
+    state = st.session_state.get(key)
+    if state and state[0] == settings:
+        return state[1]
+    if state:
+        state[1].stop()
+    classifier = live.LiveClassifier(predictor, window=window, hop=hop, threshold=threshold)
+    with st.spinner("Preparing the model for live audio..."):
+        classifier.warm_up()
+    session = live.LiveSession(classifier)
+    st.session_state[key] = (settings, session)
+    return session
+
+
+def big_label(p, *, size: str = "4.5rem") -> None:
+    """The current label, large, with its confidence."""
+    if p is None:
+        text, sub, colour = "listening...", "", "#9e9e9e"
+    elif p.label == live.SILENCE:
+        text, sub, colour = "silence", "no sound in the window", COLOURS[live.SILENCE]
+    elif p.label == UNKNOWN:
+        text, sub, colour = UNKNOWN, f"{UNKNOWN_TEXT} (likeliest {p.top_label}, {p.confidence:.0%})", \
+            COLOURS[UNKNOWN]
+    else:
+        text, sub, colour = p.label, f"{p.confidence:.0%} confident", "inherit"
+    st.markdown(
+        f'<div data-testid="live-label" style="font-size:{size};font-weight:700;line-height:1.1;'
+        f'color:{colour}">{html.escape(text)}</div>'
+        f'<div style="font-size:1.3rem;opacity:0.8">{html.escape(sub)}</div>',
+        unsafe_allow_html=True)
+
+
+def show_snapshot(snap, labels: tuple[str, ...], *, compact: bool = False) -> None:
+    """Big label, rolling probabilities and the event log of a LiveSnapshot."""
+    if snap.error:
+        st.error(f"Live classification stopped: {snap.error}", icon=":material/error:")
+    current = snap.history[-1] if snap.history else None
+    big_label(current, size="3.5rem" if compact else "4.5rem")
+    if snap.history:
+        recent = [p for p in snap.history if p.time >= snap.history[-1].time - CHART_SECONDS]
+        df = pd.DataFrame(np.array([p.probs for p in recent]), columns=list(labels),
+                          index=pd.Index([round(p.time, 2) for p in recent], name="stream time (s)"))
+        st.line_chart(df, height=220 if compact else 280, y_label="probability")
+        lat = snap.latency
+        st.caption(f"Stream {snap.stream_seconds:.1f} s; a label every {snap.hop_seconds:.2f} s over the "
+                   f"last {snap.window_seconds:.2f} s"
+                   + (f"; processing {lat['median'] * 1000:.0f} ms median, {lat['p95'] * 1000:.0f} ms p95"
+                      if lat else "")
+                   + (f"; {snap.skipped} window(s) skipped to keep up" if snap.skipped else ""))
+    if not compact:
+        st.markdown("**Detected events**")
+        if snap.events:
+            rows = [{"class": e.label, "from (s)": round(e.start, 1), "to (s)": round(e.end, 1),
+                     "peak confidence": f"{e.peak:.0%}"} for e in reversed(snap.events[-EVENTS_SHOWN:])]
+            st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+        else:
+            st.caption("None yet: a class appears here when a window is given it.")
+
+
+def live_panel(predictor, key: str, *, compact: bool = False, threshold: float | None = None) -> None:
+    """Window/hop settings, the microphone component (start/stop) and the live display.
+
+    Parameters
+    ----------
+    predictor : audioclf.predict.Predictor
+        The run to classify with.
+    key : str
+        Widget and session key prefix (one panel per key).
+    compact : bool
+        Presentation layout: settings folded away, no event table.
+    threshold : float or None
+        The "not sure" threshold; None = the run's suggestion.
+    """
+    problem = webrtc_problem()
+    if problem:
+        st.info(problem, icon=":material/mic_off:")
+        return
+    from streamlit_webrtc import WebRtcMode, webrtc_streamer
+
+    box = st.expander("Live settings") if compact else st.container()
+    with box:
+        c = st.columns(2)
+        window = c[0].slider("Window (s of audio behind each label)", live.MIN_WINDOW, live.MAX_WINDOW,
+                             live.DEFAULT_WINDOW, 0.1, key=f"{key}_window")
+        hop = c[1].slider("A new label every (s)", 0.2, live.MAX_HOP, live.DEFAULT_HOP, 0.1,
+                          key=f"{key}_hop",
+                          help="YAMNet runs use multiples of YAMNet's 0.48 s frame hop.")
+    if threshold is None:
+        threshold = predictor.suggested_threshold or 0.0
+    session = _session(f"{key}_session", predictor, window, hop, threshold)
+
+    def on_frames(frames: list) -> list:
+        # Runs on streamlit-webrtc's thread: only queue the audio, never wait for the model.
+        for f in frames:
+            session.push(*frame_pcm(f))
+        return frames
+
+    ctx = webrtc_streamer(
+        key=f"{key}_webrtc", mode=WebRtcMode.SENDONLY, rtc_configuration={"iceServers": ice_servers()},
+        media_stream_constraints={"audio": True, "video": False},
+        queued_audio_frames_callback=on_frames, audio_receiver_size=64,
+        translations={"start": "Start listening", "stop": "Stop"})
+    playing = bool(ctx.state.playing)
+    was = st.session_state.get(f"{key}_was_playing", False)
+    if playing and not was:
+        session.reset()  # a new stream starts at time 0 with an empty log
+    st.session_state[f"{key}_was_playing"] = playing
+    if not playing:
+        st.caption("Press **Start listening** and allow the microphone: a label appears every "
+                   f"{hop:g} s. Nothing is recorded or stored.")
+
+    def refresh() -> None:
+        show_snapshot(session.snapshot(), predictor.labels, compact=compact)
+
+    st.fragment(refresh, run_every=REFRESH if playing else None)()

@@ -1,0 +1,129 @@
+"""The Present and Live pages and read-only mode, driven by streamlit.testing.v1.AppTest.
+
+A real run (the session's demo YAMNet run) is copied into this module's own
+workspace; the app runs for real on it. The microphone itself needs a browser:
+tests/test_live_e2e.py drives it in chromium with a fake microphone.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+TIMEOUT = 180
+PAGES = ("present", "live", "predict", "runs", "explore", "data")
+# Controls that train, delete or change data sets: none may appear in read-only mode.
+FORBIDDEN = ("Start training", "Cancel training", "Delete", "Delete for good", "Save recording", "Create")
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory, workspace_home, demo_run, yamnet_tflite):
+    """This module's workspace, holding a copy of the demo run."""
+    home = tmp_path_factory.mktemp("present_home")
+    shutil.copytree(workspace_home / "runs" / demo_run, home / "runs" / demo_run)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AUDIOCLF_HOME", str(home))
+        mp.setenv("AUDIOCLF_YAMNET", str(yamnet_tflite))
+        mp.delenv("AUDIOCLF_READONLY", raising=False)
+        yield home
+
+
+def new_app(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    if page:
+        at.switch_page(f"app_pages/{page}.py").run()
+    return at
+
+
+def texts(elements) -> str:
+    return " ".join(str(e.value) for e in elements)
+
+
+def of_type(at: AppTest, kind: str) -> list:
+    return [e for e in at.get(kind)] + [e for e in at.get("unknown") if getattr(e, "type", "") == kind]
+
+
+def clean(at: AppTest) -> None:
+    assert not at.exception, at.exception
+    assert not at.error, texts(at.error)
+
+
+def test_present_page_shows_the_run(home, demo_run):
+    from audioclf import runs
+
+    run = runs.load_run(demo_run)
+    at = new_app("present")
+    clean(at)
+    assert texts(at.title) == run.info.name
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Classes"] == str(len(run.labels))
+    assert metrics["Accuracy on unseen clips"] == f"{run.metrics['test']['accuracy']:.0%}"
+    assert "Macro F1 (test)" in metrics
+    # One example clip per class to play, each a correctly classified held-out clip.
+    examples = runs.example_clips(demo_run)
+    assert set(examples) == set(run.labels)
+    assert len(of_type(at, "audio")) == len(run.labels)
+    markdown = texts(at.markdown)
+    assert all(f"**{label}**" in markdown for label in run.labels)
+    assert [t.label for t in at.tabs] == ["Upload a clip", "Record a clip", "Live microphone"]
+    # No training controls on the presentation.
+    assert not at.button and not at.get("form")
+    # The microphone needs a browser; a simulated run says so instead of failing.
+    assert "served to a browser" in texts(at.info)
+
+
+def test_live_page_renders(home, demo_run):
+    at = new_app("live")
+    clean(at)
+    assert texts(at.title) == "Live"
+    assert at.selectbox(key="live_run").value == demo_run
+    assert "served to a browser" in texts(at.info)
+
+
+def test_read_only_pages_offer_no_training_or_destructive_action(home, demo_run, monkeypatch):
+    monkeypatch.setenv("AUDIOCLF_READONLY", "1")
+    at = new_app()
+    clean(at)
+    assert texts(at.title) == "demo yamnet"  # read-only opens on the presentation
+    with pytest.raises(ValueError, match="navigation page"):
+        at.switch_page("app_pages/train.py")  # not in the navigation at all
+    for page in PAGES:
+        at.switch_page(f"app_pages/{page}.py").run()
+        clean(at)
+        labels = [b.label for b in at.button]
+        assert not [x for x in labels if x in FORBIDDEN or x.startswith("Add ")], (page, labels)
+        assert not [s for s in at.selectbox if s.label == "Move to"], page  # relabelling
+        if page == "data":
+            assert not of_type(at, "file_uploader") and not of_type(at, "audio_input")
+            assert [t.label for t in at.tabs] == ["Overview", "Browse"]
+
+
+def test_the_same_pages_offer_them_when_writable(home, demo_run):
+    """The check above can fail: without read-only mode these controls are there."""
+    at = new_app("runs")
+    clean(at)
+    assert "Delete for good" in [b.label for b in at.button]
+    at.switch_page("app_pages/data.py").run()
+    assert any(b.label.startswith("Add ") for b in at.button)
+    at.switch_page("app_pages/train.py").run()
+    assert "Start training" in [b.label for b in at.button]
+
+
+def test_password_from_streamlit_secrets(home):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.secrets["password"] = "open sesame"
+    at.run()
+    clean(at)
+    assert [t.label for t in at.text_input] == ["Password"]
+    assert texts(at.title) == "audioclf" and not at.selectbox  # nothing else is shown
+    at.text_input[0].input("wrong").run()
+    assert "Wrong password" in texts(at.error)
+    assert not at.selectbox
+    at.text_input[0].input("open sesame").run()
+    assert not at.exception and not at.error
+    assert texts(at.title) == "Data" and at.selectbox  # the app itself
