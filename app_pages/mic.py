@@ -148,7 +148,7 @@ def live_panel(predictor, key: str, *, compact: bool = False, threshold: float |
     if problem:
         st.info(problem, icon=":material/mic_off:")
         return
-    from streamlit_webrtc import WebRtcMode, webrtc_streamer
+    from streamlit_webrtc import WebRtcMode, create_audio_sink_track, webrtc_streamer
 
     box = st.expander("Live settings") if compact else st.container()
     with box:
@@ -162,16 +162,14 @@ def live_panel(predictor, key: str, *, compact: bool = False, threshold: float |
         threshold = predictor.suggested_threshold or 0.0
     session = _session(f"{key}_session", predictor, window, hop, threshold)
 
-    def on_frames(frames: list) -> list:
-        # Runs on streamlit-webrtc's thread: only queue the audio, never wait for the model.
-        for f in frames:
-            session.push(*frame_pcm(f))
-        return frames
+    def on_frame(frame) -> None:
+        # Runs on aiortc's event loop for every 20 ms frame: only queue it, never wait for the model.
+        session.push(*frame_pcm(frame))
 
+    sink = create_audio_sink_track(on_frame, key=f"{key}_sink")
     ctx = webrtc_streamer(
         key=f"{key}_webrtc", mode=WebRtcMode.SENDONLY, rtc_configuration={"iceServers": ice_servers()},
-        media_stream_constraints={"audio": True, "video": False},
-        queued_audio_frames_callback=on_frames, audio_receiver_size=64,
+        media_stream_constraints={"audio": True, "video": False}, sink_audio_track=sink,
         translations={"start": "Start listening", "stop": "Stop"})
     playing = bool(ctx.state.playing)
     was = st.session_state.get(f"{key}_was_playing", False)

@@ -353,6 +353,29 @@ def _import_tensorflow_quietly() -> None:
 
 # ---------------------------------------------------------------- commands
 
+def cmd_app(args: argparse.Namespace) -> int:
+    """Start the Streamlit app (optionally read-only); returns streamlit's exit status."""
+    import subprocess
+
+    from . import workspace
+
+    app = Path(__file__).resolve().parents[1] / "app.py"
+    if not app.is_file():
+        raise ValueError(f"The app's entry point is not at {app}: run `audioclf app` from a source "
+                         "checkout installed with `pip install -e .`.")
+    env = dict(os.environ)
+    if args.readonly:
+        env[workspace.ENV_READONLY] = "1"
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
+           "--server.address", args.address, "--browser.gatherUsageStats", "false"]
+    if args.headless:
+        cmd += ["--server.headless", "true"]
+    try:
+        return subprocess.call(cmd, env=env)
+    except KeyboardInterrupt:  # Ctrl-C stops streamlit too: a normal way to quit
+        return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import make_demo_dataset
 
@@ -1087,6 +1110,17 @@ def build_parser() -> argparse.ArgumentParser:
     format_arg(sp)
     add_feature_args(sp)
     sp.set_defaults(func=cmd_check)
+
+    sp = add("app", "start the app in the browser",
+             "Start the Streamlit app (`streamlit run app.py`). --readonly makes a shared demo: nothing "
+             "can be trained, deleted or added to data sets (same as AUDIOCLF_READONLY=1), and the "
+             "Present page opens first.")
+    sp.add_argument("--readonly", action="store_true", help="no training, deleting or data set editing")
+    sp.add_argument("--port", type=int, default=8501, help="(default: 8501)")
+    sp.add_argument("--address", default="localhost",
+                    help="address to listen on; 0.0.0.0 for other machines (default: localhost)")
+    sp.add_argument("--headless", action="store_true", help="do not open a browser")
+    sp.set_defaults(func=cmd_app)
 
     sp = add("demo", "create the synthetic demo data set",
              "Synthesise a small 5-class demo data set (siren, dial tone, rain, clock ticks, bird chirps) "

@@ -24,6 +24,7 @@ delivering audio (a WebRTC callback) never waits for a model.
 from __future__ import annotations
 
 import collections
+import logging
 import queue
 import threading
 import time
@@ -33,6 +34,7 @@ import numpy as np
 
 from .audio import SILENCE_DB, AudioError, Clip, is_silent
 from .confidence import UNKNOWN
+from .errors import AudioclfError
 from .errors import AudioclfError
 
 DEFAULT_WINDOW = 1.5  # s of audio behind each label
@@ -45,6 +47,9 @@ SILENCE = "silence"  # a window with no sound in it: no class is claimed
 PAD_MULTIPLE = 8  # window lengths round up to this many frames, as in training.predict_proba
 WARM_UP_RATE = 48000  # browsers send 48 kHz; runs with a fixed feature rate ignore it
 QUEUE_BLOCKS = 500  # blocks a LiveSession buffers before dropping the oldest (10 s of 20 ms blocks)
+
+
+log = logging.getLogger(__name__)
 
 
 class LiveError(AudioclfError):
@@ -457,6 +462,10 @@ class LiveSession:
             except ValueError as exc:  # AudioError, LiveError, PredictError: messages for people
                 with self._lock:
                     self._error = str(exc)
+            except Exception as exc:  # noqa: BLE001 - a bug: keep the thread, say what happened
+                log.exception("live classification failed")
+                with self._lock:
+                    self._error = f"unexpected error: {type(exc).__name__}: {exc}"
 
     def snapshot(self) -> LiveSnapshot:
         """A copy of the latest labels, events and timing."""

@@ -1,0 +1,205 @@
+"""The live microphone and the presentation page in a real browser, in read-only mode.
+
+`audioclf app --readonly` serves a real demo run; Debian's chromium gets a fake
+microphone that plays a siren file (`--use-file-for-fake-audio-capture`), and
+the Live page must show "siren" as its live label. Saves live.png and
+present.png into $AUDIOCLF_SCREENSHOTS (e.g. docs/screenshots) when set.
+
+WebRTC connects browser and server over their hosts' network addresses, not
+over loopback (neither chromium nor aiortc offers loopback candidates). So that
+this traffic never leaves the test, server and browser run in a network
+namespace of their own (`unshare -n`, root) whose only non-loopback address is
+on a veth pair inside it.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+NETNS_ADDRESS = "10.213.0.1/24"  # exists only inside the test's own network namespace
+PORT = 8765  # the namespace is private, so any port is free
+START_TIMEOUT = 90
+PAGE_TIMEOUT = 90_000  # ms
+LIVE_TIMEOUT = 60_000  # ms, from Start to the siren label
+VIEWPORT = {"width": 1440, "height": 1350}  # tall enough for the answer and the event log
+OTHER_CLASSES = ("dial_tone", "rain", "clock_ticks", "bird_chirps", "unknown")
+
+
+def netns_holder() -> subprocess.Popen:
+    """A process in a new network namespace with lo up and a veth pair addressed inside it."""
+    if not shutil.which("unshare") or not shutil.which("nsenter") or not shutil.which("ip"):
+        pytest.skip("needs unshare, nsenter and ip (util-linux, iproute2)")
+    script = ("set -e; ip link set lo up; ip link add v0 type veth peer name v1; "
+              f"ip addr add {NETNS_ADDRESS} dev v0; ip link set v0 up; ip link set v1 up; "
+              "echo ready; exec sleep 600")
+    proc = subprocess.Popen(["unshare", "--net", "sh", "-c", script], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    if proc.stdout.readline().strip() != "ready":
+        proc.kill()
+        pytest.skip(f"cannot make a network namespace here (root needed): {proc.stderr.read().strip()}")
+    return proc
+
+
+def in_netns(holder: subprocess.Popen) -> list[str]:
+    return ["nsenter", f"--net=/proc/{holder.pid}/ns/net"]
+
+
+@pytest.fixture(scope="module")
+def siren_wav(tmp_path_factory, workspace_home, demo_run) -> Path:
+    """The file the fake microphone plays (and loops): 8 s of a held-out demo siren.
+
+    The siren the run classified right with most confidence among the clips it did not
+    train on (runs.example_clips), looped to 8 s.
+    """
+    from audioclf import runs
+
+    y, sr = sf.read(runs.example_clips(demo_run)["siren"], dtype="float32")
+    path = tmp_path_factory.mktemp("fake_mic") / "siren.wav"
+    sf.write(path, np.resize(y, 8 * sr), sr, subtype="PCM_16")
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, workspace_home, demo_run, yamnet_tflite):
+    """`audioclf app --readonly` in a private network namespace, serving a copy of the demo run."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("install Debian's chromium: apt-get install -y chromium")
+    home = tmp_path_factory.mktemp("live_e2e_home")
+    shutil.copytree(workspace_home / "runs" / demo_run, home / "runs" / demo_run)
+    holder = netns_holder()
+    env = {**os.environ, "AUDIOCLF_HOME": str(home), "AUDIOCLF_YAMNET": str(yamnet_tflite)}
+    env.pop("AUDIOCLF_READONLY", None)  # the flag must do it
+    log = open(home / "server.log", "wb")
+    proc = subprocess.Popen(
+        [*in_netns(holder), sys.executable, "-m", "audioclf", "app", "--readonly", "--headless",
+         "--port", str(PORT), "--address", "127.0.0.1"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{PORT}"
+    probe = [*in_netns(holder), sys.executable, "-c",
+             f"import urllib.request; urllib.request.urlopen('{url}/_stcore/health', timeout=2)"]
+    deadline = time.time() + START_TIMEOUT
+    while subprocess.run(probe, capture_output=True).returncode != 0:
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            holder.kill()
+            pytest.fail("the app did not start:\n" + (home / "server.log").read_text()[-3000:])
+        time.sleep(0.5)
+    yield url, home, holder
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    holder.kill()
+    holder.wait()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(server, siren_wav, tmp_path_factory):
+    """Chromium inside the server's network namespace, its microphone playing the siren file."""
+    from playwright.sync_api import sync_playwright
+
+    _, _, holder = server
+    wrapper = tmp_path_factory.mktemp("chromium") / "chromium-in-netns"
+    wrapper.write_text(f'#!/bin/sh\nexec {" ".join(in_netns(holder))} {CHROMIUM} "$@"\n')
+    wrapper.chmod(0o755)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(wrapper), args=[
+            *CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={siren_wav}"])
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    folder = os.environ.get("AUDIOCLF_SCREENSHOTS")
+    path = Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def settle(page) -> None:
+    page.wait_for_timeout(500)
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=PAGE_TIMEOUT)
+    page.wait_for_timeout(300)
+
+
+def in_frames(page, make, timeout: float = PAGE_TIMEOUT / 1000):
+    """The first non-empty locator `make(frame)` over the page's frames (components live in iframes)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for frame in page.frames:
+            loc = make(frame)
+            if loc.count():
+                return loc.first
+        page.wait_for_timeout(250)
+    raise AssertionError(f"not found in any frame: {[f.url for f in page.frames]}")
+
+
+def no_exception(page) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert page.get_by_text("Something went wrong").count() == 0
+
+
+def test_live_microphone_and_presentation_in_a_real_browser(server, browser, shots, siren_wav):
+    url, home, _ = server
+    page = browser.new_page(viewport=VIEWPORT)
+    page.set_default_timeout(PAGE_TIMEOUT)
+
+    # Read-only: opens on the presentation; no Train page in the navigation.
+    page.goto(url)
+    page.locator("h1", has_text="demo yamnet").wait_for()
+    settle(page)
+    nav = page.locator('[data-testid="stSidebarNav"]').inner_text()
+    assert "Present" in nav and "Live" in nav and "Train" not in nav
+    # An upload gets a large answer.
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(siren_wav))
+    answer = page.locator('[data-testid="present-answer"]')
+    answer.wait_for()
+    assert answer.inner_text().strip() == "siren"
+    settle(page)
+    no_exception(page)
+    page.screenshot(path=shots / "present.png", full_page=True)
+
+    # Live: start the (fake) microphone; the siren must become the live label.
+    page.locator('[data-testid="stSidebarNav"] a', has_text="Live").first.click()
+    page.locator("h1", has_text="Live").wait_for()
+    settle(page)
+    start = time.time()
+    in_frames(page, lambda f: f.get_by_role("button", name="Start listening")).click()
+    label = page.locator('[data-testid="live-label"]')
+    try:
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('[data-testid=\"live-label\"]')]"
+            ".some(e => e.innerText.trim() === 'siren')", timeout=LIVE_TIMEOUT)
+    except Exception:
+        page.screenshot(path=shots / "live_failed.png", full_page=True)
+        print((home / "server.log").read_text()[-5000:])
+        raise
+    first_label_s = time.time() - start
+    page.get_by_text("Detected events").wait_for()
+    page.locator('[data-testid="stDataFrame"]').first.wait_for()  # the event log has a row
+    page.wait_for_timeout(3000)  # a few more labels for the chart
+    assert label.count() == 1 and label.first.inner_text().strip() in ("siren", *OTHER_CLASSES)
+    no_exception(page)
+    page.screenshot(path=shots / "live.png", full_page=True)
+    in_frames(page, lambda f: f.get_by_role("button", name="Stop")).click()
+    in_frames(page, lambda f: f.get_by_role("button", name="Start listening"))
+    no_exception(page)
+    print(f"first siren label {first_label_s:.1f} s after Start")
+    page.close()
