@@ -35,7 +35,6 @@ import numpy as np
 from .audio import SILENCE_DB, AudioError, Clip, is_silent
 from .confidence import UNKNOWN
 from .errors import AudioclfError
-from .errors import AudioclfError
 
 DEFAULT_WINDOW = 1.5  # s of audio behind each label
 DEFAULT_HOP = 0.5  # s between labels
