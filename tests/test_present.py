@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
 TIMEOUT = 180
-PAGES = ("present", "live", "predict", "runs", "explore", "data")
+PAGES = ("present", "live", "predict", "runs", "explore", "dataset_map", "data")
 # Controls that train, delete or change data sets: none may appear in read-only mode.
 FORBIDDEN = ("Start training", "Cancel training", "Delete", "Delete for good", "Save recording", "Create")
 
@@ -90,8 +90,9 @@ def test_read_only_pages_offer_no_training_or_destructive_action(home, demo_run,
     at = new_app()
     clean(at)
     assert texts(at.title) == "demo yamnet"  # read-only opens on the presentation
-    with pytest.raises(ValueError, match="navigation page"):
-        at.switch_page("app_pages/train.py")  # not in the navigation at all
+    for page in ("train", "tune"):  # not in the navigation at all
+        with pytest.raises(ValueError, match="navigation page"):
+            at.switch_page(f"app_pages/{page}.py")
     for page in PAGES:
         at.switch_page(f"app_pages/{page}.py").run()
         clean(at)
