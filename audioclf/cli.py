@@ -396,8 +396,10 @@ def cmd_download_esc50(args: argparse.Namespace) -> int:
 
 def cmd_extract(args: argparse.Namespace) -> int:
     from .features import CacheStats, extract_many
+    from .prepare import check_features
 
     cfg = feature_config(args)
+    check_features(cfg)  # YAMNet without a model: one message, not one error per clip
     ds = _load_dataset(args.data)
     stats = CacheStats()
     paths = [str(it.path) for it in ds.items]

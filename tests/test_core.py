@@ -99,6 +99,8 @@ def test_cli_refuses_yamnet_without_a_model_in_one_line(fsdd_small, no_yamnet):
     assert code == 1 and out == ""
     assert "To use YAMNet features" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert time.perf_counter() - t0 < 10  # refused before any extraction or training
+    code, out, err = run_cli("extract", fsdd_small, "--features", "yamnet", "-q")
+    assert code == 1 and "To use YAMNet features" in err and len(err.strip().splitlines()) == 1
 
 
 # ---------------------------------------------------------------- progress of warped copies
