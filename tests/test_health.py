@@ -21,9 +21,9 @@ N_FLIPS, N_DUPES, TOP = 10, 5, 20
 
 
 @pytest.fixture(scope="session")
-def noisy_esc10(shared_dir, tmp_path_factory) -> dict:
+def noisy_esc10(esc10_dir, tmp_path_factory) -> dict:
     """ESC-10 as symlinks, 10 of them in a wrong class folder, 5 clips copied as WAV under new names."""
-    src = shared_dir / "datasets" / "esc10"
+    src = esc10_dir
     dst = tmp_path_factory.mktemp("esc10_noisy")
     classes = sorted(p.name for p in src.iterdir() if p.is_dir())
     files = sorted(src.rglob("*.flac"))
