@@ -17,6 +17,8 @@ TensorFlow) and t-SNE (scikit-learn) take seconds to a minute.
 """
 from __future__ import annotations
 
+import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -158,8 +160,14 @@ def _pca(x: np.ndarray) -> np.ndarray:
 
 
 def _umap(x: np.ndarray, seed: int) -> np.ndarray:
+    if "tensorflow" not in sys.modules:
+        # umap's __init__ imports its parametric model, and with it TensorFlow (~20 s, 1 GB),
+        # which plain UMAP never uses: a None entry makes that import fail and umap skip it.
+        sys.modules.setdefault("umap.parametric_umap", None)
     try:
-        import umap
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Tensorflow not installed; ParametricUMAP will be unavailable"
+            import umap
     except ImportError:
         raise MappingError("UMAP needs the umap-learn package (`pip install umap-learn`); "
                            "PCA and t-SNE work without it.") from None
