@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from audioclf import plotting
-from app_pages.common import current_dataset, dataset_root, dataset_version, guard
+from app_pages.common import current_dataset, dataset_version, guard, read_only
 
 FEATURES = {"MFCC summary": "mfcc", "Spectral summary": "spectral", "YAMNet embedding": "yamnet"}
 PROJECTIONS = {"PCA (instant)": "pca", "UMAP": "umap", "t-SNE": "tsne"}
@@ -98,6 +98,8 @@ def edit_selection(vecs, rows: list[int], labels: list[str]) -> None:
         player.audio(str(path))
     if len(chosen) > MAX_LISTED:
         st.caption(f"... and {len(chosen) - MAX_LISTED} more (all of them are moved or deleted below).")
+    if read_only():  # a shared demo: listen, but move and delete nothing
+        return
     move, drop = st.columns(2)
     target = move.selectbox("Move all to class", [NO_MOVE, *labels], key="map_move_to")
     if move.button(f"Move {len(chosen)} clips", disabled=target == NO_MOVE, key="map_move"):
