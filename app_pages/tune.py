@@ -12,6 +12,7 @@ from app_pages.common import (DATASET_KEY, TRAIN_PRESET_KEY, current_dataset, da
                               select_dataset)
 
 POLL_SECONDS = 2.0
+ROW_PX = 35  # data editor row height: the space table shows every row without scrolling
 ACTIVE_STUDY_KEY = "active_study"
 VIEW_STUDY_KEY = "tu_view"
 SHOWN_KEY = "_tu_shown"  # the finished study of this session last put in the viewer
@@ -106,7 +107,8 @@ def show_best(study: str, result, status: dict) -> None:
     st.success(f"Best: trial {result.best_trial}, validation macro F1 {result.best_value:.3f}"
                + (f"; trained as run {run_id}, test macro F1 {test:.3f}" if run_id and test is not None else ""),
                icon=":material/check_circle:")
-    st.json(result.best_params, expanded=False)
+    st.caption("The best trial's settings (the others are the base config's):")
+    st.json(result.best_params, expanded=True)
     c = st.columns(2)
     if result.best_config and c[0].button("Open in the Train form", key=f"tu_open_{study}",
                                           icon=":material/model_training:"):
@@ -160,7 +162,8 @@ def space_from_rows(rows) -> tuning.SearchSpace:
 
 def new_search(ds) -> None:
     top = st.columns(3)
-    kind = top[0].selectbox("Features", list(CONFIG_TYPES), format_func=FEATURE_NAMES.get, key="tu_feat")
+    kinds = list(FEATURE_NAMES)  # MFCC first, as in the Train form
+    kind = top[0].selectbox("Features", kinds, format_func=FEATURE_NAMES.get, key="tu_feat")
     method = top[1].selectbox("Split", METHODS, format_func=SPLIT_NAMES.get, key="tu_split")
     objective = top[2].selectbox("Objective", list(OBJECTIVE_NAMES), format_func=OBJECTIVE_NAMES.get, key="tu_obj")
     base_split, base_train = SplitConfig(), TrainConfig()
@@ -188,7 +191,9 @@ def new_search(ds) -> None:
                                     key="tu_group", disabled=method != "group")
             seed = st.number_input("Seed", 0, 2**31 - 1, base_split.seed, key="tu_seed")
         st.markdown("**What varies**")
-        rows = st.data_editor(space_rows(kind), key=f"tu_space_{kind}", num_rows="dynamic", hide_index=True,
+        initial = space_rows(kind)
+        rows = st.data_editor(initial, key=f"tu_space_{kind}", num_rows="dynamic", hide_index=True,
+                              height=ROW_PX * (len(initial) + 2) + 3,
                               column_config={"vary": st.column_config.CheckboxColumn(width="small"),
                                              "setting": st.column_config.TextColumn(width="medium"),
                                              "values": st.column_config.TextColumn(width="large")},
@@ -215,7 +220,8 @@ st.caption("Let Optuna search the settings: it trains many small configurations 
            "trains the best one as a run scored once on the test split.")
 with guard("Reading studies"):
     study = active_study()
-    if study and tuning.read_status(study).get("state") not in tuning.FINAL_STATES:
+    live_now = bool(study) and tuning.read_status(study).get("state") not in tuning.FINAL_STATES
+    if live_now:
         monitor(study)
         st.divider()
     finished = [s["study"] for s in tuning.list_studies() if s["state"] in tuning.FINAL_STATES]
@@ -224,7 +230,7 @@ with guard("Reading studies"):
         if mine in finished and st.session_state.get(SHOWN_KEY) != mine:
             st.session_state[VIEW_STUDY_KEY] = mine  # a search of this session just ended: show it
             st.session_state[SHOWN_KEY] = mine
-        with st.expander("Results of a study", expanded=mine in finished):
+        with st.expander("Results of a study", expanded=mine in finished or not live_now):
             view = st.selectbox("Study", finished, key=VIEW_STUDY_KEY)
             if view and show_study(view, live=False):
                 resume_form(view)
