@@ -629,7 +629,7 @@ def _print_study(study: str, result, fmt: str, top: int) -> None:
         print(format_table(shown, [c for c in shown[0] if c != "note"]))
     print(f"\nstudy      {study}: {result.state}{' (' + result.message + ')' if result.message not in ('', 'Done') else ''}")
     print(f"trials     {result.n_trials} ({result.n_complete} finished, {result.n_pruned} pruned, "
-          f"{result.n_failed} failed) in {result.seconds:.0f} s")
+          f"{result.n_failed} failed); the last search took {result.seconds:.0f} s")
     if result.best_trial is not None:
         print(f"best       trial {result.best_trial}: val macro F1 {_fmt(result.best_value)}")
         for k, v in sorted(result.best_params.items()):
@@ -643,6 +643,8 @@ def cmd_tune_show(args: argparse.Namespace) -> int:
 
     if not args.show:
         rows = tuning.list_studies()
+        if args.format == "table":
+            rows = [{**r, "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"]))} for r in rows]
         _write_rows(rows, args.format) if rows else _err("no studies yet")
         return EXIT_OK
     _print_study(args.show, tuning.summarize(args.show), args.format, args.top)
