@@ -633,7 +633,7 @@ def open_study(study: str, cfg: TuneConfig | None = None, worker: int = 0):
     import optuna
 
     cfg = cfg or load_config(study)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed and pruned trials are in the leaderboard
     return optuna.create_study(study_name=study, storage=_storage(storage_url(study, cfg)),
                                sampler=_sampler(cfg, worker), pruner=_pruner(cfg),
                                direction="maximize", load_if_exists=True)
@@ -1093,8 +1093,13 @@ def _run(cfg: TuneConfig, study: str, trials, timeout, emit, stop, workers, t0) 
     before = len(study_obj.trials)
     add = trials if trials is not None else cfg.trials
     target = before + int(add) if add is not None else None
-    deadline = t0 + float(timeout) if timeout is not None else None
     n_workers = int(workers or cfg.workers or auto_workers(len(train), None if target is None else target - before))
+    if n_workers <= 1:
+        from .models import configure_tensorflow
+
+        configure_tensorflow()  # TensorFlow's start is not part of the first trial's budget
+    # The budget is for trials: extracting features (once, cached) comes before it.
+    deadline = time.time() + float(timeout) if timeout is not None else None
     update_status(study, state="searching", message="Searching", n_before=before, target=target,
                   workers=n_workers, deadline=deadline, done=0, total=(target or 0) - before)
     t_search = time.time()
@@ -1137,13 +1142,7 @@ def _search_here(study, cfg, emit, stop, target, deadline, before) -> None:
             _report(study, emit, target, before)
         return stop()
 
-    from .models import configure_tensorflow
-
-    configure_tensorflow()
-    try:
-        optimize(study, stop=watched_stop, target=target, deadline=deadline)
-    except _Cancelled:
-        raise
+    optimize(study, stop=watched_stop, target=target, deadline=deadline)
     _report(study, emit, target, before)
 
 

@@ -221,3 +221,17 @@ def test_tune_page_runs_a_search_and_opens_the_best_config_in_the_train_form(tin
     assert at.selectbox(key="tr_model").value == result.best_config["model"]["kind"]
     assert at.select_slider(key="tr_lr").value == pytest.approx(result.best_config["train"]["learning_rate"])
     assert at.number_input(key="tr_epochs").value == 2
+
+
+def test_a_timeout_that_cannot_finish_one_trial_is_a_clear_error(tiny):
+    cfg = tuning.TuneConfig(base=tiny_base(tiny, epochs=5000), space=tiny_space(), trials=None, timeout=6,
+                            workers=1)
+    t0 = time.time()
+    with pytest.raises(tuning.TuningError, match="too small to finish one trial"):
+        tuning.run_study(cfg)
+    assert time.time() - t0 < 60  # the running trial was stopped at the deadline, not after 5000 epochs
+    study = tuning.list_studies()[0]["study"]
+    assert tuning.read_status(study)["state"] == "failed"
+    board = tuning.leaderboard(study)
+    assert board and all(r["state"] == "fail" for r in board)
+    assert "time budget" in board[0]["note"]
