@@ -61,6 +61,7 @@ MIN_CV_PER_CLASS = 2  # clips per class in each fold's held-out part, at least
 HEARTBEAT = 10  # seconds; a trial silent for GRACE is failed (its worker was killed)
 GRACE = 30
 VAL_BATCH = 64
+MAX_GRID = 100000  # grid points a grid search may have
 PRUNE_WARMUP_SHARE = 0.2  # the median pruner leaves the first fifth of the epochs alone
 SEARCH_SECONDS_PER_TRIAL_MIN = 5.0  # a timeout below this per worker cannot finish a trial
 # Synthetic settings: the form and the CLI speak of layers and units, ModelConfig of tuples.
@@ -107,9 +108,9 @@ class Param:
 
     @property
     def is_int(self) -> bool:
-        return self.is_range and all(float(v).is_integer() and not isinstance(v, float)
-                                     for v in (self.low, self.high)) and (self.step is None or
-                                                                          float(self.step).is_integer())
+        """A range written with whole numbers (``1:3``, not ``1.0:3``) is searched over ints."""
+        return self.is_range and all(isinstance(v, int) and not isinstance(v, bool)
+                                     for v in (self.low, self.high, self.step or 1))
 
     @property
     def fixed(self) -> bool:
@@ -339,29 +340,53 @@ def apply_params(base: RunConfig, values: dict[str, Any]) -> RunConfig:
 
 def check_space(space: SearchSpace, base: RunConfig, sampler: str = "tpe") -> None:
     """Raise TuningError, saying what to fix, for an empty or contradictory space."""
+    _check_names(space)
+    for p in space.params:
+        if p.is_range:
+            _check_range(p)
+    if not space.varying():
+        raise TuningError("The search space is empty: nothing varies. Choose at least one setting "
+                          "with two or more values, e.g. model.kind=gru,lstm.")
+    _check_conditions(space, base)
+    if sampler == "grid":
+        total = math.prod(len(p.grid()) for p in space.params)
+        if total > MAX_GRID:
+            raise TuningError(f"The grid has {total} points; give fewer values, or use the tpe or random sampler.")
+    for p in space.params:  # every value must make a valid config on its own
+        for v in (p.grid() if p.choices else [p.low, p.high]):
+            try:
+                apply_params(base, {**_context(p.name, space, base), p.name: v})
+            except (ValueError, TypeError) as e:
+                raise TuningError(f"{p.name}={_show(v)} cannot be used: {e}") from None
+
+
+def _check_names(space: SearchSpace) -> None:
     known = searchable()
     names = [p.name for p in space.params]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise TuningError(f"{dupes[0]} is given twice in the search space.")
-    for p in space.params:
-        if p.name not in known:
-            close = [k for k in known if k.split(".")[-1] == p.name.split(".")[-1]]
+    for name in names:
+        if name not in known:
+            close = [k for k in known if k.split(".")[-1] == name.split(".")[-1]]
             hint = f" Did you mean {close[0]}?" if close else ""
-            raise TuningError(f"Unknown search setting {p.name!r}.{hint} Settings that can vary: "
+            raise TuningError(f"Unknown search setting {name!r}.{hint} Settings that can vary: "
                               f"{', '.join(sorted(known))}.")
-        if p.is_range:
-            if p.low is None or p.high is None:
-                raise TuningError(f"{p.name}: a range needs a low and a high value.")
-            if p.low > p.high:
-                raise TuningError(f"{p.name}: the range {p.describe()} is empty (low above high).")
-            if p.log and p.low <= 0:
-                raise TuningError(f"{p.name}: a log range must be above 0, got {p.describe()}.")
-            if p.step and p.step > (p.high - p.low) and p.low != p.high:
-                raise TuningError(f"{p.name}: the step {p.step:g} is larger than the range {p.describe()}.")
-    if not space.varying():
-        raise TuningError("The search space is empty: nothing varies. Choose at least one setting "
-                          "with two or more values, e.g. model.kind=gru,lstm.")
+
+
+def _check_range(p: Param) -> None:
+    if p.low is None or p.high is None:
+        raise TuningError(f"{p.name}: a range needs a low and a high value.")
+    if p.low > p.high:
+        raise TuningError(f"{p.name}: the range {p.describe()} is empty (low above high).")
+    if p.log and p.low <= 0:
+        raise TuningError(f"{p.name}: a log range must be above 0, got {p.describe()}.")
+    if p.step and p.step > (p.high - p.low) and p.low != p.high:
+        raise TuningError(f"{p.name}: the step {p.step:g} is larger than the range {p.describe()}.")
+
+
+def _check_conditions(space: SearchSpace, base: RunConfig) -> None:
+    """Settings that no searched feature type or model kind has."""
     kinds = _values_of(space, "features.kind", base.features.kind)
     mkinds = _values_of(space, "model.kind", base.model.kind)
     for p in space.params:
@@ -372,24 +397,18 @@ def check_space(space: SearchSpace, base: RunConfig, sampler: str = "tpe") -> No
         if p.name in ("model.rnn_layers", "model.rnn_units") and mkinds == ["baseline"]:
             raise TuningError(f"{p.name} varies, but the only model kind searched is the dense baseline, "
                               "which has no recurrent layers.")
-    if sampler == "grid":
-        total = math.prod(len(p.grid()) for p in space.params)
-        if total > 100000:
-            raise TuningError(f"The grid has {total} points; give fewer values, or use the tpe or random sampler.")
-    for p in space.params:  # every value must make a valid config on its own
-        for v in (p.grid() if p.choices else [p.low, p.high]):
-            values = {p.name: v}
-            if p.name.startswith("features.") and p.name != "features.kind" and base.features.kind not in kinds:
-                values["features.kind"] = next(k for k in kinds if p.name.split(".", 1)[1] in _feature_fields(k))
-            if p.name.startswith("features.") and p.name != "features.kind" and \
-                    not _applies(p.name, values, base):
-                values["features.kind"] = next(k for k in kinds if p.name.split(".", 1)[1] in _feature_fields(k))
-            if p.name in ("model.rnn_layers", "model.rnn_units") and base.model.kind == "baseline":
-                values["model.kind"] = next(k for k in mkinds if k != "baseline")
-            try:
-                apply_params(base, values)
-            except (ValueError, TypeError) as e:
-                raise TuningError(f"{p.name}={_show(v)} cannot be used: {e}") from None
+
+
+def _context(name: str, space: SearchSpace, base: RunConfig) -> dict:
+    """Kinds under which setting `name` applies (a feature type that has it, a recurrent model)."""
+    section, key = name.split(".", 1)
+    if section == "features" and key != "kind" and key not in _feature_fields(base.features.kind):
+        kinds = _values_of(space, "features.kind", base.features.kind)
+        return {"features.kind": next(k for k in kinds if key in _feature_fields(k))}
+    if name in ("model.rnn_layers", "model.rnn_units") and base.model.kind == "baseline":
+        mkinds = _values_of(space, "model.kind", base.model.kind)
+        return {"model.kind": next(k for k in mkinds if k != "baseline")}
+    return {}
 
 
 def _values_of(space: SearchSpace, name: str, default: Any) -> list:
