@@ -43,6 +43,9 @@ LOG = "log.txt"
 STATES = ("queued", "extracting", "training", "done", "failed", "cancelled")
 FINAL_STATES = ("done", "failed", "cancelled")
 INTERRUPTED = "Interrupted: the training process ended without finishing (killed or crashed)."
+# A queued run gets its process id within a second of being created; one still without
+# one after this long was never started (its starter died) and is not in progress.
+START_GRACE = 120.0
 
 
 class RunError(AudioclfError):
@@ -296,6 +299,29 @@ def list_runs() -> list[RunInfo]:
             except RunError:  # deleted while listing
                 continue
     return sorted(out, key=lambda r: (r.created, r.id), reverse=True)
+
+
+def active_runs() -> list[RunInfo]:
+    """The runs of this workspace still in progress, newest first.
+
+    In progress means a state that is not final and a training process that is
+    alive (a run whose process died reads as failed), or a run queued moments ago
+    whose process is being started.
+    """
+    out = []
+    for info in list_runs():
+        if info.state in FINAL_STATES:
+            continue
+        try:
+            status = read_status(info.id)
+        except RunError:  # deleted meanwhile
+            continue
+        if status.get("state") in FINAL_STATES:
+            continue
+        if not status.get("pid") and time.time() - float(status.get("created", 0)) > START_GRACE:
+            continue
+        out.append(info)
+    return out
 
 
 def load_run(run_id: str) -> Run:

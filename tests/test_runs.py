@@ -72,3 +72,35 @@ def test_atomic_writes_leave_no_temporary_files(tmp_path):
         runs.write_json(target, {"i": i})
     assert runs.read_json(target) == {"i": 4}
     assert [p.name for p in tmp_path.iterdir()] == ["status.json"]
+
+
+def test_active_runs_are_the_unfinished_runs_with_a_live_process():
+    """What the Train page asks before starting a second run at the same time."""
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    made = []
+    try:
+        def run(**status) -> str:
+            run_id = runs.create_run({"dataset": "x", "name": "active-test"})
+            runs.update_status(run_id, **status)
+            made.append(run_id)
+            return run_id
+
+        training = run(state="training", pid=alive.pid, pid_started=runs.process_start_time(alive.pid))
+        starting = run(state="queued")  # created just now, its process is being started
+        run(state="training", pid=2 ** 22 - 7)  # process gone: failed, not active
+        run(state="cancelled", message="Cancelled.")
+        run(state="done")
+        run(state="queued", created=time.time() - 2 * runs.START_GRACE)  # never started
+        assert [r.id for r in runs.active_runs()] == [starting, training]
+        alive.kill()
+        alive.wait()
+        assert [r.id for r in runs.active_runs()] == [starting]
+    finally:
+        alive.kill()
+        for run_id in made:
+            shutil.rmtree(runs.run_dir(run_id))
