@@ -13,28 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-import streamlit as st
-
-try:
-    # The Live page's WebRTC (aiortc) loads pylibsrtp, whose initialisation crashes the process
-    # (segfault) when TensorFlow was loaded before it; loaded first (18 ms), both work.
-    import pylibsrtp  # noqa: F401
-except ImportError:  # the Live page then says what is missing
-    pass
-
 ROOT = Path(__file__).resolve().parent
-# `streamlit run` puts this folder on sys.path, AppTest does not; pages import app_pages.common.
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from audioclf.errors import AudioclfError  # noqa: E402  (light: no TensorFlow)
-
-# `streamlit run app.py -- --readonly` is the same as AUDIOCLF_READONLY=1 (`audioclf app --readonly`).
-if "--readonly" in sys.argv[1:]:
-    os.environ["AUDIOCLF_READONLY"] = "1"
-
-from audioclf.workspace import read_only  # noqa: E402  (after the flag above)
-
 # Pages live in app_pages/, not pages/: a pages/ folder switches Streamlit (and AppTest) into
 # its legacy file-based multipage mode, which runs page files without this entry point.
 DATA = ("app_pages/data.py", "Data", ":material/library_music:")
@@ -46,17 +25,27 @@ RUNS = ("app_pages/runs.py", "Runs", ":material/leaderboard:")
 PREDICT = ("app_pages/predict.py", "Predict", ":material/online_prediction:")
 LIVE = ("app_pages/live.py", "Live", ":material/mic:")
 PRESENT = ("app_pages/present.py", "Present", ":material/co_present:")
-# Read-only (a shared demo): no Train or Tune page, and the presentation opens first.
-ORDER = [PRESENT, LIVE, PREDICT, RUNS, EXPLORE, MAP, DATA] if read_only() else \
-    [DATA, EXPLORE, MAP, TRAIN, TUNE, RUNS, PREDICT, LIVE, PRESENT]
-PAGES = {"audioclf": [st.Page(path, title=title, icon=icon, default=i == 0)
-                      for i, (path, title, icon) in enumerate(ORDER)]}
 PASSWORD_KEY = "password"  # in .streamlit/secrets.toml: password = "..." asks every visitor for it
 
 log = logging.getLogger("audioclf.app")
 
+
+def pages() -> dict:
+    """The navigation. Read-only (a shared demo): no Train or Tune page, and the presentation opens first."""
+    import streamlit as st
+
+    from audioclf.workspace import read_only
+
+    order = [PRESENT, LIVE, PREDICT, RUNS, EXPLORE, MAP, DATA] if read_only() else \
+        [DATA, EXPLORE, MAP, TRAIN, TUNE, RUNS, PREDICT, LIVE, PRESENT]
+    return {"audioclf": [st.Page(path, title=title, icon=icon, default=i == 0)
+                         for i, (path, title, icon) in enumerate(order)]}
+
+
 def password_ok() -> bool:
     """True when no password is configured (st.secrets) or this session has given it."""
+    import streamlit as st
+
     try:
         expected = st.secrets.get(PASSWORD_KEY)
     except (FileNotFoundError, KeyError, ValueError, OSError):  # no or unreadable secrets.toml
@@ -73,21 +62,57 @@ def password_ok() -> bool:
     return False
 
 
-st.set_page_config(page_title="audioclf", page_icon=":material/graphic_eq:", layout="wide")
-if not password_ok():
-    st.stop()
-page = st.navigation(PAGES)
-try:
-    from app_pages.common import dataset_sidebar
+def shown(exc: BaseException) -> str:
+    """An error's message as Markdown that shows it literally (patterns, paths)."""
+    try:
+        from app_pages.common import md
 
-    # In the entry point, so the choice is one widget shared by every page.
-    dataset_sidebar()
-    page.run()
-except AudioclfError as exc:  # a library error a page did not expect here: its message is for people
-    log.warning("library error on page %s: %s", page.title, exc)
-    st.error(str(exc), icon=":material/error:")
-except Exception as exc:  # noqa: BLE001 - last line of defence: no traceback reaches a user
-    # Streamlit's own control flow (rerun, stop, switch_page) uses BaseException, not Exception.
-    log.exception("unexpected error on page %s", page.title)
-    st.error(f"Something went wrong on this page: {exc}. Nothing saved was lost; "
-             "try again, or report this message with the server log.", icon=":material/error:")
+        return md(exc)
+    except Exception:  # noqa: BLE001 - the helpers themselves may be what failed to import
+        return str(exc)
+
+
+def main() -> None:
+    """Password, navigation, the data set picker, then the chosen page."""
+    import streamlit as st
+
+    try:
+        # The Live page's WebRTC (aiortc) loads pylibsrtp, whose initialisation crashes the process
+        # (segfault) when TensorFlow was loaded before it; loaded first (18 ms), both work.
+        import pylibsrtp  # noqa: F401
+    except ImportError:  # the Live page then says what is missing
+        pass
+    # `streamlit run` puts this folder on sys.path, AppTest does not; pages import app_pages.common.
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    # `streamlit run app.py -- --readonly` is the same as AUDIOCLF_READONLY=1 (`audioclf app --readonly`).
+    if "--readonly" in sys.argv[1:]:
+        os.environ["AUDIOCLF_READONLY"] = "1"
+    from audioclf.errors import AudioclfError  # light: no TensorFlow
+
+    st.set_page_config(page_title="audioclf", page_icon=":material/graphic_eq:", layout="wide")
+    if not password_ok():
+        st.stop()
+    page = st.navigation(pages())
+    try:
+        from app_pages.common import dataset_sidebar
+
+        # In the entry point, so the choice is one widget shared by every page.
+        dataset_sidebar()
+        page.run()
+    except AudioclfError as exc:  # a library error a page did not expect here: its message is for people
+        log.warning("library error on page %s: %s", page.title, exc)
+        st.error(shown(exc), icon=":material/error:")
+    except Exception as exc:  # noqa: BLE001 - last line of defence: no traceback reaches a user
+        # Streamlit's own control flow (rerun, stop, switch_page) uses BaseException, not Exception.
+        log.exception("unexpected error on page %s", page.title)
+        st.error(f"Something went wrong on this page: {shown(exc)}. Nothing saved was lost; "
+                 "try again, or report this message with the server log.", icon=":material/error:")
+
+
+# Streamlit runs this file as "__main__". A feature-extraction worker process started by
+# multiprocessing (forkserver/spawn) re-runs the main script as "__mp_main__" before its
+# first task: there it must not draw the app (Streamlit calls outside a session only fill
+# the server log with "missing ScriptRunContext" warnings and slow each worker's start).
+if __name__ == "__main__":
+    main()

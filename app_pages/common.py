@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,12 +18,43 @@ import streamlit as st
 from audioclf.errors import AudioclfError
 
 DATASET_KEY = "dataset"  # session key of the data set chosen in the sidebar
+DATASET_PARAM = "dataset"  # ...and its URL query parameter: a reload or a new tab keeps the choice
 PENDING_DATASET_KEY = "_pending_dataset"  # set by a page, applied before the sidebar renders
 RUN_KEY = "run_id"  # run chosen on Runs/Predict
 ACTIVE_RUN_KEY = "active_run"  # background training started from this session
 TRAIN_PRESET_KEY = "_train_preset"  # a RunConfig dict the Train form fills itself with (e.g. from Tune)
 
 log = logging.getLogger("audioclf.app")
+# Characters Markdown would read as formatting (`_` in a regex turned it into italics).
+MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~$])")
+# Parts of a library message shown as code: 'quoted' ones (patterns, names; not the ' of
+# "don't") and absolute paths (/..., ~/...) up to trailing punctuation.
+LITERAL = re.compile(r"(?<!\w)'(?P<quoted>[^'\n]+)'(?!\w)"
+                     r"|(?<![\w/.~:])(?P<path>~?/[^\s'\"`]*[^\s'\"`.,;:)])")
+
+
+def code(text: object) -> str:
+    """`text` as an inline code span, whatever backticks it holds (patterns, paths, names)."""
+    text = str(text)
+    fence = "`" * (max((len(m) for m in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def md(text: object) -> str:
+    """A plain message (e.g. a library error) as Markdown that shows it literally.
+
+    Its 'quoted' parts and paths become code. Quoted parts come from `{x!r}`,
+    so their doubled backslashes are shown single, as the user typed them.
+    """
+    out, last = [], 0
+    text = str(text)
+    for m in LITERAL.finditer(text):
+        out.append(MD_SPECIAL.sub(r"\\\1", text[last:m.start()]))
+        out.append(code(m["quoted"].replace("\\\\", "\\")) if m["quoted"] else code(m["path"]))
+        last = m.end()
+    out.append(MD_SPECIAL.sub(r"\\\1", text[last:]))
+    return "".join(out)
 
 
 @contextlib.contextmanager
@@ -34,10 +66,24 @@ def guard(action: str = "") -> Iterator[None]:
     try:
         yield
     except AudioclfError as exc:  # every library error: its message is written for people
-        st.error(f"{action}: {exc}" if action else str(exc), icon=":material/error:")
+        st.error(f"{action}: {md(exc)}" if action else md(exc), icon=":material/error:")
     except (OSError, ValueError) as exc:
         log.exception("error while %s", action or "rendering")
-        st.error(f"{action or 'Error'}: {exc}", icon=":material/error:")
+        st.error(f"{action or 'Error'}: {md(exc)}", icon=":material/error:")
+
+
+def run_state_sentence(state: str, message: str = "") -> str:
+    """A run's state as a sentence (Markdown), with the reason a run failed or stopped."""
+    detail = (message or "").strip()
+    if state == "failed":
+        return f"This run failed: {md(detail)}" if detail else "This run failed."
+    if state == "cancelled":
+        said = detail.rstrip(".").lower() in ("", "cancelled")
+        return "This run was cancelled." if said else f"This run was cancelled: {md(detail)}"
+    if state == "done":
+        return "This run finished."
+    doing = {"queued": "waiting to start", "extracting": "extracting features"}.get(state, state)
+    return f"This run is still {doing}."
 
 
 def upload_limit_mb() -> int:
@@ -89,6 +135,8 @@ def dataset_sidebar() -> str | None:
     with guard("Listing data sets"):
         names = dataset_names()
     pending = st.session_state.pop(PENDING_DATASET_KEY, None)
+    if DATASET_KEY not in st.session_state and pending is None:
+        pending = st.query_params.get(DATASET_PARAM)  # a new session: the URL's choice
     if pending in names:
         st.session_state[DATASET_KEY] = pending
     if st.session_state.get(DATASET_KEY) not in names:
@@ -96,8 +144,11 @@ def dataset_sidebar() -> str | None:
     if not names:
         st.sidebar.info("No data set yet: create one on the Data page.")
         return None
-    return st.sidebar.selectbox("Data set", names, key=DATASET_KEY,
+    name = st.sidebar.selectbox("Data set", names, key=DATASET_KEY,
                                 help="Used by the Data, Explore and Train pages.")
+    if st.query_params.get(DATASET_PARAM) != name:
+        st.query_params[DATASET_PARAM] = name
+    return name
 
 
 def dataset_version(root: Path) -> float:

@@ -7,13 +7,17 @@ import pandas as pd
 import streamlit as st
 
 from audioclf import plotting
-from app_pages.common import (DATASET_KEY, current_dataset, expand, fmt_seconds, guard,
-                              read_only, select_dataset, upload_limit_mb)
+from app_pages.common import (DATASET_KEY, code, current_dataset, expand, fmt_seconds, guard,
+                              md, read_only, select_dataset, upload_limit_mb)
 from app_pages.health_panel import health_tab
 
 NEW_CLASS = "New class..."
 PAGE_SIZE = 8
 UPLOAD_TYPES = ["wav", "flac", "ogg", "oga", "mp3", "zip"]
+TABS = ["Overview", "Add clips", "Browse and edit", "Health", "New data set"]
+TAB_KEY = "data_tab"  # keeps the chosen tab across the reruns an action causes
+SPLITS = ("train", "val", "test")  # folders of a data set with a fixed split
+FLASH_KEY = "data_flash"  # what the last action did, shown once after its rerun
 
 
 def class_choice(labels: list[str], key: str) -> str | None:
@@ -27,39 +31,77 @@ def class_choice(labels: list[str], key: str) -> str | None:
     return name or None
 
 
-def add_files(root: Path, label: str, files: list) -> None:
-    """Save uploads (audio files or zips) into the data set; report what was refused."""
-    from audioclf import datasets
+def fixed_splits(ds) -> bool:
+    """True for a data set with train/ and test/ folders: clips outside them are not loaded."""
+    return any(it.split for it in ds.items)
 
-    added, refused = 0, []
+
+def split_choice(ds, key: str) -> str | None:
+    """The split folder new clips go to (None: the data set has no fixed split)."""
+    if not fixed_splits(ds):
+        return None
+    return st.radio("Add to split", SPLITS, horizontal=True, key=f"{key}_split",
+                    help="This data set keeps its own train/ val/ test/ folders; "
+                         "clips outside them would not be part of it.")
+
+
+def save_clip(root: Path, label: str, filename: str, data: bytes, split: str | None,
+              report: dict) -> None:
+    """Add one clip and note it in `report` (added, refused, silent)."""
+    from audioclf import datasets
+    from audioclf.audio import load_audio
+
+    try:
+        path = datasets.add_clip(root, label, filename, data, split=split)
+    except ValueError as exc:  # AudioError and DatasetError: messages for people
+        report["refused"].append((filename, str(exc)))
+        return
+    report["added"] += 1
+    if load_audio(path).silent:
+        report["silent"].append(path.name)
+
+
+def new_report(split: str | None) -> dict:
+    return {"added": 0, "refused": [], "silent": [], "split": split}
+
+
+def add_files(root: Path, label: str, files: list, split: str | None = None) -> None:
+    """Save uploads (audio files or zips) into the data set; report what was refused."""
+    report = new_report(split)
     bar = st.progress(0.0, text="Checking and saving clips...")
     for i, up in enumerate(files, 1):
         try:
             entries = expand(up, label)
         except (OSError, ValueError) as exc:  # ArchiveError: not a usable or a hostile zip
-            refused.append({"file": up.name, "reason": f"not a usable zip file ({exc})"})
+            report["refused"].append((up.name, f"not a usable zip file ({exc})"))
             entries = []
         for clip_label, filename, data in entries:
-            try:
-                datasets.add_clip(root, clip_label, filename, data)
-                added += 1
-            except ValueError as exc:  # AudioError and DatasetError: messages for people
-                refused.append({"file": filename, "reason": str(exc)})
+            save_clip(root, clip_label, filename, data, split, report)
         bar.progress(i / len(files), text=f"{i} / {len(files)} files checked")
     bar.empty()
-    st.session_state["data_flash"] = (added, refused, label)
+    st.session_state[FLASH_KEY] = report
 
 
 def show_flash() -> None:
-    flash = st.session_state.pop("data_flash", None)
-    if not flash:
+    report = st.session_state.pop(FLASH_KEY, None)
+    if not report:
         return
-    added, refused, label = flash
-    if added:
-        st.success(f"Added {added} clip(s) to the data set.", icon=":material/check_circle:")
-    if refused:
-        st.error(f"{len(refused)} file(s) were not added:", icon=":material/error:")
-        st.dataframe(pd.DataFrame(refused), hide_index=True, width="stretch")
+    if report["added"]:
+        where = f" (split {code(report['split'])})" if report["split"] else ""
+        st.success(f"Added {report['added']} clip(s) to the data set{where}.",
+                   icon=":material/check_circle:")
+    if report["silent"]:
+        names = ", ".join(code(n) for n in report["silent"][:20])
+        more = f" and {len(report['silent']) - 20} more" if len(report["silent"]) > 20 else ""
+        st.warning(f"{len(report['silent'])} added clip(s) are silent (nothing above -60 dBFS): "
+                   f"{names}{more}. They were added, but a silent clip teaches the model nothing; "
+                   "delete it under **Browse and edit** if it was a mistake.",
+                   icon=":material/volume_off:")
+    if report["refused"]:
+        # A list, not a table: a table column cuts long reasons off.
+        st.error(f"{len(report['refused'])} file(s) were not added:\n\n"
+                 + "\n".join(f"- {code(name)}: {md(reason)}" for name, reason in report["refused"]),
+                 icon=":material/error:")
 
 
 def overview(ds, summary) -> None:
@@ -83,7 +125,9 @@ def overview(ds, summary) -> None:
     if ds.problems:
         st.subheader("Files that could not be read")
         st.dataframe(pd.DataFrame(ds.problems, columns=["file", "reason"]), hide_index=True,
-                     width="stretch")
+                     width="stretch", column_config={
+                         "file": st.column_config.TextColumn(width="medium"),
+                         "reason": st.column_config.TextColumn(width="large")})
 
 
 def add_tab(ds) -> None:
@@ -92,12 +136,13 @@ def add_tab(ds) -> None:
                 f"**up to {limit} MB per file**. A zip with one folder per class keeps its "
                 "folder names as labels; loose files get the label below.")
     label = class_choice(ds.labels, "add")
+    split = split_choice(ds, "add")
     files = st.file_uploader("Audio files or a zip", type=UPLOAD_TYPES, accept_multiple_files=True,
                              key=f"uploads_{st.session_state.get('upload_round', 0)}")
     if st.button(f"Add {len(files or [])} file(s)", disabled=not files or not label,
                  type="primary", key="add_btn"):
         with guard("Adding clips"):
-            add_files(ds.root, label, files)
+            add_files(ds.root, label, files, split)
             # A fresh uploader key clears the list so the same files aren't added twice.
             st.session_state["upload_round"] = st.session_state.get("upload_round", 0) + 1
             st.rerun()
@@ -105,14 +150,15 @@ def add_tab(ds) -> None:
     st.divider()
     st.markdown("**Record a clip** with your microphone.")
     rec_label = class_choice(ds.labels, "rec")
+    rec_split = split_choice(ds, "rec")
     rec = st.audio_input("Record", key=f"rec_{st.session_state.get('rec_round', 0)}")
     if st.button("Save recording", disabled=rec is None or not rec_label, key="rec_btn"):
-        from audioclf import datasets
-
         with guard("Saving the recording"):
             n = sum(1 for it in ds.items if it.label == rec_label)
-            datasets.add_clip(ds.root, rec_label, f"recording_{n + 1:03d}.wav", rec.getvalue())
-            st.session_state["data_flash"] = (1, [], rec_label)
+            report = new_report(rec_split)
+            save_clip(ds.root, rec_label, f"recording_{n + 1:03d}.wav", rec.getvalue(), rec_split,
+                      report)
+            st.session_state[FLASH_KEY] = report
             st.session_state["rec_round"] = st.session_state.get("rec_round", 0) + 1
             st.rerun()
 
@@ -142,7 +188,7 @@ def background_section(ds) -> None:
             # Data sets with train/ val/ test/ folders: background trains, like any new clip.
             split = "train" if any(it.split for it in ds.items) else None
             paths = datasets.add_background(ds.root, bg.getvalue(), name, split=split)
-            st.session_state["data_flash"] = (len(paths), [], datasets.BACKGROUND_LABEL)
+            st.session_state[FLASH_KEY] = {**new_report(split), "added": len(paths)}
             st.session_state["bg_round"] = turn + 1
             st.rerun()
 
@@ -170,15 +216,14 @@ def browse_tab(ds) -> None:
             if new != "-":
                 with guard(f"Relabelling {it.path.name}"):
                     datasets.relabel_clip(it.path, new)
-                    st.session_state["data_flash"] = (0, [], new)
-                    st.toast(f"Moved {it.path.name} to '{new}'.")
+                    st.toast(f"Moved {code(it.path.name)} to {code(new)}.")
                     st.rerun()
         with drop.popover(":material/delete:", help="Delete this clip"):
-            st.write(f"Delete **{it.path.name}** from disk?")
+            st.write(f"Delete {code(it.path.name)} from disk?")
             if st.button("Delete", key=f"del_{it.path}", type="primary"):
                 with guard(f"Deleting {it.path.name}"):
                     datasets.delete_clip(it.path)
-                    st.toast(f"Deleted {it.path.name}.")
+                    st.toast(f"Deleted {code(it.path.name)}.")
                     st.rerun()
 
 
@@ -196,7 +241,7 @@ def new_tab() -> None:
 
 st.title("Data")
 name = st.session_state.get(DATASET_KEY)
-st.caption(f"Data set **{name}** (change it in the sidebar). Clips live in class folders "
+st.caption(f"Data set {code(name)} (change it in the sidebar). Clips live in class folders "
            "inside the workspace; nothing leaves your machine." if name else
            "Create a data set to start.")
 show_flash()
@@ -209,7 +254,7 @@ if read_only():  # a shared demo: look and listen; no adding, fixing or relabell
         with tabs[1]:
             browse_tab(ds)
     st.stop()
-tabs = st.tabs(["Overview", "Add clips", "Browse and edit", "Health", "New data set"])
+tabs = st.tabs(TABS, key=TAB_KEY, on_change="rerun")
 if ds is not None:
     with tabs[0]:
         overview(ds, summary)

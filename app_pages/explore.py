@@ -8,7 +8,7 @@ import streamlit as st
 
 from audioclf import plotting
 from audioclf.audio import load_audio
-from app_pages.common import current_dataset, guard, upload_limit_mb
+from app_pages.common import code, current_dataset, guard, md, upload_limit_mb
 
 RATES = {"native": None, "8000 Hz": 8000, "16000 Hz": 16000, "22050 Hz": 22050, "44100 Hz": 44100}
 N_FFTS = (256, 512, 1024, 2048, 4096)
@@ -134,7 +134,7 @@ def show_clip(choice: tuple[str | bytes, str], s: Settings, kinds: list[str], sl
     if a is None:
         return None
     st.audio(a["y"], sample_rate=a["sr"])
-    st.caption(f"**{name}** · {a['duration']:.2f} s · {a['sr']} Hz · "
+    st.caption(f"{code(name)} · {a['duration']:.2f} s · {a['sr']} Hz · "
                f"{len(a['zcr'])} frames of {s.n_fft} samples, hop {s.hop_length}")
     if a["silent"]:
         st.warning("This clip is silent (nothing above -60 dBFS): features will be flat.")
@@ -149,16 +149,16 @@ def show_yamnet(choice: tuple[str | bytes, str]) -> None:
     source, name = choice
     spec = yamnet.resolve_spec()
     if spec.startswith(("http://", "https://")):
-        st.info(yamnet.NOT_SET_UP + yamnet.how_to_provide())
+        st.info(md(yamnet.NOT_SET_UP + yamnet.how_to_provide()))
         if not st.button("Try downloading it from TF Hub", key="yamnet_hub"):
             return
     top = None
     try:
         top = yamnet_top(source, name)
     except yamnet.YAMNetUnavailable as exc:
-        st.info(str(exc))
+        st.info(md(exc))
     except Exception as exc:  # noqa: BLE001 - e.g. no internet for TF Hub: say so, keep the page
-        st.error(f"YAMNet could not run: {exc}")
+        st.error(f"YAMNet could not run: {md(exc)}")
     if top:
         st.plotly_chart(plotting.top_classes([n for n, _ in top], [v for _, v in top]),
                         key=f"yamnet_{name}")
@@ -170,10 +170,25 @@ st.caption("Listen to a clip and see how audioclf's features describe it. "
 settings = settings_form()
 compare = st.toggle("Compare two clips side by side", key="ex_compare")
 
-if not compare:
+# Clip A's picker sits in the same place in both modes: a widget that moves to another
+# spot is remounted by the browser, and a remounted recorder shows "An error has occurred".
+pickers = st.columns(2)
+with pickers[0]:
+    st.subheader("Clip A" if compare else "Clip")
     choice = pick_clip("a")
-    if choice is None:
-        st.stop()
+if compare:
+    with pickers[1]:
+        st.subheader("Clip B")
+        choice_b = pick_clip("b", default_index=1)
+    shown = st.multiselect("Figures", list(FIGURES), default=["Waveform", "Mel spectrogram (dB)", "MFCC"],
+                           key="ex_figs")
+    kinds = [FIGURES[f] for f in shown]
+    cols = st.columns(2)
+    for slot, col, picked in (("a", cols[0], choice), ("b", cols[1], choice_b)):
+        with col:
+            if picked is not None:
+                show_clip(picked, settings, kinds, slot)
+elif choice is not None:
     left, right = st.columns(2)
     order = list(FIGURES.values())
     a = None
@@ -186,14 +201,3 @@ if not compare:
             st.subheader("What YAMNet hears")
             st.caption("Top AudioSet classes of the pretrained YAMNet model, averaged over the clip.")
             show_yamnet(choice)
-else:
-    shown = st.multiselect("Figures", list(FIGURES), default=["Waveform", "Mel spectrogram (dB)", "MFCC"],
-                           key="ex_figs")
-    kinds = [FIGURES[f] for f in shown]
-    cols = st.columns(2)
-    for i, col in enumerate(cols):
-        with col:
-            st.subheader(f"Clip {'AB'[i]}")
-            choice = pick_clip("ab"[i], default_index=i)
-            if choice is not None:
-                show_clip(choice, settings, kinds, "ab"[i])

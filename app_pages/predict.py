@@ -9,9 +9,11 @@ import streamlit as st
 
 from audioclf import plotting, runs
 from audioclf.confidence import UNKNOWN, UNKNOWN_TEXT, run_threshold
-from app_pages.common import RUN_KEY, expand, guard, load_predictor, read_only, upload_limit_mb
+from app_pages.common import RUN_KEY, code, expand, guard, load_predictor, read_only, upload_limit_mb
 
 AUDIO_TYPES = ["wav", "flac", "ogg", "oga", "mp3"]
+TABLE_KEY = "pr_table"  # results of the last batch
+BATCH_ROUND_KEY = "pr_batch_round"  # bumped after each batch: a new, empty uploader
 
 
 def predictor_for(run_id: str):
@@ -105,10 +107,29 @@ def single(run_id: str, threshold: float) -> None:
 
 
 def batch(run_id: str, threshold: float) -> None:
+    # A fresh uploader after each batch: the files of the last one are not classified again.
+    round_ = st.session_state.get(BATCH_ROUND_KEY, 0)
     files = st.file_uploader(f"Audio files or a zip (up to {upload_limit_mb()} MB each)",
-                             type=[*AUDIO_TYPES, "zip"], accept_multiple_files=True, key="pr_batch")
-    if not files or not st.button(f"Classify {len(files)} upload(s)", type="primary", key="pr_go"):
-        return
+                             type=[*AUDIO_TYPES, "zip"], accept_multiple_files=True,
+                             key=f"pr_batch_{round_}")
+    if files:  # a new set waits: the last batch's table is not its result
+        st.session_state.pop(TABLE_KEY, None)
+    if files and st.button(f"Classify {len(files)} upload(s)", type="primary", key="pr_go"):
+        if classify(run_id, files, threshold):  # on an error the message stays, and so do the files
+            st.session_state[BATCH_ROUND_KEY] = round_ + 1
+            st.rerun()
+    df = st.session_state.get(TABLE_KEY)
+    if df is not None:
+        failed = int((df["error"] != "").sum())
+        st.success(f"Classified {len(df) - failed} file(s)" + (f"; {failed} could not be read." if failed else ".")
+                   + " Add files above for a new batch.")
+        st.dataframe(df, hide_index=True, width="stretch")
+        st.download_button("Download predictions (CSV)", df.to_csv(index=False), "predictions.csv",
+                           mime="text/csv", icon=":material/download:")
+
+
+def classify(run_id: str, files: list, threshold: float) -> bool:
+    """Classify one set of uploads into the session's table; False if it failed (error shown)."""
     with guard("Batch prediction"), tempfile.TemporaryDirectory() as tmp:
         paths = []
         for i, up in enumerate(files):
@@ -132,15 +153,9 @@ def batch(run_id: str, threshold: float) -> None:
             if p:
                 row.update({f"p_{lab}": round(float(v), 4) for lab, v in zip(p.labels, p.probs)})
             rows.append(row)
-        df = pd.DataFrame(rows)
-        st.session_state["pr_table"] = df
-    df = st.session_state.get("pr_table")
-    if df is not None:
-        failed = int((df["error"] != "").sum())
-        st.success(f"Classified {len(df) - failed} file(s)" + (f"; {failed} could not be read." if failed else "."))
-        st.dataframe(df, hide_index=True, width="stretch")
-        st.download_button("Download predictions (CSV)", df.to_csv(index=False), "predictions.csv",
-                           mime="text/csv", icon=":material/download:")
+        st.session_state[TABLE_KEY] = pd.DataFrame(rows)
+        return True
+    return False
 
 
 st.title("Predict")
@@ -169,7 +184,7 @@ def _score(r: runs.RunInfo) -> str:
 names = {r.id: f"{r.id} {r.name}  ({r.model}/{r.features}, {_score(r)})" for r in done}
 run_id = st.selectbox("Model (run)", ids, index=default, format_func=names.get, key="pr_run",
                       help="The run with the best validation macro F1 is preselected.")
-st.caption(f"Classes: {', '.join(runs.load_run(run_id).labels)}")
+st.caption(f"Classes: {', '.join(code(label) for label in runs.load_run(run_id).labels)}")
 
 ok = False
 with guard(f"Could not load the model of run {run_id}"):

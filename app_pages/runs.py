@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from audioclf import plotting, runs
-from app_pages.common import RUN_KEY, guard, read_only
+from app_pages.common import RUN_KEY, code, guard, md, read_only, run_state_sentence
 
 SPLITS = {"test": "Test", "val": "Validation"}
 MAX_MISCLASSIFIED = 12
@@ -74,8 +74,8 @@ def show_misclassified(run, m: dict, split: str) -> None:
     for i, w in enumerate(wrong[:MAX_MISCLASSIFIED]):
         left, right = st.columns([2, 3], vertical_alignment="center")
         with left:
-            st.markdown(f"**{Path(w['path']).name}**: true **{w['true']}**, predicted "
-                        f"**{w['predicted']}** ({w['confidence']:.0%})")
+            st.markdown(f"{code(Path(w['path']).name)}: true **{md(w['true'])}**, predicted "
+                        f"**{md(w['predicted'])}** ({w['confidence']:.0%})")
             if Path(w["path"]).is_file():
                 st.audio(w["path"])
             else:
@@ -90,14 +90,22 @@ def show_misclassified(run, m: dict, split: str) -> None:
 
 def show_run(run_id: str) -> None:
     run = runs.load_run(run_id)
-    st.subheader(f"Run {run_id}" + (f": {run.info.name}" if run.info.name else ""))
+    st.subheader(f"Run {run_id}" + (f": {md(run.info.name)}" if run.info.name else ""))
     cfg = run.config
-    st.caption(f"Data set **{Path(str(cfg.get('dataset', ''))).name}** · features "
+    st.caption(f"Data set {code(Path(str(cfg.get('dataset', ''))).name)} · features "
                f"**{(cfg.get('features') or {}).get('kind')}** · model **{(cfg.get('model') or {}).get('kind')}** "
                f"· state **{run.info.state}**")
     if run.info.state != "done":
         (st.error if run.info.state == "failed" else st.info)(
-            f"This run is {run.info.state}. {run.info.message}")
+            run_state_sentence(run.info.state, run.info.message))
+    if run.info.state not in runs.FINAL_STATES and not read_only():  # a shared demo stops nothing
+        if st.button("Cancel this run", key="runs_cancel", icon=":material/stop_circle:"):
+            from audioclf.background import cancel_run
+
+            with guard("Cancelling the run"):
+                state = cancel_run(run_id)
+                st.toast(f"Run {code(run_id)}: {state}.")
+                st.rerun()
     splits = [s for s in SPLITS if run.metrics.get(s)]
     split = st.radio("Evaluate on", splits, format_func=SPLITS.get, horizontal=True,
                      key="runs_split") if splits else None
@@ -146,7 +154,7 @@ def show_run(run_id: str) -> None:
     if read_only():  # a shared demo deletes nothing
         return
     with st.popover("Delete this run", icon=":material/delete:"):
-        st.write(f"Delete run **{run_id}** and its model from disk? This cannot be undone.")
+        st.write(f"Delete run {code(run_id)} and its model from disk? This cannot be undone.")
         if st.button("Delete for good", type="primary", key="runs_delete"):
             with guard("Deleting the run"):
                 runs.delete_run(run_id)
@@ -193,7 +201,9 @@ st.dataframe(table, hide_index=True, width="stretch",
 ids = [r.id for r in infos]
 labels = {r.id: f"{r.id} {r.name}  ({r.model}/{r.features}, {r.state})" for r in infos}
 with st.expander("Compare runs", expanded=False):
-    chosen = st.multiselect("Runs to compare", ids, default=ids[:2], format_func=labels.get,
+    # A run without scores (cancelled, failed, still training) has nothing to compare.
+    scored = [r.id for r in infos if r.val_macro_f1 is not None or r.test_macro_f1 is not None]
+    chosen = st.multiselect("Runs to compare", ids, default=scored[:2], format_func=labels.get,
                             key="runs_compare")
     if chosen:
         with guard("Comparing runs"):

@@ -7,10 +7,12 @@ from audioclf import plotting
 from audioclf.datasets import METHODS, SplitConfig, has_background
 from audioclf.features import MFCCConfig, SpectralConfig
 from audioclf.models import ACTIVATIONS, KINDS, MAX_MEMBERS, POOLINGS, ModelConfig
-from audioclf.runconfig import TrainConfig  # light: TensorFlow is imported by the training process
-from app_pages.common import ACTIVE_RUN_KEY, DATASET_KEY, TRAIN_PRESET_KEY, current_dataset, fmt_seconds, guard
+from audioclf.runconfig import RunConfig, TrainConfig  # light: TensorFlow is imported by the training process
+from app_pages.common import (ACTIVE_RUN_KEY, DATASET_KEY, TRAIN_PRESET_KEY, code, current_dataset,
+                              fmt_seconds, guard, run_state_sentence)
 
 POLL_SECONDS = 1.0
+PENDING_KEY = "pending_run"  # a RunConfig asked for while another run was in progress
 FEATURE_KINDS = {"MFCC sequence": "mfcc", "Spectral frames (MFCC, centroid, roll-off, ZCR, chroma, RMS)":
                  "spectral", "YAMNet embeddings (pretrained)": "yamnet"}
 MODEL_NAMES = {"bilstm": "Bidirectional LSTM", "lstm": "LSTM", "gru": "GRU", "simplernn": "SimpleRNN",
@@ -231,9 +233,13 @@ def cross_validate(cfg, k: int) -> None:
 
 def start(ds, make_features, make_model, make_train, make_split, name: str) -> None:
     """Validate everything (the library's one pre-flight path), then start the background run
-    (or cross-validate)."""
+    (or cross-validate).
+
+    While another run is in progress nothing starts: the config waits in the
+    session for the user to cancel that run or keep it (see `pending_prompt`).
+    """
     from audioclf.prepare import prepare_run
-    from audioclf.training import RunConfig, start_training
+    from audioclf.runs import active_runs
 
     with guard("Cannot start training"):
         split, seed, k = make_split
@@ -245,27 +251,82 @@ def start(ds, make_features, make_model, make_train, make_split, name: str) -> N
             cross_validate(cfg, k)
             return
         prepare_run(cfg, dataset=ds)
-        st.session_state[ACTIVE_RUN_KEY] = start_training(cfg)
+        if active_runs():
+            st.session_state[PENDING_KEY] = cfg
+            return
+        launch(cfg)
+
+
+def launch(cfg) -> None:
+    """Start `cfg` in the background and show it."""
+    from audioclf.background import start_training
+
+    st.session_state.pop(PENDING_KEY, None)
+    st.session_state[ACTIVE_RUN_KEY] = start_training(cfg)
+    st.rerun()
+
+
+def pending_prompt() -> None:
+    """A run was asked for while another trains: two runs at once would share the CPU."""
+    from audioclf.background import cancel_run
+    from audioclf.runs import active_runs
+
+    cfg = st.session_state.get(PENDING_KEY)
+    if cfg is None:
+        return
+    busy = active_runs()
+    if not busy:  # the other run ended meanwhile
+        launch(cfg)
+    other = busy[0].id
+    st.warning(f"Run {code(other)} is still in progress (watch it above). Two runs at once "
+               "would each train at half speed, so the new one has not started.",
+               icon=":material/hourglass_top:")
+    left, right = st.columns(2)
+    if left.button(f"Cancel run {other} and start the new one", type="primary", key="pending_replace",
+                   icon=":material/swap_horiz:"):
+        with guard("Cancelling"):
+            for info in busy:
+                cancel_run(info.id)
+            launch(cfg)
+    if right.button("Keep the running one, drop the new one", key="pending_drop"):
+        st.session_state.pop(PENDING_KEY, None)
         st.rerun()
 
 
-def active_run() -> str | None:
-    """This session's run, else the newest run still in progress (e.g. after leaving the page)."""
-    from audioclf.runs import list_runs
+def run_to_show() -> tuple[str | None, int]:
+    """(run id, runs in progress): the newest run in progress, else this session's
+    last run, else the workspace's newest run (its final state, also in a new session)."""
+    from audioclf.runs import active_runs, list_runs
 
-    run_id = st.session_state.get(ACTIVE_RUN_KEY)
+    busy = active_runs()
+    if busy:
+        return busy[0].id, len(busy)
     runs = list_runs()
-    if run_id and any(r.id == run_id for r in runs):
-        return run_id
-    live = [r for r in runs if r.state not in ("done", "failed", "cancelled")]
-    return live[0].id if live else None
+    mine = st.session_state.get(ACTIVE_RUN_KEY)
+    if mine and any(r.id == mine for r in runs):
+        return mine, 0
+    return (runs[0].id if runs else None), 0
+
+
+def early_stopping_note(train_cfg: dict) -> str | None:
+    """Why early stopping cannot act in a run, if it cannot."""
+    patience, epochs = train_cfg.get("patience"), int(train_cfg.get("epochs") or 0)
+    min_epochs = int(train_cfg.get("min_epochs") or 0)
+    if patience is not None and min_epochs >= epochs:
+        return (f"Early stopping cannot act in this run: it starts after epoch {min_epochs} and "
+                f"the run has {epochs} epoch(s), so all of them train and the last is kept. "
+                "Lower “Early stopping starts after epoch” below the number of epochs to use it.")
+    return None
 
 
 def show_status(run_id: str) -> bool:
     """Progress of one run; returns True when it has finished."""
-    from audioclf.training import cancel_run, run_status
+    from audioclf import runs
+    from audioclf.background import cancel_run, run_status
 
     s = run_status(run_id)
+    train_cfg = (runs.read_json(runs.run_dir(run_id) / runs.CONFIG, {}) or {}).get("train") or {}
+    stops_early = train_cfg.get("patience") is not None and early_stopping_note(train_cfg) is None
     st.subheader(f"Run {run_id}")
     if s.state in ("queued", "extracting"):
         frac = s.phase_done / s.phase_total if s.phase_total else 0.0
@@ -273,7 +334,10 @@ def show_status(run_id: str) -> bool:
                     if s.phase_total else "Starting (loading the data set and TensorFlow)...")
     elif s.state == "training":
         st.progress(s.epoch / s.epochs if s.epochs else 0.0,
-                    text=f"Training: epoch {s.epoch} / {s.epochs} (early stopping may end it sooner)")
+                    text=f"Training: epoch {s.epoch} / {s.epochs}"
+                         + (" (early stopping may end it sooner)" if stops_early else ""))
+    if not s.final and (note := early_stopping_note(train_cfg)):
+        st.warning(note, icon=":material/info:")
     c = st.columns(4)
     c[0].metric("State", s.state)
     c[1].metric("Elapsed", fmt_seconds(s.elapsed))
@@ -288,9 +352,9 @@ def show_status(run_id: str) -> bool:
         st.success("Training finished. See its evaluation on the Runs page.", icon=":material/check_circle:")
         st.page_link("app_pages/runs.py", label="Open Runs", icon=":material/leaderboard:")
     elif s.state == "failed":
-        st.error(f"Training failed: {s.message}", icon=":material/error:")
+        st.error(run_state_sentence(s.state, s.message), icon=":material/error:")
     elif s.state == "cancelled":
-        st.warning("Training was cancelled.")
+        st.warning(run_state_sentence(s.state, s.message), icon=":material/cancel:")
     elif st.button("Cancel training", key=f"cancel_{run_id}", icon=":material/stop_circle:"):
         with guard("Cancelling"):
             cancel_run(run_id)
@@ -308,22 +372,24 @@ def monitor(run_id: str) -> None:
 st.title("Train")
 apply_preset()
 ds, summary = current_dataset()
-run_id = None
+run_id, n_busy = None, 0
 with guard("Reading runs"):
-    run_id = active_run()
+    run_id, n_busy = run_to_show()
 if run_id:
-    from audioclf.runs import read_status
-
-    if read_status(run_id).get("state") in ("done", "failed", "cancelled"):
-        with st.expander(f"Last run: {run_id}", expanded=True):
-            show_status(run_id)
-    else:
+    if n_busy:
+        if n_busy > 1:
+            st.info(f"{n_busy} runs are in progress; the newest is shown. See them all on the Runs page.")
         monitor(run_id)
+    else:
+        from audioclf.runs import read_status
+
+        with st.expander(f"Last run: {run_id} ({read_status(run_id).get('state', '?')})", expanded=True):
+            show_status(run_id)
     st.divider()
 
 if ds is None:
     st.stop()
-st.caption(f"Data set **{st.session_state.get(DATASET_KEY)}**: {len(ds.items)} clips, "
+st.caption(f"Data set {code(st.session_state.get(DATASET_KEY))}: {len(ds.items)} clips, "
            f"{len(ds.labels)} classes. Defaults are the library's; they train well on small data sets.")
 if len(ds.labels) < 2:
     st.error("Training needs at least two classes; this data set has "
@@ -359,6 +425,8 @@ with st.form("train_form", enter_to_submit=False):
     submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
 if submitted:
     start(ds, make_features, make_model, make_train, make_split, run_name)
+with guard("Reading runs"):
+    pending_prompt()
 cv = st.session_state.get("cv_result")
 if cv:
     st.subheader(f"Last cross-validation ({cv['k']} folds)")

@@ -7,6 +7,7 @@ YAMNet TFLite model.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import shutil
 import subprocess
@@ -238,7 +239,7 @@ def test_predict_classifies_an_upload_and_a_batch(trained_run, app_home):
     assert at.metric[0].value in {"siren", "dial_tone", "rain", "clock_ticks", "bird_chirps"}
     assert at.get("plotly_chart")
 
-    at.file_uploader(key="pr_batch").set_value([
+    at.file_uploader(key="pr_batch_0").set_value([
         (clip.name, clip.read_bytes(), "audio/wav"), ("bad.wav", b"nope", "audio/wav")])
     at.run()
     at.button(key="pr_go").click().run()
@@ -368,3 +369,54 @@ def test_kfold_keeping_groups_together_names_the_group_of_each_fold(app_home, fs
     assert not at.error, texts(at.error)
     cv = at.session_state["cv_result"]
     assert cv["k"] == 3 and cv["groups"] == [["george"], ["jackson"], ["lucas"]]
+
+
+def test_compare_defaults_to_runs_with_scores(trained_run):
+    """A newer cancelled run has no scores to compare (issue 11, item 10)."""
+    from audioclf import runs
+
+    cancelled = runs.create_run(runs.read_json(runs.run_dir(trained_run) / runs.CONFIG))
+    runs.update_status(cancelled, state="cancelled", message="Cancelled.")
+    try:
+        at = new_app("runs")
+        scored = [r.id for r in runs.list_runs() if r.test_macro_f1 is not None]
+        assert at.multiselect(key="runs_compare").value == scored[:2]
+        assert cancelled not in at.multiselect(key="runs_compare").value
+        at.selectbox(key="runs_pick").set_value(cancelled).run()
+        assert not at.exception, at.exception
+        assert texts(at.info) == "This run was cancelled."  # not "is cancelled. Cancelled."
+    finally:
+        runs.delete_run(cancelled)
+
+
+def test_batch_prediction_classifies_only_the_new_uploads(trained_run, app_home, caplog):
+    """After a batch the uploader is empty, so the next batch is only the new files
+    (item 9), and nothing calls Streamlit outside the script thread (item 14)."""
+    demo = app_home / "datasets" / "demo"
+    clips = sorted((demo / "siren").glob("*.wav"))[:2]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for p in sorted((demo / "rain").glob("*.wav"))[:3]:
+            zf.write(p, p.name)
+    at = new_app("predict")
+    at.selectbox(key="pr_run").set_value(trained_run).run()
+    caplog.set_level(logging.WARNING)
+    seen = len(caplog.records)  # AppTest's own start logs one such warning: not ours
+    at.file_uploader(key="pr_batch_0").set_value(
+        [(c.name, c.read_bytes(), "audio/wav") for c in clips] + [("rain.zip", buf.getvalue(), "application/zip")])
+    at.run()
+    at.button(key="pr_go").click().run()
+    assert not at.exception, at.exception
+    assert len(at.dataframe[0].value) == 5
+    assert not at.file_uploader(key="pr_batch_1").value, "the uploader starts empty"
+    assert not [b for b in at.button if b.key == "pr_go"], "nothing waits to be classified again"
+
+    new = sorted((demo / "clock_ticks").glob("*.wav"))[0]
+    at.file_uploader(key="pr_batch_1").set_value((new.name, new.read_bytes(), "audio/wav"))
+    at.run()
+    assert not at.dataframe, "the last batch's table is not the new files' result"
+    at.button(key="pr_go").click().run()
+    assert not at.exception, at.exception
+    assert list(at.dataframe[0].value["file"]) == [new.name]
+    bare = [r.getMessage() for r in caplog.records[seen:] if "ScriptRunContext" in r.getMessage()]
+    assert not bare, bare
