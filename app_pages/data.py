@@ -91,12 +91,13 @@ def show_flash() -> None:
         st.success(f"Added {report['added']} clip(s) to the data set{where}.",
                    icon=":material/check_circle:")
     if report["silent"]:
-        names = ", ".join(code(n) for n in report["silent"][:20])
-        more = f" and {len(report['silent']) - 20} more" if len(report["silent"]) > 20 else ""
-        st.warning(f"{len(report['silent'])} added clip(s) are silent (nothing above -60 dBFS): "
-                   f"{names}{more}. They were added, but a silent clip teaches the model nothing; "
-                   "delete it under **Browse and edit** if it was a mistake.",
-                   icon=":material/volume_off:")
+        n = len(report["silent"])
+        names = ", ".join(code(name) for name in report["silent"][:20])
+        more = f" and {n - 20} more" if n > 20 else ""
+        what, was = ("1 added clip is", "It was") if n == 1 else (f"{n} added clips are", "They were")
+        st.warning(f"{what} silent (nothing above -60 dBFS): {names}{more}. {was} added, but a "
+                   "silent clip teaches the model nothing; delete it under **Browse and edit** "
+                   "if it was a mistake.", icon=":material/volume_off:")
     if report["refused"]:
         # A list, not a table: a table column cuts long reasons off.
         st.error(f"{len(report['refused'])} file(s) were not added:\n\n"
