@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from audioclf import plotting
-from app_pages.common import current_dataset, dataset_version, guard, read_only
+from app_pages.common import code, current_dataset, dataset_version, guard, read_only
 
 FEATURES = {"MFCC summary": "mfcc", "Spectral summary": "spectral", "YAMNet embedding": "yamnet"}
 PROJECTIONS = {"PCA (instant)": "pca", "UMAP": "umap", "t-SNE": "tsne"}
@@ -78,7 +78,7 @@ def selected_rows(event) -> list[int]:
 def clip_panel(vecs, row: int) -> None:
     path = vecs.paths[row]
     st.subheader(path.name)
-    st.caption(f"class **{vecs.labels[row]}**" + (f" · {vecs.splits[row]}" if vecs.splits[row] else ""))
+    st.caption(f"class {code(vecs.labels[row])}" + (f" · {vecs.splits[row]}" if vecs.splits[row] else ""))
     st.audio(str(path))
     with guard(f"Could not draw {path.name}"):
         st.plotly_chart(mel_figure(str(path), path.stat().st_mtime), key="map_mel")
@@ -107,7 +107,7 @@ def edit_selection(vecs, rows: list[int], labels: list[str]) -> None:
             for path, label in chosen:
                 if label != target:
                     datasets.relabel_clip(path, target)
-            st.toast(f"Moved {len(chosen)} clips to {target}.")
+            st.toast(f"Moved {len(chosen)} clips to {code(target)}.")
             st.rerun()
     with drop.popover(f"Delete {len(chosen)} clips", icon=":material/delete:"):
         st.write(f"Delete these **{len(chosen)}** clips from disk?")

@@ -8,8 +8,8 @@ from audioclf import tuning
 from audioclf.datasets import METHODS, SplitConfig
 from audioclf.features import CONFIG_TYPES
 from audioclf.training import RunConfig, TrainConfig  # light: TensorFlow runs in the search process
-from app_pages.common import (DATASET_KEY, TRAIN_PRESET_KEY, current_dataset, dataset_names, fmt_seconds, guard,
-                              select_dataset)
+from app_pages.common import (DATASET_KEY, TRAIN_PRESET_KEY, code, current_dataset, dataset_names, fmt_seconds,
+                              guard, md, select_dataset)
 
 POLL_SECONDS = 2.0
 ROW_PX = 35  # data editor row height: the space table shows every row without scrolling
@@ -84,7 +84,7 @@ def show_study(study: str, live: bool) -> bool:
     if state == "done":
         show_best(study, result, status)
     elif state == "failed":
-        st.error(f"The search failed: {status.get('message', '')}", icon=":material/error:")
+        st.error(f"The search failed: {md(status.get('message', ''))}", icon=":material/error:")
     elif state == "cancelled":
         st.warning("The search was cancelled. Resume it below to add trials.")
     elif st.button("Cancel search", key=f"tu_cancel_{study}", icon=":material/stop_circle:"):
@@ -239,5 +239,5 @@ ds, summary = current_dataset()
 if ds is None:
     st.stop()
 st.subheader("New search")
-st.caption(f"Data set **{st.session_state.get(DATASET_KEY)}**: {len(ds.items)} clips, {len(ds.labels)} classes.")
+st.caption(f"Data set {code(st.session_state.get(DATASET_KEY))}: {len(ds.items)} clips, {len(ds.labels)} classes.")
 new_search(ds)
