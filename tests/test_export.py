@@ -229,3 +229,23 @@ def test_cli_export(trained_run, tmp_path):
     assert cli.main(["export", trained_run, "--out", str(out), "-q"]) == 0
     assert (out / "model.tflite").is_file() and (out / "predict.py").is_file()
     assert cli.main(["export", trained_run, "--out", str(out), "-q"]) == 1  # not empty any more
+
+
+@pytest.mark.parametrize("cfg", [
+    {"kind": "spectral", "sr": 22050, "n_fft": 2048, "hop_length": 512, "n_mfcc": 13, "n_mels": 128},
+    {"kind": "mfcc", "sr": 16000, "n_mfcc": 13, "n_fft": 512, "hop_length": 256, "n_mels": 40, "deltas": True,
+     "trim_db": 30.0, "fmax": 6000.0, "warp": 1.1},
+    {"kind": "mfcc", "sr": None, "n_mfcc": 20, "n_fft": 1024, "hop_length": 512, "n_mels": 64, "deltas": False,
+     "trim_db": None, "fmax": None, "warp": 1.0},
+])
+def test_standalone_features_equal_audioclfs_for_other_settings(cfg, clips):
+    """Settings the two real runs do not use: spectral features, deltas, fmax, warp, native rate, no trim."""
+    from audioclf import standalone
+    from audioclf.features import config_from_dict, extract_file
+
+    config = config_from_dict(cfg)
+    for path in (clips[0], clips[-1]):  # mono 8 kHz, stereo 44.1 kHz
+        y, sr = standalone.load(str(path), cfg["sr"])
+        ours = (standalone.spectral_features if cfg["kind"] == "spectral" else standalone.mfcc_features)(y, sr, cfg)
+        theirs = extract_file(path, config).values
+        assert ours.shape == theirs.shape and np.allclose(ours, theirs, rtol=1e-4, atol=1e-3), path.name
