@@ -175,6 +175,8 @@ def export_bundle(run_id: str) -> None:
 
                 st.session_state[key] = bundle_zip(run_id, progress=lambda msg: status.update(label=msg))
                 status.update(label="Bundle ready", state="complete")
+            if key in st.session_state:
+                st.rerun()  # show the download in place of the button
     if key in st.session_state:
         st.download_button("Portable bundle (.zip)", st.session_state[key], f"audioclf-{run_id}.zip",
                            mime="application/zip", icon=":material/download:", key="runs_bundle_download",

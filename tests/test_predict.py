@@ -102,3 +102,17 @@ def test_batch_decodes_each_file_once_and_a_warm_batch_not_at_all(predictor, tmp
     assert [r.prediction.silent for r in cold] == [False, False, False, True]
     for a, b in zip(cold, warm):
         assert np.allclose(a.prediction.probs, b.prediction.probs, atol=1e-6)
+
+
+def test_a_batch_gives_each_clip_its_own_windows(predictor, fsdd_small):
+    parts = [load_audio(p, sr=16000).samples for d in ("0", "1", "2") for p in sorted((fsdd_small / d).iterdir())[:3]]
+    long_a, long_b = Clip(np.concatenate(parts), 16000), Clip(np.concatenate(parts[::-1][:6]), 16000)
+    short = load_audio(next((fsdd_small / "1").iterdir()), sr=16000)
+    feats = [extract(c, predictor.features_cfg) for c in (long_a, short, long_b)]
+    batch = predictor.predict_many_features(feats)
+    for f, pred in zip(feats, batch):
+        alone = predictor.predict_features(f)
+        assert np.array_equal(pred.window_times, alone.window_times)
+        assert np.allclose(pred.window_probs, alone.window_probs, atol=1e-5)
+        assert np.allclose(pred.probs, alone.probs, atol=1e-5)
+    assert len(batch[0].window_times) > len(batch[2].window_times) > 0 and len(batch[1].window_times) == 0
