@@ -21,7 +21,7 @@ import streamlit as st
 from audioclf import live
 from audioclf.confidence import UNKNOWN, UNKNOWN_TEXT
 
-REFRESH = 0.25  # s between refreshes of the label while the microphone streams
+REFRESH = 0.5  # s between refreshes of the label while the microphone streams (each costs a rerun)
 ENV_ICE = "AUDIOCLF_ICE_SERVERS"  # JSON list of ICE servers for a browser on another network
 CHART_SECONDS = 30  # the rolling chart shows this much of the stream
 EVENTS_SHOWN = 20

@@ -36,7 +36,7 @@ RATE, BLOCK = 48000, 960  # what the browser sends: 20 ms blocks at 48 kHz
 WINDOW, HOP = 1.5, 0.5
 STREAM_CLIPS = 8  # demo clips (2-4 s each) in the stream
 TARGET_MS = 300.0
-REFRESH = 0.25  # s between refreshes of the app's live label (app_pages/mic.py)
+REFRESH = 0.5  # s between refreshes of the app's live label (app_pages/mic.py)
 
 
 def train_runs(home: Path, yamnet: str) -> list[str]:

@@ -35,6 +35,7 @@ PORT = 8765  # the namespace is private, so any port is free
 START_TIMEOUT = 90
 PAGE_TIMEOUT = 90_000  # ms
 LIVE_TIMEOUT = 60_000  # ms, from Start to the siren label
+MAX_STARTS = 3
 VIEWPORT = {"width": 1440, "height": 1350}  # tall enough for the answer and the event log
 OTHER_CLASSES = ("dial_tone", "rain", "clock_ticks", "bird_chirps", "unknown")
 
@@ -139,16 +140,52 @@ def settle(page) -> None:
     page.wait_for_timeout(300)
 
 
+def find_in_frames(page, make):
+    """The first match of `make(frame)` over the page's frames (components live in iframes), or None."""
+    for frame in page.frames:
+        loc = make(frame)
+        if loc.count():
+            return loc.first
+    return None
+
+
 def in_frames(page, make, timeout: float = PAGE_TIMEOUT / 1000):
-    """The first non-empty locator `make(frame)` over the page's frames (components live in iframes)."""
+    """Like find_in_frames, waiting up to `timeout` s for a match."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        for frame in page.frames:
-            loc = make(frame)
-            if loc.count():
-                return loc.first
+        found = find_in_frames(page, make)
+        if found is not None:
+            return found
         page.wait_for_timeout(250)
     raise AssertionError(f"not found in any frame: {[f.url for f in page.frames]}")
+
+
+def live_label_is(page, text: str) -> bool:
+    return any(e.inner_text().strip() == text for e in page.locator('[data-testid="live-label"]').all())
+
+
+def start_until_label(page, text: str, shots: Path, home: Path) -> int:
+    """Press Start until the live label reads `text`; returns the presses it took.
+
+    On a machine loaded far beyond its cores the server can answer WebRTC's
+    connectivity checks late, and the browser then drops the stream (the
+    component shows Start again), as a user would see; they press Start again,
+    and so does this test, at most MAX_STARTS times.
+    """
+    deadline = time.time() + LIVE_TIMEOUT / 1000
+    presses, pressed = 0, 0.0
+    while time.time() < deadline:
+        if live_label_is(page, text):
+            return presses
+        if presses < MAX_STARTS and time.time() - pressed > 5:  # give each press time to connect
+            start = find_in_frames(page, lambda f: f.get_by_role("button", name="Start listening"))
+            if start is not None:
+                start.click()
+                presses, pressed = presses + 1, time.time()
+        page.wait_for_timeout(500)
+    page.screenshot(path=shots / "live_failed.png", full_page=True)
+    print((home / "server.log").read_text()[-5000:])
+    raise AssertionError(f"no '{text}' label within {LIVE_TIMEOUT / 1000:.0f} s ({presses} Start presses)")
 
 
 def no_exception(page) -> None:
@@ -181,16 +218,8 @@ def test_live_microphone_and_presentation_in_a_real_browser(server, browser, sho
     page.locator("h1", has_text="Live").wait_for()
     settle(page)
     start = time.time()
-    in_frames(page, lambda f: f.get_by_role("button", name="Start listening")).click()
+    attempts = start_until_label(page, "siren", shots, home)
     label = page.locator('[data-testid="live-label"]')
-    try:
-        page.wait_for_function(
-            "() => [...document.querySelectorAll('[data-testid=\"live-label\"]')]"
-            ".some(e => e.innerText.trim() === 'siren')", timeout=LIVE_TIMEOUT)
-    except Exception:
-        page.screenshot(path=shots / "live_failed.png", full_page=True)
-        print((home / "server.log").read_text()[-5000:])
-        raise
     first_label_s = time.time() - start
     page.get_by_text("Detected events").wait_for()
     page.locator('[data-testid="stDataFrame"]').first.wait_for()  # the event log has a row
@@ -198,8 +227,10 @@ def test_live_microphone_and_presentation_in_a_real_browser(server, browser, sho
     assert label.count() == 1 and label.first.inner_text().strip() in ("siren", *OTHER_CLASSES)
     no_exception(page)
     page.screenshot(path=shots / "live.png", full_page=True)
-    in_frames(page, lambda f: f.get_by_role("button", name="Stop")).click()
+    stop = find_in_frames(page, lambda f: f.get_by_role("button", name="Stop"))
+    if stop is not None:  # (a dropped stream has already stopped)
+        stop.click()
     in_frames(page, lambda f: f.get_by_role("button", name="Start listening"))
     no_exception(page)
-    print(f"first siren label {first_label_s:.1f} s after Start")
+    print(f"first siren label {first_label_s:.1f} s after the first Start ({attempts} press(es))")
     page.close()
