@@ -59,6 +59,8 @@ def test_library_refuses_editing_data_sets(workspace_home, monkeypatch):
         datasets.create_dataset("ro_other")
     with pytest.raises(ReadOnlyError, match="add clips"):
         datasets.add_clip(root, "tone", "b.wav", wav_bytes())
+    with pytest.raises(ReadOnlyError, match="add clips"):
+        datasets.add_background(root, wav_bytes())
     with pytest.raises(ReadOnlyError, match="relabel"):
         datasets.relabel_clip(clip, "other")
     with pytest.raises(ReadOnlyError, match="delete a clip"):

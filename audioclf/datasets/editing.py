@@ -141,6 +141,7 @@ def add_background(
     shorter than half a clip is dropped; a recording shorter than one clip is kept
     whole). Returns the written paths. AudioError if `data` is not audio.
     """
+    workspace.require_writable("add clips to a data set")
     import io
 
     import numpy as np
