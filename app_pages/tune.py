@@ -50,6 +50,7 @@ def show_study(study: str, live: bool) -> bool:
     status = tuning.read_status(study)
     state = status.get("state", "failed")
     result = tuning.summarize(study)
+    board = tuning.leaderboard(study)
     st.subheader(f"Study {study}")
     if state in ("queued", "extracting"):
         total = status.get("total") or 0
@@ -57,11 +58,13 @@ def show_study(study: str, live: bool) -> bool:
                     text=f"Extracting features: {status.get('done', 0)} / {total} clips" if total
                     else "Starting (loading the data set and TensorFlow)...")
     elif state == "searching":
-        target = status.get("target")
-        done = result.n_trials - int(status.get("n_before", 0))
-        todo = (target - int(status.get("n_before", 0))) if target else None
+        target, before = status.get("target"), int(status.get("n_before", 0))
+        running = sum(r["state"] == "running" for r in board)
+        done = result.n_trials - before - running
+        todo = (target - before) if target else None
         frac = min(1.0, done / todo) if todo else 0.0
-        st.progress(frac, text=f"Trial {done} / {todo}" if todo else f"{done} trials so far (until the timeout)")
+        text = f"{done} of {todo} trials finished" if todo else f"{done} trials finished (until the time limit)"
+        st.progress(frac, text=f"{text}, {running} running")
     elif state == "training":
         st.progress(1.0, text=status.get("message", "Training the best config"))
     c = st.columns(5)
@@ -71,12 +74,11 @@ def show_study(study: str, live: bool) -> bool:
     c[3].metric("Best val macro F1", f"{result.best_value:.3f}" if result.best_value is not None else "-")
     started, end = status.get("started"), status.get("finished") or status.get("updated")
     c[4].metric("Elapsed", fmt_seconds((end - started) if started and end else None))
-    board = tuning.leaderboard(study)
     if board:
         st.dataframe(board, hide_index=True, key=f"board_{study}_{live}",
                      column_config={"macro_f1": st.column_config.NumberColumn("val macro F1", format="%.3f"),
                                     "last_reported": st.column_config.NumberColumn(format="%.3f")})
-    figs = tuning.figures(study)
+    figs = tuning.figures(study, importances=not live)
     if figs:
         tabs = st.tabs(list(figs))
         for tab, (title, fig) in zip(tabs, figs.items()):

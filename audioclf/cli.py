@@ -10,7 +10,7 @@
     audioclf runs [list | show ID | compare ID ID... | delete ID... | cancel ID]
     audioclf check DATA --features yamnet           # duplicates, leakage, mislabelled clips...
     audioclf tune DATA --trials 30 --vary model.kind=gru,bilstm   # hyperparameter search
-    audioclf studies [STUDY]                        # searches and their leaderboards
+    audioclf studies [list | show STUDY | cancel STUDY | delete STUDY]
     audioclf export RUN_ID --out bundle/            # TFLite + standalone predict.py
 
 A thin layer over the library, like the app: every command calls the same
@@ -594,7 +594,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         name = tuning.start_tuning(cfg, study, trials=args.trials if study else None,
                                    timeout=args.timeout if study else None, name=args.study or "")
         print(name)
-        _err(f"searching in the background; follow it with `audioclf studies {name}`")
+        _err(f"searching in the background; follow it with `audioclf studies show {name}`, "
+             f"stop it with `audioclf studies cancel {name}`")
         return EXIT_OK
     if study is None:
         study = tuning.create_study(cfg, args.study or "")
@@ -629,7 +630,8 @@ def _print_study(study: str, result, fmt: str, top: int) -> None:
         print(format_table(shown, [c for c in shown[0] if c != "note"]))
     print(f"\nstudy      {study}: {result.state}{' (' + result.message + ')' if result.message not in ('', 'Done') else ''}")
     print(f"trials     {result.n_trials} ({result.n_complete} finished, {result.n_pruned} pruned, "
-          f"{result.n_failed} failed); the last search took {result.seconds:.0f} s")
+          f"{result.n_failed} failed)" + (f"; the last search took {result.seconds:.0f} s"
+                                          if result.state in tuning.FINAL_STATES else ""))
     if result.best_trial is not None:
         print(f"best       trial {result.best_trial}: val macro F1 {_fmt(result.best_value)}")
         for k, v in sorted(result.best_params.items()):
@@ -638,18 +640,28 @@ def _print_study(study: str, result, fmt: str, top: int) -> None:
         print(f"run        {result.run_id}: test macro F1 {_fmt(test)} (see `audioclf runs show {result.run_id}`)")
 
 
-def cmd_tune_show(args: argparse.Namespace) -> int:
+def cmd_studies(args: argparse.Namespace) -> int:
     from . import tuning
 
-    if not args.show:
+    if args.action == "list":
+        if args.ids:
+            raise CLIError("`studies list` takes no names; use `studies show STUDY`.")
         rows = tuning.list_studies()
         if args.format == "table":
             rows = [{**r, "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"]))} for r in rows]
         _write_rows(rows, args.format) if rows else _err("no studies yet")
         return EXIT_OK
-    _print_study(args.show, tuning.summarize(args.show), args.format, args.top)
+    if not args.ids:
+        raise CLIError(f"`studies {args.action}` needs at least one study name (see `audioclf studies`).")
+    for study in args.ids:
+        if args.action == "show":
+            _print_study(study, tuning.summarize(study), args.format, args.top)
+        elif args.action == "cancel":
+            print(f"{study}: {tuning.cancel_tuning(study)}")
+        else:
+            tuning.delete_study(study)
+            print(f"{study}: deleted")
     return EXIT_OK
-
 
 
 def _report(metrics, fmt: str, title: str) -> None:
@@ -1062,12 +1074,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_args(sp)
     sp.set_defaults(func=cmd_tune)
 
-    sp = add("studies", "list hyperparameter searches, or show one",
-             "Without a name: every study in the workspace. With one: its leaderboard and best trial.")
-    sp.add_argument("show", nargs="?", metavar="STUDY")
+    sp = add("studies", "list, show, cancel or delete hyperparameter searches",
+             "list: every study in the workspace, newest first; show STUDY...: leaderboard and best trial; "
+             "cancel STUDY...: stop background searches; delete STUDY...: remove studies (their best runs "
+             "stay).")
+    sp.add_argument("action", nargs="?", choices=("list", "show", "cancel", "delete"), default="list")
+    sp.add_argument("ids", nargs="*", metavar="STUDY")
     sp.add_argument("--top", type=int, default=10, help="leaderboard rows, 0 for all (default: %(default)s)")
     format_arg(sp)
-    sp.set_defaults(func=cmd_tune_show)
+    sp.set_defaults(func=cmd_studies)
 
     sp = add("predict", "predict the classes of audio files",
              "Predict audio files, folders (searched recursively) or .zip archives with a trained run, "

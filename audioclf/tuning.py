@@ -1007,10 +1007,12 @@ def leaderboard(study: str) -> list[dict]:
     return rows
 
 
-def figures(study: str) -> dict[str, Any]:
+def figures(study: str, importances: bool = True) -> dict[str, Any]:
     """Optuna's plotly figures of a study: history, parallel coordinates, importances, slices.
 
     A figure that needs more finished trials than there are is left out.
+    `importances=False` skips the one that fits a model (fANOVA): for views that
+    redraw every few seconds while trials still run.
     """
     import optuna
     from optuna.trial import TrialState
@@ -1026,7 +1028,7 @@ def figures(study: str) -> dict[str, Any]:
     makers = {"Optimisation history": vis.plot_optimization_history,
               "Parallel coordinates": vis.plot_parallel_coordinate,
               "Slices": vis.plot_slice}
-    if len(complete) >= 2 and len({tuple(sorted(t.params.items())) for t in complete}) >= 2:
+    if importances and len(complete) >= 2 and len({tuple(sorted(t.params.items())) for t in complete}) >= 2:
         makers["Parameter importances"] = vis.plot_param_importances
     out = {}
     import warnings

@@ -163,7 +163,7 @@ def test_cli_search_resumes_and_never_reads_the_test_split(tiny, monkeypatch, ca
     again = json.loads(capsys.readouterr().out)[0]
     assert again["n_trials"] == 4 and again["state"] == "done"
     assert (tuning.study_dir("cli") / tuning.DB_NAME).is_file()
-    assert main(["studies", "cli", "--format", "csv"]) == 0
+    assert main(["studies", "show", "cli", "--format", "csv"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 1 + 4
 
 
