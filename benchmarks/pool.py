@@ -6,29 +6,33 @@
 
 Both run inside the real ``extract_many`` (same cache, same chunks of files, same
 ``extract_chunk`` task, progress in this process): the joblib variant below replaces
-``features.parallel.run_pool`` for its calls, so only the pool differs. Per round and pool:
+``features.parallel.run_pool`` for its calls, so only the pool differs. Each pool runs
+in a fresh process of its own (a pool's leftover threads or workers would change how
+the other starts its workers), which first extracts one clip (librosa imported, as in
+a training run) and then times, one after the other:
 
-  cold    ``extract_many`` with an empty feature cache: every clip is computed
+  cold 1  ``extract_many`` with an empty feature cache, the first call of the process:
+          ours forks its workers, loky starts its own (a command-line run, a training)
   warm    the same call again: every clip is served from the cache (no pool is started)
+  cold 2  an empty cache again, a later call: loky's workers are still up (the app's case)
   small   an empty cache and the first ``--small`` clips: pool start-up dominates
   app     (``--app``) cold, with another thread alive: ours then takes its workers from a
-          forkserver instead of forking (loky always starts its own processes)
+          forkserver instead of forking, the first time in the process (the app's first run)
 
-Before timing, this process extracts one clip (librosa imported, as in a training run).
-Our pool forks from a one-thread process and extracts in this process while the
-workers start; loky keeps its workers between calls, so its round-1 "cold" pays for
-starting them (a command-line run's case) and later rounds find them ready (the app's).
-Rounds alternate which pool goes first. The ratios are joblib's / ours: above 1, ours
-is faster (wall) or cheaper (CPU seconds of this process and all its workers). On a
-busy machine the CPU column is the steadier one: where the kernel shares the cores
-between sessions (sched_autogroup), a second process of ours gets no extra CPU, and
-wall time then shows each pool's overhead rather than its parallelism.
-Run it with the repository on PYTHONPATH (workers import audioclf).
+Rounds alternate which pool's process goes first; both must give the same features.
+The ratios are joblib's / ours: above 1, ours is faster (wall) or cheaper (CPU seconds
+of the process and all its workers). On a busy machine the CPU column is the steadier
+one: where the kernel shares the cores between sessions (sched_autogroup), a second
+process of ours gets no extra CPU, and wall time then shows each pool's overhead rather
+than its parallelism. Run it with the repository on PYTHONPATH (workers import audioclf).
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
+import subprocess
 import statistics
 import sys
 import tempfile
@@ -108,88 +112,106 @@ def timed(pool: str, paths: list[str], config, jobs: int) -> tuple[float, float,
     return seconds, cpu, out
 
 
-def same(a: list, b: list) -> bool:
-    import numpy as np
+def digest(results: list) -> str:
+    """A fingerprint of all feature values, to check that both pools computed the same."""
+    h = hashlib.sha256()
+    for r in results:
+        h.update(r.values.tobytes())
+    return h.hexdigest()
 
-    return len(a) == len(b) and all(np.array_equal(x.values, y.values) for x, y in zip(a, b))
 
-
-def one_round(k: int, paths: list[str], config, jobs: int, small: int, app: bool) -> dict:
+def run_pool_process(pool: str, paths: list[str], jobs: int, small: int, app: bool) -> dict:
+    """The timings of one pool in this (fresh) process: {scenario: (wall s, cpu s)}."""
+    from audioclf.features import MFCCConfig, extract_many
     from audioclf.features.cache import clear_cache
 
-    order = POOLS if k % 2 == 0 else POOLS[::-1]
-    rows: dict[tuple[str, str], tuple[float, float]] = {}
-    results = {}
-    for pool in order:
+    config = MFCCConfig()
+    extract_many(paths[:1], config, n_jobs=1, cache=False)  # librosa imported here
+    rows: dict[str, tuple[float, float]] = {}
+    clear_cache()
+    *rows["cold 1"], results = timed(pool, paths, config, jobs)
+    *rows["warm"], _ = timed(pool, paths, config, jobs)
+    clear_cache()
+    *rows["cold 2"], _ = timed(pool, paths, config, jobs)
+    clear_cache()
+    *rows["small"], _ = timed(pool, paths[:small], config, jobs)
+    if app:
         clear_cache()
-        *rows["cold", pool], results[pool] = timed(pool, paths, config, jobs)
-        *rows["warm", pool], _ = timed(pool, paths, config, jobs)
-        clear_cache()
-        *rows["small", pool], _ = timed(pool, paths[:small], config, jobs)
-        if app:
-            clear_cache()
-            stop = threading.Event()
-            other = threading.Thread(target=stop.wait)
-            other.start()
-            try:
-                *rows["app", pool], _ = timed(pool, paths, config, jobs)
-            finally:
-                stop.set()
-                other.join()
-    if not same(results["ours"], results["joblib"]):
-        raise SystemExit("the two pools gave different features")
-    return rows
+        stop = threading.Event()
+        other = threading.Thread(target=stop.wait)
+        other.start()
+        try:
+            *rows["app"], _ = timed(pool, paths, config, jobs)
+        finally:
+            stop.set()
+            other.join()
+    return {"rows": rows, "digest": digest(results)}
 
 
-def report(rounds: list[dict], n: int, small: int) -> None:
+def report(rounds: list[dict], sizes: dict[str, int]) -> None:
     """Wall seconds, clips per second and CPU seconds of each pool, and joblib / ours."""
-    sizes = {"cold": n, "warm": n, "small": small, "app": n}
-    print(f"\n{'':9}{'ours s':>8}{'clips/s':>9}{'cpu s':>7}  {'joblib s':>8}{'clips/s':>9}{'cpu s':>7}"
+    print(f"\n{'':10}{'ours s':>8}{'clips/s':>9}{'cpu s':>7}  {'joblib s':>8}{'clips/s':>9}{'cpu s':>7}"
           f"  {'joblib/ours wall':>16}{'cpu':>7}")
 
-    def line(name: str, ours: tuple[float, float], lib: tuple[float, float], clips: int) -> None:
-        print(f"{name:9}{ours[0]:8.2f}{clips / ours[0]:9.0f}{ours[1]:7.1f}  {lib[0]:8.2f}{clips / lib[0]:9.0f}"
+    def line(name: str, ours: list[float], lib: list[float], clips: int) -> None:
+        print(f"{name:10}{ours[0]:8.2f}{clips / ours[0]:9.0f}{ours[1]:7.1f}  {lib[0]:8.2f}{clips / lib[0]:9.0f}"
               f"{lib[1]:7.1f}  {lib[0] / ours[0]:15.2f}x{lib[1] / max(ours[1], 1e-9):6.2f}x")
 
     for scenario, clips in sizes.items():
-        if (scenario, "ours") not in rounds[0]:
+        if scenario not in rounds[0]["ours"]:
             continue
-        for k, rows in enumerate(rounds, 1):
-            line(f"{scenario} {k}", rows[scenario, "ours"], rows[scenario, "joblib"], clips)
+        for k, rnd in enumerate(rounds, 1):
+            label = scenario if len(rounds) == 1 else f"{scenario} r{k}"
+            line(label, rnd["ours"][scenario], rnd["joblib"][scenario], clips)
         if len(rounds) > 1:
-            med = {pool: tuple(statistics.median(r[scenario, pool][i] for r in rounds) for i in (0, 1))
-                   for pool in POOLS}
+            med = {pool: [statistics.median(r[pool][scenario][i] for r in rounds) for i in (0, 1)] for pool in POOLS}
             line(f"{scenario} med", med["ours"], med["joblib"], clips)
+
+
+def loadavg() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=SHARED / "datasets" / "fsdd", help="class-folder data set of wavs")
     ap.add_argument("--limit", type=int, default=0, help="use the first N clips (0: all)")
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=1, help="pairs of processes (one per pool) to time")
     ap.add_argument("--jobs", type=int, default=2, help="processes per pool (default 2)")
     ap.add_argument("--small", type=int, default=100, help="clips in the small-batch row")
     ap.add_argument("--app", action="store_true", help="also time a cold run with a second thread alive")
-    ap.add_argument("--home", type=Path, help="workspace (default: a temporary one)")
+    ap.add_argument("--pool", choices=POOLS, help=argparse.SUPPRESS)  # internal: time this pool, print JSON
     args = ap.parse_args()
 
     paths = sorted(str(p) for p in args.data.glob("*/*.wav"))[: args.limit or None]
     if not paths:
         raise SystemExit(f"no wav files under {args.data}: it needs ../shared/datasets/fsdd or --data")
-    with tempfile.TemporaryDirectory() as tmp:
-        os.environ["AUDIOCLF_HOME"] = str(args.home or tmp)
-        import joblib
+    small = min(args.small, len(paths))
+    if args.pool:
+        with tempfile.TemporaryDirectory() as tmp:
+            os.environ["AUDIOCLF_HOME"] = tmp  # an empty workspace, so an empty cache
+            print(json.dumps(run_pool_process(args.pool, paths, args.jobs, small, args.app)))
+        return
 
-        from audioclf.features import MFCCConfig, extract_many
+    import joblib
 
-        extract_many(paths[:1], MFCCConfig(), n_jobs=1, cache=False)  # librosa imported here
-        print(f"{len(paths)} clips, MFCC, {args.jobs} processes per pool, joblib {joblib.__version__}; "
-              f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
-        rounds = []
-        for k in range(args.rounds):
-            rounds.append(one_round(k, paths, MFCCConfig(), args.jobs, min(args.small, len(paths)), args.app))
-            print(f"round {k + 1} done; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
-        report(rounds, len(paths), min(args.small, len(paths)))
+    print(f"{len(paths)} clips, MFCC, {args.jobs} processes per pool, joblib {joblib.__version__}; "
+          f"load average {loadavg()}", flush=True)
+    rounds = []
+    for k in range(args.rounds):
+        rnd = {}
+        for pool in POOLS if k % 2 == 0 else POOLS[::-1]:
+            cmd = [sys.executable, __file__, "--pool", pool, "--data", str(args.data), "--limit", str(args.limit),
+                   "--jobs", str(args.jobs), "--small", str(args.small), *(["--app"] if args.app else [])]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise SystemExit(f"the {pool} process failed:\n{proc.stderr}")
+            rnd[pool] = json.loads(proc.stdout.strip().splitlines()[-1])
+            print(f"round {k + 1}, {pool} done; load average {loadavg()}", flush=True)
+        if rnd["ours"]["digest"] != rnd["joblib"]["digest"]:
+            raise SystemExit("the two pools gave different features")
+        rounds.append({pool: rnd[pool]["rows"] for pool in POOLS})
+    report(rounds, {"cold 1": len(paths), "warm": len(paths), "cold 2": len(paths), "small": small, "app": len(paths)})
 
 
 if __name__ == "__main__":
