@@ -19,7 +19,7 @@ import soundfile as sf
 from audioclf import cli, runs
 from conftest import ROOT, tone
 
-SUBCOMMANDS = ("extract", "train", "evaluate", "predict", "runs", "check", "tune", "studies", "demo", "download-esc50")
+SUBCOMMANDS = ("extract", "train", "evaluate", "predict", "runs", "check", "tune", "studies", "export", "demo", "download-esc50")
 TINY = ["--epochs", "2", "--rnn-units", "8", "--dense-units", "8", "--batch-size", "8",
         "--val", "0.25", "--test", "0.25", "--warp-augment", "none", "-q"]
 
