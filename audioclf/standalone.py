@@ -17,6 +17,7 @@ import argparse
 import csv
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -149,8 +150,11 @@ class YAMNet:
 
         if not Path(path).is_file():
             raise SystemExit(f"predict.py: no YAMNet model at {path}; give its path with --yamnet")
-        # The embedding is an intermediate tensor: keep every tensor readable after invoke().
-        self.it = Interpreter(model_path=str(path), experimental_preserve_all_tensors=True)
+        # The embedding is an intermediate tensor: keep every tensor readable after invoke()
+        # (the runtime warns that this is for debugging; here it is the point).
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.it = Interpreter(model_path=str(path), experimental_preserve_all_tensors=True)
         self.it.allocate_tensors()
         self.input = self.it.get_input_details()[0]["index"]
         self.emb = next(t["index"] for t in self.it.get_tensor_details() if t["name"] == YAMNET_EMBEDDING)
