@@ -597,6 +597,14 @@ def read_status(study: str) -> dict:
     return status
 
 
+def _check_idle(study: str) -> None:
+    """Refuse to run a study that another process is running (a queued one is ours to start)."""
+    st = read_status(study)
+    if st.get("state") not in (*FINAL_STATES, "queued", None) and st.get("pid") != os.getpid():
+        raise TuningError(f"Study {study} is still {st.get('state')} in another process; wait for it, or "
+                          f"cancel it (`audioclf studies cancel {study}`) first.")
+
+
 def storage_url(study: str, cfg: TuneConfig | None = None) -> str:
     cfg = cfg or load_config(study)
     return cfg.storage or f"sqlite:///{study_dir(study) / DB_NAME}"
@@ -1063,6 +1071,8 @@ def run_study(cfg: TuneConfig | None = None, study: str | None = None, *, trials
         if cfg is None:
             raise TuningError("Give a search config or the name of a study to resume.")
         study = create_study(cfg)
+    else:
+        _check_idle(study)
     cfg = load_config(study) if cfg is None else cfg
     if final_run is not None:
         cfg = replace(cfg, final_run=bool(final_run))
@@ -1286,9 +1296,7 @@ def start_tuning(cfg: TuneConfig | None = None, study: str | None = None, *, tri
         search_items(cfg)  # fail now on a bad split or objective, not in the background
         study = create_study(cfg, name)
     else:
-        st = read_status(study)
-        if st.get("state") not in FINAL_STATES and st.get("state") != "queued":
-            raise TuningError(f"Study {study} is still {st.get('state')}; wait or cancel it first.")
+        _check_idle(study)
         update_status(study, state="queued", message="Queued", finished=None, run_id=None)
     path = study_dir(study)
     (path / runs.CANCEL).unlink(missing_ok=True)

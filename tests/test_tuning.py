@@ -235,3 +235,15 @@ def test_a_timeout_that_cannot_finish_one_trial_is_a_clear_error(tiny):
     board = tuning.leaderboard(study)
     assert board and all(r["state"] == "fail" for r in board)
     assert "time budget" in board[0]["note"]
+
+
+def test_a_study_running_elsewhere_is_not_run_twice(tiny):
+    import os
+
+    study = tuning.create_study(tuning.TuneConfig(base=tiny_base(tiny), space=tiny_space(), trials=3))
+    tuning.update_status(study, state="searching", pid=os.getppid())  # a live process that is not us
+    for start in (lambda: tuning.run_study(study=study), lambda: tuning.start_tuning(study=study)):
+        with pytest.raises(tuning.TuningError, match="still searching in another process"):
+            start()
+    tuning.update_status(study, state="cancelled")
+    assert tuning.delete_study(study) is None and study not in [s["study"] for s in tuning.list_studies()]
