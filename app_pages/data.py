@@ -101,8 +101,15 @@ def show_flash() -> None:
     if report["refused"]:
         # A list, not a table: a table column cuts long reasons off.
         st.error(f"{len(report['refused'])} file(s) were not added:\n\n"
-                 + "\n".join(f"- {code(name)}: {md(reason)}" for name, reason in report["refused"]),
+                 + "\n".join(f"- {refusal(name, reason)}" for name, reason in report["refused"]),
                  icon=":material/error:")
+
+
+def refusal(name: str, reason: str) -> str:
+    """One refused file as Markdown: its name once, then the whole reason."""
+    if reason.startswith((f"'{name}'", name)):  # the library's messages name the file first
+        return md(reason)
+    return f"{code(name)}: {md(reason)}"
 
 
 def overview(ds, summary) -> None:

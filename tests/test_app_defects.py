@@ -123,6 +123,7 @@ def test_uploads_to_a_fixed_split_data_set_land_in_it_and_silence_is_warned(fixe
     except ValueError as exc:
         reason = str(exc)
     assert reason.split("'notes.wav'")[-1].strip(" .:") in refused  # the whole reason, not cut
+    assert refused.count("`notes.wav`") == 1, refused  # named once
     assert not at.dataframe, "a list, not a table whose column cuts the reason off"
 
     items = {it.path.name: it for it in load_dataset(fixed_split_dataset).items}
