@@ -65,7 +65,8 @@ def mel_figure(path: str, stamp: float):
 
 def selected_rows(event) -> list[int]:
     """Rows (customdata) of the points a click, box or lasso chose."""
-    points = getattr(getattr(event, "selection", None), "points", None) or []
+    selection = event.get("selection") if isinstance(event, dict) else getattr(event, "selection", None)
+    points = (selection.get("points") if isinstance(selection, dict) else getattr(selection, "points", None)) or []
     rows = []
     for p in points:
         data = p.get("customdata")
@@ -135,17 +136,22 @@ def map_tab(ds, kind: str, method: str) -> None:
     xy = projection(key, method, vecs.values)
     names = [p.name for p in vecs.paths]
     rows_of = {str(p): i for i, p in enumerate(vecs.paths)}
+    # A new key per version of the data set: a selection made before a move or delete
+    # must not name other clips afterwards.
+    chart_key = f"map_chart_{abs(hash(key)) % 10**8}"
+    # The click that caused this run is already in the state: ring that point as it plays.
+    clicked = [r for r in selected_rows(st.session_state.get(chart_key)) if r < len(vecs)]
+    if len(clicked) == 1:
+        st.session_state[CLIP_KEY] = str(vecs.paths[clicked[0]])
     current = rows_of.get(st.session_state.get(CLIP_KEY))
     left, right = st.columns([3, 2])
     with left:
         fig = plotting.clip_map(xy, vecs.labels, names, highlight=[current] if current is not None else [],
                                 title=f"{len(vecs)} clips, {FEATURE_NAMES[kind]}", axis=PROJECTION_NAMES[method])
-        # A new key per version of the data set: a selection made before a move or delete
-        # must not name other clips afterwards.
-        event = st.plotly_chart(fig, key=f"map_chart_{abs(hash(key)) % 10**8}", on_select="rerun",
+        event = st.plotly_chart(fig, key=chart_key, on_select="rerun",
                                 selection_mode=("points", "box", "lasso"))
         st.caption("Click a point to hear it; drag a box or lasso (toolbar) to pick several clips.")
-    rows = selected_rows(event)
+    rows = [r for r in selected_rows(event) if r < len(vecs)]
     if len(rows) == 1:
         current = rows[0]
         st.session_state[CLIP_KEY] = str(vecs.paths[current])

@@ -39,8 +39,28 @@ def test_click_a_point_to_hear_it_and_check_health(server, browser, shots):  # n
     spoil_demo(home)
 
     go(page, "Map")
+    page.locator(".js-plotly-plot .scatterlayer .trace path.point").nth(7).wait_for(state="visible")
+
+    # A box over the whole plot area lists the clips with players and offers moving them.
+    page.locator('.modebar-btn[data-title="Box Select"]').first.click()
+    area = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
+    page.mouse.move(area["x"] + 5, area["y"] + 5)
+    page.mouse.down()
+    page.mouse.move(area["x"] + area["width"] / 2, area["y"] + area["height"] / 2, steps=12)
+    page.mouse.move(area["x"] + area["width"] - 5, area["y"] + area["height"] - 5, steps=12)
+    page.mouse.up()
+    page.get_by_text("122 clips selected").wait_for()  # the demo's 120, a copy, a silent clip
+    settle(page)
+    no_exception(page)
+    assert page.locator("audio").count() >= 2
+    assert page.get_by_role("button", name="Move 122 clips").count() == 1
+
+    # A fresh page (no selection): click one point, get its player and spectrogram.
+    page.reload()
+    page.locator("h1", has_text="Map").wait_for()
     point = page.locator(".js-plotly-plot .scatterlayer .trace path.point").nth(7)
     point.wait_for(state="visible")
+    settle(page)
     assert page.locator("audio").count() == 0
     box = point.bounding_box()
     # Plotly listens on a drag layer above the points: click where the point is drawn.
