@@ -31,8 +31,9 @@ EXTRA_PARAMS = {
     "yamnet": ("model.pooling=last,mean,meanmax", "model.input_noise=0:0.5:0.1", "model.members=1,3"),
 }
 SPACE_HELP = ("Values are a list (gru, lstm), a range low:high, a log range low:high:log or a stepped "
-              "range low:high:step. A setting not ticked keeps the value of the base config (the "
-              "library's defaults, with the epochs set above).")
+              "range low:high:step; one value sets that setting for every trial. Add rows for other "
+              "settings (features.*, model.*, train.*). A setting not ticked keeps the value of the base "
+              "config: the library's defaults, with the epochs set above.")
 
 
 def active_study() -> str | None:
