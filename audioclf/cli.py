@@ -354,9 +354,7 @@ def _import_tensorflow_quietly() -> None:
 # ---------------------------------------------------------------- commands
 
 def cmd_app(args: argparse.Namespace) -> int:
-    """Start the Streamlit app (optionally read-only); returns streamlit's exit status."""
-    import subprocess
-
+    """Become the Streamlit server of the app (optionally read-only); does not return."""
     from . import workspace
 
     app = Path(__file__).resolve().parents[1] / "app.py"
@@ -370,10 +368,10 @@ def cmd_app(args: argparse.Namespace) -> int:
            "--server.address", args.address, "--browser.gatherUsageStats", "false"]
     if args.headless:
         cmd += ["--server.headless", "true"]
-    try:
-        return subprocess.call(cmd, env=env)
-    except KeyboardInterrupt:  # Ctrl-C stops streamlit too: a normal way to quit
-        return EXIT_OK
+    sys.stdout.flush()
+    # exec, not a child process: signals (Ctrl-C, a service manager's TERM) reach the server itself.
+    os.execve(sys.executable, cmd, env)
+    return EXIT_ERROR  # not reached
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -101,11 +101,12 @@ def server(tmp_path_factory, workspace_home, demo_run, yamnet_tflite):
             pytest.fail("the app did not start:\n" + (home / "server.log").read_text()[-3000:])
         time.sleep(0.5)
     yield url, home, holder
-    proc.terminate()
+    proc.terminate()  # `audioclf app` execs streamlit: this is the server itself
     try:
         proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
+        proc.wait()
     holder.kill()
     holder.wait()
     log.close()
