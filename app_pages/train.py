@@ -262,7 +262,11 @@ def launch(cfg) -> None:
     from audioclf.background import start_training
 
     st.session_state.pop(PENDING_KEY, None)
-    st.session_state[ACTIVE_RUN_KEY] = start_training(cfg)
+    run_id = start_training(cfg)
+    st.session_state[ACTIVE_RUN_KEY] = run_id
+    # The button sits at the bottom of a long form; the run's progress shows at the top.
+    st.toast(f"Run {code(run_id)} started: its progress is at the top of this page.",
+             icon=":material/arrow_upward:")
     st.rerun()
 
 
