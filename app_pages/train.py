@@ -7,14 +7,22 @@ from audioclf import plotting
 from audioclf.datasets import METHODS, SplitConfig, has_background
 from audioclf.features import MFCCConfig, SpectralConfig
 from audioclf.models import ACTIVATIONS, KINDS, MAX_MEMBERS, POOLINGS, ModelConfig
+from audioclf.defaults import AUTO, AutoFeatures, default_feature_kind, not_applicable
 from audioclf.runconfig import RunConfig, TrainConfig  # light: TensorFlow is imported by the training process
 from app_pages.common import (ACTIVE_RUN_KEY, DATASET_KEY, TRAIN_PRESET_KEY, code, current_dataset,
                               fmt_seconds, guard, run_state_sentence)
 
 POLL_SECONDS = 1.0
 PENDING_KEY = "pending_run"  # a RunConfig asked for while another run was in progress
-FEATURE_KINDS = {"MFCC sequence": "mfcc", "Spectral frames (MFCC, centroid, roll-off, ZCR, chroma, RMS)":
-                 "spectral", "YAMNet embeddings (pretrained)": "yamnet"}
+FEATURE_KINDS = {"Auto: try YAMNet and MFCC on my data": AUTO, "MFCC sequence": "mfcc",
+                 "Spectral frames (MFCC, centroid, roll-off, ZCR, chroma, RMS)": "spectral",
+                 "YAMNet embeddings (pretrained)": "yamnet"}
+DEFAULTS_KEY = "_tr_defaults"  # the per-feature defaults the fields were last filled with
+WARPS = TrainConfig().warp_augment or (0.9, 1.1)
+REDUCE_LR = TrainConfig().reduce_lr or 3
+AUTO_HELP = ("Before training, YAMNet embeddings and MFCCs are each scored by a quick cross-validation on "
+             "the training clips (never the test clips); the better one trains, with its own recommended "
+             "model and training settings. YAMNet usually wins on environmental sounds, MFCC on speech.")
 MODEL_NAMES = {"bilstm": "Bidirectional LSTM", "lstm": "LSTM", "gru": "GRU", "simplernn": "SimpleRNN",
                "baseline": "Dense baseline (clip mean and std)"}
 SPLIT_NAMES = {"stratified": "Random, stratified by class", "group": "By group (e.g. speaker)",
@@ -56,6 +64,7 @@ def preset_values(cfg: dict) -> dict:
     if m["dense_units"]:
         values["tr_dense_units"] = m["dense_units"][0]
     values.update(tr_act=m["activation"], tr_dropout=float(m["dropout"]), tr_l2=float(m["l2"]),
+                  tr_clip_norm=bool(m.get("clip_norm", True)),
                   tr_pooling=m["pooling"], tr_time_mask=m["time_mask"], tr_feature_mask=m["feature_mask"],
                   tr_noise=float(m["input_noise"]), tr_members=m["members"])
     values.update(tr_lr=float(t["learning_rate"]), tr_batch=t["batch_size"], tr_epochs=t["epochs"],
@@ -81,12 +90,30 @@ def apply_preset() -> None:
         st.warning("That configuration could not be put into the form; it shows the defaults.")
         return
     st.session_state.update(values)
+    # The preset's values are the user's now: a later switch of feature type keeps them.
+    st.session_state[DEFAULTS_KEY] = widget_defaults(cfg["features"]["kind"], cfg["model"]["kind"])
     st.info(f"The form holds the configuration **{cfg.get('name') or 'from the search'}**; "
             "start training or change it first.", icon=":material/tune:")
 
 
+def yamnet_reason() -> str:
+    """Why YAMNet cannot be used here ("" when a model is available)."""
+    from audioclf.features import yamnet
+
+    return yamnet.availability()
+
+
+def auto_note():
+    st.caption("Auto trains the model chosen above with the recommended settings of the feature type it "
+               "picks. To change them, choose a feature type.")
+    return lambda: None
+
+
 def feature_fields(kind: str):
     """Widgets for the chosen feature type; returns a function building its config."""
+    if kind == AUTO:
+        st.caption(AUTO_HELP)
+        return lambda: AutoFeatures()
     if kind == "yamnet":
         st.caption("1024-d YAMNet embedding per 0.96 s window (0.48 s hop), audio resampled to 16 kHz.")
         from audioclf.features import YAMNetConfig
@@ -115,61 +142,92 @@ def feature_fields(kind: str):
                                   n_mels=n_mels)
 
 
-def model_fields(kind: str):
-    base = ModelConfig(kind=kind) if kind != "baseline" else ModelConfig(kind=kind, rnn_units=())
-    if kind != "baseline":
-        layers = st.slider("Recurrent layers", 1, 3, max(1, len(base.rnn_units)), key="tr_layers")
-        units = _select("Units per recurrent layer", UNITS, base.rnn_units[0] if base.rnn_units else 64, key="tr_units")
+def widget_defaults(feature_kind: str, model_kind: str) -> dict:
+    """{widget key: value} of the model and training fields for this feature type and model kind."""
+    from audioclf.runconfig import resolve_settings
+
+    m, t = resolve_settings(feature_kind, {"model.kind": model_kind})
+    return {"tr_layers": max(1, len(m.rnn_units)), "tr_units": m.rnn_units[0] if m.rnn_units else 64,
+            "tr_dense_layers": len(m.dense_units), "tr_dense_units": m.dense_units[0] if m.dense_units else 64,
+            "tr_act": m.activation, "tr_dropout": float(m.dropout), "tr_l2": float(m.l2),
+            "tr_clip_norm": m.clip_norm, "tr_pooling": m.pooling, "tr_time_mask": m.time_mask,
+            "tr_feature_mask": m.feature_mask, "tr_noise": float(m.input_noise), "tr_members": m.members,
+            "tr_lr": t.learning_rate, "tr_batch": t.batch_size, "tr_epochs": t.epochs,
+            "tr_patience": t.patience if t.patience else "none", "tr_min_epochs": t.min_epochs,
+            "tr_weights": t.class_weights, "tr_warp": bool(t.warp_augment),
+            "tr_reduce_lr": t.reduce_lr is not None}
+
+
+def follow_defaults(feature_kind: str, model_kind: str) -> dict:
+    """Fill the fields with this feature type's defaults; after a switch of feature type (or
+    model kind) a field still at the old default takes the new one, a value the user set stays."""
+    new = widget_defaults(feature_kind, model_kind)
+    old = st.session_state.get(DEFAULTS_KEY)
+    for key, value in new.items():
+        if key not in st.session_state or (old is not None and st.session_state[key] == old.get(key)):
+            st.session_state[key] = value
+    st.session_state[DEFAULTS_KEY] = new
+    return new
+
+
+def model_fields(feature_kind: str, kind: str):
+    d = follow_defaults(feature_kind, kind)
+    na = not_applicable(feature_kind)
+    recurrent = kind != "baseline"
+    if recurrent:
+        layers = st.slider("Recurrent layers", 1, 3, key="tr_layers")
+        units = st.selectbox("Units per recurrent layer", _options(UNITS, d["tr_units"], "tr_units"), key="tr_units")
     else:
         layers, units = 0, 0
-    dense_layers = st.slider("Dense layers", 0 if kind != "baseline" else 1, 3,
-                             max(len(base.dense_units), 0 if kind != "baseline" else 1), key="tr_dense_layers")
-    dense_units = _select("Units per dense layer", UNITS, base.dense_units[0] if base.dense_units else 64, key="tr_dense_units")
-    activation = st.selectbox("Activation", ACTIVATIONS, index=ACTIVATIONS.index(base.activation), key="tr_act")
-    dropout = st.slider("Dropout", 0.0, 0.8, float(base.dropout), step=0.05, key="tr_dropout")
-    l2 = st.number_input("L2 regularisation", 0.0, 1.0, float(base.l2), step=1e-4, format="%.5f", key="tr_l2")
-    recurrent = kind != "baseline"
-    pooling = st.selectbox("Clip summary", POOLINGS, index=POOLINGS.index(base.pooling), disabled=not recurrent,
-                           key="tr_pooling", help="last hidden state, or mean (and max) of the outputs over time")
-    time_mask = st.slider("Time mask (frames, training only)", 0, 40, base.time_mask, disabled=not recurrent,
-                          key="tr_time_mask")
-    feature_mask = st.slider("Feature mask (dims, training only)", 0, 10, base.feature_mask,
-                             disabled=not recurrent, key="tr_feature_mask")
-    noise = st.slider("Input noise (std, training only)", 0.0, 1.0, float(base.input_noise), step=0.05,
-                      disabled=not recurrent, key="tr_noise")
-    members = st.slider("Ensemble members", 1, MAX_MEMBERS, base.members, key="tr_members",
+    dense_layers = st.slider("Dense layers", 0 if recurrent else 1, 3, key="tr_dense_layers")
+    dense_units = st.selectbox("Units per dense layer", _options(UNITS, d["tr_dense_units"], "tr_dense_units"), key="tr_dense_units")
+    activation = st.selectbox("Activation", ACTIVATIONS, key="tr_act")
+    dropout = st.slider("Dropout", 0.0, 0.8, step=0.05, key="tr_dropout")
+    l2 = st.number_input("L2 regularisation", 0.0, 1.0, step=1e-4, format="%.5f", key="tr_l2")
+    clip_norm = st.checkbox("Normalise each clip (its own mean and std)", disabled=not recurrent, key="tr_clip_norm",
+                            help="Removes a microphone's or a voice's colouring from frame features (MFCC); "
+                                 "off for YAMNet, whose clip-level embedding is what tells sounds apart.")
+    pooling = st.selectbox("Clip summary", POOLINGS, disabled=not recurrent, key="tr_pooling",
+                           help="last hidden state, or mean (and max) of the outputs over time")
+    time_mask = st.slider("Time mask (frames, training only)", 0, 40, disabled=not recurrent, key="tr_time_mask",
+                          help="YAMNet has about two frames per second, MFCC about 60: masks are sized to match.")
+    feature_mask = st.slider("Feature mask (dims, training only)", 0, 10, disabled=not recurrent,
+                             key="tr_feature_mask")
+    noise = st.slider("Input noise (std, training only)", 0.0, 1.0, step=0.05, disabled=not recurrent, key="tr_noise")
+    members = st.slider("Ensemble members", 1, MAX_MEMBERS, key="tr_members",
                         help="Train this many copies of the network side by side and average their "
                              "probabilities: steadier on new recordings, but each costs training time.")
+    scale = clip_norm and "model.clip_scale" not in na
     return lambda: ModelConfig(kind=kind, rnn_units=(units,) * layers, dense_units=(dense_units,) * dense_layers,
-                               activation=activation, dropout=dropout, l2=l2, pooling=pooling,
-                               time_mask=time_mask, feature_mask=feature_mask, input_noise=noise,
-                               members=members)
+                               activation=activation, dropout=dropout, l2=l2, clip_norm=clip_norm,
+                               clip_scale=scale, pooling=pooling, time_mask=time_mask,
+                               feature_mask=feature_mask, input_noise=noise, members=members)
 
 
-def train_fields():
-    base = TrainConfig()
-    lr = st.select_slider("Learning rate", _options(LEARNING_RATES, base.learning_rate, "tr_lr"),
-                          value=base.learning_rate, key="tr_lr")
-    batch = _select("Batch size", BATCHES, base.batch_size, key="tr_batch")
-    epochs = st.number_input("Epochs (maximum)", 1, 1000, base.epochs, key="tr_epochs")
-    patience_opts = [*_options((5, 10, 20), base.patience, "tr_patience" if st.session_state.get("tr_patience")
-                               != "none" else None), "none"]
-    patience = st.selectbox("Early-stopping patience (epochs)", patience_opts,
-                            index=patience_opts.index(base.patience if base.patience else "none"), key="tr_patience")
-    min_epochs = st.number_input("Early stopping starts after epoch", 0, 1000, base.min_epochs, key="tr_min_epochs",
+def train_fields(feature_kind: str):
+    d = st.session_state[DEFAULTS_KEY]
+    na = not_applicable(feature_kind)
+    lr = st.select_slider("Learning rate", _options(LEARNING_RATES, d["tr_lr"], "tr_lr"), key="tr_lr")
+    batch = st.selectbox("Batch size", _options(BATCHES, d["tr_batch"], "tr_batch"), key="tr_batch")
+    epochs = st.number_input("Epochs (maximum)", 1, 1000, key="tr_epochs")
+    patience_opts = [*_options((5, 10, 20), d["tr_patience"] if d["tr_patience"] != "none" else 10,
+                               "tr_patience" if st.session_state.get("tr_patience") != "none" else None), "none"]
+    patience = st.selectbox("Early-stopping patience (epochs)", patience_opts, key="tr_patience")
+    min_epochs = st.number_input("Early stopping starts after epoch", 0, 1000, key="tr_min_epochs",
                                  help="Early stopping neither stops nor picks its best epoch before this one: "
                                       "validation loss on few clips often looks best very early.")
-    weights = st.checkbox("Class weights (balance rare classes)", value=base.class_weights, key="tr_weights")
-    warp = st.checkbox("Voice-warp copies (MFCC: x0.9 and x1.1 frequency)", value=bool(base.warp_augment),
-                       key="tr_warp", help="Extra training copies with the frequency axis scaled, "
-                                           "so the model hears higher and lower voices.")
-    reduce_lr = st.checkbox("Halve the learning rate on plateaus", value=base.reduce_lr is not None, key="tr_reduce_lr")
+    weights = st.checkbox("Class weights (balance rare classes)", key="tr_weights")
+    warp_na = na.get("train.warp_augment")
+    warp = st.checkbox("Voice-warp copies (MFCC: x0.9 and x1.1 frequency)", key="tr_warp", disabled=bool(warp_na),
+                       help=warp_na or "Extra training copies with the frequency axis scaled, "
+                                       "so the model hears higher and lower voices.")
+    reduce_lr = st.checkbox("Halve the learning rate on plateaus", key="tr_reduce_lr")
     return lambda seed: TrainConfig(learning_rate=lr, batch_size=batch, epochs=int(epochs),
                                     patience=None if patience == "none" else int(patience),
                                     min_epochs=int(min_epochs),
                                     class_weights=weights, seed=seed,
-                                    warp_augment=(base.warp_augment or (0.9, 1.1)) if warp else (),
-                                    reduce_lr=(base.reduce_lr or 3) if reduce_lr else None)
+                                    warp_augment=WARPS if warp and not warp_na else (),
+                                    reduce_lr=REDUCE_LR if reduce_lr else None)
 
 
 NO_VAL_HELP = ("0: no validation clips; every clip that is not test trains, and early stopping "
@@ -244,8 +302,11 @@ def start(ds, make_features, make_model, make_train, make_split, name: str) -> N
     with guard("Cannot start training"):
         split, seed, k = make_split
         split = split()
-        cfg = RunConfig(dataset=ds.name, split=split, features=make_features(), model=make_model(),
-                        train=make_train(seed), name=name.strip())
+        model, train = make_model(), make_train(seed)
+        # Auto: the model kind and seed are the user's; the rest follows the feature type it picks.
+        overrides = {} if model is not None else {"model.kind": model_kind, "train.seed": seed}
+        cfg = RunConfig(dataset=ds.name, split=split, features=make_features(), model=model,
+                        train=train, name=name.strip(), overrides=overrides)
         if split_method == KFOLD:
             prepare_run(cfg, folds=k, dataset=ds)
             cross_validate(cfg, k)
@@ -394,7 +455,7 @@ if run_id:
 if ds is None:
     st.stop()
 st.caption(f"Data set {code(st.session_state.get(DATASET_KEY))}: {len(ds.items)} clips, "
-           f"{len(ds.labels)} classes. Defaults are the library's; they train well on small data sets.")
+           f"{len(ds.labels)} classes. The settings start at the recommended ones for the chosen feature type.")
 if len(ds.labels) < 2:
     st.error("Training needs at least two classes; this data set has "
              f"{len(ds.labels)}. Add clips of another class on the Data page.", icon=":material/error:")
@@ -405,7 +466,15 @@ elif not has_background(ds.labels):
                "'not sure' below a confidence threshold.")
 
 top = st.columns(3)
-feature_kind = FEATURE_KINDS[top[0].selectbox("Features", list(FEATURE_KINDS), key="tr_feat")]
+yamnet_missing = yamnet_reason()
+feature_names = [n for n, k in FEATURE_KINDS.items() if not (k == AUTO and yamnet_missing)]
+default_kind = default_feature_kind(not yamnet_missing)
+if st.session_state.get("tr_feat") not in feature_names:
+    st.session_state["tr_feat"] = next(n for n in feature_names if FEATURE_KINDS[n] == default_kind)
+feature_kind = FEATURE_KINDS[top[0].selectbox(
+    "Features", feature_names, key="tr_feat",
+    help=AUTO_HELP if not yamnet_missing else "Auto (YAMNet or MFCC, whichever suits the data) needs a YAMNet "
+                                              "model: " + yamnet_missing)]
 model_kind = top[1].selectbox("Model", KINDS, index=KINDS.index(ModelConfig().kind),
                               format_func=MODEL_NAMES.get, key="tr_model")
 split_method = top[2].selectbox("Split", [*METHODS, KFOLD], format_func=SPLIT_NAMES.get, key="tr_split")
@@ -418,10 +487,10 @@ with st.form("train_form", enter_to_submit=False):
         make_features = feature_fields(feature_kind)
     with cols[1]:
         st.markdown("**Model**")
-        make_model = model_fields(model_kind)
+        make_model = model_fields(feature_kind, model_kind) if feature_kind != AUTO else auto_note()
     with cols[2]:
         st.markdown("**Training**")
-        make_train = train_fields()
+        make_train = train_fields(feature_kind) if feature_kind != AUTO else (lambda seed: None)
     with cols[3]:
         st.markdown("**Split**")
         make_split = split_fields(split_method)

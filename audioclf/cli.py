@@ -34,7 +34,7 @@ from typing import Any, Callable, Sequence
 from .errors import AudioclfError
 
 EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 130
-FEATURE_KINDS = ("mfcc", "spectral", "yamnet")
+FEATURE_KINDS = ("auto", "mfcc", "spectral", "yamnet")
 FORMATS = ("table", "csv", "json")
 PROGRESS_STEPS = 10  # lines per phase when stderr is not a terminal
 ENV_DEBUG = "AUDIOCLF_DEBUG"  # set to 1 to get tracebacks instead of one-line errors
@@ -170,9 +170,11 @@ def add_feature_args(p: argparse.ArgumentParser) -> None:
 
     m, s = _defaults(MFCCConfig), _defaults(SpectralConfig)
     g = p.add_argument_group("features (defaults are those of MFCCConfig / SpectralConfig)")
-    g.add_argument("--features", choices=FEATURE_KINDS, default="mfcc",
-                   help="mfcc: MFCC sequence; spectral: MFCC + centroid, roll-off, ZCR, chroma, RMS; "
-                        "yamnet: pretrained YAMNet embeddings (default: %(default)s)")
+    g.add_argument("--features", choices=FEATURE_KINDS, default=None,
+                   help="auto: try YAMNet and MFCC on the training clips and keep the better; mfcc: MFCC "
+                        "sequence; spectral: MFCC + centroid, roll-off, ZCR, chroma, RMS; yamnet: pretrained "
+                        "YAMNet embeddings. Model and training options you do not give take the chosen "
+                        "type's defaults (default: auto when a YAMNet model is available, else mfcc)")
     g.add_argument("--sr", type=_rate, default=_UNSET, help=f"sample rate in Hz, or 'native' for mfcc "
                    f"(default: mfcc {m['sr']}, spectral {s['sr']})")
     g.add_argument("--n-mfcc", type=int, help=f"MFCC coefficients (default: {m['n_mfcc']} / {s['n_mfcc']})")
@@ -192,9 +194,22 @@ def add_feature_args(p: argparse.ArgumentParser) -> None:
                         "(default: $AUDIOCLF_YAMNET, then <workspace>/models/yamnet/yamnet.tflite)")
 
 
+def feature_kind(args: argparse.Namespace) -> str:
+    """--features, or what a new user gets: auto with a YAMNet model available, else mfcc."""
+    if args.features:
+        return args.features
+    from .defaults import default_feature_kind
+    from .features import yamnet
+
+    return default_feature_kind(not yamnet.availability(args.yamnet_model))
+
+
 def feature_config(args: argparse.Namespace):
     """The FeatureConfig the options describe (only options given override the defaults)."""
+    from .defaults import AutoFeatures
     from .features import MFCCConfig, SpectralConfig, YAMNetConfig
+
+    kind = feature_kind(args)
 
     given = {k: getattr(args, k) for k in ("n_mfcc", "n_fft", "hop_length", "n_mels")
              if getattr(args, k) is not None}
@@ -203,12 +218,17 @@ def feature_config(args: argparse.Namespace):
     mfcc_only = {k: getattr(args, k) for k in ("trim_db", "fmax") if getattr(args, k) is not _UNSET}
     if args.deltas is not None:
         mfcc_only["deltas"] = args.deltas
-    if args.features == "yamnet":
+    if kind == "auto":
+        if given or mfcc_only:
+            raise CLIError(f"--{next(iter({**given, **mfcc_only})).replace('_', '-')} needs a feature type: "
+                           "with --features auto each candidate uses its own defaults.")
+        return AutoFeatures(yamnet_model=args.yamnet_model)
+    if kind == "yamnet":
         if given or mfcc_only:
             raise CLIError(f"--{next(iter({**given, **mfcc_only})).replace('_', '-')} does not apply to "
                            "yamnet features (YAMNet has its own fixed front end).")
         return YAMNetConfig(model=args.yamnet_model)
-    if args.features == "spectral":
+    if kind == "spectral":
         if mfcc_only:
             raise CLIError(f"--{next(iter(mfcc_only)).replace('_', '-')} applies to mfcc features only.")
         if "sr" in given and given["sr"] is None:
@@ -243,89 +263,126 @@ def split_config(args: argparse.Namespace):
 def add_model_args(p: argparse.ArgumentParser) -> None:
     from .models import ACTIVATIONS, KINDS, POOLINGS, ModelConfig
 
-    d = _defaults(ModelConfig)
-    g = p.add_argument_group("model (ModelConfig)")
-    g.add_argument("--model", choices=KINDS, default=d["kind"],
-                   help="recurrent network, or baseline: a dense network on clip mean/std (default: %(default)s)")
-    g.add_argument("--rnn-units", type=_units, default=d["rnn_units"],
-                   help="units per recurrent layer, 1-3 layers, e.g. 128,64 (default: %s)" % _fmt(d["rnn_units"]))
-    g.add_argument("--dense-units", type=_units, default=d["dense_units"],
-                   help="units per dense layer, 0-3 layers, 'none' for none (default: %s)" % _fmt(d["dense_units"]))
-    g.add_argument("--activation", choices=ACTIVATIONS, default=d["activation"],
-                   help="dense layer activation (default: %(default)s)")
-    g.add_argument("--dropout", type=float, default=d["dropout"], help="dropout rate (default: %(default)s)")
-    g.add_argument("--l2", type=float, default=d["l2"], help="L2 weight penalty (default: %(default)s)")
-    g.add_argument("--clip-norm", action=argparse.BooleanOptionalAction, default=d["clip_norm"],
+    d = _per_feature_defaults("model")
+    g = p.add_argument_group("model (ModelConfig; defaults depend on the feature type)")
+    g.add_argument("--model", choices=KINDS, default=_UNSET,
+                   help="recurrent network, or baseline: a dense network on clip mean/std (default: %s)" % d["kind"])
+    g.add_argument("--rnn-units", type=_units, default=_UNSET,
+                   help="units per recurrent layer, 1-3 layers, e.g. 128,64 (default: %s)" % d["rnn_units"])
+    g.add_argument("--dense-units", type=_units, default=_UNSET,
+                   help="units per dense layer, 0-3 layers, 'none' for none (default: %s)" % d["dense_units"])
+    g.add_argument("--activation", choices=ACTIVATIONS, default=_UNSET,
+                   help="dense layer activation (default: %s)" % d["activation"])
+    g.add_argument("--dropout", type=float, default=_UNSET, help="dropout rate (default: %s)" % d["dropout"])
+    g.add_argument("--l2", type=float, default=_UNSET, help="L2 weight penalty (default: %s)" % d["l2"])
+    g.add_argument("--clip-norm", action=argparse.BooleanOptionalAction, default=_UNSET,
                    help="recurrent models: subtract each clip's mean frame first, which removes "
-                        "speaker/microphone colouring (default: %(default)s)")
-    g.add_argument("--input-noise", type=float, default=d["input_noise"],
+                        "speaker/microphone colouring (default: %s)" % d["clip_norm"])
+    g.add_argument("--input-noise", type=float, default=_UNSET,
                    help="Gaussian noise on the standardised inputs while training, in standard "
-                        "deviations (default: %(default)s)")
-    g.add_argument("--clip-scale", action=argparse.BooleanOptionalAction, default=d["clip_scale"],
-                   help="with --clip-norm: also divide by each clip's std per feature (default: %(default)s)")
-    g.add_argument("--pooling", choices=POOLINGS, default=d["pooling"],
+                        "deviations (default: %s)" % d["input_noise"])
+    g.add_argument("--clip-scale", action=argparse.BooleanOptionalAction, default=_UNSET,
+                   help="with --clip-norm: also divide by each clip's std per feature (default: %s)" % d["clip_scale"])
+    g.add_argument("--pooling", choices=POOLINGS, default=_UNSET,
                    help="recurrent models: classify from the last hidden state, or the mean (and max) "
-                        "of all outputs over the clip (default: %(default)s)")
-    g.add_argument("--time-mask", type=int, default=d["time_mask"],
-                   help="training only: zero a random run of up to this many frames per clip (default: %(default)s)")
-    g.add_argument("--feature-mask", type=int, default=d["feature_mask"],
+                        "of all outputs over the clip (default: %s)" % d["pooling"])
+    g.add_argument("--time-mask", type=int, default=_UNSET,
+                   help="training only: zero a random run of up to this many frames per clip (default: %s)" % d["time_mask"])
+    g.add_argument("--feature-mask", type=int, default=_UNSET,
                    help="training only: zero a random run of up to this many feature dimensions per clip "
-                        "(default: %(default)s)")
-    g.add_argument("--members", type=int, default=d["members"],
+                        "(default: %s)" % d["feature_mask"])
+    g.add_argument("--members", type=int, default=_UNSET,
                    help="ensemble: train this many copies of the network side by side and average "
-                        "their probabilities; steadier results, N times the training time (default: %(default)s)")
+                        "their probabilities; steadier results, N times the training time (default: %s)" % d["members"])
 
 
 def model_config(args: argparse.Namespace):
     from .models import ModelConfig
 
-    return ModelConfig(kind=args.model, rnn_units=args.rnn_units, dense_units=args.dense_units,
-                       activation=args.activation, dropout=args.dropout, l2=args.l2,
-                       clip_norm=args.clip_norm, input_noise=args.input_noise, clip_scale=args.clip_scale,
-                       pooling=args.pooling, time_mask=args.time_mask, feature_mask=args.feature_mask,
-                       members=args.members)
+    return _settings(args)[0]
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
     from .runconfig import TrainConfig
 
-    d = _defaults(TrainConfig)
-    g = p.add_argument_group("training (TrainConfig)")
-    g.add_argument("--learning-rate", "--lr", type=float, default=d["learning_rate"],
-                   help="Adam learning rate (default: %(default)s)")
-    g.add_argument("--batch-size", type=int, default=d["batch_size"], help="(default: %(default)s)")
-    g.add_argument("--epochs", type=int, default=d["epochs"], help="at most this many epochs (default: %(default)s)")
-    g.add_argument("--patience", type=_patience, default=d["patience"],
+    d = _per_feature_defaults("train")
+    g = p.add_argument_group("training (TrainConfig; defaults depend on the feature type)")
+    g.add_argument("--learning-rate", "--lr", type=float, default=_UNSET,
+                   help="Adam learning rate (default: %s)" % d["learning_rate"])
+    g.add_argument("--batch-size", type=int, default=_UNSET, help="(default: %s)" % d["batch_size"])
+    g.add_argument("--epochs", type=int, default=_UNSET, help="at most this many epochs (default: %s)" % d["epochs"])
+    g.add_argument("--patience", type=_patience, default=_UNSET,
                    help="stop after this many epochs without a better validation loss and keep the best "
-                        "weights; 'none' trains all epochs (default: %(default)s)")
-    g.add_argument("--min-epochs", type=int, default=d["min_epochs"],
+                        "weights; 'none' trains all epochs (default: %s)" % d["patience"])
+    g.add_argument("--min-epochs", type=int, default=_UNSET,
                    help="early stopping neither stops nor picks its best epoch before this one "
-                        "(default: %(default)s)")
-    g.add_argument("--no-class-weights", dest="class_weights", action="store_false", default=d["class_weights"],
+                        "(default: %s)" % d["min_epochs"])
+    g.add_argument("--no-class-weights", dest="class_weights", action="store_const", const=False, default=_UNSET,
                    help="do not weight rare classes up")
-    g.add_argument("--seed", type=int, default=d["seed"], help="training seed (default: %(default)s)")
-    g.add_argument("--reduce-lr", type=_patience, default=d["reduce_lr"],
+    g.add_argument("--seed", type=int, default=_UNSET, help="training seed (default: %s)" % d["seed"])
+    g.add_argument("--reduce-lr", type=_patience, default=_UNSET,
                    help="halve the learning rate after this many epochs without a better validation loss; "
-                        "'none' keeps it constant (default: %(default)s)")
-    g.add_argument("--warp-augment", type=_factors, default=d["warp_augment"],
+                        "'none' keeps it constant (default: %s)" % d["reduce_lr"])
+    g.add_argument("--warp-augment", type=_factors, default=_UNSET,
                    help="mfcc: extra training copies with the frequency axis scaled by each factor, "
-                        "e.g. 0.9,1.1; 'none' for no copies (default: %s)" % _fmt(d["warp_augment"]))
+                        "e.g. 0.9,1.1; 'none' for no copies (default: %s)" % d["warp_augment"])
 
 
 def train_config(args: argparse.Namespace):
     from .runconfig import TrainConfig
 
-    return TrainConfig(learning_rate=args.learning_rate, batch_size=args.batch_size, epochs=args.epochs,
-                       patience=args.patience, min_epochs=args.min_epochs,
-                       class_weights=args.class_weights, seed=args.seed,
-                       reduce_lr=args.reduce_lr, warp_augment=args.warp_augment)
+    return _settings(args)[1]
+
+
+# ModelConfig / TrainConfig field -> the argparse dest that sets it.
+MODEL_OPTIONS = {"kind": "model", "rnn_units": "rnn_units", "dense_units": "dense_units",
+                 "activation": "activation", "dropout": "dropout", "l2": "l2", "clip_norm": "clip_norm",
+                 "input_noise": "input_noise", "clip_scale": "clip_scale", "pooling": "pooling",
+                 "time_mask": "time_mask", "feature_mask": "feature_mask", "members": "members"}
+TRAIN_OPTIONS = {"learning_rate": "learning_rate", "batch_size": "batch_size", "epochs": "epochs",
+                 "patience": "patience", "min_epochs": "min_epochs", "class_weights": "class_weights",
+                 "seed": "seed", "reduce_lr": "reduce_lr", "warp_augment": "warp_augment"}
+
+
+def _per_feature_defaults(part: str) -> dict[str, str]:
+    """{field: "40" or "mfcc 15, yamnet 5"}: each setting's default for the help text."""
+    from .defaults import FEATURE_KINDS
+    from .runconfig import resolve_settings
+
+    per_kind = {k: resolve_settings(k)[0 if part == "model" else 1] for k in FEATURE_KINDS}
+    out = {}
+    for name in (MODEL_OPTIONS if part == "model" else TRAIN_OPTIONS):
+        values = {k: _fmt(getattr(c, name)) for k, c in per_kind.items()}
+        distinct = dict.fromkeys(values.values())
+        out[name] = next(iter(distinct)) if len(distinct) == 1 else \
+            ", ".join(f"{k} {v}" for k, v in values.items())
+    return out
+
+
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """{"model.dropout": 0.3, ...}: the model and training options given on the command line."""
+    out = {}
+    for prefix, options in (("model", MODEL_OPTIONS), ("train", TRAIN_OPTIONS)):
+        for name, dest in options.items():
+            value = getattr(args, dest, _UNSET)
+            if value is not _UNSET:
+                out[f"{prefix}.{name}"] = value
+    return out
+
+
+def _settings(args: argparse.Namespace):
+    """(ModelConfig, TrainConfig) of the options: the feature type's defaults, given options on top."""
+    from .runconfig import resolve_settings
+
+    kind = feature_kind(args)
+    return resolve_settings("mfcc" if kind == "auto" else kind, overrides(args))
 
 
 def run_config(args: argparse.Namespace):
     from .runconfig import RunConfig
 
     return RunConfig(dataset=args.data, split=split_config(args), features=feature_config(args),
-                     model=model_config(args), train=train_config(args), name=args.name or "")
+                     name=args.name or "", overrides=overrides(args))
 
 
 def _load_dataset(source: str):

@@ -20,6 +20,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from . import workspace
+from .defaults import AUTO
+from .feature_choice import usable_candidates
 from .models import ModelConfig
 from .runconfig import RunConfig, TrainingError
 
@@ -92,7 +94,9 @@ def resolve_dataset(name: str, group_pattern: str | None = None):
 
 def check_features(features_cfg) -> None:
     """Refuse feature configs that cannot run on this machine (YAMNet without a model) up front."""
-    if getattr(features_cfg, "kind", "") == "yamnet":
+    if getattr(features_cfg, "kind", "") == AUTO:
+        usable_candidates(features_cfg)  # raises when none can run here
+    elif getattr(features_cfg, "kind", "") == "yamnet":
         from .features import yamnet
 
         yamnet.require_available(features_cfg.model)
@@ -135,7 +139,7 @@ def prepare_run(cfg: RunConfig, *, folds: int | None = None, dataset=None) -> Pr
 
     if not isinstance(cfg, RunConfig):
         raise TrainingError("A run needs a RunConfig.")
-    if not isinstance(cfg.model, ModelConfig):
+    if not cfg.is_auto and not isinstance(cfg.model, ModelConfig):
         raise TrainingError("cfg.model must be a ModelConfig.")
     check_features(cfg.features)
     ds = dataset if dataset is not None else resolve_dataset(cfg.dataset)

@@ -9,9 +9,10 @@ Plain frozen dataclasses, checked on construction; no TensorFlow.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Mapping
 
+from .defaults import AUTO, AutoFeatures, model_defaults, train_values
 from .errors import AudioclfError
 from .models import ModelConfig
 
@@ -71,23 +72,83 @@ class TrainConfig:
             raise TrainingError(f"Reduce-LR patience must be at least 1 epoch (or none), got {self.reduce_lr}.")
 
 
+def train_defaults(feature_kind: str, **overrides: Any) -> TrainConfig:
+    """The TrainConfig a `feature_kind` run starts from (`overrides` on top, e.g. seed=1)."""
+    return TrainConfig(**{**train_values(feature_kind), **overrides})
+
+
+def resolve_settings(feature_kind: str, overrides: Mapping[str, Any] = ()) -> tuple[ModelConfig, TrainConfig]:
+    """The defaults of `feature_kind` with the values a user set by hand on top.
+
+    `overrides` maps "model.<field>" / "train.<field>" to values ("model.kind"
+    picks the model kind, whose defaults come first); they are kept whatever the
+    feature type, so switching features never undoes a user's choice.
+    """
+    overrides = dict(overrides)
+    model_over = {k[6:]: v for k, v in overrides.items() if k.startswith("model.")}
+    train_over = {k[6:]: v for k, v in overrides.items() if k.startswith("train.")}
+    bad = sorted([k for k in overrides if not k.startswith(("model.", "train."))]
+                 + [f"model.{k}" for k in model_over if k not in {f.name for f in fields(ModelConfig)}]
+                 + [f"train.{k}" for k in train_over if k not in {f.name for f in fields(TrainConfig)}])
+    if bad:
+        raise TrainingError(f"Unknown setting(s) {', '.join(bad)}; names are 'model.<field>' of ModelConfig "
+                            "or 'train.<field>' of TrainConfig.")
+    base = model_defaults(feature_kind, model_over.pop("kind", None))
+    return replace(base, **model_over), train_defaults(feature_kind, **train_over)
+
+
+def _frozen(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything that defines a training run; JSON round-trips with to_dict/from_dict."""
+    """Everything that defines a training run; JSON round-trips with to_dict/from_dict.
+
+    `model` / `train` left as None take the defaults of the feature type
+    (:mod:`audioclf.defaults`) with `overrides` ({"model.dropout": 0.3, ...}, the
+    values a user set by hand) on top. With ``features=AutoFeatures()`` they stay
+    None until training has chosen the feature type (see :meth:`resolved`).
+    """
 
     dataset: str
     split: Any  # datasets.SplitConfig
-    features: Any  # features.FeatureConfig
-    model: ModelConfig = ModelConfig()
-    train: TrainConfig = TrainConfig()
+    features: Any  # features.FeatureConfig or defaults.AutoFeatures
+    model: ModelConfig | None = None
+    train: TrainConfig | None = None
     name: str = ""
+    overrides: Any = ()  # {"model.<field>" | "train.<field>": value}; stored as sorted pairs
+
+    def __post_init__(self) -> None:
+        pairs = self.overrides.items() if isinstance(self.overrides, Mapping) else (self.overrides or ())
+        object.__setattr__(self, "overrides", tuple(sorted((str(k), _frozen(v)) for k, v in pairs)))
+        if self.model is not None and not isinstance(self.model, ModelConfig):
+            raise TrainingError("RunConfig.model must be a ModelConfig (or None for the feature type's defaults).")
+        if self.train is not None and not isinstance(self.train, TrainConfig):
+            raise TrainingError("RunConfig.train must be a TrainConfig (or None for the feature type's defaults).")
+        if not self.is_auto:
+            model, train = resolve_settings(self.features.kind, dict(self.overrides))
+            object.__setattr__(self, "model", self.model or model)
+            object.__setattr__(self, "train", self.train or train)
+
+    @property
+    def is_auto(self) -> bool:
+        """True while the feature type is still to be chosen (features=AutoFeatures)."""
+        return getattr(self.features, "kind", None) == AUTO
+
+    def resolved(self, features) -> "RunConfig":
+        """This config with a concrete feature config (the type Auto chose) and its defaults."""
+        return replace(self, features=features)
 
     def to_dict(self) -> dict:
         from .features import config_to_dict
 
         return {"name": self.name, "dataset": str(self.dataset), "split": asdict(self.split),
-                "features": config_to_dict(self.features), "model": self.model.to_dict(),
-                "train": {**asdict(self.train), "warp_augment": list(self.train.warp_augment)}}
+                "features": self.features.to_dict() if self.is_auto else config_to_dict(self.features),
+                "model": self.model.to_dict() if self.model is not None else None,
+                "train": ({**asdict(self.train), "warp_augment": list(self.train.warp_augment)}
+                          if self.train is not None else None),
+                "overrides": {k: list(v) if isinstance(v, tuple) else v for k, v in self.overrides}}
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
@@ -95,11 +156,16 @@ class RunConfig:
         from .features import config_from_dict
 
         try:
-            return cls(dataset=d["dataset"], split=SplitConfig(**d.get("split", {})),
-                       features=config_from_dict(d["features"]),
-                       model=ModelConfig.from_dict(d.get("model", {})),
+            feats = d["features"]
+            features = (AutoFeatures(**{k: v for k, v in feats.items() if k != "kind"})
+                        if isinstance(feats, dict) and feats.get("kind") == AUTO else config_from_dict(feats))
+            model = d.get("model", {})
+            train = d.get("train", {})
+            return cls(dataset=d["dataset"], split=SplitConfig(**d.get("split", {})), features=features,
+                       model=ModelConfig.from_dict(model) if model is not None else None,
                        # A run saved before min_epochs existed watched every epoch: keep its meaning.
-                       train=TrainConfig(**{"min_epochs": 0, **d.get("train", {})}), name=d.get("name", ""))
+                       train=TrainConfig(**{"min_epochs": 0, **train}) if train is not None else None,
+                       name=d.get("name", ""), overrides=d.get("overrides") or ())
         except KeyError as e:
             raise TrainingError(f"Run config is missing {e.args[0]!r}.") from None
         except TypeError as e:

@@ -29,6 +29,7 @@ from . import runs, workspace
 from .background import CANCEL_WAIT, cancel_run, run_status, start_training  # noqa: F401  (re-exported)
 from .confidence import THRESHOLD_KEY, threshold_record
 from .evaluation import evaluate
+from .feature_choice import choose_features, feature_config
 from .fitting import class_weights, fit  # noqa: F401  (re-exported: part of this API)
 from .models import predict_proba  # noqa: F401  (re-exported: part of this API)
 from .prepare import (MIN_TRAIN_PER_CLASS, Cancelled, SplitData, gather_features,  # noqa: F401
@@ -78,6 +79,9 @@ def _run(cfg: RunConfig, run_id: str, emit: Progress, stop: Callable[[], bool]) 
         raise Cancelled()
     prepared = prepare_run(cfg)
     labels, split = prepared.labels, prepared.split
+    choice = None
+    if cfg.is_auto:
+        cfg, choice = _choose_features(cfg, run_id, prepared, emit, stop)
     gathered = _gather(cfg, run_id, prepared, emit, stop)
     train_data = gathered.training_set()
     if not train_data.x:
@@ -100,6 +104,8 @@ def _run(cfg: RunConfig, run_id: str, emit: Progress, stop: Callable[[], bool]) 
     runs.update_status(run_id, message="Evaluating")
     metrics: dict[str, Any] = {k: v for k, v in info.items() if k != "cancelled"}
     metrics.update(n_train=len(train_data.x), skipped=len(gathered.problems))
+    if choice is not None:
+        metrics["feature_choice"] = choice.to_dict()
     header = ["path", "split", "true", "predicted"] + [f"p_{lab}" for lab in labels]
     rows = []
     for name in ("val", "test"):
@@ -121,6 +127,27 @@ def _run(cfg: RunConfig, run_id: str, emit: Progress, stop: Callable[[], bool]) 
     runs.write_csv(path / runs.PREDICTIONS, header, rows)
     # Last write: only now does the run look complete.
     runs.update_status(run_id, state="done", message="Done", finished=time.time(), eta=0)
+
+
+def _choose_features(cfg: RunConfig, run_id: str, prepared, emit: Progress, stop: Callable[[], bool]):
+    """Auto: pick the feature type on the training and validation clips (never test) and
+    rewrite the run's config as what it will train, so the run reads like any other."""
+    split = prepared.split
+    runs.update_status(run_id, state="extracting", done=0, total=0, message="Choosing the feature type")
+
+    def on_extract(done: int, total: int) -> None:
+        if stop():
+            raise Cancelled()
+        emit({"phase": "choosing", "done": done, "total": total})
+        runs.update_status(run_id, done=done, total=total, message="Choosing the feature type")
+
+    choice = choose_features([*split.train, *split.val], prepared.labels, cfg.features,
+                             progress=on_extract, seed=int(cfg.split.seed))
+    resolved = cfg.resolved(feature_config(choice.winner, cfg.features))
+    runs.write_json(runs.run_dir(run_id) / runs.CONFIG, resolved.to_dict())
+    runs.update_status(run_id, feature_choice=choice.to_dict(), message=f"Auto chose {choice.reason}")
+    emit({"phase": "chosen", **choice.to_dict()})
+    return resolved, choice
 
 
 def _gather(cfg: RunConfig, run_id: str, prepared, emit: Progress, stop: Callable[[], bool]):

@@ -104,7 +104,7 @@ def test_cli_exposes_the_new_options():
     assert feature_config(args) == MFCCConfig(trim_db=None, fmax=4000.0)
     assert model_config(args) == ModelConfig(pooling="last", clip_scale=False, time_mask=0, feature_mask=2)
     assert train_config(args) == TrainConfig(reduce_lr=None, warp_augment=(0.95, 1.05))
-    defaults = build_parser().parse_args(["train", "somewhere"])
+    defaults = build_parser().parse_args(["train", "somewhere", "--features", "mfcc"])
     assert (feature_config(defaults), model_config(defaults), train_config(defaults)) == \
         (MFCCConfig(), ModelConfig(), TrainConfig())
 
