@@ -142,13 +142,11 @@ def test_default_config_learns_the_demo_data_set(tmp_path):
     from audioclf.demo import make_demo_dataset
 
     root = make_demo_dataset(tmp_path / "demo")
-    t0 = time.perf_counter()
     run_id = train(RunConfig(dataset=str(root), split=SplitConfig(), features=MFCCConfig()))
-    seconds = time.perf_counter() - t0
     m = runs.load_run(run_id).metrics
+    # Speed is measured in benchmarks/, not asserted here (a loaded machine would fail it).
     assert m["test"]["macro_f1"] >= 0.9, m["test"]
     assert m["val"]["macro_f1"] >= 0.9, m["val"]
-    assert seconds < 90, f"default training on the demo set took {seconds:.0f} s"
 
 
 def _zombie_children() -> list[int]:
