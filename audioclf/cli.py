@@ -194,22 +194,27 @@ def add_feature_args(p: argparse.ArgumentParser) -> None:
                         "(default: $AUDIOCLF_YAMNET, then <workspace>/models/yamnet/yamnet.tflite)")
 
 
-def feature_kind(args: argparse.Namespace) -> str:
-    """--features, or what a new user gets: auto with a YAMNet model available, else mfcc."""
-    if args.features:
-        return args.features
-    from .defaults import default_feature_kind
+def feature_kind(args: argparse.Namespace, auto_ok: bool = True) -> str:
+    """--features, or what a new user gets: auto with a YAMNet model available, else mfcc.
+    Where a command extracts one feature type (`auto_ok=False`), that is YAMNet when
+    available, else MFCC; "auto" itself is refused there."""
+    from .defaults import AUTO, default_feature_kind
     from .features import yamnet
 
-    return default_feature_kind(not yamnet.availability(args.yamnet_model))
+    if args.features == AUTO and not auto_ok:
+        raise CLIError("--features auto chooses a feature type for training; here choose mfcc, spectral or yamnet.")
+    if args.features:
+        return args.features
+    kind = default_feature_kind(not yamnet.availability(args.yamnet_model))
+    return kind if auto_ok or kind != AUTO else "yamnet"
 
 
-def feature_config(args: argparse.Namespace):
+def feature_config(args: argparse.Namespace, auto_ok: bool = True):
     """The FeatureConfig the options describe (only options given override the defaults)."""
     from .defaults import AutoFeatures
     from .features import MFCCConfig, SpectralConfig, YAMNetConfig
 
-    kind = feature_kind(args)
+    kind = feature_kind(args, auto_ok)
 
     given = {k: getattr(args, k) for k in ("n_mfcc", "n_fft", "hop_length", "n_mels")
              if getattr(args, k) is not None}
@@ -378,6 +383,21 @@ def _settings(args: argparse.Namespace):
     return resolve_settings("mfcc" if kind == "auto" else kind, overrides(args))
 
 
+def _chosen(cfg):
+    """A run config whose feature type is chosen: Auto decides now, on the training and
+    validation clips of the split (never the test clips), as a training run would."""
+    if not cfg.is_auto:
+        return cfg
+    from .feature_choice import choose_features, feature_config as config_of
+    from .prepare import prepare_run
+
+    prepared = prepare_run(cfg)
+    choice = choose_features([*prepared.split.train, *prepared.split.val], prepared.labels, cfg.features,
+                             progress=Progress("choosing the feature type", False), seed=int(cfg.split.seed))
+    _err(f"auto: {choice.reason}")
+    return cfg.resolved(config_of(choice.winner, cfg.features))
+
+
 def run_config(args: argparse.Namespace):
     from .runconfig import RunConfig
 
@@ -453,7 +473,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from .features import CacheStats, extract_many
     from .prepare import check_features
 
-    cfg = feature_config(args)
+    cfg = feature_config(args, auto_ok=False)
     check_features(cfg)  # YAMNet without a model: one message, not one error per clip
     ds = _load_dataset(args.data)
     stats = CacheStats()
@@ -481,7 +501,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from .health import check_dataset
 
-    cfg = feature_config(args)
+    cfg = feature_config(args, auto_ok=False)
     ds = _load_dataset(args.data)
     bars = {}
 
@@ -632,7 +652,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     else:
         if not args.data:
             raise CLIError("give a data set (DATA), or --resume STUDY")
-        base = run_config(args)
+        base = _chosen(run_config(args))
         space = tuning.default_space(base.features.kind) if args.space == "default" else tuning.SearchSpace()
         for text in args.vary or []:
             space = space.with_param(tuning.parse_vary(text))
