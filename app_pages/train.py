@@ -109,6 +109,13 @@ def auto_note():
     return lambda: None
 
 
+def auto_train_fields():
+    """With Auto, only the epoch budget is the user's; returns overrides instead of a TrainConfig."""
+    epochs = st.number_input("Epochs (maximum)", 1, 1000, value=TrainConfig().epochs, key="tr_auto_epochs",
+                             help="Early stopping usually ends training sooner.")
+    return lambda seed: {"train.seed": seed, "train.epochs": int(epochs)}
+
+
 def feature_fields(kind: str):
     """Widgets for the chosen feature type; returns a function building its config."""
     if kind == AUTO:
@@ -303,8 +310,9 @@ def start(ds, make_features, make_model, make_train, make_split, name: str) -> N
         split, seed, k = make_split
         split = split()
         model, train = make_model(), make_train(seed)
-        # Auto: the model kind and seed are the user's; the rest follows the feature type it picks.
-        overrides = {} if model is not None else {"model.kind": model_kind, "train.seed": seed}
+        overrides = {}
+        if model is None:  # Auto: model kind, seed and epochs are the user's; the rest follows its choice
+            overrides, train = {"model.kind": model_kind, **train}, None
         cfg = RunConfig(dataset=ds.name, split=split, features=make_features(), model=model,
                         train=train, name=name.strip(), overrides=overrides)
         if split_method == KFOLD:
@@ -389,13 +397,19 @@ def show_status(run_id: str) -> bool:
     from audioclf import runs
     from audioclf.background import cancel_run, run_status
 
+    from audioclf.runs import read_status
+
     s = run_status(run_id)
     train_cfg = (runs.read_json(runs.run_dir(run_id) / runs.CONFIG, {}) or {}).get("train") or {}
     stops_early = train_cfg.get("patience") is not None and early_stopping_note(train_cfg) is None
     st.subheader(f"Run {run_id}")
+    choice = read_status(run_id).get("feature_choice")
+    if choice:
+        st.caption(f"Auto chose {choice['reason']}.")
     if s.state in ("queued", "extracting"):
         frac = s.phase_done / s.phase_total if s.phase_total else 0.0
-        st.progress(frac, text=f"Extracting features: {s.phase_done} / {s.phase_total} clips"
+        doing = "Choosing the feature type" if s.message == "Choosing the feature type" else "Extracting features"
+        st.progress(frac, text=f"{doing}: {s.phase_done} / {s.phase_total} clips"
                     if s.phase_total else "Starting (loading the data set and TensorFlow)...")
     elif s.state == "training":
         st.progress(s.epoch / s.epochs if s.epochs else 0.0,
@@ -490,7 +504,7 @@ with st.form("train_form", enter_to_submit=False):
         make_model = model_fields(feature_kind, model_kind) if feature_kind != AUTO else auto_note()
     with cols[2]:
         st.markdown("**Training**")
-        make_train = train_fields(feature_kind) if feature_kind != AUTO else (lambda seed: None)
+        make_train = train_fields(feature_kind) if feature_kind != AUTO else auto_train_fields()
     with cols[3]:
         st.markdown("**Split**")
         make_split = split_fields(split_method)
@@ -510,4 +524,6 @@ if cv:
              "accuracy": cv["accuracy"], "epochs": cv["epochs"] or [None] * cv["k"]}
     if cv.get("groups"):
         table = {"fold": table.pop("fold"), "held out": [", ".join(g) for g in cv["groups"]], **table}
+    if cv.get("features"):
+        table["features"] = cv["features"]
     st.dataframe(table, hide_index=True)
