@@ -397,13 +397,11 @@ def show_status(run_id: str) -> bool:
     from audioclf import runs
     from audioclf.background import cancel_run, run_status
 
-    from audioclf.runs import read_status
-
     s = run_status(run_id)
     train_cfg = (runs.read_json(runs.run_dir(run_id) / runs.CONFIG, {}) or {}).get("train") or {}
     stops_early = train_cfg.get("patience") is not None and early_stopping_note(train_cfg) is None
     st.subheader(f"Run {run_id}")
-    choice = read_status(run_id).get("feature_choice")
+    choice = runs.read_status(run_id).get("feature_choice")
     if choice:
         st.caption(f"Auto chose {choice['reason']}.")
     if s.state in ("queued", "extracting"):
