@@ -358,6 +358,7 @@ def test_kfold_keeping_groups_together_names_the_group_of_each_fold(app_home, fs
     at = new_app()
     at.sidebar.selectbox(key="dataset").set_value("digits").run()
     at.switch_page("app_pages/train.py").run()
+    at.selectbox(key="tr_feat").set_value("MFCC sequence").run()
     at.selectbox(key="tr_split").set_value("kfold").run()
     at.selectbox(key="tr_model").set_value("baseline").run()
     # Form widgets commit together on submit: the group regex keeps its default (FSDD speakers).
