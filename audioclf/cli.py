@@ -661,7 +661,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         trials = args.trials if args.trials is not None or args.timeout is not None else tuning.TuneConfig.trials
         cfg = tuning.TuneConfig(base=base, space=space, objective=args.objective, folds=args.folds,
                                 trials=trials, timeout=args.timeout, sampler=args.sampler, pruner=args.pruner,
-                                workers=args.workers, seed=args.seed, final_run=not args.no_run)
+                                workers=args.workers, seed=base.train.seed, final_run=not args.no_run)
         tuning.check_space(cfg.space, cfg.base, cfg.sampler)
         tuning.search_items(cfg)  # a bad split or objective fails before anything is written
         study = None
