@@ -30,6 +30,7 @@ import math
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
@@ -1310,6 +1311,9 @@ def start_tuning(cfg: TuneConfig | None = None, study: str | None = None, *, tri
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
     _children[study] = proc
+    # Reap the search the moment it exits, as training runs are: a search that ends on its own
+    # would otherwise stay a <defunct> child of the app's server.
+    threading.Thread(target=proc.wait, name=f"reap-{study}", daemon=True).start()
     update_status(study, pid=proc.pid, pid_started=runs.process_start_time(proc.pid), created=time.time())
     return study
 

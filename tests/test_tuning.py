@@ -187,6 +187,13 @@ def test_cancel_stops_a_background_search_within_seconds(tiny):
     assert tuning.summarize(study).run_id is None
 
 
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
+
+
 def test_tune_page_runs_a_search_and_opens_the_best_config_in_the_train_form(tiny):
     from streamlit.testing.v1 import AppTest
 
@@ -208,6 +215,11 @@ def test_tune_page_runs_a_search_and_opens_the_best_config_in_the_train_form(tin
         assert time.time() < deadline, tuning.read_status(study)
         time.sleep(1)
     assert tuning.read_status(study)["state"] == "done", tuning.read_status(study)
+    # A search that ended on its own is reaped: no <defunct> child left in the app's server.
+    pid, end = tuning.read_status(study)["pid"], time.time() + 15
+    while _is_zombie(pid) and time.time() < end:
+        time.sleep(0.2)
+    assert not _is_zombie(pid)
     # Coming back to the page shows the finished study: leaderboard, figures, the best run.
     at.run()
     assert not at.exception, at.exception
