@@ -155,7 +155,7 @@ def choose_features(items: Sequence, labels: Sequence[str], auto: AutoFeatures =
     if len(usable) == 1 or fewest < FOLDS:
         why = ("the only feature type available" if len(usable) == 1
                else f"too few clips per class to compare ({fewest}; needs {FOLDS})")
-        return FeatureChoice(usable[0], tuple(notes), len(picked), f"{usable[0]}: {why}")
+        return FeatureChoice(usable[0], tuple(notes), len(picked), f"{usable[0]} ({why})")
     paths = [str(it.path) for it in picked]
     index = {lab: i for i, lab in enumerate(labels)}
     total, offset = len(paths) * len(usable), 0
@@ -184,5 +184,6 @@ def choose_features(items: Sequence, labels: Sequence[str], auto: AutoFeatures =
         if clearly_better(folds[s.kind], folds[best.kind]):
             best = s
     others = ", ".join(f"{s.kind} {s.macro_f1:.2f}" for s in scored if s is not best)
-    reason = f"{best.kind} scored {best.macro_f1:.2f} macro F1 in a quick {FOLDS}-fold check ({others})"
+    reason = (f"{best.kind} (macro F1 {best.macro_f1:.2f} in a quick {FOLDS}-fold check of the training "
+              f"clips; {others})")
     return FeatureChoice(best.kind, tuple(scored + notes), len(keep), reason)
