@@ -111,8 +111,8 @@ def auto_note():
 
 def auto_train_fields():
     """With Auto, only the epoch budget is the user's; returns overrides instead of a TrainConfig."""
-    epochs = st.number_input("Epochs (maximum)", 1, 1000, value=TrainConfig().epochs, key="tr_auto_epochs",
-                             help="Early stopping usually ends training sooner.")
+    # No help icon: the field keeps the same accessible name as the other feature types' epochs field.
+    epochs = st.number_input("Epochs (maximum)", 1, 1000, value=TrainConfig().epochs, key="tr_auto_epochs")
     return lambda seed: {"train.seed": seed, "train.epochs": int(epochs)}
 
 
