@@ -68,6 +68,18 @@ def yamnet_tflite(shared_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
+def efficientat_pt(shared_dir) -> Path:
+    """The official EfficientAT mn04_as checkpoint (a torch.save zip, MIT licence)."""
+    return _shared("models", "efficientat", "mn04_as_mAP_432.pt")
+
+
+@pytest.fixture(scope="session")
+def efficientat_reference(efficientat_pt) -> Path:
+    """What the official PyTorch EfficientAT gives for six inputs (index.json lists them)."""
+    return _shared("models", "efficientat", "reference")
+
+
+@pytest.fixture(scope="session")
 def fsdd_small(fsdd_dir, tmp_path_factory) -> Path:
     """A small FSDD subset (3 digits x 3 speakers x 4 takes) as a class-folder data set."""
     dest = tmp_path_factory.mktemp("fsdd_small")
