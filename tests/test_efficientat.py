@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from audioclf.errors import AudioclfError
-from audioclf.features.efficientat import architecture, frontend, params
+from audioclf.features import efficientat
+from audioclf.features.efficientat import architecture, frontend, params, weights
 from audioclf.features.efficientat.checkpoint import CheckpointError, read_state_dict
 
 REFERENCES = ("dog", "rain", "chainsaw", "silence_2s", "noise_1s", "dog_10s")
@@ -23,12 +24,15 @@ TOL = 1e-3
 
 
 @pytest.fixture(scope="session")
-def mn04(efficientat_pt):
-    """The Keras mn04 network with the official weights, built once per session."""
-    from audioclf.features.efficientat import network
+def mn04_model(efficientat_pt):
+    """The official mn04_as checkpoint loaded through the public API, once per session."""
+    return efficientat.load_model(str(efficientat_pt))
 
-    model = network.build_network(0.4)
-    return network.load_torch_state(model, read_state_dict(efficientat_pt))
+
+@pytest.fixture(scope="session")
+def mn04(mn04_model):
+    """Its Keras network (mel (batch, 128, frames, 1) -> logits, embedding, hidden, sequence)."""
+    return mn04_model.keras_model
 
 
 def _run(model, waveform: np.ndarray) -> dict[str, np.ndarray]:
@@ -271,3 +275,161 @@ def test_reading_weights_and_the_front_end_import_no_tensorflow():
                          cwd=Path(__file__).resolve().parents[1])
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+# ---------------------------------------------------------------- the public API and where weights come from
+
+
+def test_load_model_once_and_embed(mn04_model, efficientat_pt, efficientat_reference):
+    assert efficientat.load_model(str(efficientat_pt)) is mn04_model
+    assert (mn04_model.name, mn04_model.width, mn04_model.embedding_dim) == ("mn04_as", 0.4, 384)
+    assert mn04_model.sha256 == params.CHECKPOINTS["mn04_as"].sha256
+    refs = [np.load(efficientat_reference / f"{n}.npz") for n in ("dog", "noise_1s", "rain", "silence_2s")]
+    many = mn04_model.embed_many([r["waveform"] for r in refs])  # two of one length batch together
+    for ref, got in zip(refs, many):
+        emb, logits, seq = got
+        assert float(np.abs(emb - ref["embedding"]).max()) < TOL
+        assert float(np.abs(logits - ref["logits"]).max()) < TOL
+        assert seq.shape == (-(-ref["mel"].shape[1] // params.TIME_REDUCTION), 384)
+    one = efficientat.embed(refs[0]["waveform"], mn04_model)
+    np.testing.assert_allclose(one.embedding, many[0].embedding, atol=1e-5)
+    names = [n for n, _ in efficientat.top_classes(many[0].logits, 3, mn04_model.labels())]
+    assert "Dog" in names and len(mn04_model.labels()) == 527
+
+
+def test_audioset_labels_ship_with_the_package(efficientat_pt):
+    labels = efficientat.audioset_labels()
+    assert len(labels) == 527 and labels[0] == "Speech" and labels[74] == "Dog"
+    shared = (efficientat_pt.parent / params.LABELS_FILE).read_text(encoding="utf-8")
+    assert (Path(efficientat.__file__).parent / params.LABELS_FILE).read_text(encoding="utf-8") == shared
+
+
+def test_to_32k_resamples_a_clip():
+    from audioclf.audio import AudioError, Clip
+
+    y = efficientat.to_32k(Clip(np.zeros(16000, np.float32), 16000, "x"))
+    assert y.shape == (32000,) and y.dtype == np.float32
+    with pytest.raises(AudioError, match="NaN"):
+        efficientat.to_32k(Clip(np.full(10, np.nan, np.float32), 16000, "bad"))
+
+
+@pytest.fixture
+def empty_workspace(tmp_path, monkeypatch) -> Path:
+    """A workspace of its own with no EfficientAT weights, and no environment pointing at any."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("AUDIOCLF_HOME", str(home))
+    monkeypatch.delenv(weights.ENV_WEIGHTS, raising=False)
+    monkeypatch.delenv(weights.ENV_RELEASE, raising=False)
+    return home
+
+
+def test_the_environment_variable_names_a_file_or_a_folder(empty_workspace, efficientat_pt, monkeypatch, tmp_path):
+    monkeypatch.setenv(weights.ENV_WEIGHTS, str(efficientat_pt))
+    assert weights.local_checkpoint("") == weights.local_checkpoint("mn04_as") == efficientat_pt.resolve()
+    assert weights.local_checkpoint("mn10_as") is None  # the file is mn04's: mn10 would be downloaded
+    assert "mn10_as is not downloaded yet" in efficientat.availability("mn10_as")
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    (folder / efficientat_pt.name).symlink_to(efficientat_pt)
+    monkeypatch.setenv(weights.ENV_WEIGHTS, str(folder))
+    assert weights.local_checkpoint("mn04_as") == folder / efficientat_pt.name
+    assert efficientat.availability() is None
+    monkeypatch.setenv(weights.ENV_WEIGHTS, str(tmp_path / "typo.pt"))
+    with pytest.raises(efficientat.EfficientATUnavailable, match="does not exist"):
+        efficientat.resolve_checkpoint("mn04_as")
+
+
+def test_the_workspace_copy_is_found(empty_workspace, efficientat_pt):
+    assert efficientat.availability() is not None
+    with pytest.raises(efficientat.EfficientATUnavailable, match="not downloaded yet.*AUDIOCLF_EFFICIENTAT"):
+        efficientat.load_model("mn04_as", download=False)
+    weights.models_folder().mkdir(parents=True)
+    (weights.models_folder() / efficientat_pt.name).symlink_to(efficientat_pt)
+    assert efficientat.availability("mn04_as") is None
+    assert efficientat.resolve_checkpoint("", download=False) == weights.models_folder() / efficientat_pt.name
+
+
+def test_unknown_names_and_unusable_files_say_what_to_do(empty_workspace, tmp_path):
+    with pytest.raises(efficientat.EfficientATUnavailable, match="no EfficientAT model called 'mn99'.*mn04_as"):
+        efficientat.load_model("mn99")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint" * 100)
+    with pytest.raises(efficientat.EfficientATUnavailable, match="not a PyTorch checkpoint.*To use EfficientAT"):
+        efficientat.load_model(str(junk))
+    assert "No EfficientAT checkpoint at" in efficientat.availability(str(tmp_path / "missing.pt"))
+
+
+def test_download_from_a_file_url_checks_the_sha256(empty_workspace, efficientat_pt, monkeypatch):
+    monkeypatch.setenv(weights.ENV_RELEASE, efficientat_pt.parent.as_uri() + "/")
+    path = efficientat.resolve_checkpoint("mn04_as")
+    assert path == weights.models_folder() / "mn04_as_mAP_432.pt" and path.is_file() and not path.is_symlink()
+    assert weights.sha256(path) == params.CHECKPOINTS["mn04_as"].sha256
+    monkeypatch.setenv(weights.ENV_RELEASE, "file:///nonexistent/")  # downloaded once: no second fetch
+    assert efficientat.resolve_checkpoint("mn04_as") == path
+    assert sorted(p.name for p in weights.models_folder().iterdir()) == ["mn04_as_mAP_432.pt"]
+
+
+def _write_state(path: Path, state: dict[str, np.ndarray]) -> Path:
+    """A torch.save-shaped file holding float32/int64 arrays (one storage each)."""
+    entries, storages = {}, {}
+    for i, (name, array) in enumerate(state.items()):
+        kind = "LongStorage" if array.dtype == np.int64 else "FloatStorage"
+        strides = tuple(int(np.prod(array.shape[d + 1:])) for d in range(array.ndim))
+        entries[name] = _tensor(kind, str(i), int(array.size), 0, tuple(array.shape), strides)
+        storages[str(i)] = np.ascontiguousarray(array).tobytes()
+    return _write_pt(path, _state_pickle(entries), storages)
+
+
+@pytest.fixture
+def release_server(tmp_path):
+    """A local HTTP server on 127.0.0.1 serving tmp_path/release (stopped after the test)."""
+    import functools
+    import http.server
+    import threading
+
+    root = tmp_path / "release"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a, **k: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+def test_download_over_http_verifies_and_keeps_nothing_bad(empty_workspace, efficientat_pt, release_server,
+                                                           monkeypatch):
+    root, url = release_server
+    monkeypatch.setenv(weights.ENV_RELEASE, url)
+    # A corrupt copy of the official file fails its SHA-256 check and leaves nothing behind.
+    data = bytearray(efficientat_pt.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (root / "mn04_as_mAP_432.pt").write_bytes(bytes(data))
+    with pytest.raises(efficientat.EfficientATUnavailable, match="SHA-256.*To use EfficientAT mn04_as"):
+        efficientat.resolve_checkpoint("mn04_as")
+    assert not weights.models_folder().exists() or not any(weights.models_folder().iterdir())
+    # No checksum is recorded for mn05_as: a file whose tensors fit width 0.5 is kept, one of mn04 is not.
+    assert params.CHECKPOINTS["mn05_as"].sha256 is None
+    (root / "mn05_as_mAP_443.pt").symlink_to(efficientat_pt)
+    with pytest.raises(efficientat.EfficientATUnavailable, match="width 0.5"):
+        efficientat.download_checkpoint("mn05_as")
+    (root / "mn05_as_mAP_443.pt").unlink()
+    rng = np.random.default_rng(0)
+    state = {k: (np.zeros(s, np.int64) if k.endswith("num_batches_tracked") else
+                 rng.standard_normal(s).astype(np.float32)) for k, s in architecture.torch_shapes(0.5).items()}
+    _write_state(root / "mn05_as_mAP_443.pt", state)
+    path = efficientat.download_checkpoint("mn05_as")
+    assert path.name == "mn05_as_mAP_443.pt" and architecture.infer_width(read_state_dict(path)) == (0.5, 527)
+    # The good official file over HTTP.
+    (root / "mn04_as_mAP_432.pt").write_bytes(efficientat_pt.read_bytes())
+    assert weights.sha256(efficientat.resolve_checkpoint("mn04_as")) == params.CHECKPOINTS["mn04_as"].sha256
+
+
+def test_no_weights_and_no_network_is_a_clear_error(empty_workspace, monkeypatch, tmp_path):
+    monkeypatch.setenv(weights.ENV_RELEASE, (tmp_path / "nowhere").as_uri() + "/")
+    with pytest.raises(efficientat.EfficientATUnavailable, match="Could not download.*To use EfficientAT mn04_as"):
+        efficientat.load_model("")
+    assert not weights.models_folder().exists() or not any(weights.models_folder().iterdir())
