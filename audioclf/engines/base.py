@@ -1,0 +1,74 @@
+"""What every engine returns and describes: the extraction result and the cluster's shape.
+
+Ray-free, like everything in :mod:`audioclf.engines` but ``ray_*.py``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+from audioclf.errors import AudioclfError
+
+Progress = Callable[[int, int], None]
+STORE_SHARD_ROWS = 256  # clips per shard when the local engine fills a store
+
+
+class EngineError(AudioclfError):
+    """An engine that cannot start, connect or finish; the message is one line for people."""
+
+
+@dataclass
+class ExtractResult:
+    """What one extraction did: counts, the files that could not be used (with why), where it went."""
+
+    engine: str
+    total: int = 0
+    extracted: int = 0  # computed by this call
+    skipped: int = 0  # already in the store (or the cache), not computed again
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    store: str | None = None  # the feature store's root; None: the single-machine SQLite cache
+    config_key: str = ""
+    seconds: float = 0.0
+    by_node: dict[str, int] = field(default_factory=dict)  # node -> clips it computed
+    workers: int = 0
+    started: float = field(default_factory=time.time)
+
+    @property
+    def ok(self) -> int:
+        return self.total - len(self.errors)
+
+    @property
+    def clips_per_second(self) -> float:
+        return self.extracted / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class NodeInfo:
+    node_id: str
+    host: str
+    cpus: float
+    alive: bool = True
+    memory_gb: float | None = None
+    is_head: bool = False
+
+
+@dataclass
+class ClusterInfo:
+    """The shape of where work runs, for the app's sidebar and `audioclf engines`."""
+
+    engine: str
+    address: str | None
+    nodes: list[NodeInfo]
+    busy_cpus: float | None = None  # CPUs taken by running tasks and actors (None: not known)
+    running: list[str] = field(default_factory=list)  # names of running tasks, when the cluster says
+
+    @property
+    def cpus(self) -> float:
+        return sum(n.cpus for n in self.nodes if n.alive)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "cpus": self.cpus}

@@ -1,0 +1,252 @@
+"""The Ray engine: join a Ray cluster (``ray.init(address=...)``) or start a local Ray instance.
+
+    engine = RayEngine("10.0.0.5:6379")    # a cluster's GCS address, "ray://host:10001", or "auto"
+    engine = RayEngine(None, num_cpus=2)    # a local instance: real worker processes on this machine
+
+An address is checked with a plain TCP connection first (``CONNECT_TIMEOUT`` s),
+so a wrong or unreachable one is a one-line EngineError at once rather than
+Ray's own minute-long retries. Joining a cluster ships this copy of ``audioclf``
+to it (``runtime_env`` ``py_modules``), so the nodes need its dependencies only.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+import sys
+from typing import Any, Callable, Iterable, TypeVar
+
+from audioclf import workspace
+from audioclf.engines.base import ClusterInfo, EngineError, ExtractResult, NodeInfo, Progress
+from audioclf.engines.manifest import is_uri, read_manifest
+from audioclf.features import FeatureConfig, config_key
+
+CONNECT_TIMEOUT = 5.0  # seconds for the TCP check of an address
+DEFAULT_PORT = 6379  # a GCS address without a port
+CLIENT_PORT = 10001  # a ray:// address without a port
+BATCH_SIZE = 64  # clips per block: one decode task, one actor call, one store shard
+OBJECT_STORE_MB = 256  # a local instance's object store: blocks of decoded audio pass through it
+STORE_FOLDER = "store"  # the default store: <workspace>/cache/store (one machine only)
+WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+# Ray reads this when it is imported: "0" makes a local instance use 127.0.0.1 for every
+# service (else it picks the machine's outward address). Only for instances we start.
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+QUIET_LOGGERS = ("ray", "ray.data")
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """(host, port) of a Ray address, for the reachability check."""
+    text = address.strip()
+    default = CLIENT_PORT if text.startswith("ray://") else DEFAULT_PORT
+    if "://" in text:
+        text = text.split("://", 1)[1]
+    text = text.rstrip("/")
+    if text.startswith("["):  # [::1]:6379
+        host, _, rest = text[1:].partition("]")
+        port = rest.lstrip(":")
+    else:
+        host, _, port = text.rpartition(":") if text.count(":") == 1 else (text, "", "")
+    if not host:
+        raise EngineError(f"{address!r} is not a Ray address; give host:port (e.g. 127.0.0.1:6379).")
+    try:
+        return host, int(port) if port else default
+    except ValueError:
+        raise EngineError(f"{address!r} is not a Ray address: the port {port!r} is not a number.") from None
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
+    """EngineError (one line) unless something listens at the address's host and port."""
+    host, port = split_address(address)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except socket.timeout:
+        raise EngineError(f"No Ray cluster answers at {address} (no reply within {timeout:g} s); "
+                          "check the address and that the head node is running (`ray start --head`).") from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise EngineError(f"No Ray cluster at {address} ({reason}); check the address and that the head "
+                          "node is running (`ray start --head`).") from None
+
+
+class RayEngine:
+    """Work spread over a Ray cluster's nodes; see :mod:`audioclf.engines`."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, *, num_cpus: int | None = None,
+                 object_store_mb: int | None = None, batch_size: int = BATCH_SIZE,
+                 cpus_per_actor: float = 1.0, ship_code: bool | None = None):
+        self.address = address
+        self.batch_size = int(batch_size)
+        self.cpus_per_actor = float(cpus_per_actor)
+        self._owns = False
+        if address is None and "ray" not in sys.modules:
+            os.environ.setdefault(LOOPBACK_ENV, "0")
+        import ray
+
+        _quiet()
+        if address and address != "auto":
+            check_reachable(address)
+        if ray.is_initialized():
+            return  # this process is already a driver (a test's cluster, an earlier engine): use it
+        env = {**WORKER_ENV}
+        runtime_env: dict[str, Any] = {"env_vars": env}
+        if address and (ship_code if ship_code is not None else True):
+            runtime_env["py_modules"] = [str(Path(__file__).resolve().parents[1])]
+        try:
+            if address:
+                ray.init(address=address, runtime_env=runtime_env, log_to_driver=False,
+                         logging_level="error", configure_logging=True)
+            else:
+                mb = object_store_mb or OBJECT_STORE_MB
+                ray.init(num_cpus=num_cpus, include_dashboard=False, object_store_memory=mb * 1024 * 1024,
+                         runtime_env=runtime_env, log_to_driver=False, logging_level="error")
+        except EngineError:
+            raise
+        except Exception as exc:  # noqa: BLE001  (ConnectionError, RuntimeError, ValueError from ray.init)
+            where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+            raise EngineError(f"Cannot connect to {where}: {str(exc).strip().splitlines()[0]}") from None
+        self._owns = True
+
+    def __enter__(self) -> "RayEngine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Disconnect (and stop a local instance this engine started); a joined cluster keeps running."""
+        import ray
+
+        if self._owns and ray.is_initialized():
+            ray.shutdown()
+        self._owns = False
+
+    # ------------------------------------------------------------ describe
+
+    def describe(self) -> ClusterInfo:
+        import ray
+
+        nodes = []
+        head = _head_node_id()
+        for n in ray.nodes():
+            res = n.get("Resources", {}) or {}
+            nodes.append(NodeInfo(node_id=n["NodeID"], host=n.get("NodeManagerAddress", "?"),
+                                  cpus=float(res.get("CPU", 0.0)), alive=bool(n.get("Alive")),
+                                  memory_gb=round(res.get("memory", 0.0) / 1e9, 1) or None,
+                                  is_head=n["NodeID"] == head))
+        total = ray.cluster_resources().get("CPU", 0.0)
+        free = ray.available_resources().get("CPU", 0.0)
+        return ClusterInfo(engine=self.name, address=self.address or _gcs_address(), nodes=nodes,
+                           busy_cpus=max(0.0, total - free), running=_running_tasks())
+
+    # ------------------------------------------------------------ work
+
+    def map(self, fn: Callable[[T], R], items: Iterable[T], *, num_cpus: float = 1.0) -> list[R]:
+        """`fn(item)` for each item as Ray tasks across the cluster; results in order.
+
+        `fn` must be importable on the nodes (a module-level function). A task's exception is
+        raised here as itself (Ray's error is also an instance of the original class).
+        """
+        import ray
+
+        task = ray.remote(num_cpus=num_cpus, max_retries=2)(fn)
+        refs = [task.remote(item) for item in items]
+        return ray.get(refs)
+
+    def cpus(self) -> int:
+        import ray
+
+        return int(ray.cluster_resources().get("CPU", 1))
+
+    def extract(self, source: Any, config: FeatureConfig, *, store: str | os.PathLike | None = None,
+                progress: Progress | None = None, skip_existing: bool = True,
+                actors: int | None = None, on_summary: Callable[[list[dict]], None] | None = None
+                ) -> ExtractResult:
+        """Extract every clip of `source` into the feature store `store` (default: the workspace's,
+        fine on one machine only: a cluster needs a root all nodes reach, e.g. s3:// or NFS)."""
+        from audioclf.engines import ray_extract
+        from audioclf.features.store import FeatureStore
+
+        t0 = time.perf_counter()
+        config = _portable(config)
+        key = config_key(config)
+        root = os.fspath(store) if store is not None else str(workspace.cache_dir() / STORE_FOLDER)
+        if not is_uri(root):
+            root = os.path.abspath(root)
+        fstore = FeatureStore(root)
+        table = read_manifest(source)
+        total = table.num_rows
+        skipped = 0
+        if skip_existing and total:
+            from audioclf.engines.local import not_stored_mask
+
+            mask = not_stored_mask(fstore, config, table.column("path").to_pylist())
+            skipped = total - sum(mask)
+            table = table.filter(mask)
+        n_actors = actors or max(1, int(self.cpus() // self.cpus_per_actor))
+
+        def report(done: int, _total: int) -> None:
+            if progress:
+                progress(skipped + done, total)
+
+        result = ray_extract.run(table, config, key=key, store_root=root, progress=report,
+                                 batch_size=self.batch_size, actors=n_actors, cpus_per_actor=self.cpus_per_actor,
+                                 on_summary=on_summary)
+        result.total, result.skipped = total, skipped
+        result.seconds = time.perf_counter() - t0
+        return result
+
+
+def _portable(config: FeatureConfig) -> FeatureConfig:
+    """YAMNet's "" model resolved here, so every node loads the file the driver means."""
+    if config.kind != "yamnet":
+        return config
+    from dataclasses import replace
+
+    from audioclf.features.yamnet import resolve_spec
+
+    return replace(config, model=resolve_spec(config.model))
+
+
+def _quiet() -> None:
+    """Ray's INFO lines (dataset started/finished, progress bars off) are not for our users."""
+    import logging
+
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _head_node_id() -> str | None:
+    import ray
+
+    try:
+        ctx = ray.get_runtime_context()
+        return ctx.get_node_id()  # the driver runs on the head node, or on the node it joined from
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _gcs_address() -> str | None:
+    import ray
+
+    try:
+        return ray.get_runtime_context().gcs_address
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _running_tasks() -> list[str]:
+    """Names of running tasks and actors, from Ray's state API (needs the dashboard; [] without it)."""
+    try:
+        from ray.util.state import list_tasks
+
+        tasks = list_tasks(filters=[("state", "=", "RUNNING")], limit=100, timeout=2, raise_on_missing_output=False)
+        return sorted({t.name for t in tasks})
+    except Exception:  # noqa: BLE001  (no dashboard on a bare local instance)
+        return []

@@ -1,0 +1,173 @@
+"""The engines on a real two-node Ray cluster that this module starts on 127.0.0.1 (marker `ray`).
+
+One cluster for the module (two nodes of one CPU, 100 MB object store each, no
+dashboard), joined through the same `get_engine("ray", address=...)` a user calls.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+# Before Ray is imported: every Ray service of this module binds and talks on 127.0.0.1.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from audioclf.engines import EngineError, get_engine
+from audioclf.features import MFCCConfig, YAMNetConfig, extract_many
+from audioclf.features.store import FeatureStore
+
+pytest.importorskip("ray")
+pytestmark = pytest.mark.ray
+ROOT = Path(__file__).resolve().parents[1]
+NODE_MB = 100
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "object_store_memory": NODE_MB * 1024 * 1024, "include_dashboard": False,
+        "node_ip_address": "127.0.0.1"})
+    c.add_node(num_cpus=1, object_store_memory=NODE_MB * 1024 * 1024, node_ip_address="127.0.0.1")
+    c.wait_for_nodes()
+    yield c
+    c.shutdown()
+
+
+@pytest.fixture(scope="module")
+def engine(cluster):
+    eng = get_engine("ray", address=cluster.address, batch_size=4)
+    yield eng
+    import ray
+
+    eng.close()
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def clips(fsdd_dir) -> list[str]:
+    """24 FSDD clips: every digit, three speakers."""
+    return [str(fsdd_dir / d / f"{d}_{s}_{t}.wav") for d in "0123456789"[:8] for s in ("george", "lucas", "yweweler")
+            for t in (0,)]
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory) -> list[str]:
+    folder = tmp_path_factory.mktemp("bad")
+    (folder / "notes.wav").write_text("this is not audio")
+    return [str(folder / "notes.wav"), str(folder / "missing.wav")]
+
+
+def _by_hash(store: FeatureStore, config, paths: list[str]) -> dict:
+    from audioclf.audio import fingerprint
+
+    feats = store.read(config)
+    return {p: feats[fingerprint(p)] for p in paths}
+
+
+def test_the_cluster_has_two_nodes_and_map_runs_in_order(engine):
+    info = engine.describe()
+    assert len([n for n in info.nodes if n.alive]) == 2
+    assert info.cpus == 2
+    assert all(n.host == "127.0.0.1" for n in info.nodes)
+    from audioclf.features import summarize
+
+    arrays = [np.full((3, 2), float(i), np.float32) for i in range(6)]
+    out = engine.map(summarize, arrays)
+    assert [float(o[0]) for o in out] == [float(i) for i in range(6)]
+
+
+def test_ray_gives_the_local_features_and_lists_bad_files(engine, clips, bad_files, tmp_path):
+    cfg = MFCCConfig()
+    manifest = tmp_path / "clips.csv"
+    manifest.write_text("path,label\n" + "".join(f"{p},{Path(p).parent.name}\n" for p in clips + bad_files))
+    seen = []
+    result = engine.extract(str(manifest), cfg, store=tmp_path / "store", progress=lambda d, t: seen.append((d, t)))
+    assert result.total == len(clips) + 2 and result.extracted == len(clips)
+    reasons = dict(result.errors)
+    assert set(reasons) == set(bad_files)
+    assert "not audio" in reasons[bad_files[0]] and "does not exist" in reasons[bad_files[1]]
+    assert seen[-1] == (result.total, result.total)
+    assert sum(result.by_node.values()) == len(clips)  # which node took how many: the benchmark's table
+    store = FeatureStore(tmp_path / "store")
+    ray_feats = _by_hash(store, cfg, clips)
+    local = extract_many(clips, cfg, cache=False, n_jobs=1)
+    for path, want in zip(clips, local):
+        got = ray_feats[path]
+        assert got.values.shape == want.values.shape
+        np.testing.assert_allclose(got.values, want.values, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(got.times, want.times)
+        assert got.silent == want.silent
+    labels = store.index(cfg).column("label").to_pylist()
+    assert sorted(labels) == sorted(Path(p).parent.name for p in clips)
+    again = engine.extract(str(manifest), cfg, store=tmp_path / "store")
+    assert again.skipped == len(clips) and again.extracted == 0  # stored clips are not extracted again
+
+
+def test_yamnet_on_ray_matches_local(engine, clips, yamnet_tflite, tmp_path):
+    cfg = YAMNetConfig(model=str(yamnet_tflite))
+    few = clips[:6]
+    result = engine.extract(few, cfg, store=tmp_path / "store")
+    assert result.extracted == len(few) and not result.errors
+    got = _by_hash(FeatureStore(tmp_path / "store"), cfg, few)
+    for path, want in zip(few, extract_many(few, cfg, cache=False)):
+        np.testing.assert_allclose(got[path].values, want.values, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(got[path].scores, want.scores, rtol=1e-4, atol=1e-4)
+
+
+def test_a_killed_worker_is_retried_and_the_store_stays_whole(engine, fsdd_dir, tmp_path):
+    paths = sorted(str(p) for p in (fsdd_dir / "3").glob("3_jackson_*.wav"))[:48]
+    cfg = MFCCConfig(n_mfcc=13)
+    killed: list[int] = []
+
+    def kill_first_worker(rows: list[dict]) -> None:
+        if not killed:
+            killed.append(rows[0]["pid"])
+            os.kill(rows[0]["pid"], signal.SIGKILL)  # a real worker process, mid-job
+
+    result = engine.extract(paths, cfg, store=tmp_path / "store", on_summary=kill_first_worker)
+    assert killed
+    with pytest.raises(ProcessLookupError):
+        os.kill(killed[0], 0)
+    assert result.extracted == len(paths) and not result.errors
+    store = FeatureStore(tmp_path / "store")
+    assert store.verify(cfg) >= len(paths)  # every finished shard reads in full
+    assert store.count(cfg) == len(paths)  # each clip once, though a retried block may be stored twice
+    local = extract_many(paths[:4], cfg, cache=False, n_jobs=1)
+    got = _by_hash(store, cfg, paths[:4])
+    for p, want in zip(paths[:4], local):
+        np.testing.assert_allclose(got[p].values, want.values, rtol=1e-5, atol=1e-5)
+
+
+def test_an_unreachable_address_is_one_line():
+    with pytest.raises(EngineError) as err:
+        get_engine("ray", address="127.0.0.1:9")  # discard port: nothing listens there
+    message = str(err.value)
+    assert "127.0.0.1:9" in message and "\n" not in message
+
+
+def test_the_local_default_does_not_import_ray(tmp_path):
+    wav = tmp_path / "tone.wav"
+    sf.write(wav, (0.3 * np.sin(np.arange(8000) / 5)).astype(np.float32), 16000)
+    code = textwrap.dedent(f"""
+        import sys
+        import audioclf.cli, audioclf.tuning, audioclf.engines, audioclf.features.store
+        from audioclf.engines import get_engine
+        from audioclf.features import MFCCConfig
+        r = get_engine().extract([{str(wav)!r}], MFCCConfig(), store={str(tmp_path / 'store')!r})
+        assert r.extracted == 1, r
+        print('ray' in sys.modules)
+    """)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("AUDIOCLF_ENGINE", None)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"

@@ -1,0 +1,108 @@
+"""The sharded Parquet feature store and the local engine that fills it (no Ray here)."""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+
+from audioclf.engines import ManifestError, get_engine, read_manifest
+from audioclf.features import Features, MFCCConfig, extract_many
+from audioclf.features.store import TMP_PREFIX, FeatureStore, StoreRow
+
+from conftest import tone
+
+
+def _feats(n_frames: int, seed: int, cfg) -> Features:
+    rng = np.random.default_rng(seed)
+    return Features(values=rng.normal(size=(n_frames, 3)).astype(np.float32),
+                    times=np.arange(n_frames, dtype=np.float32) * 0.016, names=("a", "b", "c"), config=cfg,
+                    silent=bool(seed % 2))
+
+
+@pytest.fixture
+def clips(tmp_path) -> list[str]:
+    out = []
+    for i, f in enumerate((220.0, 330.0, 440.0, 550.0, 660.0)):
+        path = tmp_path / "audio" / f"c{i}.wav"
+        path.parent.mkdir(exist_ok=True)
+        sf.write(path, tone(f, 0.5 + 0.1 * i), 16000)
+        out.append(str(path))
+    return out
+
+
+def test_rows_round_trip_and_duplicates_read_once(tmp_path):
+    cfg = MFCCConfig()
+    store = FeatureStore(tmp_path / "store")
+    rows = [StoreRow(hash=f"h{i}", path=f"/x/{i}.wav", features=_feats(4 + i, i, cfg), label=str(i % 2))
+            for i in range(5)]
+    store.write(cfg, rows[:3])
+    store.write(cfg, rows[2:])  # h2 again, as a retried block writes it
+    assert len(store.shards(cfg)) == 2 and store.count(cfg) == 5 and store.verify(cfg) == 6
+    got = store.read(cfg)
+    for r in rows:
+        np.testing.assert_array_equal(got[r.hash].values, r.features.values)
+        np.testing.assert_array_equal(got[r.hash].times, r.features.times)
+        assert got[r.hash].names == ("a", "b", "c") and got[r.hash].silent == r.features.silent
+    streamed = [h for t in store.iter_batches(cfg, seed=1) for h in t.column("hash").to_pylist()]
+    assert sorted(streamed) == [f"h{i}" for i in range(5)]  # each clip once, whatever the order
+    only = [h for t in store.iter_batches(cfg, hashes={"h1", "h4"}) for h in t.column("hash").to_pylist()]
+    assert sorted(only) == ["h1", "h4"]
+    assert store.configs()[0]["names"] == ["a", "b", "c"]
+
+
+def test_a_half_written_shard_is_invisible(tmp_path):
+    cfg = MFCCConfig()
+    store = FeatureStore(tmp_path / "store")
+    store.write(cfg, [StoreRow(hash="h0", path="/x/0.wav", features=_feats(3, 0, cfg))])
+    folder = tmp_path / "store" / store.folder(cfg).rsplit("/", 1)[1]
+    whole = next(folder.glob("part-*.parquet")).read_bytes()
+    (folder / f"{TMP_PREFIX}part-killed.parquet").write_bytes(whole[: len(whole) // 2])  # a killed writer
+    assert store.count(cfg) == 1 and store.verify(cfg) == 1
+    assert store.clean(cfg) == 1 and not list(folder.glob(f"{TMP_PREFIX}*"))
+
+
+def test_row_groups_bound_what_one_read_holds(tmp_path):
+    cfg = MFCCConfig()
+    store = FeatureStore(tmp_path / "store")
+    rows = [StoreRow(hash=f"h{i}", path=f"/{i}", features=_feats(2, i, cfg)) for i in range(150)]
+    store.write(cfg, rows)
+    shard = store.shards(cfg)[0]
+    assert pq.ParquetFile(shard).metadata.num_row_groups == 3  # 64 + 64 + 22 rows
+    assert [t.num_rows for t in store.iter_batches(cfg)] == [64, 64, 22]
+
+
+def test_the_local_engine_fills_a_store_with_the_cache_s_numbers(clips, tmp_path):
+    cfg = MFCCConfig()
+    bad = tmp_path / "audio" / "bad.wav"
+    bad.write_bytes(b"not audio at all")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,label,group\n" + "".join(f"audio/c{i}.wav,{i % 2},g\n" for i in range(5))
+                        + "audio/bad.wav,0,g\n")
+    result = get_engine("local").extract(manifest, cfg, store=tmp_path / "store")
+    assert result.total == 6 and result.extracted == 5 and [p for p, _ in result.errors] == [str(bad)]
+    store = FeatureStore(tmp_path / "store")
+    idx = store.index(cfg)
+    assert sorted(idx.column("label").to_pylist()) == ["0", "0", "0", "1", "1"]
+    want = extract_many(clips, cfg, cache=False, n_jobs=1)
+    from audioclf.audio import fingerprint
+
+    got = store.read(cfg)
+    for p, w in zip(clips, want):
+        np.testing.assert_allclose(got[fingerprint(p)].values, w.values, rtol=1e-6)
+    again = get_engine("local").extract(manifest, cfg, store=tmp_path / "store")
+    assert again.skipped == 5 and again.extracted == 0 and len(again.errors) == 1
+
+
+def test_manifests_say_what_is_wrong(tmp_path):
+    empty = tmp_path / "m.csv"
+    empty.write_text("file,class\n")
+    assert read_manifest(empty).num_rows == 0
+    nopath = tmp_path / "n.csv"
+    nopath.write_text("label\nx\n")
+    with pytest.raises(ManifestError, match="needs a 'path' column"):
+        read_manifest(nopath)
+    with pytest.raises(ManifestError, match="does not exist"):
+        read_manifest(tmp_path / "missing.parquet")
+    table = read_manifest(empty)
+    assert table.column_names == ["path", "label", "group"]
