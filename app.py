@@ -4,10 +4,14 @@ The entry point only sets up navigation; each page lives in app_pages/ and is a
 thin layer of widgets over the `audioclf` library. TensorFlow is imported by
 the pages that need it (Train, Runs, Predict), never here, so the first page
 opens fast.
+
+The file is read twice. `streamlit run app.py` first imports it as the module `app`
+and finds `app = st.App(...)` at the bottom: the ASGI server, with the password guard
+(app_server.guard) in front of everything it answers. Each browser session then runs
+the file as "__main__", which draws the app.
 """
 from __future__ import annotations
 
-import hmac
 import logging
 import os
 import sys
@@ -25,7 +29,6 @@ RUNS = ("app_pages/runs.py", "Runs", ":material/leaderboard:")
 PREDICT = ("app_pages/predict.py", "Predict", ":material/online_prediction:")
 LIVE = ("app_pages/live.py", "Live", ":material/mic:")
 PRESENT = ("app_pages/present.py", "Present", ":material/co_present:")
-PASSWORD_KEY = "password"  # in .streamlit/secrets.toml: password = "..." asks every visitor for it
 
 log = logging.getLogger("audioclf.app")
 
@@ -43,23 +46,33 @@ def pages() -> dict:
 
 
 def password_ok() -> bool:
-    """True when no password is configured (st.secrets) or this session has given it."""
+    """True when no password is configured (st.secrets) or this session signed in at the server.
+
+    The server's guard refuses the websocket of a browser that has not signed in, so a
+    session without a valid sign-in cookie means the guard is not in front (the app was
+    started some other way): then nothing is shown, rather than a password field that
+    would guard the page and not the server.
+    """
     import streamlit as st
 
-    try:
-        expected = st.secrets.get(PASSWORD_KEY)
-    except (FileNotFoundError, KeyError, ValueError, OSError):  # no or unreadable secrets.toml
-        expected = None
-    if not expected or st.session_state.get("_password_ok"):
+    from app_server.guard import configured_password, signed_in
+
+    password = configured_password()
+    if password is None or signed_in(st.context.cookies, password):
         return True
     st.title("audioclf")
-    given = st.text_input("Password", type="password", key="_password")
-    if given and hmac.compare_digest(given.encode(), str(expected).encode()):
-        st.session_state["_password_ok"] = True
-        st.rerun()
-    if given:
-        st.error("Wrong password.", icon=":material/lock:")
+    st.error("This app asks for a password, and the server checks it: start it with "
+             "`streamlit run app.py` or `audioclf app` from the repository, then sign in.",
+             icon=":material/lock:")
     return False
+
+
+def apply_readonly_flag() -> None:
+    """`streamlit run app.py -- --readonly` is the same as AUDIOCLF_READONLY=1 (`audioclf app --readonly`)."""
+    if "--readonly" in sys.argv[1:]:
+        from audioclf.workspace import ENV_READONLY
+
+        os.environ[ENV_READONLY] = "1"
 
 
 def shown(exc: BaseException) -> str:
@@ -85,9 +98,7 @@ def main() -> None:
     # `streamlit run` puts this folder on sys.path, AppTest does not; pages import app_pages.common.
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    # `streamlit run app.py -- --readonly` is the same as AUDIOCLF_READONLY=1 (`audioclf app --readonly`).
-    if "--readonly" in sys.argv[1:]:
-        os.environ["AUDIOCLF_READONLY"] = "1"
+    apply_readonly_flag()
     from audioclf.errors import AudioclfError  # light: no TensorFlow
 
     st.set_page_config(page_title="audioclf", page_icon=":material/graphic_eq:", layout="wide")
@@ -116,3 +127,12 @@ def main() -> None:
 # the server log with "missing ScriptRunContext" warnings and slow each worker's start).
 if __name__ == "__main__":
     main()
+elif __name__ != "__mp_main__":
+    # Imported by `streamlit run app.py` (Streamlit finds this assignment by reading the file):
+    # the server. Read-only is known before the first session, for the guard's upload limits.
+    import streamlit as st
+
+    from app_server.guard import middleware
+
+    apply_readonly_flag()
+    app = st.App(__file__, middleware=middleware())

@@ -87,8 +87,15 @@ def run_state_sentence(state: str, message: str = "") -> str:
 
 
 def upload_limit_mb() -> int:
-    """server.maxUploadSize from .streamlit/config.toml (MB per file)."""
-    return int(st.get_option("server.maxUploadSize"))
+    """MB per uploaded file: server.maxUploadSize (.streamlit/config.toml), less in read-only mode.
+
+    Pass it to every st.file_uploader (max_upload_size=): the browser then refuses a larger
+    file with a message, and the server's guard (app_server.uploads) refuses it too.
+    """
+    from app_server.uploads import READONLY_FILE_MB
+
+    limit = int(st.get_option("server.maxUploadSize"))
+    return min(limit, READONLY_FILE_MB) if read_only() else limit
 
 
 @st.cache_resource(show_spinner="Preparing the demo data set (first start only)...")

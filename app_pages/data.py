@@ -146,7 +146,8 @@ def add_tab(ds) -> None:
     label = class_choice(ds.labels, "add")
     split = split_choice(ds, "add")
     files = st.file_uploader("Audio files or a zip", type=UPLOAD_TYPES, accept_multiple_files=True,
-                             key=f"uploads_{st.session_state.get('upload_round', 0)}")
+                             key=f"uploads_{st.session_state.get('upload_round', 0)}",
+                             max_upload_size=limit)
     if st.button(f"Add {len(files or [])} file(s)", disabled=not files or not label,
                  type="primary", key="add_btn"):
         with guard("Adding clips"):

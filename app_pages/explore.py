@@ -106,7 +106,8 @@ def pick_clip(key: str, default_index: int = 0) -> tuple[str | bytes, str] | Non
     source = st.radio("Clip from", SOURCES, horizontal=True, key=f"{key}_src")
     if source == "Upload":
         up = st.file_uploader(f"Audio file (WAV, FLAC, OGG, MP3; up to {upload_limit_mb()} MB)",
-                              type=["wav", "flac", "ogg", "oga", "mp3"], key=f"{key}_up")
+                              type=["wav", "flac", "ogg", "oga", "mp3"], key=f"{key}_up",
+                              max_upload_size=upload_limit_mb())
         return (up.getvalue(), up.name) if up else None
     if source == "Record":
         rec = st.audio_input("Record a clip", key=f"{key}_rec")

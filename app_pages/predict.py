@@ -94,7 +94,7 @@ def single(run_id: str, threshold: float) -> None:
     how = st.radio("Clip from", ("Upload", "Record"), horizontal=True, key="pr_src")
     if how == "Upload":
         up = st.file_uploader(f"An audio file (up to {upload_limit_mb()} MB)", type=AUDIO_TYPES,
-                              key="pr_file")
+                              key="pr_file", max_upload_size=upload_limit_mb())
         clip = (up.getvalue(), up.name) if up else None
     else:
         rec = st.audio_input("Record a clip", key="pr_rec")
@@ -111,7 +111,7 @@ def batch(run_id: str, threshold: float) -> None:
     round_ = st.session_state.get(BATCH_ROUND_KEY, 0)
     files = st.file_uploader(f"Audio files or a zip (up to {upload_limit_mb()} MB each)",
                              type=[*AUDIO_TYPES, "zip"], accept_multiple_files=True,
-                             key=f"pr_batch_{round_}")
+                             key=f"pr_batch_{round_}", max_upload_size=upload_limit_mb())
     if files:  # a new set waits: the last batch's table is not its result
         st.session_state.pop(TABLE_KEY, None)
     if files and st.button(f"Classify {len(files)} upload(s)", type="primary", key="pr_go"):

@@ -8,7 +8,7 @@ import streamlit as st
 
 from audioclf import plotting, runs
 from audioclf.confidence import UNKNOWN_TEXT
-from app_pages.common import choose_run, guard, predictor_for, read_only
+from app_pages.common import choose_run, guard, predictor_for, read_only, upload_limit_mb
 
 AUDIO_TYPES = ["wav", "flac", "ogg", "oga", "mp3"]
 PER_ROW = 4  # example players per row
@@ -76,7 +76,8 @@ def big_answer(pred) -> None:
 def try_it(run_id: str, predictor) -> None:
     up_tab, rec_tab, live_tab = st.tabs(["Upload a clip", "Record a clip", "Live microphone"])
     with up_tab:
-        up = st.file_uploader("An audio file", type=AUDIO_TYPES, key="present_file")
+        up = st.file_uploader(f"An audio file (up to {upload_limit_mb()} MB)", type=AUDIO_TYPES,
+                              key="present_file", max_upload_size=upload_limit_mb())
         if up is not None:
             st.audio(up.getvalue())
             with guard(f"Could not classify '{up.name}'"):

@@ -115,16 +115,13 @@ def test_the_same_pages_offer_them_when_writable(home, demo_run):
     assert "Start training" in [b.label for b in at.button]
 
 
-def test_password_from_streamlit_secrets(home):
+def test_with_a_password_a_session_that_did_not_sign_in_at_the_server_sees_nothing(home):
+    """The sign-in is the server's (app_server.guard; tests/test_server_guard.py): a session
+    without its cookie (here AppTest, which has no server) gets no password field that
+    would guard only the page, and nothing of the app."""
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.secrets["password"] = "open sesame"
     at.run()
-    clean(at)
-    assert [t.label for t in at.text_input] == ["Password"]
-    assert texts(at.title) == "audioclf" and not at.selectbox  # nothing else is shown
-    at.text_input[0].input("wrong").run()
-    assert "Wrong password" in texts(at.error)
-    assert not at.selectbox
-    at.text_input[0].input("open sesame").run()
-    assert not at.exception and not at.error
-    assert texts(at.title) == "Data" and at.selectbox  # the app itself
+    assert not at.exception
+    assert texts(at.title) == "audioclf" and "server checks it" in texts(at.error)
+    assert not at.text_input and not at.selectbox and not at.button  # nothing else is shown
