@@ -433,3 +433,12 @@ def test_no_weights_and_no_network_is_a_clear_error(empty_workspace, monkeypatch
     with pytest.raises(efficientat.EfficientATUnavailable, match="Could not download.*To use EfficientAT mn04_as"):
         efficientat.load_model("")
     assert not weights.models_folder().exists() or not any(weights.models_folder().iterdir())
+
+
+def test_thread_count_comes_from_the_environment_or_the_process_kind(monkeypatch):
+    from audioclf.features.efficientat import model
+
+    monkeypatch.setenv(model.ENV_THREADS, "3")
+    assert model.default_num_threads() == 3
+    monkeypatch.setenv(model.ENV_THREADS, "lots")
+    assert model.default_num_threads() is None  # the main process keeps TensorFlow's own choice

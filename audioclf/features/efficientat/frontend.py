@@ -15,6 +15,7 @@ import functools
 import numpy as np
 import scipy.fft
 import scipy.signal
+import scipy.sparse
 
 from audioclf.features.efficientat import params
 
@@ -43,7 +44,7 @@ def stft_window(win_length: int = params.WIN_LENGTH, n_fft: int = params.N_FFT) 
 
 
 def power_spectrogram(y: np.ndarray, n_fft: int = params.N_FFT, hop: int = params.HOP_LENGTH) -> np.ndarray:
-    """(n_fft // 2 + 1, frames) power of the centred, reflect-padded STFT of ``y`` (float32)."""
+    """(n_fft // 2 + 1, frames) power of the centred, reflect-padded STFT of ``y`` (float32; a transposed view)."""
     padded = np.pad(y, n_fft // 2, mode="reflect")
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop] * stft_window(n_fft=n_fft)
     spec = scipy.fft.rfft(frames, axis=-1)  # float32 in, complex64 out: the official code is float32 too
@@ -82,6 +83,13 @@ def mel_banks(n_mels: int = params.N_MELS, n_fft: int = params.N_FFT, sr: int = 
     return banks
 
 
+@functools.lru_cache(maxsize=1)
+def _sparse_banks():
+    # Each FFT bin feeds at most two bands: a sparse product is ~5x faster than BLAS's dense one
+    # single-threaded, and never wakes a BLAS thread pool (which, on a busy machine, cost 10x more).
+    return scipy.sparse.csr_array(mel_banks().T)
+
+
 def log_mel(waveform: np.ndarray) -> np.ndarray:
     """EfficientAT's input for a mono 32 kHz waveform in [-1, 1]: (128, frames) float32, 10 ms per frame.
 
@@ -92,9 +100,9 @@ def log_mel(waveform: np.ndarray) -> np.ndarray:
     if y.size < MIN_SAMPLES:
         y = np.pad(y, (0, MIN_SAMPLES - y.size))
     power = power_spectrogram(preemphasis(y))
-    mel = mel_banks() @ power
-    return ((np.log(mel + np.float32(params.LOG_OFFSET)) + np.float32(params.NORM_SHIFT))
-            / np.float32(params.NORM_SCALE)).astype(np.float32, copy=False)
+    mel = power.T @ _sparse_banks()  # (frames, 513) @ (513, 128), both C-contiguous
+    out = (np.log(mel + np.float32(params.LOG_OFFSET)) + np.float32(params.NORM_SHIFT)) / np.float32(params.NORM_SCALE)
+    return np.ascontiguousarray(out.T, dtype=np.float32)
 
 
 def frame_times(n: int) -> np.ndarray:
