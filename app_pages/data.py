@@ -49,7 +49,7 @@ def save_clip(root: Path, label: str, filename: str, data: bytes, split: str | N
               report: dict) -> None:
     """Add one clip and note it in `report` (added, refused, silent)."""
     from audioclf import datasets
-    from audioclf.audio import load_audio
+    from audioclf.audio import check_audio
 
     try:
         path = datasets.add_clip(root, label, filename, data, split=split)
@@ -57,7 +57,7 @@ def save_clip(root: Path, label: str, filename: str, data: bytes, split: str | N
         report["refused"].append((filename, str(exc)))
         return
     report["added"] += 1
-    if load_audio(path).silent:
+    if check_audio(path).silent:
         report["silent"].append(path.name)
 
 

@@ -5,12 +5,19 @@ resampling is soxr at "HQ" quality (what librosa calls ``soxr_hq``). Anything
 wrong with the input raises :class:`AudioError` with a message meant for a
 person: what is wrong with which file, and what to do about it.
 
+What a file may cost is checked from its header before anything is decoded
+(:mod:`audioclf.limits`: rate, samples x channels, the decoded clip's memory),
+then the file is decoded in blocks, mixed to mono and resampled as it goes, so a
+clip never holds more than one block of the file's channels beside its own
+mono samples.
+
 This module imports only numpy, soundfile and soxr so it stays fast to import.
 """
 from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import struct
 from contextlib import contextmanager
@@ -22,9 +29,10 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from audioclf import limits
 from audioclf.errors import AudioclfError
 
-MAX_SECONDS = 600.0  # longer uploads are almost always a mistake (a whole album, a podcast)
+MAX_SECONDS = limits.MAX_SECONDS
 SILENCE_DB = -60.0  # loudest 2048-sample block quieter than this (dBFS RMS) = silent
 SILENCE_BLOCK = 2048
 RESAMPLE_QUALITY = "HQ"  # librosa's default "soxr_hq"
@@ -34,6 +42,11 @@ SUPPORTED_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3")
 KNOWN_UNSUPPORTED = (".m4a", ".aac", ".mp4", ".wma", ".webm", ".amr", ".3gp", ".ape", ".mov")
 CONVERT_HINT = "convert it to WAV, FLAC, OGG or MP3 (e.g. `ffmpeg -i in.m4a out.wav`)"
 _HASH_CHUNK = 1 << 20
+# A compressed file that decodes to fewer frames than its header counts was cut off;
+# MP3 headers without a frame count are estimates, hence the slack.
+TRUNCATED_SHARE = 0.05
+TRUNCATED_MIN_SECONDS = 0.1
+_OGG_TAIL = 65_536 + 282  # the largest Ogg page
 
 Source = Union[str, os.PathLike, bytes, bytearray, memoryview]
 
@@ -78,19 +91,28 @@ def is_silent(y: np.ndarray, threshold_db: float = SILENCE_DB) -> bool:
 
     Block RMS rather than peak, so one click in digital silence still counts as silent.
     """
+    return is_silent_power(loudest_block_power(y), threshold_db)
+
+
+def loudest_block_power(y: np.ndarray) -> float:
+    """Mean square of the loudest SILENCE_BLOCK-sample block of ``y`` (the last block over its
+    own length); a long clip is measured a slice at a time, never copied whole to float64."""
     y = np.asarray(y, dtype=np.float32).ravel()
-    if y.size == 0:
-        return True
-    n_blocks = -(-y.size // SILENCE_BLOCK)
-    padded = np.zeros(n_blocks * SILENCE_BLOCK, dtype=np.float32)
-    padded[: y.size] = y
-    blocks = padded.reshape(n_blocks, SILENCE_BLOCK)
-    # Blocks are zero-padded; the last one is measured over its real length only.
-    lengths = np.full(n_blocks, SILENCE_BLOCK, dtype=np.float32)
-    lengths[-1] = y.size - (n_blocks - 1) * SILENCE_BLOCK
-    rms = np.sqrt(np.sum(blocks.astype(np.float64) ** 2, axis=1) / lengths)
-    loudest = float(rms.max())
-    return loudest <= 0.0 or 20.0 * np.log10(loudest) < threshold_db
+    full = y.size // SILENCE_BLOCK * SILENCE_BLOCK
+    loudest = 0.0
+    step = SILENCE_BLOCK * 256
+    for i in range(0, full, step):
+        blocks = y[i:min(i + step, full)].reshape(-1, SILENCE_BLOCK).astype(np.float64)
+        loudest = max(loudest, float(np.einsum("ij,ij->i", blocks, blocks).max()) / SILENCE_BLOCK)
+    if full < y.size:
+        tail = y[full:].astype(np.float64)
+        loudest = max(loudest, float(tail @ tail) / tail.size)
+    return loudest
+
+
+def is_silent_power(power: float, threshold_db: float = SILENCE_DB) -> bool:
+    """:func:`is_silent` from a :func:`loudest_block_power` (for clips measured block by block)."""
+    return bool(power <= 0.0 or 10.0 * math.log10(power) < threshold_db)
 
 
 def fingerprint(source: Source) -> str:
@@ -121,37 +143,154 @@ def load_audio(
     """Load a path or bytes as a mono float32 :class:`Clip` at rate ``sr`` (None keeps the file's).
 
     Raises :class:`AudioError` for files that are not audio, corrupt, truncated, in an
-    unsupported format, empty, longer than ``max_seconds`` or with NaN/inf samples.
+    unsupported format, empty, longer than ``max_seconds``, with NaN/inf samples, or that
+    would cost more to decode than :mod:`audioclf.limits` allows (checked from the header,
+    before decoding). Memory: the clip itself plus one decoded block of the file.
     """
-    if sr is not None and (isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0):
-        raise AudioError(f"Sample rate must be a positive whole number of Hz, got {sr!r}.")
+    if sr is not None:
+        if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0:
+            raise AudioError(f"Sample rate must be a positive whole number of Hz, got {sr!r}.")
+        if limits.rate_problem(int(sr)):
+            raise AudioError(f"A sample rate of {int(sr):,} Hz is outside the {limits.MIN_SAMPLE_RATE:,} "
+                             f"to {limits.MAX_SAMPLE_RATE:,} Hz audioclf works at.")
+    with stream_audio(source, sr=sr, max_seconds=max_seconds, name=name) as (info, blocks):
+        out_sr = int(sr or info.sr)
+        y = _mono_resampled(blocks, info, out_sr, _label(source, name))
+    if y.size == 0:
+        raise AudioError(f"{_label(source, name)} contains no audio samples; "
+                         "record or choose a clip with sound in it.")
+    return Clip(samples=_to_unit_range(y, inplace=True), sr=out_sr, name=_short_name(source, name))
+
+
+@dataclass(frozen=True)
+class Scan:
+    """What decoding a whole file found, without keeping its samples (:func:`check_audio`)."""
+
+    info: AudioInfo
+    frames: int  # frames actually decoded
+    silent: bool
+
+
+def check_audio(source: Source, *, max_seconds: float | None = MAX_SECONDS, name: str | None = None) -> Scan:
+    """Decode a whole file to prove it is usable audio, keeping one block at a time.
+
+    The same checks and messages as :func:`load_audio` (which a file passing this
+    one will also pass at its own rate), in the memory of one block.
+    """
+    loudest, frames = 0.0, 0
+    with stream_audio(source, max_seconds=max_seconds, name=name) as (info, blocks):
+        for block in blocks:
+            mono = block[:, 0] if block.shape[1] == 1 else block.mean(axis=1)
+            loudest = max(loudest, loudest_block_power(mono))
+            frames += len(block)
+    if frames == 0:
+        raise AudioError(f"{_label(source, name)} contains no audio samples; "
+                         "record or choose a clip with sound in it.")
+    return Scan(info=info, frames=frames, silent=is_silent_power(loudest))
+
+
+@contextmanager
+def stream_audio(
+    source: Source,
+    *,
+    sr: int | None = None,
+    max_seconds: float | None = MAX_SECONDS,
+    name: str | None = None,
+) -> Iterator[tuple[AudioInfo, Iterator[np.ndarray]]]:
+    """``with stream_audio(path) as (info, blocks):`` the header, checked against the limits,
+    and the file's samples as (frames, channels) float32 blocks.
+
+    ``sr`` is the rate the caller will resample to (None: the file's), for the memory
+    check. Each block is overwritten by the next: use it before asking for another.
+    Blocks are whole multiples of SILENCE_BLOCK frames (but the last). Raises
+    AudioError before decoding for a file that is too long or too costly, and while
+    decoding for corrupt data, NaN/inf samples, a file longer than its header says,
+    or one that ends far short of it (truncated).
+    """
     label = _label(source, name)
     with _open_sound(source, name) as (snd, info):
-        # Duration from the header, before decoding: a 2-hour file fails in milliseconds.
+        # From the header, before decoding: a 2-hour file or a bomb fails in milliseconds.
         if max_seconds is not None and info.duration > max_seconds:
             raise AudioError(
                 f"{label} is {info.duration:.1f} s long, more than the {max_seconds:g} s limit; "
                 "trim it or split it into shorter clips."
             )
+        problem = limits.decode_problem(info.sr, info.channels, info.frames, sr)
+        if problem:
+            raise AudioError(f"{label} {problem}.")
+        yield info, _blocks(snd, info, label, max_seconds, sr)
+
+
+def _blocks(snd: sf.SoundFile, info: AudioInfo, label: str, max_seconds: float | None,
+            sr: int | None) -> Iterator[np.ndarray]:
+    per_block = max(1, limits.DECODE_BLOCK_SAMPLES // info.channels // SILENCE_BLOCK) * SILENCE_BLOCK
+    buf = np.empty((per_block, info.channels), dtype=np.float32)
+    # A header can understate the length (MP3 estimates, placeholder sizes): the same
+    # limits hold for what is really decoded, with a block of slack.
+    cap = limits.MAX_DECODED_SAMPLES // info.channels
+    if max_seconds is not None:
+        cap = min(cap, int(max_seconds * info.sr) + per_block)
+    cap = min(cap, limits.MAX_CLIP_BYTES // 4 * info.sr // (sr or info.sr) + per_block)
+    decoded = 0
+    while True:
         try:
-            data = snd.read(dtype="float32", always_2d=True)
+            block = snd.read(dtype="float32", always_2d=True, out=buf)
         except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
             raise AudioError(f"{label} could not be decoded ({exc}); the file looks corrupt.") from None
+        if not len(block):
+            break
+        decoded += len(block)
+        if decoded > cap:
+            raise AudioError(f"{label} decodes to more audio than its header announces "
+                             f"({decoded / info.sr:.0f} s and counting, against {info.duration:.0f} s), "
+                             "more than audioclf decodes per file: the file is damaged.")
+        if not np.isfinite(block).all():
+            raise AudioError(f"{label} contains NaN or infinite sample values; "
+                             "re-export it from your audio editor.")
+        yield block
+    missing = info.frames - decoded
+    if missing > max(TRUNCATED_SHARE * info.frames, TRUNCATED_MIN_SECONDS * info.sr):
+        raise AudioError(
+            f"{label} is truncated (it ends after {decoded / info.sr:.1f} s of the "
+            f"{info.duration:.1f} s its header announces); the file was cut off while copying or "
+            "recording: get a complete copy."
+        )
 
-    if data.shape[0] == 0:
-        raise AudioError(f"{label} contains no audio samples; record or choose a clip with sound in it.")
-    if not np.isfinite(data).all():
-        raise AudioError(f"{label} contains NaN or infinite sample values; re-export it from your audio editor.")
-    y = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
-    y = resample(y, info.sr, int(sr)) if sr else np.ascontiguousarray(y)
-    return Clip(samples=_to_unit_range(y), sr=int(sr or info.sr), name=_short_name(source, name))
+
+def _mono_resampled(blocks: Iterator[np.ndarray], info: AudioInfo, out_sr: int, label: str) -> np.ndarray:
+    """Mix each block to mono and resample it as it comes, into one growing float32 array."""
+    stream = (soxr.ResampleStream(info.sr, out_sr, 1, dtype="float32", quality=RESAMPLE_QUALITY)
+              if out_sr != info.sr else None)
+    # np.empty commits no memory until written: sized from the header (already checked),
+    # it grows only if the header understated the length.
+    out = np.empty(math.ceil(info.frames * out_sr / info.sr) + 16, dtype=np.float32)
+    n = 0
+
+    def put(piece: np.ndarray) -> None:
+        nonlocal out, n
+        if n + len(piece) > len(out):
+            out = np.concatenate([out[:n], np.empty(max(len(piece), len(out) // 2), np.float32)])
+        out[n:n + len(piece)] = piece
+        n += len(piece)
+
+    for block in blocks:
+        mono = block[:, 0] if block.shape[1] == 1 else block.mean(axis=1)
+        put(stream.resample_chunk(mono) if stream else mono)
+    if stream:
+        put(stream.resample_chunk(np.zeros(0, np.float32), last=True))
+    return out[:n] if n > len(out) // 2 else out[:n].copy()
 
 
-def _to_unit_range(y: np.ndarray) -> np.ndarray:
+def _to_unit_range(y: np.ndarray, *, inplace: bool = False) -> np.ndarray:
     # Float files may exceed full scale and resampling can overshoot slightly:
     # scale down (not clip) so the waveform's shape is kept.
-    peak = float(np.max(np.abs(y))) if y.size else 0.0
-    return y / peak if peak > 1.0 else y
+    peak = max(float(np.max(y)), -float(np.min(y))) if y.size else 0.0
+    if peak <= 1.0:
+        return y
+    if inplace:
+        y /= peak
+        return y
+    return y / peak
 
 
 def _label(source: Source, name: str | None) -> str:
@@ -203,6 +342,7 @@ def _open_sound(source: Source, name: str | None) -> Iterator[tuple[sf.SoundFile
     try:
         with raw() as f:
             missing = _wav_missing_bytes(f, size)
+            ogg_cut = _ogg_truncated(f, size)
     except OSError as exc:
         raise AudioError(f"{label} could not be opened ({exc.strerror}); check its permissions.") from None
     try:
@@ -215,8 +355,16 @@ def _open_sound(source: Source, name: str | None) -> Iterator[tuple[sf.SoundFile
                 f"{label} is truncated ({missing} bytes of audio data are missing); "
                 "the file was cut off while copying or recording: get a complete copy."
             )
+        if ogg_cut:
+            raise AudioError(
+                f"{label} is truncated (its last Ogg page is {ogg_cut}); the file was cut off while "
+                "copying or recording: get a complete copy."
+            )
         if snd.samplerate <= 0 or snd.channels <= 0:
             raise AudioError(f"{label} has an invalid header (rate {snd.samplerate}, {snd.channels} channels).")
+        rate_problem = limits.rate_problem(int(snd.samplerate))
+        if rate_problem:
+            raise AudioError(f"{label} {rate_problem}.")
         info = AudioInfo(
             sr=int(snd.samplerate),
             channels=int(snd.channels),
@@ -260,6 +408,33 @@ def _wav_missing_bytes(fileobj: BinaryIO, size: int) -> int:
             return max(0, chunk_size - (size - pos - 8))
         pos += 8 + chunk_size + (chunk_size & 1)
     return 0
+
+
+def _ogg_truncated(fileobj: BinaryIO, size: int) -> str:
+    """Why an Ogg file's end is cut off ('' if it is complete, or not Ogg).
+
+    A complete Ogg stream ends on a whole page flagged end-of-stream; libsndfile
+    decodes a cut-off one without complaint (Opus as a shorter clip, Vorbis as none).
+    """
+    fileobj.seek(0)
+    if fileobj.read(4) != b"OggS":
+        return ""
+    start = max(0, size - _OGG_TAIL)
+    fileobj.seek(start)
+    tail = fileobj.read()
+    pos = tail.rfind(b"OggS")
+    while pos >= 0:
+        page = tail[pos:]
+        if len(page) >= 27 and page[4] == 0:  # stream structure version 0: a real page header
+            n_segments = page[26]
+            if len(page) < 27 + n_segments:
+                return "incomplete"
+            length = 27 + n_segments + sum(page[27:27 + n_segments])
+            if length > len(page):
+                return "incomplete"
+            return "" if page[5] & 0x04 else "not the end of the stream"
+        pos = tail.rfind(b"OggS", 0, pos)
+    return "missing"
 
 
 def resample(y: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:

@@ -150,24 +150,23 @@ class ClipStats:
 
 
 def read_stats(path: str | os.PathLike) -> ClipStats:
-    """Decode a file once and measure it; raises :class:`AudioError` for unreadable files."""
-    import soundfile as sf
-
-    info = audio.probe(path)  # its messages name the problem (truncated, unsupported format...)
-    try:
-        data, _ = sf.read(os.fspath(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-        raise AudioError(f"'{Path(path).name}' could not be decoded ({exc}); the file looks corrupt.") from None
-    if data.size == 0:
+    """Decode a file once, a block at a time, and measure it; AudioError for unreadable files."""
+    h = hashlib.blake2b(digest_size=16)
+    peak, clipped, frames, loudest = 0.0, 0, 0, 0.0
+    # stream_audio's messages name the problem (truncated, unsupported format, too costly...).
+    with audio.stream_audio(path) as (info, blocks):
+        for block in blocks:
+            h.update(block.tobytes())  # the same digest as hashing all samples at once
+            peak = max(peak, float(block.max()), -float(block.min()))
+            clipped += int(np.count_nonzero(np.abs(block) >= CLIP_LEVEL))
+            mono = block[:, 0] if block.shape[1] == 1 else block.mean(axis=1)
+            loudest = max(loudest, audio.loudest_block_power(mono))
+            frames += len(block)
+    if frames == 0:
         raise AudioError(f"'{Path(path).name}' contains no audio samples.")
-    if not np.isfinite(data).all():
-        raise AudioError(f"'{Path(path).name}' contains NaN or infinite sample values.")
-    h = hashlib.blake2b(np.ascontiguousarray(data).tobytes(), digest_size=16)
-    h.update(f"{info.sr}/{data.shape[1]}".encode())
-    mags = np.abs(data)
-    return ClipStats(sr=int(info.sr), channels=int(data.shape[1]), frames=int(data.shape[0]), digest=h.hexdigest(),
-                     peak=float(mags.max()), clipped=int((mags >= CLIP_LEVEL).sum()),
-                     silent=bool(audio.is_silent(data.mean(axis=1))))
+    h.update(f"{info.sr}/{info.channels}".encode())
+    return ClipStats(sr=int(info.sr), channels=int(info.channels), frames=frames, digest=h.hexdigest(),
+                     peak=peak, clipped=clipped, silent=audio.is_silent_power(loudest))
 
 
 def _stats_key(path: str) -> str | None:

@@ -245,7 +245,7 @@ class Predictor:
         Each file is decoded at most once, and not at all when its features are
         cached: features record whether their clip was silent.
         """
-        from .audio import AudioError, load_audio
+        from .audio import AudioError, check_audio
         from .features import extract_many
 
         paths = [str(p) for p in paths]
@@ -258,7 +258,7 @@ class Predictor:
             silent = f.silent
             if silent is None:  # cached by a version that did not record silence
                 try:
-                    silent = load_audio(p).silent
+                    silent = check_audio(p).silent
                 except AudioError:
                     silent = False
             ok.append((len(results), f, silent, Path(p).name))

@@ -89,7 +89,8 @@ def test_batch_decodes_each_file_once_and_a_warm_batch_not_at_all(predictor, tmp
     real_read = soundfile.SoundFile.read
 
     def counting_read(self, *args, **kwargs):
-        decoded.append(Path(self.name).name)
+        if self.tell() == 0:  # a decode starts (files are read in blocks)
+            decoded.append(Path(self.name).name)
         return real_read(self, *args, **kwargs)
 
     monkeypatch.setattr(soundfile.SoundFile, "read", counting_read)

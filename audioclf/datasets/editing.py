@@ -110,7 +110,7 @@ def add_clip(
         raise DatasetError(f"No data set folder at {ds_root}; create it first.")
     folder = _class_dir(root, label, split)
     name = safe_name(Path(str(filename).replace("\\", "/")).name) or "clip"
-    audio.load_audio(data, name=name)  # raises AudioError before anything is written
+    audio.check_audio(data, name=name)  # raises AudioError before anything is written
     if Path(name).suffix.lower() not in AUDIO_EXTENSIONS:
         # e.g. a browser recording named "recording": take the extension from the header.
         fmt = audio.probe(data, name=name).format.lower()
