@@ -1,18 +1,11 @@
-"""Feature extraction: configs, the :class:`Features` result, and ``extract``.
+"""Feature configs: frozen, hashable settings of each feature type, with their dict form and cache key.
 
-Every extractor takes a frozen, hashable config and returns a (frames x dims)
-float32 sequence with frame times and dimension names, so one result feeds
-both plots and models::
+Each config has a class attribute ``kind``; ``CONFIG_TYPES`` maps a kind to its class::
 
-    from audioclf.audio import load_audio
-    from audioclf.features import MFCCConfig, extract, summarize
+    from audioclf.features.configs import MFCCConfig, config_from_dict, config_to_dict
 
-    feats = extract(load_audio("dog.wav"), MFCCConfig())
-    feats.values.shape        # (frames, 20)
-    summarize(feats.values)   # (40,) clip-level mean and std
-
-librosa (``features.spectral``) and TensorFlow (``features.yamnet``) are
-imported only when a feature is computed, so importing this package is cheap.
+    cfg = MFCCConfig(n_mfcc=13)
+    config_from_dict(config_to_dict(cfg)) == cfg   # True
 """
 from __future__ import annotations
 
@@ -21,15 +14,11 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Union
+from typing import Any, ClassVar, Union
 
 import numpy as np
 
-from audioclf.audio import AudioError, Clip, load_audio, resample
 from audioclf.errors import AudioclfError
-
-if TYPE_CHECKING:
-    from os import PathLike
 
 # Bump when a change in extraction code changes the numbers: old cache entries then miss.
 FEATURE_VERSION = 2
@@ -154,31 +143,9 @@ _ADDED_LATER: dict[str, dict[str, Any]] = {"mfcc": {"trim_db": None}}
 CONFIG_TYPES: dict[str, type] = {c.kind: c for c in (SpectralConfig, MFCCConfig, YAMNetConfig)}
 
 
-@dataclass
-class Features:
-    """A (frames x dims) float32 sequence with frame-centre ``times`` (s) and dimension ``names``."""
-
-    values: np.ndarray
-    times: np.ndarray
-    names: tuple[str, ...]
-    config: FeatureConfig
-    scores: np.ndarray | None = None  # YAMNet's (frames, 521) AudioSet scores; None otherwise
-    # Whether the clip was (near) silence (audio.Clip.silent), recorded at extraction so
-    # that features from the cache can say so without decoding the audio again.
-    silent: bool | None = None
-
-    @property
-    def n_frames(self) -> int:
-        return int(self.values.shape[0])
-
-    @property
-    def dims(self) -> int:
-        return int(self.values.shape[1])
-
-
 def config_to_dict(config: FeatureConfig) -> dict:
     """Plain JSON-able dict of a config, including its ``kind``."""
-    _check_config(config)
+    check_config(config)
     return {"kind": config.kind, **dataclasses.asdict(config)}
 
 
@@ -217,85 +184,12 @@ def config_key(config: FeatureConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def target_rate(config: FeatureConfig) -> int | None:
-    """Sample rate the extractor wants (None = the file's own)."""
-    return _check_config(config).sr
 
-
-def extract(clip: Clip, config: FeatureConfig) -> Features:
-    """Features of a clip for a config; resamples the clip if its rate differs."""
-    _check_config(config)
-    if not isinstance(clip, Clip):
-        raise FeatureError(f"extract() needs a Clip from audioclf.audio.load_audio, got {type(clip).__name__}.")
-    if clip.samples.size == 0:
-        raise AudioError(f"'{clip.name or 'clip'}' contains no audio samples; nothing to extract.")
-    silent = clip.silent
-    sr = config.sr
-    if sr is not None and sr != clip.sr:
-        clip = Clip(resample(clip.samples, clip.sr, sr), sr, clip.name)
-    extractor = _extractor(config.kind)
-    feats = extractor(clip, config)
-    feats.silent = silent
-    return feats
-
-
-def extract_file(path: str | PathLike | bytes, config: FeatureConfig, *, name: str | None = None) -> Features:
-    """Load a file (or bytes) at the config's rate and extract its features."""
-    return extract(load_audio(path, sr=target_rate(config), name=name), config)
-
-
-def summarize(values: np.ndarray) -> np.ndarray:
-    """Clip-level summary: per-dimension mean then std, shape (2*dims,), float32."""
-    values = np.asarray(values, dtype=np.float32)
-    if values.ndim != 2 or values.shape[0] == 0:
-        raise FeatureError(f"summarize() needs a (frames, dims) array with at least one frame, got shape {values.shape}.")
-    return np.concatenate([values.mean(axis=0), values.std(axis=0)]).astype(np.float32)
-
-
-def summary_names(names: tuple[str, ...]) -> tuple[str, ...]:
-    """Names matching :func:`summarize`'s output."""
-    return tuple(f"{n}_mean" for n in names) + tuple(f"{n}_std" for n in names)
-
-
-def _check_config(config: Any) -> FeatureConfig:
+def check_config(config: Any) -> FeatureConfig:
+    """`config` itself if it is a feature config; FeatureError otherwise."""
     if not isinstance(config, tuple(CONFIG_TYPES.values())):
         raise FeatureError(
             f"Expected a feature config (SpectralConfig, MFCCConfig or YAMNetConfig), got {type(config).__name__}."
         )
     return config
 
-
-def _extractor(kind: str) -> Callable[[Clip, Any], Features]:
-    # Imported on first use: librosa takes ~1 s to import and TensorFlow far longer.
-    if kind == "yamnet":
-        from audioclf.features.yamnet import extract_yamnet
-
-        return extract_yamnet
-    from audioclf.features import spectral
-
-    return spectral.extract_spectral if kind == "spectral" else spectral.extract_mfcc
-
-
-from audioclf.features.cache import CacheStats, extract_many  # noqa: E402  (needs the names above)
-
-__all__ = [
-    "AudioError",
-    "CacheStats",
-    "CONFIG_TYPES",
-    "FEATURE_VERSION",
-    "FeatureConfig",
-    "FeatureError",
-    "Features",
-    "MFCCConfig",
-    "SpectralConfig",
-    "YAMNetConfig",
-    "config_from_dict",
-    "config_key",
-    "config_to_dict",
-    "extract",
-    "extract_file",
-    "extract_many",
-    "summarize",
-    "summary_names",
-    "target_rate",
-]

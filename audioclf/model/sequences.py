@@ -1,9 +1,9 @@
 """The model's input contract, in numpy: how feature sequences are padded and
 what the per-clip normalisation needs. No TensorFlow.
 
-Shared by `audioclf.models` (configs, statistics, inference), `audioclf.layers`
+Shared by `audioclf.model.building` (statistics, inference), `audioclf.model.layers`
 (the Keras layers that mask and normalise inside a saved model) and
-`audioclf.batching` (training batches).
+`audioclf.training.batching` (training batches).
 """
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import math
 from typing import Sequence
 
 import numpy as np
+
+from .configs import ModelError
 
 # Real features never have a frame whose every value is exactly -1e6 (MFCC c0 of
 # digital silence is around -1100), so this cannot collide with a real frame.
@@ -37,4 +39,17 @@ def clip_centered(seqs: Sequence[np.ndarray], scale: bool = False) -> list[np.nd
             continue
         c = s - s.mean(0)
         out.append(c / np.sqrt(np.square(c).mean(0) + CLIP_EPS) if scale else c)
+    return out
+
+
+def pad_sequences(seqs: Sequence[np.ndarray], length: int | None = None) -> np.ndarray:
+    """Stack (frames, dims) arrays into (batch, length, dims), padding after with PAD_VALUE."""
+    if not seqs:
+        raise ModelError("No sequences to pad.")
+    length = length or max(len(s) for s in seqs)
+    dims = seqs[0].shape[1]
+    out = np.full((len(seqs), length, dims), PAD_VALUE, dtype=np.float32)
+    for i, s in enumerate(seqs):
+        n = min(len(s), length)
+        out[i, :n] = s[:n]
     return out

@@ -1,0 +1,279 @@
+"""What a trial does: the clips a search may read, their features, and the score Optuna maximises.
+
+The search splits the data set once with the base run's SplitConfig and never
+reads the test split: a trial trains on the training split and is scored on
+the validation split (objective "val"), or on k folds of training plus
+validation clips (objective "cv"). Features are extracted once per feature
+config through the feature cache. Hopeless trials are pruned from their
+per-epoch validation macro F1.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..training.config import RunConfig, TrainConfig
+from ..training.prepare import Cancelled, SplitData
+from .config import TuneConfig
+from .space import TuningError, apply_params, feature_fields, suggest, values_of
+
+MIN_CV_PER_CLASS = 2  # clips per class in each fold's held-out part, at least
+VAL_BATCH = 64
+
+
+class OutOfTime(Exception):
+    pass
+
+
+def search_items(cfg: TuneConfig):
+    """(labels, train items, val items) of the base split; the test split is dropped here."""
+    from .prepare import check_features, prepare_run
+
+    for kind in values_of(cfg.space, "features.kind", cfg.base.features.kind):
+        check_features(cfg.base.features if kind == cfg.base.features.kind else apply_params(
+            cfg.base, {"features.kind": kind}).features)  # YAMNet without a model: say so now
+    prepared = prepare_run(cfg.base)
+    labels, train, val = prepared.labels, list(prepared.split.train), list(prepared.split.val)
+    del prepared  # nothing below may see the test clips
+    _check_objective(cfg, labels, train, val)
+    return labels, train, val
+
+
+def _check_objective(cfg: TuneConfig, labels, train, val) -> None:
+    from collections import Counter
+
+    if cfg.objective == "val":
+        if not val:
+            raise TuningError("The validation objective needs validation clips, but the split has none: "
+                              "set a validation share above 0, or use the cv objective.")
+        missing = sorted(set(labels) - {it.label for it in val})
+        if missing:
+            raise TuningError(f"The validation split has no clip of class {missing[0]!r}, so its macro F1 "
+                              "cannot judge a trial; raise the validation share or use the cv objective.")
+        return
+    counts = Counter(it.label for it in train + val)
+    need = int(cfg.folds) * MIN_CV_PER_CLASS
+    few = [f"{lab} ({counts.get(lab, 0)})" for lab in labels if counts.get(lab, 0) < need]
+    if few:
+        raise TuningError(f"The data set is too small for {cfg.folds}-fold cross-validation: each class needs "
+                          f"at least {need} clips outside the test split ({MIN_CV_PER_CLASS} per fold); "
+                          f"{', '.join(few[:5])} have fewer. Use fewer folds or the val objective.")
+
+
+def feature_configs(cfg: TuneConfig) -> list:
+    """Every feature config the search can ask for (None if a feature setting is a continuous range)."""
+    import itertools
+
+    kinds = values_of(cfg.space, "features.kind", cfg.base.features.kind)
+    fparams = [p for p in cfg.space.params if p.name.startswith("features.") and p.name != "features.kind"]
+    if any(p.is_range and not p.step and not p.fixed for p in fparams):
+        return None
+    out = []
+    for kind in kinds:
+        own = [p for p in fparams if p.name.split(".", 1)[1] in feature_fields(kind)]
+        for combo in itertools.product(*[p.grid() for p in own]):
+            values = {"features.kind": kind, **{p.name: v for p, v in zip(own, combo)}}
+            try:
+                out.append(apply_params(cfg.base, values).features)
+            except ValueError:
+                continue
+    return list(dict.fromkeys(out))
+
+
+def _warped(features, train_cfg: TrainConfig) -> list:
+    """Feature configs of the extra warped training copies (MFCC vocal tract warping), as training makes."""
+    from .prepare import warp_factors
+
+    factors = warp_factors(RunConfig(dataset="", split=None, features=features, train=train_cfg))
+    return [replace(features, warp=w) for w in factors]
+
+
+def extract_sequences(items, features, labels, progress: Callable[[int, int], None] | None = None) -> SplitData:
+    """Features of `items` from the cache (computed once on a miss); unreadable clips are skipped."""
+    from .prepare import extract_parts
+
+    return extract_parts(list(items), features, labels, progress)[0]
+
+
+class TrialData:
+    """Per worker process: sequences of the search's clips for each feature config, built once."""
+
+    def __init__(self, labels, train, val):
+        self.labels, self.train, self.val = labels, train, val
+        self._memo: dict = {}
+
+    def get(self, items_key: str, items, features) -> SplitData:
+        key = (items_key, features)
+        if key not in self._memo:
+            self._memo[key] = extract_sequences(items, features, self.labels)
+        return self._memo[key]
+
+    def train_val(self, run_cfg: RunConfig) -> tuple[SplitData, SplitData]:
+        tr = self.get("train", self.train, run_cfg.features)
+        extra = [self.get("train", self.train, w) for w in _warped(run_cfg.features, run_cfg.train)]
+        return SplitData.concat([tr, *extra]), self.get("val", self.val, run_cfg.features)
+
+
+def prepare(cfg: TuneConfig, progress: Callable[[int, int], None] | None = None):
+    """Split once, check the objective and extract every feature config's features (cached).
+
+    Returns (labels, train items, val items). Only training and validation clips are read.
+    """
+    labels, train, val = search_items(cfg)
+    configs = feature_configs(cfg)
+    if configs:
+        jobs = []
+        for fc in configs:
+            jobs.append((train + val, fc))
+            for w in _warped(fc, cfg.base.train):  # cv folds train on validation clips too
+                jobs.append((train if cfg.objective == "val" else train + val, w))
+        total = sum(len(items) for items, _ in jobs)
+        done = 0
+        for items, fc in jobs:
+            base_done = done
+            extract_sequences(items, fc, labels,
+                              progress=(lambda d, t, b=base_done: progress(b + d, total)) if progress else None)
+            done += len(items)
+    return labels, train, val
+
+
+def _f1_callback(trial, val: SplitData, n_classes: int, stop: Callable[[], bool], deadline: float | None,
+                 step_offset: int = 0, report: bool = True):
+    """Keras callback: validation macro F1 after each epoch, reported to Optuna; stops pruned trials."""
+    import keras
+    from sklearn.metrics import f1_score
+
+    from .models import pad_sequences
+    from .sequences import padded_length
+
+    order = np.argsort([len(s) for s in val.x], kind="stable")
+    batches = []
+    for i in range(0, len(order), VAL_BATCH):
+        idx = order[i:i + VAL_BATCH]
+        batches.append((idx, pad_sequences([val.x[j] for j in idx], padded_length([len(val.x[j]) for j in idx]))))
+
+    class F1Callback(keras.callbacks.Callback):
+        pruned = False
+        out_of_time = False
+        cancelled = False
+        scores: list = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            if stop():
+                self.cancelled = True
+                self.model.stop_training = True
+            elif deadline is not None and time.time() > deadline:
+                self.out_of_time = True
+                self.model.stop_training = True
+
+        def on_epoch_end(self, epoch, logs=None):
+            probs = np.zeros((len(val.x), n_classes), np.float32)
+            for idx, xb in batches:
+                out = np.asarray(self.model.predict_on_batch(xb))
+                probs[idx] = out.mean(axis=1) if out.ndim == 3 else out  # ensemble: members' mean
+            f1 = float(f1_score(val.y, probs.argmax(1), labels=list(range(n_classes)),
+                                average="macro", zero_division=0))
+            self.scores = [*self.scores, f1]
+            if report:
+                trial.report(f1, step_offset + epoch + 1)
+                if trial.should_prune():
+                    self.pruned = True
+                    self.model.stop_training = True
+
+    return F1Callback()
+
+
+def _score(model, data: SplitData, n_classes: int) -> float:
+    from sklearn.metrics import f1_score
+
+    from .models import predict_proba
+
+    probs = predict_proba(model, data.x)
+    return float(f1_score(data.y, probs.argmax(1), labels=list(range(n_classes)), average="macro",
+                          zero_division=0))
+
+
+def make_objective(cfg: TuneConfig, data: TrialData, stop: Callable[[], bool],
+                   deadline: float | None = None) -> Callable:
+    """The function Optuna maximises: validation macro F1 (or the k-fold mean) of one config."""
+    import optuna
+
+    def objective(trial) -> float:
+        values = suggest(trial, cfg.space, cfg.base)
+        try:
+            run_cfg = apply_params(cfg.base, values)
+        except ValueError as e:
+            trial.set_user_attr("error", str(e))
+            raise
+        trial.set_user_attr("config", run_cfg.to_dict())
+        t0 = time.time()
+        try:
+            if cfg.objective == "cv":
+                value, epochs, status = _cv_value(cfg, run_cfg, data, trial, stop, deadline)
+            else:
+                value, epochs, status = _val_value(run_cfg, data, trial, stop, deadline)
+        finally:
+            trial.set_user_attr("seconds", round(time.time() - t0, 2))
+        trial.set_user_attr("epochs", epochs)
+        if status == "cancelled":
+            raise Cancelled()
+        if status == "out_of_time":
+            trial.set_user_attr("error", "stopped: the time budget ran out")
+            raise OutOfTime("the time budget ran out during this trial")
+        if status == "pruned":
+            raise optuna.TrialPruned()
+        return value
+
+    return objective
+
+
+def _val_value(run_cfg, data: TrialData, trial, stop, deadline):
+    from .fitting import fit
+
+    tr, va = data.train_val(run_cfg)
+    if not tr.x or not va.x:
+        raise TuningError("No training or validation clip could be read.")
+    n = len(data.labels)
+    cb = _f1_callback(trial, va, n, stop, deadline)
+    model, info = fit(run_cfg.model, run_cfg.train, tr, va, n, callbacks=[cb])
+    status = "cancelled" if cb.cancelled else "out_of_time" if cb.out_of_time else "pruned" if cb.pruned else ""
+    if status:
+        return 0.0, info["epochs_trained"], status
+    return _score(model, va, n), info["epochs_trained"], ""
+
+
+def _cv_value(cfg: TuneConfig, run_cfg, data: TrialData, trial, stop, deadline):
+    """Mean macro F1 over k folds of training + validation clips; reported after each fold."""
+    from .datasets import Dataset
+    from .fitting import fit
+    from .prepare import cv_folds
+
+    items = data.train + data.val
+    # Items carry their groups already (the split applied the pattern): no pattern needed again.
+    folds = cv_folds(Dataset("search", Path("."), items), replace(cfg.base.split, group_pattern=None),
+                     int(cfg.folds))
+    allseq = data.get("all", items, run_cfg.features)
+    warps = [data.get("all", items, w) for w in _warped(run_cfg.features, run_cfg.train)]
+    n = len(data.labels)
+    scores, epochs = [], 0
+    for k, fold in enumerate(folds):
+        tr_paths = [str(it.path) for it in fold.train]
+        tr = SplitData.concat([allseq.select(tr_paths), *(w.select(tr_paths) for w in warps)])
+        te = allseq.select([str(it.path) for it in fold.test])
+        cb = _f1_callback(trial, te, n, stop, deadline, report=False)
+        model, info = fit(run_cfg.model, run_cfg.train, tr, te, n, callbacks=[cb])
+        epochs += info["epochs_trained"]
+        if cb.cancelled:
+            return 0.0, epochs, "cancelled"
+        if cb.out_of_time:
+            return 0.0, epochs, "out_of_time"
+        scores.append(_score(model, te, n))
+        trial.report(float(np.mean(scores)), k + 1)
+        if k + 1 < len(folds) and trial.should_prune():
+            return 0.0, epochs, "pruned"
+    trial.set_user_attr("fold_scores", scores)
+    return float(np.mean(scores)), epochs, ""

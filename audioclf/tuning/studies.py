@@ -1,0 +1,291 @@
+"""Study folders in the workspace and the Optuna study inside each: create, read, list, delete.
+
+A study lives in ``<workspace>/tuning/<study>/``: ``tune.json`` (the TuneConfig),
+``status.json`` (state and progress, like a run's), ``optuna.sqlite`` (Optuna's
+RDB storage: every trial, its parameters, per-epoch scores and state),
+``log.txt`` and, while it is asked to stop, ``cancel``.
+"""
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .. import workspace
+from ..training import runs
+from .config import FINAL_STATES, TuneConfig, TuneResult
+from .space import TuningError
+
+TUNING = "tuning"  # workspace sub-folder of studies
+TUNE_CONFIG = "tune.json"
+DB_NAME = "optuna.sqlite"
+HEARTBEAT = 10  # seconds; a trial silent for GRACE is failed (its worker was killed)
+GRACE = 30
+PRUNE_WARMUP_SHARE = 0.2  # the median pruner leaves the first fifth of the epochs alone
+
+
+def tuning_dir() -> Path:
+    path = workspace.home() / TUNING
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def study_dir(study: str) -> Path:
+    """The folder of an existing study; TuningError if there is none."""
+    if not study or "/" in study or "\\" in study or study.startswith("."):
+        raise TuningError(f"{study!r} is not a study name.")
+    path = tuning_dir() / study
+    if not (path / TUNE_CONFIG).is_file():
+        raise TuningError(f"No study {study!r} in {tuning_dir()}.")
+    return path
+
+
+def list_studies() -> list[dict]:
+    """Every study in the workspace, newest first: name, state, trials, best value, data set."""
+    out = []
+    for path in tuning_dir().iterdir():
+        if (path / TUNE_CONFIG).is_file():
+            st = read_status(path.name)
+            cfg = runs.read_json(path / TUNE_CONFIG, {}) or {}
+            out.append({"study": path.name, "state": st.get("state", "failed"),
+                        "created": st.get("created", path.stat().st_mtime),
+                        "dataset": (cfg.get("base") or {}).get("dataset", ""),
+                        "trials": st.get("n_trials", 0), "best_value": st.get("best_value"),
+                        "run_id": st.get("run_id")})
+    return sorted(out, key=lambda s: (s["created"], s["study"]), reverse=True)
+
+
+def create_study(cfg: TuneConfig, name: str = "") -> str:
+    """A new study folder holding `cfg`; returns its name (state "queued")."""
+    from ..datasets import safe_name
+
+    workspace.require_writable("start a hyperparameter search")
+    base = safe_name(name) if name else "study-" + runs.new_run_id()
+    if not base:
+        raise TuningError(f"{name!r} is not usable as a study name.")
+    path = tuning_dir() / base
+    try:
+        path.mkdir()
+    except FileExistsError:
+        raise TuningError(f"A study named {base!r} exists already; resume it or choose another name.") from None
+    runs.write_json(path / TUNE_CONFIG, cfg.to_dict())
+    runs.write_json(path / runs.STATUS, {"state": "queued", "created": time.time(), "updated": time.time()})
+    return base
+
+
+def load_config(study: str) -> TuneConfig:
+    return TuneConfig.from_dict(runs.read_json(study_dir(study) / TUNE_CONFIG, {}) or {})
+
+
+def update_status(study: str, **values: Any) -> dict:
+    path = study_dir(study) / runs.STATUS
+    status = runs.read_json(path, {}) or {}
+    status.update(values, updated=time.time())
+    runs.write_json(path, status)
+    return status
+
+
+def read_status(study: str) -> dict:
+    """status.json; a not-final study whose process is gone reads as failed (interrupted)."""
+    path = study_dir(study) / runs.STATUS
+    status = runs.read_json(path, {}) or {}
+    if status.get("state") not in FINAL_STATES and status.get("pid") \
+            and not runs.pid_alive(status["pid"], status.get("pid_started")):
+        status = runs.read_json(path, {}) or status
+        if status.get("state") not in FINAL_STATES:
+            status = {**status, "state": "failed", "interrupted": True,
+                      "message": "Interrupted: the search process ended without finishing (killed or crashed)."}
+    return status
+
+
+def check_idle(study: str) -> None:
+    """Refuse to run a study that another process is running (a queued one is ours to start)."""
+    st = read_status(study)
+    if st.get("state") not in (*FINAL_STATES, "queued", None) and st.get("pid") != os.getpid():
+        raise TuningError(f"Study {study} is still {st.get('state')} in another process; wait for it, or "
+                          f"cancel it (`audioclf studies cancel {study}`) first.")
+
+
+def storage_url(study: str, cfg: TuneConfig | None = None) -> str:
+    cfg = cfg or load_config(study)
+    return cfg.storage or f"sqlite:///{study_dir(study) / DB_NAME}"
+
+
+def storage(url: str):
+    import optuna
+
+    import warnings
+
+    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna, and what we need
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT,
+                                          grace_period=GRACE)
+
+
+def _sampler(cfg: TuneConfig, worker: int = 0):
+    import optuna
+
+    seed = cfg.seed * 1000 + worker  # workers must not draw the same random points
+    if cfg.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if cfg.sampler == "grid":
+        return optuna.samplers.GridSampler({p.name: p.grid() for p in cfg.space.params if not p.fixed},
+                                           seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(3, (cfg.trials or 30) // 3)))
+
+
+def _pruner(cfg: TuneConfig):
+    import optuna
+
+    steps = _max_steps(cfg)
+    if cfg.pruner == "none":
+        return optuna.pruners.NopPruner()
+    if cfg.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=steps, reduction_factor=3)
+    return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=max(1, int(steps * PRUNE_WARMUP_SHARE)))
+
+
+def _max_steps(cfg: TuneConfig) -> int:
+    if cfg.objective == "cv":
+        return int(cfg.folds)
+    epochs = [int(cfg.base.train.epochs)]
+    p = cfg.space.get("train.epochs")
+    if p is not None:
+        epochs += [int(v) for v in (p.choices or [p.high])]
+    return max(epochs)
+
+
+def open_study(study: str, cfg: TuneConfig | None = None, worker: int = 0):
+    """The Optuna study (created on first use), for optimising or reading."""
+    import optuna
+
+    cfg = cfg or load_config(study)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed and pruned trials are in the leaderboard
+    return optuna.create_study(study_name=study, storage=storage(storage_url(study, cfg)),
+                               sampler=_sampler(cfg, worker), pruner=_pruner(cfg),
+                               direction="maximize", load_if_exists=True)
+
+
+def summarize(study: str, seconds: float = 0.0) -> TuneResult:
+    """Counts and the best trial so far, read from the study's database."""
+    import optuna
+    from optuna.trial import TrialState
+
+    try:
+        s = optuna.load_study(study_name=study, storage=storage(storage_url(study)))
+        trials = s.get_trials(deepcopy=False)
+    except KeyError:
+        trials = []
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    best = max(complete, key=lambda t: t.value, default=None)
+    st = read_status(study)
+    return TuneResult(study=study, state=st.get("state", "failed"), n_trials=len(trials), n_complete=len(complete),
+                      n_pruned=sum(t.state == TrialState.PRUNED for t in trials),
+                      n_failed=sum(t.state == TrialState.FAIL for t in trials),
+                      best_value=best.value if best else None, best_params=dict(best.params) if best else {},
+                      best_trial=best.number if best else None,
+                      best_config=best.user_attrs.get("config") if best else None,
+                      run_id=st.get("run_id"), seconds=round(seconds or float(st.get("search_seconds", 0)), 1),
+                      message=st.get("message", ""))
+
+
+def leaderboard(study: str) -> list[dict]:
+    """One row per trial, best first (then running, pruned and failed ones, newest first)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    try:
+        s = optuna.load_study(study_name=study, storage=storage(storage_url(study)))
+    except KeyError:
+        return []
+    rows = []
+    rank = {TrialState.COMPLETE: 0, TrialState.RUNNING: 1, TrialState.PRUNED: 2, TrialState.FAIL: 3,
+            TrialState.WAITING: 4}
+    for t in s.get_trials(deepcopy=False):
+        last = t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else None
+        seconds = t.user_attrs.get("seconds")
+        if seconds is None and t.datetime_start is not None:
+            end = t.datetime_complete or datetime.now()
+            seconds = round((end - t.datetime_start).total_seconds(), 1)
+        rows.append({"trial": t.number, "state": t.state.name.lower(),
+                     "macro_f1": t.value if t.state == TrialState.COMPLETE else None,
+                     "last_reported": last, "epochs": t.user_attrs.get("epochs", len(t.intermediate_values)),
+                     "seconds": seconds, **{k: v for k, v in sorted(t.params.items())},
+                     "note": t.user_attrs.get("error", ""), "_rank": rank.get(t.state, 5)})
+    rows.sort(key=lambda r: (r["_rank"], -(r["macro_f1"] or 0), -r["trial"]))
+    for r in rows:
+        r.pop("_rank")
+    return rows
+
+
+def figures(study: str, importances: bool = True) -> dict[str, Any]:
+    """Optuna's plotly figures of a study: history, parallel coordinates, importances, slices.
+
+    A figure that needs more finished trials than there are is left out.
+    `importances=False` skips the one that fits a model (fANOVA): for views that
+    redraw every few seconds while trials still run.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    try:
+        s = optuna.load_study(study_name=study, storage=storage(storage_url(study)))
+    except KeyError:
+        return {}
+    complete = [t for t in s.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    if not complete:
+        return {}
+    vis = optuna.visualization
+    makers = {"Optimisation history": vis.plot_optimization_history,
+              "Parallel coordinates": vis.plot_parallel_coordinate,
+              "Slices": vis.plot_slice}
+    if importances and len(complete) >= 2 and len({tuple(sorted(t.params.items())) for t in complete}) >= 2:
+        makers["Parameter importances"] = vis.plot_param_importances
+    out = {}
+    import warnings
+
+    for title, make in makers.items():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fig = make(s)
+            fig.update_layout(title=title, template="plotly_white")
+            out[title] = fig
+        except (ValueError, RuntimeError, ZeroDivisionError):
+            continue
+    return out
+
+
+def fail_running(study: str) -> int:
+    """Mark the study's running trials failed (their workers were stopped); returns how many."""
+    import optuna
+    from optuna.trial import TrialState
+
+    storage = storage(storage_url(study))
+    try:
+        s = optuna.load_study(study_name=study, storage=storage)
+    except KeyError:
+        return 0
+    n = 0
+    for t in s.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        try:
+            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            storage.set_trial_user_attr(t._trial_id, "error", "stopped: the search was cancelled")
+            n += 1
+        except RuntimeError:  # finished meanwhile
+            continue
+    return n
+
+
+def delete_study(study: str) -> None:
+    """Remove a study folder (refused while it runs); its best run stays."""
+    import shutil
+
+    workspace.require_writable("delete a study")
+    st = read_status(study)
+    if st.get("state") not in FINAL_STATES:
+        raise TuningError(f"Study {study} is still {st.get('state')}; cancel it first.")
+    shutil.rmtree(study_dir(study))
