@@ -101,7 +101,7 @@ def upload_limit_mb() -> int:
 @st.cache_resource(show_spinner="Preparing the demo data set (first start only)...")
 def ensure_demo(home: str) -> str | None:
     """Synthesise the demo data set once per process and workspace; returns its name."""
-    from audioclf import demo
+    from audioclf.datasets import demo
 
     ds = demo.ensure_demo_dataset()
     return _name_of(ds)
@@ -199,7 +199,7 @@ def current_dataset(allow_empty: bool = False):
 @st.cache_resource(max_entries=4, show_spinner="Loading the model...")
 def load_predictor(run_id: str, stamp: float):
     """A loaded Predictor per run (TensorFlow is imported here, on first use)."""
-    from audioclf.predict import Predictor
+    from audioclf.inference import Predictor
 
     return Predictor.load(run_id)
 
@@ -253,7 +253,7 @@ def choose_run(key: str, label: str = "Model (run)"):
 
     Shares its choice with the other pages through RUN_KEY.
     """
-    from audioclf import runs
+    from audioclf.training import runs
 
     done = []
     with guard("Listing runs"):
@@ -279,7 +279,7 @@ def choose_run(key: str, label: str = "Model (run)"):
 
 def predictor_for(run_id: str):
     """The loaded Predictor of a run, reloaded when its model file changes."""
-    from audioclf import runs
+    from audioclf.training import runs
 
     model = runs.run_dir(run_id) / runs.MODEL
     return load_predictor(run_id, model.stat().st_mtime if model.is_file() else 0.0)

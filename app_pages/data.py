@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from audioclf import plotting
+from audioclf.insight import plotting
 from app_pages.common import (DATASET_KEY, code, current_dataset, expand, fmt_seconds, guard,
                               md, read_only, select_dataset, upload_limit_mb)
 from app_pages.health_panel import health_tab

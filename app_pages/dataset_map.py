@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from audioclf import plotting
+from audioclf.insight import plotting
 from app_pages.common import code, current_dataset, dataset_version, guard, read_only
 
 FEATURES = {"MFCC summary": "mfcc", "Spectral summary": "spectral", "YAMNet embedding": "yamnet"}
@@ -27,7 +27,7 @@ def feature_config(kind: str):
 
 def vectors(ds, kind: str):
     """Clip vectors from the feature cache, with a progress bar while features are computed."""
-    from audioclf.mapping import clip_vectors
+    from audioclf.insight import clip_vectors
 
     key = (str(ds.root), dataset_version(Path(ds.root)), kind, len(ds.items))
     store = st.session_state.setdefault(VECTORS_KEY, {})
@@ -47,7 +47,7 @@ def vectors(ds, kind: str):
 @st.cache_data(show_spinner="Projecting...", max_entries=8)
 def projection(key: tuple, method: str, _values: np.ndarray) -> np.ndarray:
     """2-D coordinates; `key` (root, version, kind, clips) stands in for the unhashed values."""
-    from audioclf.mapping import project
+    from audioclf.insight import project
 
     return project(_values, method)
 
@@ -121,7 +121,7 @@ def edit_selection(vecs, rows: list[int], labels: list[str]) -> None:
 
 
 def map_tab(ds, kind: str, method: str) -> None:
-    from audioclf.mapping import PROJECTION_NAMES
+    from audioclf.insight.mapping import PROJECTION_NAMES
 
     vecs = vectors(ds, kind)
     if vecs.errors:
@@ -170,7 +170,7 @@ def map_tab(ds, kind: str, method: str) -> None:
 
 
 def profiles_tab(ds) -> None:
-    from audioclf.profiles import MAX_PER_CLASS
+    from audioclf.insight.profiles import MAX_PER_CLASS
 
     per_class = st.slider("Clips per class for the mean spectrograms", 5, 100, MAX_PER_CLASS, step=5,
                           key="prof_n")
@@ -195,7 +195,7 @@ def profiles_tab(ds) -> None:
 @st.cache_data(show_spinner="Averaging spectrograms per class...", max_entries=8)
 def profiles(root: str, version: float, per_class: int):
     from audioclf.datasets import load_dataset
-    from audioclf.profiles import class_profiles
+    from audioclf.insight import class_profiles
 
     return class_profiles(load_dataset(root), max_per_class=per_class)
 

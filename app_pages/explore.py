@@ -6,8 +6,8 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from audioclf import plotting
 from audioclf.audio import load_audio
+from audioclf.insight import plotting
 from app_pages.common import code, current_dataset, guard, md, upload_limit_mb
 
 RATES = {"native": None, "8000 Hz": 8000, "16000 Hz": 16000, "22050 Hz": 22050, "44100 Hz": 44100}

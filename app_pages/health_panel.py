@@ -1,4 +1,4 @@
-"""The Data page's Health tab: run `audioclf.health.check_dataset`, list findings, fix them in one click."""
+"""The Data page's Health tab: run `audioclf.insight.health.check_dataset`, list findings, fix them in one click."""
 from __future__ import annotations
 
 import time
@@ -20,7 +20,7 @@ MAX_PLAYERS = 3
 
 def run_check(ds, kind: str) -> None:
     from audioclf.features import MFCCConfig, YAMNetConfig
-    from audioclf.health import check_dataset
+    from audioclf.insight import check_dataset
 
     bar = st.progress(0.0, text="Reading clips...")
 
@@ -47,7 +47,7 @@ def still_there(f) -> bool:
 
 
 def finding_row(i: int, f) -> None:
-    from audioclf.health import apply_fix
+    from audioclf.insight import apply_fix
 
     with st.container(border=True):
         text, button = st.columns([5, 1], vertical_alignment="center")

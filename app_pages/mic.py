@@ -2,7 +2,7 @@
 
 The browser sends the microphone over WebRTC (streamlit-webrtc, its aiortc
 backend); each batch of audio frames is pushed, without waiting, into an
-`audioclf.live.LiveSession` kept in the user's session, which labels it on a
+`audioclf.inference.live.LiveSession` kept in the user's session, which labels it on a
 thread of its own. While the stream plays, one small fragment redraws the big
 label every REFRESH s and another the rolling probability chart and the event
 log every DETAILS_REFRESH s (each redraw is a rerun on the server, which also
@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from audioclf import live
-from audioclf.confidence import UNKNOWN, UNKNOWN_TEXT
+from audioclf.inference import live
+from audioclf.inference.confidence import UNKNOWN, UNKNOWN_TEXT
 
 REFRESH = 0.25  # s between redraws of the live label: adds REFRESH / 2 on average to its latency
 DETAILS_REFRESH = 1.0  # s between redraws of the chart and the event log
@@ -140,7 +140,7 @@ def live_panel(predictor, key: str, *, compact: bool = False, threshold: float |
 
     Parameters
     ----------
-    predictor : audioclf.predict.Predictor
+    predictor : audioclf.inference.predict.Predictor
         The run to classify with.
     key : str
         Widget and session key prefix (one panel per key).

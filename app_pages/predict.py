@@ -7,8 +7,10 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from audioclf import plotting, runs
-from audioclf.confidence import UNKNOWN, UNKNOWN_TEXT, run_threshold
+from audioclf.inference import run_threshold
+from audioclf.inference.confidence import UNKNOWN, UNKNOWN_TEXT
+from audioclf.insight import plotting
+from audioclf.training import runs
 from app_pages.common import RUN_KEY, code, expand, guard, load_predictor, read_only, upload_limit_mb
 
 AUDIO_TYPES = ["wav", "flac", "ogg", "oga", "mp3"]

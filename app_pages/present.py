@@ -6,8 +6,9 @@ import html
 
 import streamlit as st
 
-from audioclf import plotting, runs
-from audioclf.confidence import UNKNOWN_TEXT
+from audioclf.inference.confidence import UNKNOWN_TEXT
+from audioclf.insight import plotting
+from audioclf.training import runs
 from app_pages.common import choose_run, guard, predictor_for, read_only, upload_limit_mb
 
 AUDIO_TYPES = ["wav", "flac", "ogg", "oga", "mp3"]

@@ -8,7 +8,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from audioclf import plotting, runs
+from audioclf.insight import plotting
+from audioclf.training import runs
 from app_pages.common import RUN_KEY, code, guard, md, read_only, run_state_sentence
 
 SPLITS = {"test": "Test", "val": "Validation"}
@@ -100,7 +101,7 @@ def show_run(run_id: str) -> None:
             run_state_sentence(run.info.state, run.info.message))
     if run.info.state not in runs.FINAL_STATES and not read_only():  # a shared demo stops nothing
         if st.button("Cancel this run", key="runs_cancel", icon=":material/stop_circle:"):
-            from audioclf.background import cancel_run
+            from audioclf.training import cancel_run
 
             with guard("Cancelling the run"):
                 state = cancel_run(run_id)

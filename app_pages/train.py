@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from audioclf import plotting
 from audioclf.datasets import METHODS, SplitConfig, has_background
 from audioclf.features import MFCCConfig, SpectralConfig
-from audioclf.models import ACTIVATIONS, KINDS, MAX_MEMBERS, POOLINGS, ModelConfig
-from audioclf.defaults import AUTO, AutoFeatures, default_feature_kind, not_applicable
-from audioclf.runconfig import RunConfig, TrainConfig  # light: TensorFlow is imported by the training process
+from audioclf.insight import plotting
+from audioclf.model import ModelConfig
+from audioclf.model.configs import ACTIVATIONS, KINDS, MAX_MEMBERS, POOLINGS
+# light: TensorFlow is imported by the training process
+from audioclf.training import AutoFeatures, RunConfig, TrainConfig, default_feature_kind, not_applicable
+from audioclf.training.defaults import AUTO
 from app_pages.common import (ACTIVE_RUN_KEY, DATASET_KEY, TRAIN_PRESET_KEY, code, current_dataset,
                               fmt_seconds, guard, run_state_sentence)
 
@@ -151,7 +153,7 @@ def feature_fields(kind: str):
 
 def widget_defaults(feature_kind: str, model_kind: str) -> dict:
     """{widget key: value} of the model and training fields for this feature type and model kind."""
-    from audioclf.runconfig import resolve_settings
+    from audioclf.training import resolve_settings
 
     m, t = resolve_settings(feature_kind, {"model.kind": model_kind})
     return {"tr_layers": max(1, len(m.rnn_units)), "tr_units": m.rnn_units[0] if m.rnn_units else 64,
@@ -303,8 +305,7 @@ def start(ds, make_features, make_model, make_train, make_split, name: str) -> N
     While another run is in progress nothing starts: the config waits in the
     session for the user to cancel that run or keep it (see `pending_prompt`).
     """
-    from audioclf.prepare import prepare_run
-    from audioclf.runs import active_runs
+    from audioclf.training import active_runs, prepare_run
 
     with guard("Cannot start training"):
         split, seed, k = make_split
@@ -328,7 +329,7 @@ def start(ds, make_features, make_model, make_train, make_split, name: str) -> N
 
 def launch(cfg) -> None:
     """Start `cfg` in the background and show it."""
-    from audioclf.background import start_training
+    from audioclf.training import start_training
 
     st.session_state.pop(PENDING_KEY, None)
     run_id = start_training(cfg)
@@ -341,8 +342,7 @@ def launch(cfg) -> None:
 
 def pending_prompt() -> None:
     """A run was asked for while another trains: two runs at once would share the CPU."""
-    from audioclf.background import cancel_run
-    from audioclf.runs import active_runs
+    from audioclf.training import active_runs, cancel_run
 
     cfg = st.session_state.get(PENDING_KEY)
     if cfg is None:
@@ -369,7 +369,7 @@ def pending_prompt() -> None:
 def run_to_show() -> tuple[str | None, int]:
     """(run id, runs in progress): the newest run in progress, else this session's
     last run, else the workspace's newest run (its final state, also in a new session)."""
-    from audioclf.runs import active_runs, list_runs
+    from audioclf.training import active_runs, list_runs
 
     busy = active_runs()
     if busy:
@@ -394,8 +394,7 @@ def early_stopping_note(train_cfg: dict) -> str | None:
 
 def show_status(run_id: str) -> bool:
     """Progress of one run; returns True when it has finished."""
-    from audioclf import runs
-    from audioclf.background import cancel_run, run_status
+    from audioclf.training import cancel_run, run_status, runs
 
     s = run_status(run_id)
     train_cfg = (runs.read_json(runs.run_dir(run_id) / runs.CONFIG, {}) or {}).get("train") or {}
@@ -458,7 +457,7 @@ if run_id:
             st.info(f"{n_busy} runs are in progress; the newest is shown. See them all on the Runs page.")
         monitor(run_id)
     else:
-        from audioclf.runs import read_status
+        from audioclf.training import read_status
 
         with st.expander(f"Last run: {run_id} ({read_status(run_id).get('state', '?')})", expanded=True):
             show_status(run_id)

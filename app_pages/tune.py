@@ -98,7 +98,7 @@ def show_study(study: str, live: bool) -> bool:
 
 
 def show_best(study: str, result, status: dict) -> None:
-    from audioclf.runs import RunError, load_run
+    from audioclf.training import RunError, load_run
 
     run_id = result.run_id
     test = None

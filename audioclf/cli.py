@@ -198,8 +198,8 @@ def feature_kind(args: argparse.Namespace, auto_ok: bool = True) -> str:
     """--features, or what a new user gets: auto with a YAMNet model available, else mfcc.
     Where a command extracts one feature type (`auto_ok=False`), that is YAMNet when
     available, else MFCC; "auto" itself is refused there."""
-    from .defaults import AUTO, default_feature_kind
     from .features import yamnet
+    from .training.defaults import AUTO, default_feature_kind
 
     if args.features == AUTO and not auto_ok:
         raise CLIError("--features auto chooses a feature type for training; here choose mfcc, spectral or yamnet.")
@@ -211,8 +211,8 @@ def feature_kind(args: argparse.Namespace, auto_ok: bool = True) -> str:
 
 def feature_config(args: argparse.Namespace, auto_ok: bool = True):
     """The FeatureConfig the options describe (only options given override the defaults)."""
-    from .defaults import AutoFeatures
     from .features import MFCCConfig, SpectralConfig, YAMNetConfig
+    from .training.defaults import AutoFeatures
 
     kind = feature_kind(args, auto_ok)
 
@@ -266,7 +266,7 @@ def split_config(args: argparse.Namespace):
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    from .models import ACTIVATIONS, KINDS, POOLINGS, ModelConfig
+    from .model.configs import ACTIVATIONS, KINDS, POOLINGS
 
     d = _per_feature_defaults("model")
     g = p.add_argument_group("model (ModelConfig; defaults depend on the feature type)")
@@ -302,14 +302,10 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def model_config(args: argparse.Namespace):
-    from .models import ModelConfig
-
     return _settings(args)[0]
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
-    from .runconfig import TrainConfig
-
     d = _per_feature_defaults("train")
     g = p.add_argument_group("training (TrainConfig; defaults depend on the feature type)")
     g.add_argument("--learning-rate", "--lr", type=float, default=_UNSET,
@@ -334,8 +330,6 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
 
 
 def train_config(args: argparse.Namespace):
-    from .runconfig import TrainConfig
-
     return _settings(args)[1]
 
 
@@ -351,8 +345,8 @@ TRAIN_OPTIONS = {"learning_rate": "learning_rate", "batch_size": "batch_size", "
 
 def _per_feature_defaults(part: str) -> dict[str, str]:
     """{field: "40" or "mfcc 15, yamnet 5"}: each setting's default for the help text."""
-    from .defaults import FEATURE_KINDS
-    from .runconfig import resolve_settings
+    from .training.config import resolve_settings
+    from .training.defaults import FEATURE_KINDS
 
     per_kind = {k: resolve_settings(k)[0 if part == "model" else 1] for k in FEATURE_KINDS}
     out = {}
@@ -377,7 +371,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _settings(args: argparse.Namespace):
     """(ModelConfig, TrainConfig) of the options: the feature type's defaults, given options on top."""
-    from .runconfig import resolve_settings
+    from .training.config import resolve_settings
 
     kind = feature_kind(args)
     return resolve_settings("mfcc" if kind == "auto" else kind, overrides(args))
@@ -388,8 +382,8 @@ def _chosen(cfg):
     validation clips of the split (never the test clips), as a training run would."""
     if not cfg.is_auto:
         return cfg
-    from .feature_choice import choose_features, feature_config as config_of
-    from .prepare import prepare_run
+    from .training.feature_choice import choose_features, feature_config as config_of
+    from .training.prepare import prepare_run
 
     prepared = prepare_run(cfg)
     choice = choose_features([*prepared.split.train, *prepared.split.val], prepared.labels, cfg.features,
@@ -399,7 +393,7 @@ def _chosen(cfg):
 
 
 def run_config(args: argparse.Namespace):
-    from .runconfig import RunConfig
+    from .training.config import RunConfig
 
     return RunConfig(dataset=args.data, split=split_config(args), features=feature_config(args),
                      name=args.name or "", overrides=overrides(args))
@@ -407,7 +401,7 @@ def run_config(args: argparse.Namespace):
 
 def _load_dataset(source: str):
     # Same resolution as a training run: a path, or the name of a workspace data set.
-    from .prepare import resolve_dataset
+    from .training.prepare import resolve_dataset
 
     return resolve_dataset(source)
 
@@ -452,7 +446,7 @@ def cmd_app(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import make_demo_dataset
+    from .datasets.demo import make_demo_dataset
 
     path = make_demo_dataset(args.dest, clips_per_class=args.clips, seed=args.seed)
     print(path)
@@ -460,7 +454,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_download_esc50(args: argparse.Namespace) -> int:
-    from .download import ESC50_URL, download_esc50
+    from .datasets.download import ESC50_URL, download_esc50
 
     bar = Progress("downloading (MB)", args.quiet)
     path = download_esc50(args.dest, url=args.url or ESC50_URL,
@@ -471,7 +465,7 @@ def cmd_download_esc50(args: argparse.Namespace) -> int:
 
 def cmd_extract(args: argparse.Namespace) -> int:
     from .features import CacheStats, extract_many
-    from .prepare import check_features
+    from .training.prepare import check_features
 
     cfg = feature_config(args, auto_ok=False)
     check_features(cfg)  # YAMNet without a model: one message, not one error per clip
@@ -499,7 +493,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .health import check_dataset
+    from .insight.health import check_dataset
 
     cfg = feature_config(args, auto_ok=False)
     ds = _load_dataset(args.data)
@@ -589,9 +583,10 @@ def _metrics_rows(metrics: dict) -> list[dict]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from . import runs
-    from .prepare import prepare_run
-    from .training import start_training, train
+    from .training import runs
+    from .training.background import start_training
+    from .training.prepare import prepare_run
+    from .training.run import train
 
     cfg = run_config(args)
     prepare_run(cfg)  # every check the run makes, before a background process or a long extraction
@@ -688,7 +683,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def _print_study(study: str, result, fmt: str, top: int) -> None:
-    from . import runs, tuning
+    from . import tuning
+    from .training import runs
 
     board = tuning.leaderboard(study)
     test = None
@@ -762,8 +758,9 @@ def _report(metrics, fmt: str, title: str) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from . import runs
-    from .evaluation import Metrics, cross_validate, evaluate
+    from .evaluation.cross_validation import cross_validate
+    from .evaluation.metrics import Metrics, evaluate
+    from .training import runs
 
     if args.cv:
         try:
@@ -771,7 +768,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         except runs.RunError:
             args.data = args.target
             cfg = run_config(args)
-        from .prepare import prepare_run
+        from .training.prepare import prepare_run
 
         prepare_run(cfg, folds=args.cv)  # the same checks as a training run, before any extraction
         bar = Progress("extracting features", args.quiet)
@@ -799,7 +796,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     run = runs.load_run(args.target)
     if args.data:  # a new labelled data set, through the run's model
-        from .predict import Predictor
+        from .inference.predict import Predictor
 
         ds = _load_dataset(args.data)
         _import_tensorflow_quietly()
@@ -827,8 +824,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _run_config_of(run_id: str):
-    from . import runs
-    from .runconfig import RunConfig
+    from .training import runs
+    from .training.config import RunConfig
 
     return RunConfig.from_dict(runs.load_run(run_id).config)
 
@@ -910,8 +907,8 @@ def _segment_rows(results) -> list[dict]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from . import runs
-    from .predict import Predictor
+    from .inference.predict import Predictor
+    from .training import runs
 
     run_id = args.run
     if not run_id:
@@ -949,8 +946,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from . import runs
-    from .export import export_run
+    from .export.bundle import export_run
+    from .training import runs
 
     runs.run_dir(args.run)  # a wrong id fails before the slow import
     _import_tensorflow_quietly()
@@ -962,7 +959,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from . import runs
+    from .training import runs
 
     action = args.action or "list"
     ids = args.ids
@@ -986,7 +983,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
             runs.delete_run(run_id)
             _err(f"deleted run {run_id}")
     elif action == "cancel":
-        from .background import cancel_run
+        from .training.background import cancel_run
 
         for run_id in ids:
             print(f"{run_id}: {cancel_run(run_id)}")
@@ -1006,7 +1003,7 @@ def _transpose(rows: list[dict]) -> list[dict]:
 
 
 def _show_run(run_id: str, fmt: str) -> None:
-    from . import runs
+    from .training import runs
 
     run = runs.load_run(run_id)
     status = runs.run_status(run_id)

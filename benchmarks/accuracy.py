@@ -11,7 +11,7 @@ file name; FSDD: a speaker; a data set without groups: a stratified fifth). The
 fold is written as a CSV manifest with a split column and trained through
 `audioclf.training.train` with `SplitConfig(method="fixed")`, exactly as a run
 started from the app or the command line: features from the workspace cache,
-the feature type's own defaults (`audioclf.defaults`), early stopping on a
+the feature type's own defaults (`audioclf.training.defaults`), early stopping on a
 validation share of the training groups (`--val share`, 15 %) or on the next
 group (`--val next`, FSDD's speaker protocol), scored once on the held-out group.
 
@@ -65,9 +65,8 @@ PLAIN_EPOCHS, PLAIN_PATIENCE, PLAIN_BATCH = 30, 10, 32
 
 def load(data: str, group_pattern: str | None):
     """(Dataset, groups per item in natural order) of a preset name or a folder."""
-    from audioclf.datasets import load_dataset
-    from audioclf.demo import ensure_demo_dataset
-    from audioclf.prepare import natural_key
+    from audioclf.datasets import ensure_demo_dataset, load_dataset
+    from audioclf.training import natural_key
 
     folder, pattern, _ = PRESETS.get(data, (Path(data), None, "share"))
     folder = folder or ensure_demo_dataset()
@@ -99,12 +98,9 @@ def fold_manifest(ds, groups: list[str], order: list[str], test: str, val_mode: 
 
 def run_row(row: str, manifest: Path, yamnet: str, seed: int) -> dict:
     """Train one fold through audioclf.training.train; return its test scores and timings."""
-    from audioclf import runs
     from audioclf.datasets import SplitConfig
-    from audioclf.defaults import AutoFeatures, default_feature_kind
-    from audioclf.feature_choice import feature_config
     from audioclf.features import yamnet as Y
-    from audioclf.training import RunConfig, train
+    from audioclf.training import AutoFeatures, RunConfig, default_feature_kind, feature_config, runs, train
 
     overrides = {"train.seed": seed}
     if row == "default":
@@ -254,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ["AUDIOCLF_HOME"] = str(args.home.resolve())
     os.environ.setdefault("AUDIOCLF_YAMNET", args.yamnet)
-    from audioclf import runs
+    from audioclf.training import runs
 
     ds, groups, order = load(args.data, args.group_pattern)
     val_mode = args.val or PRESETS.get(args.data, (None, None, "share"))[2]

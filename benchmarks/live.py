@@ -5,7 +5,7 @@
 
 A stream of demo clips (siren, dial tone, rain, ...) at 48 kHz, 16-bit stereo,
 cut into 20 ms blocks as a browser's WebRTC track delivers it, is fed to
-`audioclf.live.LiveClassifier` (window 1.5 s, a label every 0.5 s). The
+`audioclf.inference.live.LiveClassifier` (window 1.5 s, a label every 0.5 s). The
 latency of a label is the time from the `feed` call that delivered the last
 sample of its window to the label being returned. Beside it the plain way,
 measured in the same run on the same blocks: keep the raw audio and, every hop,
@@ -41,8 +41,7 @@ REFRESH = 0.25  # s between refreshes of the app's live label (app_pages/mic.py)
 
 def train_runs(home: Path, yamnet: str) -> list[str]:
     """Two small real runs on the demo data set: default model on MFCC, and on YAMNet."""
-    from audioclf.datasets import SplitConfig
-    from audioclf.demo import make_demo_dataset
+    from audioclf.datasets import SplitConfig, make_demo_dataset
     from audioclf.features import MFCCConfig, YAMNetConfig
     from audioclf.training import RunConfig, TrainConfig, train
 
@@ -57,7 +56,8 @@ def train_runs(home: Path, yamnet: str) -> list[str]:
 
 def stream(seed: int = 7) -> tuple[np.ndarray, list[str]]:
     """Demo clips end to end at 48 kHz as interleaved int16 stereo, and their classes."""
-    from audioclf.demo import CLASSES, synth_clip
+    from audioclf.datasets import synth_clip
+    from audioclf.datasets.demo import CLASSES
 
     rng = np.random.default_rng(seed)
     labels = [CLASSES[i % len(CLASSES)] for i in range(STREAM_CLIPS)]
@@ -68,7 +68,7 @@ def stream(seed: int = 7) -> tuple[np.ndarray, list[str]]:
 
 def run_live(predictor, pcm: np.ndarray) -> np.ndarray:
     """Latencies (ms) of LiveClassifier's labels over the stream."""
-    from audioclf.live import LiveClassifier
+    from audioclf.inference import LiveClassifier
 
     live = LiveClassifier(predictor, window=WINDOW, hop=HOP, threshold=0.0)
     live.warm_up(RATE)
@@ -81,7 +81,7 @@ def run_live(predictor, pcm: np.ndarray) -> np.ndarray:
 def run_plain(predictor, pcm: np.ndarray) -> np.ndarray:
     """Latencies (ms) of per-window predict_clip on the raw 48 kHz audio (no reuse)."""
     from audioclf.audio import Clip
-    from audioclf.live import to_mono_float
+    from audioclf.inference import to_mono_float
 
     win, hop = int(WINDOW * RATE), int(HOP * RATE)
     buf = np.zeros(0, np.float32)
@@ -107,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("AUDIOCLF_YAMNET", args.yamnet)
 
-    from audioclf import runs
-    from audioclf.predict import Predictor
+    from audioclf.inference import Predictor
+    from audioclf.training import runs
 
     print(f"load: {os.getloadavg()[0]:.1f}, {os.cpu_count()} cpus", flush=True)
     t = time.perf_counter()

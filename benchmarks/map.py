@@ -31,8 +31,7 @@ TARGET_S = 2.0
 
 def draw(ds, cfg, method: str) -> tuple[float, int]:
     """Seconds from the data set to the serialised figure, and the number of points."""
-    from audioclf import plotting
-    from audioclf.mapping import clip_vectors, project
+    from audioclf.insight import clip_vectors, plotting, project
 
     t = time.perf_counter()
     vecs = clip_vectors(ds, cfg)

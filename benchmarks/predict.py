@@ -87,11 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["AUDIOCLF_HOME"] = str(args.home.resolve())
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-    from audioclf import runs
     from audioclf.audio import load_audio
     from audioclf.features import yamnet as Y
-    from audioclf.models import pad_sequences
-    from audioclf.predict import Predictor
+    from audioclf.inference import Predictor
+    from audioclf.model import pad_sequences
+    from audioclf.training import runs
 
     print(f"load: {os.getloadavg()[0]:.1f}, {os.cpu_count()} cpus", flush=True)
     trained = args.run is None

@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             browser.close()
     warm = [r["render_s"] for r in rows[1:]] or [rows[0]["render_s"]]
     tf_s = import_seconds("tensorflow")
-    lib_s = import_seconds("audioclf.features, audioclf.datasets, audioclf.training, audioclf.plotting")
+    lib_s = import_seconds("audioclf.features, audioclf.datasets, audioclf.training, audioclf.insight.plotting")
     print(f"\n{'':38} {'seconds':>8}")
     print(f"{'first page, cold (start 1)':38} {rows[0]['render_s']:8.2f}")
     print(f"{'first page, warm (median of the rest)':38} {statistics.median(warm):8.2f}")

@@ -36,10 +36,9 @@ TARGET_S = 120.0
 
 
 def audioclf_run(data: Path) -> dict:
-    from audioclf import runs
     from audioclf.datasets import SplitConfig, load_dataset, split_dataset
     from audioclf.features import MFCCConfig, extract_many
-    from audioclf.training import RunConfig, train
+    from audioclf.training import RunConfig, runs, train
 
     split = SplitConfig(val=VAL, test=TEST)
     t = time.perf_counter()

@@ -59,10 +59,10 @@ def main() -> None:
     os.environ.setdefault("AUDIOCLF_HOME", str(args.home))
     os.environ.setdefault("AUDIOCLF_YAMNET", str(YAMNET))
 
-    from audioclf import runs, tuning
+    from audioclf import tuning
     from audioclf.datasets import SplitConfig
     from audioclf.features import CONFIG_TYPES
-    from audioclf.training import RunConfig, train
+    from audioclf.training import RunConfig, runs, train
 
     csv_path = manifest(args.data, Path(os.environ["AUDIOCLF_HOME"]) / "manifests" / "esc10-fold1-test.csv")
     base = RunConfig(dataset=str(csv_path), split=SplitConfig(method="fixed", val=0.0, test=0.0),

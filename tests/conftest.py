@@ -111,7 +111,7 @@ def trained_run(fsdd_small, workspace_home) -> str:
     """One small real training run (MFCC + GRU on `fsdd_small`), shared by the engine tests."""
     from audioclf.datasets import SplitConfig
     from audioclf.features import MFCCConfig
-    from audioclf.models import ModelConfig
+    from audioclf.model import ModelConfig
     from audioclf.training import RunConfig, TrainConfig, train
 
     cfg = RunConfig(dataset=str(fsdd_small), split=SplitConfig(val=0.25, test=0.25, seed=0),
@@ -129,10 +129,9 @@ def demo_run(workspace_home, yamnet_tflite) -> str:
     YAMNet hears the demo's sirens, tones and rain at once, so a few epochs make a
     confident model in seconds; the live, presentation and read-only tests share it.
     """
-    from audioclf.datasets import SplitConfig
-    from audioclf.demo import make_demo_dataset
+    from audioclf.datasets import SplitConfig, make_demo_dataset
     from audioclf.features import YAMNetConfig
-    from audioclf.models import ModelConfig
+    from audioclf.model import ModelConfig
     from audioclf.training import RunConfig, TrainConfig, train
 
     root = make_demo_dataset(workspace_home / "datasets" / "demo8", clips_per_class=8)

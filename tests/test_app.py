@@ -76,7 +76,7 @@ def train_from_form(val: float | None = None) -> tuple[AppTest, str]:
     # The page shows the run it started (progress or the finished state).
     assert run_id in texts(at.subheader) + texts(at.expander) or at.get("expandable")
 
-    from audioclf.runs import run_status
+    from audioclf.training import run_status
 
     deadline = time.time() + TRAIN_DEADLINE
     while not (status := run_status(run_id)).final:
@@ -254,7 +254,7 @@ def test_predict_classifies_an_upload_and_a_batch(trained_run, app_home):
 
 def test_predict_not_sure_below_the_threshold_and_a_timeline_for_long_clips(trained_run, app_home):
     from audioclf.audio import load_audio
-    from audioclf.confidence import run_threshold
+    from audioclf.inference import run_threshold
 
     demo = app_home / "datasets" / "demo"
     at = new_app("predict")
@@ -281,7 +281,7 @@ def test_predict_not_sure_below_the_threshold_and_a_timeline_for_long_clips(trai
     charts = at.get("plotly_chart")
     assert len(charts) >= 2  # probabilities and the timeline
     several = "holds several classes" in texts(at.info)
-    from audioclf.predict import Predictor
+    from audioclf.inference import Predictor
 
     expected = Predictor.load(trained_run).predict_clip(load_audio(buf.getvalue(), name="long.wav"))
     assert several == (len(expected.classes_over_time()) > 1)
@@ -309,7 +309,7 @@ def test_a_validation_share_of_zero_trains_on_every_non_test_clip(app_home, trai
     """Validation share 0 is offered (few speakers: every voice should train); the run
     then has no validation split and early stopping watches the training loss."""
     at, run_id = train_from_form(val=0.0)
-    from audioclf.runs import load_run
+    from audioclf.training import load_run
 
     run = load_run(run_id)
     assert run.config["split"]["val"] == 0.0
@@ -338,7 +338,7 @@ def test_a_validation_share_of_zero_trains_on_every_non_test_clip(app_home, trai
 
 def test_train_refuses_yamnet_features_without_a_yamnet_model(app_home, monkeypatch, tmp_path):
     """Defect 7: refused before a background run starts, with the help Explore gives."""
-    from audioclf.runs import list_runs
+    from audioclf.training import list_runs
 
     monkeypatch.setenv("AUDIOCLF_YAMNET", str(tmp_path / "missing" / "yamnet.tflite"))
     before = len(list_runs())
@@ -376,7 +376,7 @@ def test_kfold_keeping_groups_together_names_the_group_of_each_fold(app_home, fs
 
 def test_compare_defaults_to_runs_with_scores(trained_run):
     """A newer cancelled run has no scores to compare (issue 11, item 10)."""
-    from audioclf import runs
+    from audioclf.training import runs
 
     cancelled = runs.create_run(runs.read_json(runs.run_dir(trained_run) / runs.CONFIG))
     runs.update_status(cancelled, state="cancelled", message="Cancelled.")

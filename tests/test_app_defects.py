@@ -157,7 +157,7 @@ def start_from_form(at: AppTest) -> None:
 def test_one_run_at_a_time_cancel_from_runs_and_the_outcome_in_a_new_session(tones):
     """Items 1 and 12: a second Start while a run is in progress asks first; Runs cancels a
     running run; a fresh session's Train page says how the last run ended."""
-    from audioclf import runs
+    from audioclf.training import runs
 
     at = new_app("train", dataset="tones")
     start_from_form(at)
@@ -207,7 +207,7 @@ def test_training_progress_promises_early_stopping_only_when_it_can_act(
     The run folder is written here, as a training process would, with a live process."""
     import shutil
 
-    from audioclf import runs
+    from audioclf.training import runs
 
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     run_id = runs.create_run({"dataset": str(tones), "name": "watched", "train": {

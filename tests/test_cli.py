@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audioclf import cli, runs
+from audioclf import cli
+from audioclf.training import runs
 from conftest import ROOT, tone
 
 SUBCOMMANDS = ("extract", "train", "evaluate", "predict", "runs", "check", "tune", "studies", "export", "demo", "download-esc50")
@@ -88,7 +89,7 @@ def test_entry_point_runs_as_module():
 
 
 def test_train_help_shows_dataclass_defaults():
-    from audioclf.models import ModelConfig
+    from audioclf.model import ModelConfig
     from audioclf.training import TrainConfig
 
     _, out, _ = run_cli("train", "--help")

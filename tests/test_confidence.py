@@ -6,9 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from audioclf import runs
-from audioclf.confidence import UNKNOWN, record_from_predictions, run_threshold, suggest_threshold
-from audioclf.predict import WINDOW_SECONDS, Prediction, Segment
+from audioclf.evaluation import suggest_threshold
+from audioclf.inference import Prediction, Segment, record_from_predictions, run_threshold
+from audioclf.inference.confidence import UNKNOWN
+from audioclf.inference.predict import WINDOW_SECONDS
+from audioclf.training import runs
 
 LABELS = ("a", "b", "c")
 

@@ -15,13 +15,11 @@ import numpy as np
 import pytest
 
 import audioclf
-from audioclf import runs
 from audioclf.datasets import SplitConfig, load_dataset
 from audioclf.errors import AudioclfError
 from audioclf.features import MFCCConfig, YAMNetConfig
-from audioclf.models import ModelConfig
-from audioclf.prepare import cv_folds, fold_split, prepare_run
-from audioclf.runconfig import RunConfig, TrainConfig
+from audioclf.model import ModelConfig
+from audioclf.training import RunConfig, TrainConfig, cv_folds, fold_split, prepare_run, runs
 
 TINY = ModelConfig(kind="gru", rnn_units=(8,), dense_units=(), time_mask=0, feature_mask=0)
 SPEAKER = r"^\d+_([a-z]+)_"
@@ -42,8 +40,8 @@ def test_every_library_error_derives_from_one_base():
 
     found = {}
     for info in pkgutil.walk_packages(audioclf.__path__, "audioclf."):
-        if info.name in ("audioclf.layers", "audioclf.__main__"):
-            continue  # layers imports TensorFlow; __main__ runs the CLI
+        if info.name == "audioclf.model.layers" or info.name.endswith(".__main__"):
+            continue  # layers imports TensorFlow; a __main__ runs a command
         mod = importlib.import_module(info.name)
         for name, obj in vars(mod).items():
             if inspect.isclass(obj) and issubclass(obj, Exception) and obj.__module__ == info.name \
@@ -175,15 +173,15 @@ def test_cli_group_cross_validation_with_a_pattern(fsdd_small):
 
 def test_a_runs_model_loads_with_plain_keras_and_gives_the_same_probabilities(trained_run, fsdd_small, tmp_path):
     from audioclf.features import extract_file
-    from audioclf.models import predict_proba
+    from audioclf.model import predict_proba
 
     paths = sorted(str(p) for p in Path(fsdd_small).rglob("*.wav"))[:6]
     seqs = [extract_file(p, MFCCConfig()).values for p in paths]
     ours = predict_proba(runs.load_model(trained_run), seqs)
-    from audioclf.models import pad_sequences
+    from audioclf.model import pad_sequences
 
     np.save(tmp_path / "x.npy", pad_sequences(seqs[:1]))
-    code = ("import sys, numpy as np, keras, audioclf.layers; "
+    code = ("import sys, numpy as np, keras, audioclf.model.layers; "
             "m = keras.models.load_model(sys.argv[1]); "
             "np.save(sys.argv[3], np.asarray(m.predict_on_batch(np.load(sys.argv[2]))))")
     model_path = runs.run_dir(trained_run) / runs.MODEL

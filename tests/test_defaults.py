@@ -10,7 +10,7 @@ from audioclf.audio import Clip
 from audioclf.cli import build_parser, feature_config, model_config, train_config
 from audioclf.datasets import SplitConfig
 from audioclf.features import FeatureError, MFCCConfig, config_from_dict, config_to_dict, extract
-from audioclf.models import ModelConfig, ModelError, build_model, input_stats, pad_sequences
+from audioclf.model import ModelConfig, ModelError, build_model, input_stats, pad_sequences
 from audioclf.training import RunConfig, TrainConfig, TrainingError
 
 SR = 16000
@@ -110,8 +110,7 @@ def test_cli_exposes_the_new_options():
 
 
 def test_warp_augment_adds_training_copies(fsdd_small):
-    from audioclf import runs
-    from audioclf.training import train
+    from audioclf.training import runs, train
 
     tiny = ModelConfig(kind="gru", rnn_units=(8,), dense_units=())
     split = SplitConfig(val=0.25, test=0.25)
@@ -130,8 +129,7 @@ def test_a_saved_config_without_trim_db_keeps_meaning_no_trim():
 
 
 def test_early_stopping_waits_for_min_epochs():
-    from audioclf.fitting import fit
-    from audioclf.prepare import SplitData
+    from audioclf.training import SplitData, fit
 
     rng = np.random.default_rng(0)
     x = [rng.normal(size=(12, 4)).astype(np.float32) for _ in range(24)]

@@ -11,8 +11,8 @@ import pytest
 
 from audioclf import workspace
 from audioclf.audio import load_audio
-from audioclf.datasets import load_dataset, summarize_dataset
-from audioclf.demo import CLASSES, MARKER, ensure_demo_dataset, make_demo_dataset
+from audioclf.datasets import ensure_demo_dataset, load_dataset, make_demo_dataset, summarize_dataset
+from audioclf.datasets.demo import CLASSES, MARKER
 
 
 @pytest.fixture(scope="module")

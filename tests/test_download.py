@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audioclf.datasets import ArchiveError, SplitConfig, load_dataset, safe_extract, split_dataset
-from audioclf.download import DownloadError, download_esc50
+from audioclf.datasets import (ArchiveError, DownloadError, SplitConfig, download_esc50, load_dataset, safe_extract,
+                               split_dataset)
 
 CATEGORIES = ("dog", "rain", "clock_tick")
 

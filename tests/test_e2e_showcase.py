@@ -22,10 +22,9 @@ def demo_run(server, monkeypatch_module):
     """A small MFCC + GRU run on the app's demo data set, trained in this process into its workspace."""
     url, home = server
     monkeypatch_module.setenv("AUDIOCLF_HOME", str(home))
-    from audioclf import demo
-    from audioclf.datasets import SplitConfig
+    from audioclf.datasets import SplitConfig, demo
     from audioclf.features import MFCCConfig
-    from audioclf.models import ModelConfig
+    from audioclf.model import ModelConfig
     from audioclf.training import RunConfig, TrainConfig, train
 
     root = demo.ensure_demo_dataset()

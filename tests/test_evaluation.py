@@ -8,7 +8,7 @@ from sklearn.metrics import accuracy_score, classification_report, confusion_mat
 from audioclf.datasets import SplitConfig
 from audioclf.evaluation import EvaluationError, Metrics, cross_validate, evaluate
 from audioclf.features import MFCCConfig
-from audioclf.models import ModelConfig
+from audioclf.model import ModelConfig
 from audioclf.training import RunConfig, TrainConfig
 
 LABELS = ["cat", "dog", "bird"]

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audioclf import runs
 from audioclf.export import ExportError, bundle_zip, convert_tflite, export_run, tflite_probabilities
+from audioclf.training import runs
 
 MAX_DIFF = 1e-3  # TFLite vs Keras probabilities
 
@@ -26,7 +26,7 @@ def yamnet_run(fsdd_small, yamnet_tflite) -> str:
     """A small YAMNet + GRU run on the FSDD subset."""
     from audioclf.datasets import SplitConfig
     from audioclf.features import YAMNetConfig
-    from audioclf.models import ModelConfig
+    from audioclf.model import ModelConfig
     from audioclf.training import RunConfig, TrainConfig, train
 
     cfg = RunConfig(dataset=str(fsdd_small), split=SplitConfig(val=0.25, test=0.25, seed=0),
@@ -63,7 +63,7 @@ def clips(fsdd_small, tmp_path_factory) -> list[Path]:
 
 
 def audioclf_predictions(run_id: str, paths) -> list:
-    from audioclf.predict import Predictor
+    from audioclf.inference import Predictor
 
     results = Predictor.load(run_id).predict_files(paths)
     assert all(r.prediction for r in results), [r.error for r in results]
@@ -73,7 +73,7 @@ def audioclf_predictions(run_id: str, paths) -> list:
 @pytest.mark.parametrize("kind", ["mfcc", "yamnet"])
 def test_bundle_files_and_tflite_equals_keras(kind, bundles, clips, trained_run, yamnet_run):
     from audioclf.features import config_from_dict, extract_many
-    from audioclf.predict import Predictor
+    from audioclf.inference import Predictor
 
     bundle = bundles[kind]
     run_id = {"mfcc": trained_run, "yamnet": yamnet_run}[kind]
@@ -150,7 +150,7 @@ def test_standalone_script_computes_audioclfs_features_and_answers(kind, bundles
 @pytest.fixture(scope="session")
 def fresh_venv(tmp_path_factory) -> Path:
     """A plain virtual environment with only what bundles need (from PyPI), once per session."""
-    from audioclf.export import BASE_REQUIREMENTS, LIBROSA_REQUIREMENT
+    from audioclf.export.bundle import BASE_REQUIREMENTS, LIBROSA_REQUIREMENT
 
     venv = tmp_path_factory.mktemp("bundle_venv") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
@@ -192,7 +192,8 @@ def test_every_architecture_converts_to_tflite():
 
     GRU is converted from real runs by the tests above; an LSTM ensemble covers LSTM and members.
     """
-    from audioclf.models import KINDS, ModelConfig, build_model
+    from audioclf.model import ModelConfig, build_model
+    from audioclf.model.configs import KINDS
 
     rng = np.random.default_rng(0)
     dims = 6
@@ -240,7 +241,7 @@ def test_cli_export(trained_run, tmp_path):
 ])
 def test_standalone_features_equal_audioclfs_for_other_settings(cfg, clips):
     """Settings the two real runs do not use: spectral features, deltas, fmax, warp, native rate, no trim."""
-    from audioclf import standalone
+    from audioclf.export import standalone
     from audioclf.features import config_from_dict, extract_file
 
     config = config_from_dict(cfg)

@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 
 from audioclf.datasets import SplitConfig
-from audioclf.defaults import AutoFeatures, model_defaults
 from audioclf.features import MFCCConfig, YAMNetConfig
-from audioclf.models import ModelConfig
-from audioclf.runconfig import RunConfig, TrainConfig, TrainingError, resolve_settings
+from audioclf.model import ModelConfig
+from audioclf.training import AutoFeatures, RunConfig, TrainConfig, TrainingError, model_defaults, resolve_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,8 +75,7 @@ def esc_small(esc10_dir, tmp_path_factory) -> Path:
 
 
 def test_auto_chooses_on_training_clips_only_and_the_run_records_it(esc_small, yamnet_tflite, monkeypatch):
-    from audioclf import runs
-    from audioclf.training import train
+    from audioclf.training import runs, train
 
     monkeypatch.setenv("AUDIOCLF_YAMNET", str(yamnet_tflite))
     events = []
@@ -102,7 +100,7 @@ def test_auto_chooses_on_training_clips_only_and_the_run_records_it(esc_small, y
 def test_train_form_follows_the_feature_type_and_keeps_the_users_values(monkeypatch, yamnet_tflite, workspace_home):
     from streamlit.testing.v1 import AppTest
 
-    from audioclf.demo import ensure_demo_dataset
+    from audioclf.datasets import ensure_demo_dataset
 
     ensure_demo_dataset()
     monkeypatch.setenv("AUDIOCLF_YAMNET", str(yamnet_tflite))

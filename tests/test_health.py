@@ -116,7 +116,7 @@ def messy(tmp_path_factory) -> dict:
 def test_check_finds_each_kind_of_problem(messy):
     from audioclf.datasets import load_dataset
     from audioclf.features import MFCCConfig
-    from audioclf.health import check_dataset
+    from audioclf.insight import check_dataset
 
     stages = set()
     report = check_dataset(load_dataset(messy["root"]), MFCCConfig(),
@@ -142,7 +142,7 @@ def test_check_finds_each_kind_of_problem(messy):
 
 def test_one_class_and_imbalance(tmp_path):
     from audioclf.datasets import Dataset, Item
-    from audioclf.health import check_dataset
+    from audioclf.insight import check_dataset
 
     paths = [_write(tmp_path / "a" / f"{i}.wav", tone(200.0 + 40 * i, 0.5)) for i in range(4)]
     one = Dataset("one", tmp_path, [Item(p, "a") for p in paths])
@@ -157,8 +157,9 @@ def test_one_class_and_imbalance(tmp_path):
 
 
 def test_check_cli_table_and_fixes_in_workspace(messy):
-    from audioclf import datasets, health
+    from audioclf import datasets
     from audioclf.features import MFCCConfig
+    from audioclf.insight import health
 
     code, out, err = run_cli("check", messy["root"], "--format", "table", "-q")
     assert code == 0, err
@@ -180,10 +181,9 @@ def test_check_cli_table_and_fixes_in_workspace(messy):
 
 
 def test_map_vectors_and_projections(fsdd_small):
-    from audioclf import plotting
     from audioclf.datasets import load_dataset
     from audioclf.features import MFCCConfig
-    from audioclf.mapping import MappingError, clip_vectors, project
+    from audioclf.insight import MappingError, clip_vectors, plotting, project
 
     calls = []
     vecs = clip_vectors(load_dataset(fsdd_small), MFCCConfig(), progress=lambda d, t: calls.append((d, t)))
@@ -205,9 +205,9 @@ def test_map_vectors_and_projections(fsdd_small):
 
 
 def test_class_profiles_rank_features(fsdd_small):
-    from audioclf import plotting
     from audioclf.datasets import load_dataset
-    from audioclf.profiles import PROFILE_FRAMES, PROFILE_MELS, class_profiles
+    from audioclf.insight import class_profiles, plotting
+    from audioclf.insight.profiles import PROFILE_FRAMES, PROFILE_MELS
 
     prof = class_profiles(load_dataset(fsdd_small), max_per_class=4)
     assert prof.labels == ["0", "1", "2"] and prof.counts == {"0": 12, "1": 12, "2": 12}

@@ -1,4 +1,4 @@
-"""Live classification (audioclf.live): real runs, real audio streamed in browser-sized blocks."""
+"""Live classification (audioclf.inference.live): real runs, real audio streamed in browser-sized blocks."""
 from __future__ import annotations
 
 import time
@@ -7,8 +7,11 @@ import numpy as np
 import pytest
 
 from audioclf.audio import AudioError, Clip
-from audioclf.demo import CLASSES, synth_clip
-from audioclf.live import (SILENCE, UNKNOWN, LiveClassifier, LiveError, LiveSession, to_mono_float)
+from audioclf.datasets import synth_clip
+from audioclf.datasets.demo import CLASSES
+from audioclf.inference import LiveClassifier, LiveError, LiveSession, to_mono_float
+from audioclf.inference.confidence import UNKNOWN
+from audioclf.inference.live import SILENCE
 
 RATE = 48000
 
@@ -33,14 +36,14 @@ def feed_blocks(live: LiveClassifier, pcm: np.ndarray, sr: int, block: int, chan
 
 @pytest.fixture(scope="module")
 def yam(demo_run):
-    from audioclf.predict import Predictor
+    from audioclf.inference import Predictor
 
     return Predictor.load(demo_run)
 
 
 @pytest.fixture(scope="module")
 def mfcc(trained_run):
-    from audioclf.predict import Predictor
+    from audioclf.inference import Predictor
 
     return Predictor.load(trained_run)
 

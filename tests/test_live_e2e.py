@@ -67,7 +67,7 @@ def siren_wav(tmp_path_factory, workspace_home, demo_run) -> Path:
     The siren the run classified right with most confidence among the clips it did not
     train on (runs.example_clips), looped to 8 s.
     """
-    from audioclf import runs
+    from audioclf.training import runs
 
     y, sr = sf.read(runs.example_clips(demo_run)["siren"], dtype="float32")
     path = tmp_path_factory.mktemp("fake_mic") / "siren.wav"

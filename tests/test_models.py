@@ -6,13 +6,13 @@ import csv
 import numpy as np
 import pytest
 
-from audioclf import runs
 from audioclf.datasets import SplitConfig
 from audioclf.features import MFCCConfig, extract_file
-from audioclf.models import (KINDS, PAD_VALUE, ModelConfig, ModelError, build_model, input_stats,
-                             pad_sequences)
-from audioclf.predict import Predictor
-from audioclf.training import RunConfig, TrainConfig, train
+from audioclf.inference import Predictor
+from audioclf.model import ModelConfig, ModelError, build_model, input_stats, pad_sequences
+from audioclf.model.configs import KINDS
+from audioclf.model.sequences import PAD_VALUE
+from audioclf.training import RunConfig, TrainConfig, runs, train
 
 
 def _random_seqs(n=6, dims=5, seed=0):

@@ -6,7 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from audioclf import plotting
+from audioclf.insight import plotting
 
 SR = 16000
 N_FFT = 1024
@@ -215,7 +215,7 @@ def test_no_heat_map_uses_a_colour_streamlits_theme_replaces(chirp, stft_db):
 
 
 def test_segment_timeline_one_row_per_class_present_unknown_grey_at_bottom():
-    from audioclf.predict import Segment
+    from audioclf.inference import Segment
 
     segs = [Segment(0.0, 2.5, "dog", 0.9), Segment(2.5, 3.5, "unknown", 0.4), Segment(3.5, 7.0, "cat", 0.8),
             Segment(7.0, 8.0, "dog", 0.7)]

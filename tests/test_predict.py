@@ -9,7 +9,8 @@ import soundfile as sf
 
 from audioclf.audio import Clip, load_audio
 from audioclf.features import MFCCConfig, extract
-from audioclf.predict import WINDOW_SECONDS, FeatureMismatchError, Predictor, PredictError
+from audioclf.inference import FeatureMismatchError, PredictError, Predictor
+from audioclf.inference.predict import WINDOW_SECONDS
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +67,7 @@ def test_predict_files_reports_errors_per_file_and_flags_silence(predictor, fsdd
 
 
 def test_unfinished_run_cannot_be_loaded(trained_run):
-    from audioclf import runs
+    from audioclf.training import runs
 
     run_id = runs.create_run(runs.read_json(runs.run_dir(trained_run) / runs.CONFIG))
     with pytest.raises(PredictError, match="not done"):

@@ -54,7 +54,7 @@ def clean(at: AppTest) -> None:
 
 
 def test_present_page_shows_the_run(home, demo_run):
-    from audioclf import runs
+    from audioclf.training import runs
 
     run = runs.load_run(demo_run)
     at = new_app("present")

@@ -30,10 +30,9 @@ def test_read_only_reads_the_environment(monkeypatch, value, expected):
 
 
 def test_library_refuses_training_and_deleting_runs(demo_run, readonly):
-    from audioclf import runs, training
     from audioclf.datasets import SplitConfig
     from audioclf.features import MFCCConfig
-    from audioclf.training import RunConfig
+    from audioclf.training import RunConfig, run as training, runs
 
     before = sorted(r.id for r in runs.list_runs())
     cfg = RunConfig(dataset="demo", split=SplitConfig(), features=MFCCConfig())
@@ -50,7 +49,8 @@ def test_library_refuses_training_and_deleting_runs(demo_run, readonly):
 
 
 def test_library_refuses_editing_data_sets(workspace_home, monkeypatch):
-    from audioclf import datasets, download
+    from audioclf import datasets
+    from audioclf.datasets import download
 
     root = datasets.create_dataset("ro_test")
     clip = datasets.add_clip(root, "tone", "a.wav", wav_bytes())

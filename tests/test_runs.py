@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from audioclf import runs
+from audioclf.training import runs
 
 
 def test_list_load_and_compare(trained_run):

@@ -10,12 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audioclf import runs
 from audioclf.datasets import DatasetError, SplitConfig
 from audioclf.features import MFCCConfig
-from audioclf.models import ModelConfig, ModelError
-from audioclf.training import (RunConfig, TrainConfig, TrainingError, cancel_run, run_status,
-                               start_training, train)
+from audioclf.model import ModelConfig, ModelError
+from audioclf.training import RunConfig, TrainConfig, TrainingError, cancel_run, run_status, runs, start_training, train
 
 TINY = ModelConfig(kind="gru", rnn_units=(8,), dense_units=())
 
@@ -139,7 +137,7 @@ def test_killed_run_reads_as_failed_not_complete(fsdd_small):
 
 def test_default_config_learns_the_demo_data_set(tmp_path):
     """The app's first-start path: default features, model and training on the demo set."""
-    from audioclf.demo import make_demo_dataset
+    from audioclf.datasets import make_demo_dataset
 
     root = make_demo_dataset(tmp_path / "demo")
     run_id = train(RunConfig(dataset=str(root), split=SplitConfig(), features=MFCCConfig()))

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from audioclf import runs, tuning
+from audioclf import tuning
 from audioclf.datasets import SplitConfig, load_dataset, split_dataset
 from audioclf.features import MFCCConfig
-from audioclf.models import ModelConfig
-from audioclf.training import RunConfig, TrainConfig
+from audioclf.model import ModelConfig
+from audioclf.training import RunConfig, TrainConfig, runs
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ("siren", "rain", "bird_chirps")
@@ -33,7 +33,7 @@ DEADLINE = 400  # seconds a background search may take on a busy machine
 def tiny(workspace_home) -> Path:
     """Three demo classes x 6 clips, as a workspace data set."""
     from audioclf import workspace
-    from audioclf.demo import make_demo_dataset
+    from audioclf.datasets import make_demo_dataset
 
     src = make_demo_dataset(workspace_home / "tune_src", clips_per_class=6, seed=3)
     dest = workspace.datasets_dir() / "tune_tiny"
@@ -120,7 +120,7 @@ def test_bad_budgets_objectives_and_data_give_clear_errors(tiny):
 
 def test_cli_search_resumes_and_never_reads_the_test_split(tiny, monkeypatch, capsys):
     import audioclf.features as features
-    import audioclf.training as training
+    import audioclf.training.run as training
     from audioclf.cli import main
 
     seen: list[tuple[str, set[str]]] = []
@@ -162,7 +162,7 @@ def test_cli_search_resumes_and_never_reads_the_test_split(tiny, monkeypatch, ca
                  "-q"]) == 0
     again = json.loads(capsys.readouterr().out)[0]
     assert again["n_trials"] == 4 and again["state"] == "done"
-    assert (tuning.study_dir("cli") / tuning.DB_NAME).is_file()
+    assert (tuning.study_dir("cli") / tuning.studies.DB_NAME).is_file()
     assert main(["studies", "show", "cli", "--format", "csv"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 1 + 4
 

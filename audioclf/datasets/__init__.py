@@ -12,7 +12,8 @@ files; `summarize_dataset()` reads headers; nothing here decodes audio except
     len(split.train), split.counts()["test"]
 
 The parts: `base` (Item, Dataset, DatasetError), `loading`, `splitting`,
-`editing`, and `archive` (the one safe unzip). Every public name is
+`editing`, `archive` (the one safe unzip), `demo` (the synthesised demo data set)
+and `download` (ESC-50). Every public name is
 importable from `audioclf.datasets` itself.
 """
 from __future__ import annotations
@@ -39,6 +40,8 @@ from audioclf.datasets.base import (
     safe_name,
     visible_entries,
 )
+from audioclf.datasets.demo import ensure_demo_dataset, make_demo_dataset, synth_clip
+from audioclf.datasets.download import DownloadError, download_esc50
 from audioclf.datasets.editing import (
     BACKGROUND_LABEL,
     FORMAT_EXTENSIONS,
@@ -89,6 +92,7 @@ __all__ = [
     "Dataset",
     "DatasetError",
     "DatasetSummary",
+    "DownloadError",
     "Item",
     "Split",
     "SplitConfig",
@@ -101,16 +105,20 @@ __all__ = [
     "compile_group_pattern",
     "create_dataset",
     "delete_clip",
+    "download_esc50",
+    "ensure_demo_dataset",
     "is_audio",
     "is_hidden",
     "kfold_splits",
     "list_datasets",
     "load_dataset",
+    "make_demo_dataset",
     "relabel_clip",
     "safe_extract",
     "safe_name",
     "split_dataset",
     "split_folders",
     "summarize_dataset",
+    "synth_clip",
     "visible_entries",
 ]

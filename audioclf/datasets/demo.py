@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .errors import AudioclfError
+from ..errors import AudioclfError
 
 DEMO_NAME = "demo"
 CLASSES = ("siren", "dial_tone", "rain", "clock_ticks", "bird_chirps")

@@ -11,10 +11,10 @@ A bundle folder holds:
 * ``saved_model/``: the same model for plain TensorFlow (``tf.saved_model.load``,
   endpoint ``serve``), batch of clips padded with ``PAD_VALUE``;
 * ``model.keras``: the Keras file as trained, with ``audioclf_layers.py`` (a copy of
-  :mod:`audioclf.layers`): ``import audioclf_layers`` and ``keras.models.load_model`` load it;
+  :mod:`audioclf.model.layers`): ``import audioclf_layers`` and ``keras.models.load_model`` load it;
 * ``labels.json``, ``features.json`` (the run's feature config), ``run.json``
   (run id, scores, the suggested "not sure" threshold, what converted);
-* ``predict.py`` (:mod:`audioclf.standalone`), ``requirements.txt``, ``README.md``;
+* ``predict.py`` (:mod:`audioclf.export.standalone`), ``requirements.txt``, ``README.md``;
 * ``yamnet.tflite`` for YAMNet runs (the model the run's features came from).
 
 Why batch 1 for TFLite: recurrent layers become TFLite ``WHILE`` loops over
@@ -38,8 +38,8 @@ from typing import Callable
 
 import numpy as np
 
-from . import runs
-from .errors import AudioclfError
+from ..errors import AudioclfError
+from ..training import runs
 
 BUNDLE_README = "README.md"
 TFLITE = "model.tflite"
@@ -47,7 +47,8 @@ SAVED_MODEL = "saved_model"
 FEATURES = "features.json"
 RUN_INFO = "run.json"
 SCRIPT = "predict.py"
-LAYERS = "audioclf_layers.py"  # audioclf.layers without audioclf: `import audioclf_layers` before loading model.keras
+# audioclf.model.layers without audioclf: `import audioclf_layers` before loading model.keras
+LAYERS = "audioclf_layers.py"
 YAMNET_FILE = "yamnet.tflite"
 # What predict.py needs, pinned to the versions audioclf is tested with.
 BASE_REQUIREMENTS = ("numpy==2.4.6", "soundfile==0.14.0", "soxr==1.1.0", "ai-edge-litert==2.3.0")
@@ -76,7 +77,7 @@ def export_run(run_id: str, out_dir: str | Path, *, progress: Progress | None = 
     Raises ExportError for an unfinished run, a non-empty destination or a
     YAMNet run whose YAMNet model is not a .tflite file.
     """
-    from .features import config_from_dict, config_to_dict
+    from ..features import config_from_dict, config_to_dict
 
     say = progress or (lambda _msg: None)
     run = runs.load_run(run_id)
@@ -105,7 +106,7 @@ def export_run(run_id: str, out_dir: str | Path, *, progress: Progress | None = 
     if yamnet_src is not None:
         shutil.copy2(yamnet_src, out / YAMNET_FILE)
         features["model"] = YAMNET_FILE  # the copy beside predict.py
-    from .confidence import run_threshold
+    from ..inference.confidence import run_threshold
 
     info = {"run_id": run_id, "name": run.info.name, "model": run.config.get("model", {}).get("kind"),
             "features": features["kind"], "threshold": run_threshold(run_id),
@@ -188,7 +189,7 @@ def tflite_probabilities(tflite: bytes | str | Path, features: list[np.ndarray])
 
 
 def _yamnet_source(features: dict) -> Path:
-    from .features.yamnet import resolve_spec
+    from ..features.yamnet import resolve_spec
 
     spec = resolve_spec(features.get("model", ""))
     if not spec.endswith(".tflite") or not Path(spec).is_file():
@@ -198,16 +199,16 @@ def _yamnet_source(features: dict) -> Path:
 
 
 def _pad_value() -> float:
-    from .sequences import PAD_VALUE
+    from ..model.sequences import PAD_VALUE
 
     return float(PAD_VALUE)
 
 
 def write_layers(path: Path) -> None:
     """audioclf's custom Keras layers as one file that imports only Keras (constants inlined)."""
-    from . import sequences
+    from ..model import sequences
 
-    text = Path(__file__).with_name("layers.py").read_text(encoding="utf-8")
+    text = Path(sequences.__file__).with_name("layers.py").read_text(encoding="utf-8")
 
     def inline(match: re.Match) -> str:
         names = [n.strip() for n in match.group(1).split(",")]
@@ -217,9 +218,9 @@ def write_layers(path: Path) -> None:
     if any(isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("audioclf"))
            or isinstance(node, ast.Import) and any(a.name.startswith("audioclf") for a in node.names)
            for node in ast.walk(ast.parse(text))):
-        raise ExportError("audioclf.layers imports more of audioclf than its constants; "
+        raise ExportError("audioclf.model.layers imports more of audioclf than its constants; "
                           "the bundle cannot carry it alone.")
-    header = ("# Copied from audioclf.layers by `audioclf export`: `import audioclf_layers` registers the\n"
+    header = ("# Copied from audioclf.model.layers by `audioclf export`: `import audioclf_layers` registers the\n"
               "# custom layers, then keras.models.load_model('model.keras') works without audioclf.\n")
     path.write_text(header + text, encoding="utf-8")
 

@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .audio import SILENCE_DB, AudioError, Clip, is_silent
+from ..audio import AudioError, Clip, SILENCE_DB, is_silent
+from ..errors import AudioclfError
 from .confidence import UNKNOWN
-from .errors import AudioclfError
 
 DEFAULT_WINDOW = 1.5  # s of audio behind each label
 DEFAULT_HOP = 0.5  # s between labels
@@ -152,7 +152,7 @@ class LiveClassifier:
 
     Parameters
     ----------
-    predictor : audioclf.predict.Predictor
+    predictor : audioclf.inference.predict.Predictor
         A loaded run (any feature kind).
     window : float
         Seconds of audio behind each label, MIN_WINDOW..MAX_WINDOW. YAMNet runs
@@ -209,7 +209,7 @@ class LiveClassifier:
         """Lay the window grid once the stream's rate (after resampling) is known."""
         window, hop = self._requested
         if self.kind == "yamnet":
-            from .features import yamnet
+            from ..features import yamnet
 
             frames = 1 + max(0, int((window * sr - yamnet.WINDOW) // yamnet.HOP))
             self._win = yamnet.WINDOW + (frames - 1) * yamnet.HOP
@@ -321,7 +321,7 @@ class LiveClassifier:
         Padding (masked by the model) to a fixed length means one traced model
         function for the whole stream: a new length would cost a retrace of ~1 s.
         """
-        from .models import pad_sequences
+        from ..model.sequences import pad_sequences
 
         if values.ndim != 2 or values.shape[0] == 0:
             raise LiveError("A live window gave no feature frames.")
@@ -342,7 +342,7 @@ class LiveClassifier:
             self._length = self._frames_per_window(rate)
             noise = np.random.default_rng(0).uniform(-0.1, 0.1, int(MAX_WINDOW * rate)).astype(np.float32)
             if self.kind == "yamnet":
-                from .features import yamnet
+                from ..features import yamnet
 
                 yamnet.extract_yamnet_many([Clip(noise[:yamnet.WINDOW], rate)], self.predictor.features_cfg)
             else:
@@ -356,7 +356,7 @@ class LiveClassifier:
         """Feature frames of a full window (rounded up to PAD_MULTIPLE)."""
         window, _ = self._requested
         if self.kind == "yamnet":
-            from .features import yamnet
+            from ..features import yamnet
 
             n = 1 + max(0, int((window * sr - yamnet.WINDOW) // yamnet.HOP))
         else:
@@ -364,13 +364,13 @@ class LiveClassifier:
         return -(-n // PAD_MULTIPLE) * PAD_MULTIPLE
 
     def _features(self, audio: np.ndarray, sr: int | None = None):
-        from .features import extract
+        from ..features import extract
 
         return extract(Clip(audio, sr or self.sample_rate, "live"), self.predictor.features_cfg)
 
     def _yamnet_features(self, end: int):
         """YAMNet features of the window ending at ``end``, each frame computed once per stream."""
-        from .features import Features, yamnet
+        from ..features import Features, yamnet
 
         cfg = self.predictor.features_cfg
         last = (end - yamnet.WINDOW) // yamnet.HOP

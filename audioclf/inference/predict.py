@@ -19,9 +19,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from . import runs
+from ..errors import AudioclfError
+from ..training import runs
 from .confidence import UNKNOWN, run_threshold
-from .errors import AudioclfError
 
 WINDOW_SECONDS = 2.0  # long clips also get probabilities per window of this length
 WINDOW_HOP = 0.5  # as a share of the window
@@ -166,7 +166,7 @@ class Predictor:
     @classmethod
     def load(cls, run_id: str) -> "Predictor":
         """Load a finished run (RunError/ModelLoadError if it is missing or not done)."""
-        from .features import config_from_dict
+        from ..features import config_from_dict
 
         run = runs.load_run(run_id)
         if run.info.state != "done":
@@ -181,12 +181,12 @@ class Predictor:
     # -- core
 
     def _probs(self, seqs: Sequence[np.ndarray]) -> np.ndarray:
-        from .models import predict_proba
+        from ..model.building import predict_proba
 
         return predict_proba(self.model, list(seqs))
 
     def _check(self, features) -> None:
-        from .features import config_to_dict
+        from ..features import config_to_dict
 
         if features.config != self.features_cfg:
             raise FeatureMismatchError(
@@ -232,7 +232,7 @@ class Predictor:
 
     def predict_clip(self, clip, *, threshold: float = 0.0) -> Prediction:
         """Predict one `audio.Clip` (resampled as the run's features need)."""
-        from .features import extract
+        from ..features import extract
 
         return self.predict_features(extract(clip, self.features_cfg), silent=clip.silent,
                                      name=clip.name, threshold=threshold)
@@ -245,8 +245,8 @@ class Predictor:
         Each file is decoded at most once, and not at all when its features are
         cached: features record whether their clip was silent.
         """
-        from .audio import AudioError, check_audio
-        from .features import extract_many
+        from ..audio import AudioError, check_audio
+        from ..features import extract_many
 
         paths = [str(p) for p in paths]
         feats = extract_many(paths, self.features_cfg, progress=progress) if paths else []

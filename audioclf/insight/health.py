@@ -4,7 +4,7 @@
 
     from audioclf.datasets import load_dataset
     from audioclf.features import YAMNetConfig
-    from audioclf.health import check_dataset
+    from audioclf.insight.health import check_dataset
 
     report = check_dataset(load_dataset("my_sounds"), YAMNetConfig())
     for f in report.findings:
@@ -15,7 +15,7 @@ What is checked, and how:
 * **duplicate / leakage**: the same audio twice, by a hash of the decoded
   samples (a renamed or re-encoded lossless copy counts); copies in different
   folders of a fixed train/val/test split are leakage.
-* **near_duplicate**: clip vectors (:mod:`audioclf.mapping`) much closer than
+* **near_duplicate**: clip vectors (:mod:`audioclf.insight.mapping`) much closer than
   clips usually are to their nearest neighbour (a fraction of the median
   nearest-neighbour distance, so the rule adapts to the feature kind).
 * **mislabelled**: out-of-fold probabilities of a fast classifier (PCA +
@@ -300,7 +300,7 @@ def near_duplicates(paths: list[str], values: np.ndarray, labels: dict[str, str]
     """Pairs of clips whose vectors are far closer than clips usually are to their nearest neighbour."""
     if len(paths) < 3:
         return []
-    from audioclf.mapping import standardize
+    from audioclf.insight.mapping import standardize
 
     x = values if kind == "yamnet" else standardize(values)
     idx, dist = nearest_neighbours(x)
@@ -519,7 +519,7 @@ def check_dataset(ds, config: FeatureConfig | None = None, *, top: int | None = 
     HealthReport
         Findings sorted by severity, then kind, then score.
     """
-    from audioclf.mapping import clip_vectors
+    from audioclf.insight.mapping import clip_vectors
 
     config = config or MFCCConfig()
     tell = progress or (lambda stage, done, total: None)

@@ -4,7 +4,7 @@
 
     from audioclf.datasets import load_dataset
     from audioclf.features import MFCCConfig
-    from audioclf.mapping import clip_vectors, project
+    from audioclf.insight.mapping import clip_vectors, project
 
     vecs = clip_vectors(load_dataset("my_sounds"), MFCCConfig())
     xy = project(vecs.values, "pca")      # (clips, 2)

@@ -2,7 +2,7 @@
 
 ::
 
-    from audioclf.profiles import class_profiles
+    from audioclf.insight.profiles import class_profiles
 
     prof = class_profiles(load_dataset("my_sounds"))
     prof.mel["dog"]          # (n_mels, PROFILE_FRAMES) mean mel spectrogram in dB

@@ -79,7 +79,7 @@ def _configure_threads(threads: int) -> None:
 def custom_objects() -> dict[str, Any]:
     """Our custom layers by registered name (for keras.saving.load_model's custom_objects).
 
-    Imports `audioclf.layers`, which registers them with Keras (and imports TensorFlow).
+    Imports `audioclf.model.layers`, which registers them with Keras (and imports TensorFlow).
     """
     configure_tensorflow()
     from . import layers

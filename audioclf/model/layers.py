@@ -1,15 +1,15 @@
 """audioclf's custom Keras layers, registered as serialisable at import.
 
     import keras
-    import audioclf.layers  # noqa: F401  (registers the layers)
+    import audioclf.model.layers  # noqa: F401  (registers the layers)
     model = keras.models.load_model("runs/<run_id>/model.keras")
 
 A run's `model.keras` then loads with plain Keras, outside audioclf, and gives
-the same probabilities as `audioclf.runs.load_model`. The registered names
+the same probabilities as `audioclf.training.runs.load_model`. The registered names
 (`audioclf>ClipCenter`...) are those saved models carry, so models saved before
 these layers moved here load too.
 
-Importing this module imports Keras (and TensorFlow); `audioclf.models` imports
+Importing this module imports Keras (and TensorFlow); `audioclf.model` imports
 it only when it builds a model.
 """
 from __future__ import annotations

@@ -4,7 +4,7 @@
     cancel_run(run_id)             # stops it within seconds
     runs.run_status(run_id)        # progress, from any process
 
-The child runs `python -m audioclf.training RUN_DIR` (`training.main`), in its
+The child runs `python -m audioclf.training RUN_DIR` (`audioclf/training/__main__.py`), in its
 own process group so a cancel also ends its feature workers. A thread per
 child waits for it, so a finished or cancelled run is reaped at once and a
 long-lived server (the app) collects no `<defunct>` processes.
@@ -18,10 +18,11 @@ import sys
 import threading
 import time
 
-from . import runs, workspace
+from .. import workspace
+from . import runs
 
 CANCEL_WAIT = 5.0  # seconds cancel_run waits for a graceful stop before killing the process
-ENTRY_MODULE = "audioclf.training"  # `python -m` entry point of a background run (training.main)
+ENTRY_MODULE = "audioclf.training"  # `python -m` entry point of a background run (training/__main__.py)
 
 _children: dict[str, subprocess.Popen] = {}
 _children_lock = threading.Lock()

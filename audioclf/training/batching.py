@@ -11,8 +11,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .models import pad_sequences
-from .sequences import padded_length
+from ..model.sequences import pad_sequences, padded_length
 
 BUCKET_BATCHES = 16  # batches per length-sorted pool: less padding, still shuffled
 

@@ -1,6 +1,6 @@
 """What defines a training run: TrainConfig (optimiser and schedule) and RunConfig.
 
-    from audioclf.runconfig import RunConfig, TrainConfig
+    from audioclf.training.config import RunConfig, TrainConfig
     cfg = RunConfig(dataset="fsdd", split=SplitConfig(), features=MFCCConfig(),
                     model=ModelConfig(), train=TrainConfig(epochs=20))
     RunConfig.from_dict(cfg.to_dict()) == cfg
@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Mapping
 
+from ..errors import AudioclfError
+from ..model.configs import ModelConfig
 from .defaults import AUTO, AutoFeatures, model_defaults, train_values
-from .errors import AudioclfError
-from .models import ModelConfig
 
 EPOCHS = 40
 PATIENCE = 10
@@ -106,7 +106,7 @@ class RunConfig:
     """Everything that defines a training run; JSON round-trips with to_dict/from_dict.
 
     `model` / `train` left as None take the defaults of the feature type
-    (:mod:`audioclf.defaults`) with `overrides` ({"model.dropout": 0.3, ...}, the
+    (:mod:`audioclf.training.defaults`) with `overrides` ({"model.dropout": 0.3, ...}, the
     values a user set by hand) on top. With ``features=AutoFeatures()`` they stay
     None until training has chosen the feature type (see :meth:`resolved`).
     """
@@ -141,7 +141,7 @@ class RunConfig:
         return replace(self, features=features)
 
     def to_dict(self) -> dict:
-        from .features import config_to_dict
+        from ..features import config_to_dict
 
         return {"name": self.name, "dataset": str(self.dataset), "split": asdict(self.split),
                 "features": self.features.to_dict() if self.is_auto else config_to_dict(self.features),
@@ -152,8 +152,8 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
-        from .datasets import SplitConfig
-        from .features import config_from_dict
+        from ..datasets import SplitConfig
+        from ..features import config_from_dict
 
         try:
             feats = d["features"]

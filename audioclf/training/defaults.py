@@ -1,6 +1,6 @@
 """Model and training defaults per feature type, and the feature type a new user gets.
 
-    from audioclf.defaults import model_defaults, train_defaults
+    from audioclf.training.defaults import model_defaults, train_defaults
     model_defaults("yamnet", "bilstm")   # ModelConfig suited to YAMNet embeddings
     train_defaults("mfcc")               # TrainConfig suited to MFCC frames
 
@@ -24,8 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .errors import AudioclfError
-from .models import ModelConfig
+from ..errors import AudioclfError
+from ..model.configs import ModelConfig
 
 FEATURE_KINDS = ("mfcc", "spectral", "yamnet")
 DEFAULT_MODEL_KIND = "gru"
@@ -92,7 +92,7 @@ class AutoFeatures:
     """"Pick the feature type for me": before training, each candidate type is scored
     by a quick cross-validation on the training clips (never the test clips) and the
     best one is used, with its own model and training defaults
-    (:func:`audioclf.feature_choice.choose_features`). Candidates that cannot run here
+    (:func:`audioclf.training.feature_choice.choose_features`). Candidates that cannot run here
     (YAMNet without a model) are left out. ``yamnet_model`` is passed on to YAMNetConfig.
     """
 

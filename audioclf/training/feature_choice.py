@@ -24,8 +24,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..errors import AudioclfError
 from .defaults import AutoFeatures
-from .errors import AudioclfError
 
 FOLDS = 3
 MAX_CLIPS = 1000  # a stratified sample this large ranks feature types as well as all clips
@@ -71,7 +71,7 @@ class FeatureChoice:
 
 def feature_config(kind: str, auto: AutoFeatures | None = None):
     """The default feature config of `kind` ("mfcc", "spectral", "yamnet")."""
-    from .features import MFCCConfig, SpectralConfig, YAMNetConfig
+    from ..features import MFCCConfig, SpectralConfig, YAMNetConfig
 
     if kind == "yamnet":
         return YAMNetConfig(model=auto.yamnet_model if auto is not None else "")
@@ -80,7 +80,7 @@ def feature_config(kind: str, auto: AutoFeatures | None = None):
 
 def usable_candidates(auto: AutoFeatures) -> tuple[list[str], dict[str, str]]:
     """Candidates that can run here, and {kind: reason} for those that cannot."""
-    from .features import yamnet
+    from ..features import yamnet
 
     usable, skipped = [], {}
     for kind in auto.candidates:
@@ -143,7 +143,7 @@ def choose_features(items: Sequence, labels: Sequence[str], auto: AutoFeatures =
     few clips per class for `FOLDS` folds, the first usable candidate is taken
     without scoring and `reason` says why.
     """
-    from .features import extract_many, summarize
+    from ..features import extract_many, summarize
 
     usable, skipped = usable_candidates(auto)
     notes = [CandidateScore(k, None, None, 0.0, f"not available: {r}") for k, r in skipped.items()]

@@ -13,10 +13,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..model.building import input_stats
+from ..model.configs import ModelConfig
 from . import batching
-from .models import ModelConfig, input_stats
+from .config import TrainConfig
 from .prepare import SplitData
-from .runconfig import TrainConfig
 
 MONITOR = "val_loss"  # smoother than val_accuracy on small validation sets
 LR_FACTOR = 0.5  # reduce_lr: multiply the rate by this on a plateau
@@ -44,7 +45,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: SplitData, val: S
     being trained, which for an ensemble outputs every member's probabilities,
     (batch, members, classes).
     """
-    from .models import build_model, configure_tensorflow, members_view
+    from ..model.building import build_model, configure_tensorflow, members_view
 
     configure_tensorflow()
     import keras

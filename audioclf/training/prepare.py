@@ -19,11 +19,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from . import workspace
+from .. import workspace
+from ..model.configs import ModelConfig
+from .config import RunConfig, TrainingError
 from .defaults import AUTO
 from .feature_choice import usable_candidates
-from .models import ModelConfig
-from .runconfig import RunConfig, TrainingError
 
 MIN_TRAIN_PER_CLASS = 2
 CV_MAX_FOLDS = 20
@@ -84,7 +84,7 @@ class Fold:
 
 def resolve_dataset(name: str, group_pattern: str | None = None):
     """Load a data set by path, or by the name of a data set in the workspace."""
-    from .datasets import load_dataset
+    from ..datasets import load_dataset
 
     path = Path(str(name)).expanduser()
     if not path.exists() and (workspace.datasets_dir() / str(name)).exists():
@@ -97,14 +97,14 @@ def check_features(features_cfg) -> None:
     if getattr(features_cfg, "kind", "") == AUTO:
         usable_candidates(features_cfg)  # raises when none can run here
     elif getattr(features_cfg, "kind", "") == "yamnet":
-        from .features import yamnet
+        from ..features import yamnet
 
         yamnet.require_available(features_cfg.model)
 
 
 def check_split(split, labels: Sequence[str]) -> None:
     """Raise DatasetError/TrainingError saying what to fix if `split` cannot train a model."""
-    from .datasets import check_trainable
+    from ..datasets import check_trainable
 
     check_trainable(split)
     if len(labels) < 2:
@@ -135,7 +135,7 @@ def prepare_run(cfg: RunConfig, *, folds: int | None = None, dataset=None) -> Pr
     `cfg.dataset` (a page's cached copy), else it is loaded here. Cheap next to
     feature extraction: no features, no TensorFlow.
     """
-    from .datasets import check_trainable, split_dataset
+    from ..datasets import check_trainable, split_dataset
 
     if not isinstance(cfg, RunConfig):
         raise TrainingError("A run needs a RunConfig.")
@@ -165,7 +165,7 @@ def cv_folds(ds, split_cfg, k: int) -> list[Fold]:
     order of the groups they hold out: with ESC-10's five official folds, fold 1
     holds out group "1".
     """
-    from .datasets import DatasetError, kfold_splits
+    from ..datasets import DatasetError, kfold_splits
 
     if not 2 <= int(k) <= CV_MAX_FOLDS:
         raise DatasetError(f"Cross-validation needs between 2 and {CV_MAX_FOLDS} folds, got {k}.")
@@ -188,7 +188,7 @@ def fold_split(fold: Fold, split_cfg, labels: Sequence[str], seed_offset: int = 
     (by group for a group split, so no group is in both), for early stopping;
     the fold's test clips are scored. Returns a datasets.Split with `test` = fold.test.
     """
-    from .datasets import Dataset, Split, SplitConfig, split_dataset
+    from ..datasets import Dataset, Split, SplitConfig, split_dataset
 
     val = float(getattr(split_cfg, "val", 0.0))
     method = "group" if getattr(split_cfg, "method", "") == "group" else "stratified"
@@ -219,7 +219,7 @@ def extract_parts(items: Sequence, features_cfg, labels: Sequence[str],
                   parts: Sequence[int] | None = None) -> list[SplitData]:
     """Features of `items` in one extract_many call (one process pool), cut into
     consecutive parts of the given sizes; unreadable clips go to `problems`."""
-    from .features import extract_many
+    from ..features import extract_many
 
     parts = list(parts) if parts is not None else [len(items)]
     index = {lab: i for i, lab in enumerate(labels)}

@@ -6,37 +6,29 @@
 
 `train()` is a thin orchestrator over one module per stage:
 `prepare` (validate the config, load and split the data set, gather cached
-features and the warped copies), `fitting` (build and fit the model),
+features and the warped copies), `fit` (build and fit the model),
 `evaluation` (score the validation and test splits) and `runs` (the run
 folder). `background` runs the same `train()` in a separate process
-(`python -m audioclf.training RUN_DIR`, see `main`).
-
-The names other code has always imported from here (RunConfig, TrainConfig,
-TrainingError, fit, start_training, cancel_run, run_status, predict_proba...)
-are re-exported. TensorFlow is imported lazily, inside the functions that train.
+(`python -m audioclf.training RUN_DIR`, see `audioclf/training/__main__.py`).
+TensorFlow is imported lazily, inside the functions that train.
 """
 from __future__ import annotations
 
 import os
-import sys
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from . import runs, workspace
-from .background import CANCEL_WAIT, cancel_run, run_status, start_training  # noqa: F401  (re-exported)
-from .confidence import THRESHOLD_KEY, threshold_record
-from .evaluation import evaluate
+from .. import workspace
+from ..evaluation.metrics import evaluate
+from ..evaluation.threshold import THRESHOLD_KEY, threshold_record
+from ..model.building import predict_proba
+from . import runs
+from .config import RunConfig, TrainingError
 from .feature_choice import choose_features, feature_config
-from .fitting import class_weights, fit  # noqa: F401  (re-exported: part of this API)
-from .models import predict_proba  # noqa: F401  (re-exported: part of this API)
-from .prepare import (MIN_TRAIN_PER_CLASS, Cancelled, SplitData, gather_features,  # noqa: F401
-                      prepare_run, warp_factors)
-from .runconfig import (BATCH_SIZE, EPOCHS, MIN_EPOCHS, PATIENCE, RunConfig,  # noqa: F401
-                        TrainConfig, TrainingError)
-from .runs import RunStatus  # noqa: F401  (re-exported: part of this API)
+from .fit import fit
+from .prepare import Cancelled, gather_features, prepare_run, warp_factors
 
 STATUS_EVERY = 0.5  # seconds between status.json rewrites while extracting
 
@@ -115,7 +107,7 @@ def _run(cfg: RunConfig, run_id: str, emit: Progress, stop: Callable[[], bool]) 
             continue
         probs = predict_proba(model, d.x)
         metrics[name] = evaluate(d.y, probs, labels, paths=d.paths).to_dict()
-        if metrics.get(THRESHOLD_KEY) is None:  # from validation, else test (see confidence.suggest_threshold)
+        if metrics.get(THRESHOLD_KEY) is None:  # from validation, else test (see evaluation.threshold)
             metrics[THRESHOLD_KEY] = threshold_record(probs, d.y, name)
         pred = probs.argmax(1)
         rows += [[p, name, labels[t], labels[k], *np.round(pr, 6).tolist()]
@@ -164,25 +156,3 @@ def _gather(cfg: RunConfig, run_id: str, prepared, emit: Progress, stop: Callabl
 
     return gather_features({"train": split.train, "val": split.val, "test": split.test}, cfg.features,
                            prepared.labels, warps=warp_factors(cfg), progress=on_extract, should_stop=stop)
-
-
-def main(argv: list[str]) -> int:
-    """Entry point of a background run: `python -m audioclf.training <run_dir>`."""
-    path = Path(argv[0]).resolve()
-    os.environ[workspace.ENV_HOME] = str(path.parent.parent)
-    cancel = path / runs.CANCEL
-    try:
-        cfg = RunConfig.from_dict(runs.read_json(path / runs.CONFIG, {}))
-    except (ValueError, KeyError) as e:
-        runs.update_status(path.name, state="failed", message=str(e), finished=time.time())
-        return 1
-    try:
-        train(cfg, run_id=path.name, should_stop=cancel.exists)
-    except Exception as e:  # already recorded in status.json; one line for the log
-        print(f"training failed: {e}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

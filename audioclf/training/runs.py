@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from . import workspace
-from .errors import AudioclfError
+from .. import workspace
+from ..errors import AudioclfError
 
 CONFIG = "config.json"
 STATUS = "status.json"
@@ -383,14 +383,14 @@ def load_model(run_id_or_path: str | os.PathLike):
 
     Raises ModelLoadError for anything that is not a model audioclf trained.
     """
-    from . import models
+    from ..model import building
 
     path = Path(run_id_or_path)
     if not path.suffix == ".keras" and not path.is_file():
         path = run_dir(str(run_id_or_path)) / MODEL
     if not path.is_file():
         raise ModelLoadError(f"No model file at {path} (did the run finish?).")
-    objs = models.custom_objects()
+    objs = building.custom_objects()
     import keras
 
     try:
@@ -399,7 +399,7 @@ def load_model(run_id_or_path: str | os.PathLike):
         raise ModelLoadError(f"{path.name} is not a model audioclf can load: "
                              f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}") from None
     if not isinstance(getattr(model, "name", None), str) or \
-            not model.name.startswith(models.MODEL_PREFIX + "_"):
+            not model.name.startswith(building.MODEL_PREFIX + "_"):
         raise ModelLoadError(f"{path.name} is a Keras model, but not one trained by audioclf "
                              "(it lacks audioclf's input masking and standardisation).")
     return model

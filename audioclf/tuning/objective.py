@@ -31,7 +31,7 @@ class OutOfTime(Exception):
 
 def search_items(cfg: TuneConfig):
     """(labels, train items, val items) of the base split; the test split is dropped here."""
-    from .prepare import check_features, prepare_run
+    from ..training.prepare import check_features, prepare_run
 
     for kind in values_of(cfg.space, "features.kind", cfg.base.features.kind):
         check_features(cfg.base.features if kind == cfg.base.features.kind else apply_params(
@@ -86,7 +86,7 @@ def feature_configs(cfg: TuneConfig) -> list:
 
 def _warped(features, train_cfg: TrainConfig) -> list:
     """Feature configs of the extra warped training copies (MFCC vocal tract warping), as training makes."""
-    from .prepare import warp_factors
+    from ..training.prepare import warp_factors
 
     factors = warp_factors(RunConfig(dataset="", split=None, features=features, train=train_cfg))
     return [replace(features, warp=w) for w in factors]
@@ -94,7 +94,7 @@ def _warped(features, train_cfg: TrainConfig) -> list:
 
 def extract_sequences(items, features, labels, progress: Callable[[int, int], None] | None = None) -> SplitData:
     """Features of `items` from the cache (computed once on a miss); unreadable clips are skipped."""
-    from .prepare import extract_parts
+    from ..training.prepare import extract_parts
 
     return extract_parts(list(items), features, labels, progress)[0]
 
@@ -147,8 +147,7 @@ def _f1_callback(trial, val: SplitData, n_classes: int, stop: Callable[[], bool]
     import keras
     from sklearn.metrics import f1_score
 
-    from .models import pad_sequences
-    from .sequences import padded_length
+    from ..model.sequences import pad_sequences, padded_length
 
     order = np.argsort([len(s) for s in val.x], kind="stable")
     batches = []
@@ -190,7 +189,7 @@ def _f1_callback(trial, val: SplitData, n_classes: int, stop: Callable[[], bool]
 def _score(model, data: SplitData, n_classes: int) -> float:
     from sklearn.metrics import f1_score
 
-    from .models import predict_proba
+    from ..model.building import predict_proba
 
     probs = predict_proba(model, data.x)
     return float(f1_score(data.y, probs.argmax(1), labels=list(range(n_classes)), average="macro",
@@ -232,7 +231,7 @@ def make_objective(cfg: TuneConfig, data: TrialData, stop: Callable[[], bool],
 
 
 def _val_value(run_cfg, data: TrialData, trial, stop, deadline):
-    from .fitting import fit
+    from ..training.fit import fit
 
     tr, va = data.train_val(run_cfg)
     if not tr.x or not va.x:
@@ -248,9 +247,9 @@ def _val_value(run_cfg, data: TrialData, trial, stop, deadline):
 
 def _cv_value(cfg: TuneConfig, run_cfg, data: TrialData, trial, stop, deadline):
     """Mean macro F1 over k folds of training + validation clips; reported after each fold."""
-    from .datasets import Dataset
-    from .fitting import fit
-    from .prepare import cv_folds
+    from ..datasets import Dataset
+    from ..training.fit import fit
+    from ..training.prepare import cv_folds
 
     items = data.train + data.val
     # Items carry their groups already (the split applied the pattern): no pattern needed again.

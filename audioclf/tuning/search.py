@@ -10,7 +10,7 @@ ordinary run (training split, early stopping on validation) and scored once on
 the test split.
 
 Trials run in worker processes that only share the study's database: each is
-``python -m audioclf.tuning.worker --worker <study folder>``, i.e. ``optuna.load_study``
+``python -m audioclf.tuning --worker <study folder>``, i.e. ``optuna.load_study``
 plus ``study.optimize``, so more workers (on other machines too, given a
 shared database URL in ``TuneConfig.storage``) can join a study.
 """
@@ -35,7 +35,7 @@ from .space import TuningError, check_space
 from .studies import (check_idle, create_study, fail_running, leaderboard, load_config, open_study, read_status,
                       study_dir, summarize, update_status)
 
-ENTRY_MODULE = "audioclf.tuning.worker"  # `python -m` entry point of a search and of its trial workers
+ENTRY_MODULE = "audioclf.tuning"  # `python -m` entry point of a search and of its trial workers
 CANCEL_WAIT = 5.0  # seconds cancel_tuning waits for a graceful stop before killing
 WORKER_STOP_WAIT = 2.0  # ... and the search waits for its workers, so it ends well within that
 POLL = 0.2  # seconds between the coordinator's looks at its workers

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import AudioclfError
-from ..model.configs import RECURRENT_KINDS, ModelConfig
+from ..model.configs import ModelConfig, RECURRENT_KINDS
 from ..training.config import RunConfig, TrainConfig
 
 MAX_GRID = 100000  # grid points a grid search may have
@@ -209,7 +209,7 @@ def parse_vary(text: str) -> Param:
 
 def searchable() -> dict[str, str]:
     """Every setting a search can vary, with what it is."""
-    from .features import CONFIG_TYPES
+    from ..features import CONFIG_TYPES
 
     out = {"features.kind": f"feature type ({', '.join(CONFIG_TYPES)})"}
     for kind, cls in CONFIG_TYPES.items():
@@ -228,7 +228,7 @@ def searchable() -> dict[str, str]:
 
 
 def feature_fields(kind: str) -> set[str]:
-    from .features import CONFIG_TYPES
+    from ..features import CONFIG_TYPES
 
     return {f.name for f in fields(CONFIG_TYPES[kind])}
 
@@ -247,7 +247,7 @@ def _applies(name: str, values: dict, base: RunConfig) -> bool:
 
 def apply_params(base: RunConfig, values: dict[str, Any]) -> RunConfig:
     """`base` with the dotted settings in `values` changed (settings that do not apply are ignored)."""
-    from .features import CONFIG_TYPES
+    from ..features import CONFIG_TYPES
 
     feats = base.features
     kind = values.get("features.kind", feats.kind)

@@ -113,7 +113,7 @@ def storage_url(study: str, cfg: TuneConfig | None = None) -> str:
     return cfg.storage or f"sqlite:///{study_dir(study) / DB_NAME}"
 
 
-def storage(url: str):
+def open_storage(url: str):
     import optuna
 
     import warnings
@@ -164,7 +164,7 @@ def open_study(study: str, cfg: TuneConfig | None = None, worker: int = 0):
 
     cfg = cfg or load_config(study)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed and pruned trials are in the leaderboard
-    return optuna.create_study(study_name=study, storage=storage(storage_url(study, cfg)),
+    return optuna.create_study(study_name=study, storage=open_storage(storage_url(study, cfg)),
                                sampler=_sampler(cfg, worker), pruner=_pruner(cfg),
                                direction="maximize", load_if_exists=True)
 
@@ -175,7 +175,7 @@ def summarize(study: str, seconds: float = 0.0) -> TuneResult:
     from optuna.trial import TrialState
 
     try:
-        s = optuna.load_study(study_name=study, storage=storage(storage_url(study)))
+        s = optuna.load_study(study_name=study, storage=open_storage(storage_url(study)))
         trials = s.get_trials(deepcopy=False)
     except KeyError:
         trials = []
@@ -198,7 +198,7 @@ def leaderboard(study: str) -> list[dict]:
     from optuna.trial import TrialState
 
     try:
-        s = optuna.load_study(study_name=study, storage=storage(storage_url(study)))
+        s = optuna.load_study(study_name=study, storage=open_storage(storage_url(study)))
     except KeyError:
         return []
     rows = []
@@ -232,7 +232,7 @@ def figures(study: str, importances: bool = True) -> dict[str, Any]:
     from optuna.trial import TrialState
 
     try:
-        s = optuna.load_study(study_name=study, storage=storage(storage_url(study)))
+        s = optuna.load_study(study_name=study, storage=open_storage(storage_url(study)))
     except KeyError:
         return {}
     complete = [t for t in s.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
@@ -264,7 +264,7 @@ def fail_running(study: str) -> int:
     import optuna
     from optuna.trial import TrialState
 
-    storage = storage(storage_url(study))
+    storage = open_storage(storage_url(study))
     try:
         s = optuna.load_study(study_name=study, storage=storage)
     except KeyError:

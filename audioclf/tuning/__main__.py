@@ -1,4 +1,5 @@
-"""Entry point of background searches and their trial workers (``python -m audioclf.tuning.worker.worker``)."""
+"""Entry point of background searches and their trial workers: ``python -m audioclf.tuning``
+(started by :func:`audioclf.tuning.search.start_tuning` and by a search for its workers)."""
 from __future__ import annotations
 
 import os
@@ -12,11 +13,11 @@ from .search import optimize, run_study
 
 
 def main(argv: list[str]) -> int:
-    """`python -m audioclf.tuning.worker <study folder> [--trials N] [--timeout S]` (a whole search), or
-    `python -m audioclf.tuning.worker --worker <study folder> [--target N] [--deadline T]` (trials only)."""
+    """`python -m audioclf.tuning <study folder> [--trials N] [--timeout S]` (a whole search), or
+    `python -m audioclf.tuning --worker <study folder> [--target N] [--deadline T]` (trials only)."""
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m audioclf.tuning.worker")
+    p = argparse.ArgumentParser(prog="python -m audioclf.tuning")
     p.add_argument("folder")
     p.add_argument("--worker", action="store_true")
     p.add_argument("--index", type=int, default=0)
