@@ -31,8 +31,14 @@ def mn04_model(efficientat_pt):
 
 @pytest.fixture(scope="session")
 def mn04(mn04_model):
-    """Its Keras network (mel (batch, 128, frames, 1) -> logits, embedding, hidden, sequence)."""
+    """Its Keras network as trained (mel (batch, 128, frames, 1) -> logits, embedding, hidden, sequence)."""
     return mn04_model.keras_model
+
+
+@pytest.fixture(scope="session", params=["trained", "folded"])
+def mn04_form(request, mn04_model):
+    """The network with BatchNorm layers, and the inference copy with them folded into the convolutions."""
+    return mn04_model.keras_model if request.param == "trained" else mn04_model.inference_model
 
 
 def _run(model, waveform: np.ndarray) -> dict[str, np.ndarray]:
@@ -49,10 +55,10 @@ def test_every_reference_input_is_tested(efficientat_reference):
 
 
 @pytest.mark.parametrize("name", REFERENCES)
-def test_matches_the_official_model(name, mn04, efficientat_reference):
+def test_matches_the_official_model(name, mn04_form, efficientat_reference):
     ref = np.load(efficientat_reference / f"{name}.npz")
     top3 = json.loads((efficientat_reference / "index.json").read_text())[name]["top3_audioset_index"]
-    got = _run(mn04, ref["waveform"])
+    got = _run(mn04_form, ref["waveform"])
     for key in ("mel", "embedding", "hidden", "logits"):
         assert got[key].shape == ref[key].shape, key
         err = float(np.abs(got[key] - ref[key]).max())
@@ -123,6 +129,14 @@ def test_a_network_at_another_width_takes_its_shapes():
     assert architecture.infer_width(state) == (1.0, 527)
     with pytest.raises(network.WeightsMismatch, match="width 0.4"):
         network.load_torch_state(network.build_network(0.4), state)
+    folded = network.fold_batchnorm(model)
+    x = np.random.default_rng(3).standard_normal((2, 128, 70, 1)).astype(np.float32)
+    want, got = model(x), folded(x)
+    for key in network.OUTPUTS:
+        scale = float(np.abs(np.asarray(want[key])).max())
+        assert float(np.abs(np.asarray(got[key]) - np.asarray(want[key])).max()) < 1e-4 * max(1.0, scale), key
+    with pytest.raises(network.WeightsMismatch, match="BatchNorm"):
+        network.load_torch_state(folded, state)
 
 
 def test_the_network_round_trips_through_keras_saving(mn04, tmp_path):

@@ -36,7 +36,12 @@ class Embedding(NamedTuple):
 
 
 class EfficientATModel:
-    """One checkpoint's network in Keras, ready to run; see :func:`load_model`."""
+    """One checkpoint's network in Keras, ready to run; see :func:`load_model`.
+
+    ``keras_model`` is the network as trained (BatchNorm layers: fine-tune or export
+    this one); ``inference_model`` the same with BatchNorm folded into the
+    convolutions, which :meth:`run` and :meth:`embed` use.
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -56,6 +61,7 @@ class EfficientATModel:
         from audioclf.features.efficientat import network
 
         self.keras_model = network.load_torch_state(network.build_network(self.width, self.num_classes), state)
+        self.inference_model = network.fold_batchnorm(self.keras_model)
         self.embedding_dim = architecture.embedding_dim(self.width)
         self._fn = None
         self._fn_lock = threading.Lock()
@@ -76,7 +82,7 @@ class EfficientATModel:
             if self._fn is None:
                 import tensorflow as tf
 
-                model = self.keras_model
+                model = self.inference_model
                 self._fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True,
                                        input_signature=[tf.TensorSpec((None, params.N_MELS, None, 1), tf.float32)])
             return self._fn

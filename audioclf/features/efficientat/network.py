@@ -36,35 +36,45 @@ class WeightsMismatch(AudioclfError):
 
 @keras.saving.register_keras_serializable(package="audioclf")
 class ConvNormActivation(layers.Layer):
-    """Conv2D (or depthwise) without bias, BatchNorm (eps 1e-3), optional activation; torch-style padding."""
+    """Conv2D (or depthwise) without bias, BatchNorm (eps 1e-3), optional activation; torch-style padding.
+
+    ``batchnorm=False`` is the inference form: the normalisation folded into the
+    convolution's kernel and a bias (see :func:`fold_batchnorm`).
+    """
 
     def __init__(self, filters: int, kernel_size: int = 1, strides: int = 1, depthwise: bool = False,
-                 activation: str | None = None, **kwargs):
+                 activation: str | None = None, batchnorm: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.filters, self.kernel_size, self.strides = int(filters), int(kernel_size), int(strides)
-        self.depthwise, self.activation_name = bool(depthwise), activation
+        self.depthwise, self.activation_name, self.batchnorm = bool(depthwise), activation, bool(batchnorm)
+        # Odd kernels at stride 1: "same" is the symmetric (k-1)/2. Strided: "same" would pad only the end.
+        self.pad = 0 if self.strides == 1 else (self.kernel_size - 1) // 2
+        padding = "same" if self.strides == 1 else "valid"
         if self.depthwise:
-            self.conv = layers.DepthwiseConv2D(self.kernel_size, self.strides, padding="valid", use_bias=False,
-                                               name="conv")
+            self.conv = layers.DepthwiseConv2D(self.kernel_size, self.strides, padding=padding,
+                                               use_bias=not self.batchnorm, name="conv")
         else:
-            self.conv = layers.Conv2D(self.filters, self.kernel_size, self.strides, padding="valid",
-                                      use_bias=False, name="conv")
+            self.conv = layers.Conv2D(self.filters, self.kernel_size, self.strides, padding=padding,
+                                      use_bias=not self.batchnorm, name="conv")
         # PyTorch's momentum 0.01 is Keras's 0.99 (weight of the old running average).
-        self.norm = layers.BatchNormalization(epsilon=params.BN_EPSILON, momentum=0.99, name="norm")
+        self.norm = layers.BatchNormalization(epsilon=params.BN_EPSILON, momentum=0.99, name="norm") \
+            if self.batchnorm else None
         self.activation = keras.activations.get(activation) if activation else None
 
     def build(self, input_shape):
-        pad = (self.kernel_size - 1) // 2
-        padded = (input_shape[0], None if input_shape[1] is None else input_shape[1] + 2 * pad,
-                  None if input_shape[2] is None else input_shape[2] + 2 * pad, input_shape[3])
+        p = 2 * self.pad
+        padded = (input_shape[0], None if input_shape[1] is None else input_shape[1] + p,
+                  None if input_shape[2] is None else input_shape[2] + p, input_shape[3])
         self.conv.build(padded)
-        self.norm.build(self.conv.compute_output_shape(padded))
+        if self.norm is not None:
+            self.norm.build(self.conv.compute_output_shape(padded))
 
     def call(self, x, training=None):
-        pad = (self.kernel_size - 1) // 2
-        if pad:
-            x = ops.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-        x = self.norm(self.conv(x), training=training)
+        if self.pad:
+            x = ops.pad(x, ((0, 0), (self.pad, self.pad), (self.pad, self.pad), (0, 0)))
+        x = self.conv(x)
+        if self.norm is not None:
+            x = self.norm(x, training=training)
         return self.activation(x) if self.activation else x
 
     def compute_output_shape(self, input_shape):
@@ -74,7 +84,8 @@ class ConvNormActivation(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
-                "strides": self.strides, "depthwise": self.depthwise, "activation": self.activation_name}
+                "strides": self.strides, "depthwise": self.depthwise, "activation": self.activation_name,
+                "batchnorm": self.batchnorm}
 
 
 @keras.saving.register_keras_serializable(package="audioclf")
@@ -107,17 +118,18 @@ class InvertedResidual(layers.Layer):
     """MobileNetV3's block: 1x1 expand (if wider), depthwise k x k, channel SE, 1x1 project, + input if same shape."""
 
     def __init__(self, in_channels: int, kernel: int, expanded: int, out_channels: int, squeeze_excite: bool,
-                 activation: str, stride: int, **kwargs):
+                 activation: str, stride: int, batchnorm: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.spec = architecture.BlockSpec(int(in_channels), int(kernel), int(expanded), int(out_channels),
                                            bool(squeeze_excite), str(activation), int(stride))
-        s = self.spec
-        self.expand = ConvNormActivation(s.expanded, 1, activation=s.activation, name="expand") \
+        self.batchnorm = bool(batchnorm)
+        s, bn = self.spec, self.batchnorm
+        self.expand = ConvNormActivation(s.expanded, 1, activation=s.activation, batchnorm=bn, name="expand") \
             if s.expands else None
         self.depthwise = ConvNormActivation(s.expanded, s.kernel, s.stride, depthwise=True,
-                                            activation=s.activation, name="depthwise")
+                                            activation=s.activation, batchnorm=bn, name="depthwise")
         self.se = SqueezeExcitation(s.expanded, s.squeeze_channels, name="se") if s.squeeze_excite else None
-        self.project = ConvNormActivation(s.out_channels, 1, name="project")
+        self.project = ConvNormActivation(s.out_channels, 1, batchnorm=bn, name="project")
 
     def build(self, input_shape):
         shape = input_shape
@@ -142,7 +154,7 @@ class InvertedResidual(layers.Layer):
         s = self.spec
         return {**super().get_config(), "in_channels": s.in_channels, "kernel": s.kernel, "expanded": s.expanded,
                 "out_channels": s.out_channels, "squeeze_excite": s.squeeze_excite, "activation": s.activation,
-                "stride": s.stride}
+                "stride": s.stride, "batchnorm": self.batchnorm}
 
 
 @keras.saving.register_keras_serializable(package="audioclf")
@@ -164,27 +176,67 @@ class MeanOver(layers.Layer):
 
 
 def build_network(width: float = 0.4, num_classes: int = params.NUM_CLASSES, *,
-                  dropout: float = params.DROPOUT, name: str | None = None) -> keras.Model:
+                  dropout: float = params.DROPOUT, batchnorm: bool = True, name: str | None = None) -> keras.Model:
     """EfficientAT at width multiplier ``width`` (0.4 = mn04): mel (batch, 128, frames, 1) -> :data:`OUTPUTS`.
 
     Layers are named after the state dict: ``features_N`` is ``features.N``,
     ``classifier_2``/``classifier_5`` the head's Linear layers. Frames may be any
     number from 1 up; the weights are random until :func:`load_torch_state`.
+    ``batchnorm=False`` builds the inference form that :func:`fold_batchnorm` fills.
     """
+    bn = batchnorm
     mel = keras.Input((params.N_MELS, None, 1), name="mel")
     x = ConvNormActivation(architecture.stem_channels(width), params.STEM_KERNEL, params.STEM_STRIDE,
-                           activation="hard_swish", name="features_0")(mel)
+                           activation="hard_swish", batchnorm=bn, name="features_0")(mel)
     for n, spec in enumerate(architecture.block_specs(width), start=1):
         x = InvertedResidual(spec.in_channels, spec.kernel, spec.expanded, spec.out_channels, spec.squeeze_excite,
-                             spec.activation, spec.stride, name=f"features_{n}")(x)
-    x = ConvNormActivation(architecture.embedding_dim(width), 1, activation="hard_swish",
+                             spec.activation, spec.stride, batchnorm=bn, name=f"features_{n}")(x)
+    x = ConvNormActivation(architecture.embedding_dim(width), 1, activation="hard_swish", batchnorm=bn,
                            name=f"features_{len(params.BLOCKS) + 1}")(x)
     sequence = MeanOver(1, name="sequence")(x)
     embedding = MeanOver((1, 2), name="embedding")(x)
     hidden = layers.Dense(architecture.hidden_dim(width), activation="hard_swish", name="classifier_2")(embedding)
     logits = layers.Dense(num_classes, name="classifier_5")(layers.Dropout(dropout, name="classifier_4")(hidden))
     outputs = {"logits": logits, "embedding": embedding, "hidden": hidden, "sequence": sequence}
-    return keras.Model(mel, outputs, name=name or f"efficientat_w{width:g}")
+    return keras.Model(mel, outputs, name=name or f"efficientat_w{width:g}{'' if bn else '_folded'}")
+
+
+def _conv_layers(model: keras.Model) -> list[ConvNormActivation]:
+    """Every ConvNormActivation of a :func:`build_network` model, in network order."""
+    out = []
+    for n in range(len(params.BLOCKS) + 2):
+        layer = model.get_layer(f"features_{n}")
+        parts = [layer] if isinstance(layer, ConvNormActivation) else [layer.expand, layer.depthwise, layer.project]
+        out += [p for p in parts if p is not None]
+    return out
+
+
+def fold_batchnorm(model: keras.Model) -> keras.Model:
+    """An inference copy of ``model`` with each BatchNorm folded into its convolution (same outputs, faster).
+
+    In inference BatchNorm is ``(x - mean) / sqrt(var + eps) * gamma + beta``, an
+    affine map per channel, so it can scale the kernel's output channels and become
+    a bias: one op instead of two per convolution. Not for training (no BatchNorm
+    left to update).
+    """
+    width = _width_of(model)
+    if not model.get_layer("features_0").batchnorm:
+        raise WeightsMismatch(f"{model.name} has no BatchNorm left to fold.")
+    folded = build_network(width, model.get_layer("classifier_5").units, batchnorm=False,
+                           name=f"{model.name}_folded")
+    for src, dst in zip(_conv_layers(model), _conv_layers(folded)):
+        kernel = src.conv.get_weights()[0]
+        gamma, beta, mean, var = src.norm.get_weights()
+        scale = gamma / np.sqrt(var + src.norm.epsilon)
+        kernel = kernel * (scale[None, None, :, None] if src.depthwise else scale)
+        dst.conv.set_weights([kernel.astype(np.float32), (beta - mean * scale).astype(np.float32)])
+    for n in range(1, len(params.BLOCKS) + 1):
+        block = model.get_layer(f"features_{n}")
+        if block.se is not None:
+            folded.get_layer(f"features_{n}").se.set_weights(block.se.get_weights())
+    for name in ("classifier_2", "classifier_5"):
+        folded.get_layer(name).set_weights(model.get_layer(name).get_weights())
+    return folded
 
 
 # ---------------------------------------------------------------- weights from a PyTorch state dict
@@ -210,6 +262,8 @@ def load_torch_state(model: keras.Model, state: Mapping[str, np.ndarray]) -> ker
     """
     width = _width_of(model)
     num_classes = model.get_layer("classifier_5").units
+    if not model.get_layer("features_0").batchnorm:
+        raise WeightsMismatch("Load the weights into a network with BatchNorm, then fold it (fold_batchnorm).")
     problem = architecture.mismatch(state, width, num_classes)
     if problem:
         raise WeightsMismatch(f"These weights do not fit EfficientAT at width {width:g}: {problem}.")
