@@ -12,6 +12,7 @@ from audioclf.errors import AudioclfError
 
 Progress = Callable[[int, int], None]
 STORE_SHARD_ROWS = 256  # clips per shard when the local engine fills a store
+QUIET_LOGGERS = ("ray", "ray.data")
 
 
 class EngineError(AudioclfError):
@@ -72,3 +73,11 @@ class ClusterInfo:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "cpus": self.cpus}
+
+
+def quiet() -> None:
+    """Ray's INFO lines (dataset started/finished, progress bars off) are not for our users."""
+    import logging
+
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)

@@ -5,8 +5,9 @@
 
 An address is checked with a plain TCP connection first (``CONNECT_TIMEOUT`` s),
 so a wrong or unreachable one is a one-line EngineError at once rather than
-Ray's own minute-long retries. Joining a cluster ships this copy of ``audioclf``
-to it (``runtime_env`` ``py_modules``), so the nodes need its dependencies only.
+Ray's own minute-long retries. The nodes need audioclf installed (``pip install``
+in the cluster's setup commands); ``ship_code=True`` sends this copy instead
+(``runtime_env`` ``py_modules``; the nodes still need its dependencies).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import sys
 from typing import Any, Callable, Iterable, TypeVar
 
 from audioclf import workspace
-from audioclf.engines.base import ClusterInfo, EngineError, ExtractResult, NodeInfo, Progress
+from audioclf.engines.base import ClusterInfo, EngineError, ExtractResult, NodeInfo, Progress, quiet
 from audioclf.engines.manifest import is_uri, read_manifest
 from audioclf.features import FeatureConfig, config_key
 
@@ -28,11 +29,9 @@ CLIENT_PORT = 10001  # a ray:// address without a port
 BATCH_SIZE = 64  # clips per block: one decode task, one actor call, one store shard
 OBJECT_STORE_MB = 256  # a local instance's object store: blocks of decoded audio pass through it
 STORE_FOLDER = "store"  # the default store: <workspace>/cache/store (one machine only)
-WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
 # Ray reads this when it is imported: "0" makes a local instance use 127.0.0.1 for every
 # service (else it picks the machine's outward address). Only for instances we start.
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
-QUIET_LOGGERS = ("ray", "ray.data")
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -80,7 +79,7 @@ class RayEngine:
 
     def __init__(self, address: str | None = None, *, num_cpus: int | None = None,
                  object_store_mb: int | None = None, batch_size: int = BATCH_SIZE,
-                 cpus_per_actor: float = 1.0, ship_code: bool | None = None):
+                 cpus_per_actor: float = 1.0, ship_code: bool = False):
         self.address = address
         self.batch_size = int(batch_size)
         self.cpus_per_actor = float(cpus_per_actor)
@@ -89,29 +88,31 @@ class RayEngine:
             os.environ.setdefault(LOOPBACK_ENV, "0")
         import ray
 
-        _quiet()
+        quiet()
         if address and address != "auto":
             check_reachable(address)
         if ray.is_initialized():
             return  # this process is already a driver (a test's cluster, an earlier engine): use it
-        env = {**WORKER_ENV}
-        runtime_env: dict[str, Any] = {"env_vars": env}
-        if address and (ship_code if ship_code is not None else True):
+        # No runtime_env by default: workers Ray has prestarted can then take the first tasks
+        # (a job-level runtime_env makes every worker a new process, seconds each).
+        runtime_env: dict[str, Any] = {}
+        if address and ship_code:
             runtime_env["py_modules"] = [str(Path(__file__).resolve().parents[1])]
         try:
             if address:
-                ray.init(address=address, runtime_env=runtime_env, log_to_driver=False,
+                ray.init(address=address, runtime_env=runtime_env or None, log_to_driver=False,
                          logging_level="error", configure_logging=True)
             else:
                 mb = object_store_mb or OBJECT_STORE_MB
                 ray.init(num_cpus=num_cpus, include_dashboard=False, object_store_memory=mb * 1024 * 1024,
-                         runtime_env=runtime_env, log_to_driver=False, logging_level="error")
+                         log_to_driver=False, logging_level="error")
         except EngineError:
             raise
         except Exception as exc:  # noqa: BLE001  (ConnectionError, RuntimeError, ValueError from ray.init)
             where = f"the Ray cluster at {address}" if address else "a local Ray instance"
             raise EngineError(f"Cannot connect to {where}: {str(exc).strip().splitlines()[0]}") from None
         self._owns = True
+        import ray.data  # noqa: F401  (a second of imports: part of joining, not of the first job)
 
     def __enter__(self) -> "RayEngine":
         return self
@@ -212,14 +213,6 @@ def _portable(config: FeatureConfig) -> FeatureConfig:
     from audioclf.features.yamnet import resolve_spec
 
     return replace(config, model=resolve_spec(config.model))
-
-
-def _quiet() -> None:
-    """Ray's INFO lines (dataset started/finished, progress bars off) are not for our users."""
-    import logging
-
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _head_node_id() -> str | None:

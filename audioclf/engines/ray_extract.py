@@ -22,7 +22,7 @@ import pyarrow as pa
 import ray
 
 from audioclf.audio import AudioError, Clip
-from audioclf.engines.base import ExtractResult, Progress
+from audioclf.engines.base import ExtractResult, Progress, quiet
 from audioclf.engines.work import decode, extract_clips
 from audioclf.features import FeatureConfig, Features, config_from_dict, config_to_dict
 
@@ -67,13 +67,19 @@ class FeatureActor:
         self.key = key
         self.store = FeatureStore(store_root)
         self.node = ray.get_runtime_context().get_node_id()
-        if self.config.kind == "yamnet":
-            from audioclf.features.yamnet import load_model
+        os.environ["AUDIOCLF_YAMNET_THREADS"] = str(max(1, int(threads)))
+        self._warm_up()
 
-            os.environ["AUDIOCLF_YAMNET_THREADS"] = str(max(1, int(threads)))
-            load_model(self.config.model)  # once per actor, before the first block
-        else:
-            from audioclf.features import spectral  # noqa: F401  (librosa's import, once)
+    def _warm_up(self) -> None:
+        """Load the feature model (and librosa) now, once per actor, not in the first block."""
+        from audioclf.features import extract
+
+        sr = self.config.sr or 16000
+        noise = np.random.default_rng(0).normal(0, 0.1, sr).astype(np.float32)
+        try:
+            extract(Clip(samples=noise, sr=sr, name="warm-up"), self.config)
+        except AudioError:
+            pass
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         from audioclf.features.store import StoreRow
@@ -105,11 +111,23 @@ class FeatureActor:
         }, schema=SUMMARY)
 
 
+def bound_actor(config: dict, key: str, store_root: str, threads: int) -> type:
+    """FeatureActor with its arguments bound in the class: Ray keeps constructor arguments in
+    the object store, and a restarted actor (after its worker died) cannot start if they are gone."""
+
+    class BoundFeatureActor(FeatureActor):
+        def __init__(self):
+            super().__init__(config, key, store_root, threads)
+
+    return BoundFeatureActor
+
+
 def run(table: pa.Table, config: FeatureConfig, *, key: str, store_root: str, progress: Progress | None,
         batch_size: int, actors: int, cpus_per_actor: float, on_summary=None) -> ExtractResult:
     """Extract every row of `table` (path, label, group) into the store; returns the counts."""
     from ray.data import ActorPoolStrategy, DataContext
 
+    quiet()
     t0 = time.perf_counter()
     total = table.num_rows
     result = ExtractResult(engine="ray", total=total, config_key=key, store=store_root, workers=actors)
@@ -126,10 +144,8 @@ def run(table: pa.Table, config: FeatureConfig, *, key: str, store_root: str, pr
     ds = ray.data.from_arrow(table, override_num_blocks=blocks)
     ds = ds.map_batches(decode_batch, batch_size=None, batch_format="pyarrow", fn_kwargs={"config": cfg},
                         num_cpus=cpus_per_actor)
-    ds = ds.map_batches(FeatureActor, batch_size=None, batch_format="pyarrow",
-                        fn_constructor_kwargs={"config": cfg, "key": key, "store_root": store_root,
-                                               "threads": max(1, int(cpus_per_actor))},
-                        compute=ActorPoolStrategy(min_size=1, max_size=actors, initial_size=actors),
+    ds = ds.map_batches(bound_actor(cfg, key, store_root, max(1, int(cpus_per_actor))),
+                        batch_size=None, batch_format="pyarrow", compute=ActorPoolStrategy(min_size=1, max_size=actors, initial_size=actors),
                         num_cpus=cpus_per_actor)
     hosts = _node_hosts()
     seen: dict[str, dict] = {}  # a retried block may report its clips twice: the last report counts
