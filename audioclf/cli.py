@@ -38,6 +38,8 @@ FEATURE_KINDS = ("auto", "mfcc", "spectral", "yamnet")
 FORMATS = ("table", "csv", "json")
 PROGRESS_STEPS = 10  # lines per phase when stderr is not a terminal
 ENV_DEBUG = "AUDIOCLF_DEBUG"  # set to 1 to get tracebacks instead of one-line errors
+LOCAL_ADDRESS = "127.0.0.1"  # `audioclf app` (and .streamlit/config.toml): only this machine
+SHARED_ADDRESS = "0.0.0.0"  # `audioclf app --share`: every network interface
 _UNSET = object()  # --sr not given (None means "native": keep each file's rate)
 
 
@@ -1203,13 +1205,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_check)
 
     sp = add("app", "start the app in the browser",
-             "Start the Streamlit app (`streamlit run app.py`). --readonly makes a shared demo: nothing "
-             "can be trained, deleted or added to data sets (same as AUDIOCLF_READONLY=1), and the "
-             "Present page opens first.")
+             "Start the Streamlit app (`streamlit run app.py`), for this machine only unless --share. "
+             "--readonly makes a shared demo: nothing can be trained, deleted or added to data sets "
+             "(same as AUDIOCLF_READONLY=1), and the Present page opens first.")
     sp.add_argument("--readonly", action="store_true", help="no training, deleting or data set editing")
     sp.add_argument("--port", type=int, default=8501, help="(default: 8501)")
-    sp.add_argument("--address", default="localhost",
-                    help="address to listen on; 0.0.0.0 for other machines (default: localhost)")
+    where = sp.add_mutually_exclusive_group()
+    where.add_argument("--address", default=LOCAL_ADDRESS,
+                       help=f"address to listen on (default: {LOCAL_ADDRESS}: only this machine)")
+    where.add_argument("--share", dest="address", action="store_const", const=SHARED_ADDRESS,
+                       help=f"listen on every network interface ({SHARED_ADDRESS}): other machines can "
+                            "open the app; give it a password (README: Read-only mode and a password)")
     sp.add_argument("--headless", action="store_true", help="do not open a browser")
     sp.set_defaults(func=cmd_app)
 

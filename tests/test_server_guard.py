@@ -14,6 +14,8 @@ so its waits are its own.
 from __future__ import annotations
 
 import http.client
+import ipaddress
+import shutil
 import os
 import socket
 import subprocess
@@ -60,7 +62,7 @@ def server(tmp_path_factory):
     log = open(home / "server.log", "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1",
+         "--server.port", str(port),  # the address is .streamlit/config.toml's: 127.0.0.1
          "--browser.gatherUsageStats", "false", "--secrets.files", str(secrets), "--", "--readonly"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -91,6 +93,21 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise AssertionError("no VmRSS")
+
+
+def listening(pid: int, port: int) -> set[str]:
+    """The addresses process `pid` listens on at `port` (its network namespace's /proc/net/tcp)."""
+    found = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            addr, _, hex_port = local.partition(":")
+            if state == "0A" and int(hex_port, 16) == port:  # LISTEN
+                raw = bytes.fromhex(addr)
+                # /proc/net shows each 32-bit word in host (little-endian) order.
+                words = [raw[i:i + 4][::-1] for i in range(0, len(raw), 4)]
+                found.add(str(ipaddress.ip_address(b"".join(words))))
+    return found
 
 
 def connection(url: str, source: str = "127.0.0.1") -> http.client.HTTPConnection:
@@ -204,6 +221,32 @@ def test_read_only_drops_only_messages_that_act_on_everyone():
 
 
 # ---------------------------------------------------------------- the real server
+
+def test_the_readme_start_listens_on_this_machine_only(server):
+    url, _, pid = server
+    assert listening(pid, int(url.rsplit(":", 1)[1])) == {"127.0.0.1"}
+
+
+def test_audioclf_app_share_listens_on_every_interface(tmp_path):
+    """In a network namespace of its own (root), so the shared server is reachable by no one."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare (util-linux) for a private network namespace")
+    port = 8501
+    env = {**os.environ, "AUDIOCLF_HOME": str(tmp_path / "workspace")}
+    proc = subprocess.Popen(["unshare", "--net", "sh", "-c", "ip link set lo up; exec \"$@\"", "sh",
+                             sys.executable, "-m", "audioclf", "app", "--share", "--headless",
+                             "--port", str(port)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + START_TIMEOUT
+        while not listening(proc.pid, port):
+            assert proc.poll() is None and time.time() < deadline, proc.stdout.read().decode()[-2000:]
+            time.sleep(0.3)
+        assert listening(proc.pid, port) == {"0.0.0.0"}
+    finally:
+        proc.terminate()  # exec'd all the way down: this is the server
+        proc.wait(10)
+
 
 def test_before_sign_in_every_page_leads_to_the_sign_in_and_nothing_else_answers(server):
     url, _, _ = server
