@@ -273,6 +273,18 @@ def test_random_bytes_and_odd_zips_are_refused(tmp_path):
         read_state_dict(not_tensors)
 
 
+def test_an_ordered_dict_with_metadata_and_big_endian_storages_reads(tmp_path):
+    # torch.save(model.state_dict()) pickles an OrderedDict whose _metadata attribute is set by BUILD.
+    entries = _p("w") + _tensor("FloatStorage", "0", 3, 0, (3,), (1,))
+    pickled = (b"\x80\x02ccollections\nOrderedDict\n)R(" + entries + b"u"
+               + _p({"_metadata": {"": {"version": 1}}}) + b"b.")
+    path = _write_pt(tmp_path / "od.pt", pickled, {"0": np.array([1, 2, 3], ">f4").tobytes()})
+    with zipfile.ZipFile(path, "a") as z:
+        z.writestr("archive/byteorder", "big")
+    state = read_state_dict(path)
+    assert state["w"].tolist() == [1, 2, 3] and state["w"].dtype == np.float32
+
+
 def test_a_checkpoint_folder_may_have_any_name(tmp_path):
     pickled = _state_pickle({"b": _tensor("FloatStorage", "0", 2, 0, (2,), (1,))})
     path = _write_pt(tmp_path / "m.pt", pickled, {"0": np.ones(2, np.float32).tobytes()}, folder="mn04_as")
