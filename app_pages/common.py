@@ -92,10 +92,10 @@ def upload_limit_mb() -> int:
     Pass it to every st.file_uploader (max_upload_size=): the browser then refuses a larger
     file with a message, and the server's guard (app_server.uploads) refuses it too.
     """
-    from app_server.uploads import READONLY_FILE_MB
+    from audioclf import limits
 
     limit = int(st.get_option("server.maxUploadSize"))
-    return min(limit, READONLY_FILE_MB) if read_only() else limit
+    return min(limit, max(1, limits.READONLY_UPLOAD_BYTES // limits.MB)) if read_only() else limit
 
 
 @st.cache_resource(show_spinner="Preparing the demo data set (first start only)...")

@@ -82,6 +82,16 @@ ANALYSIS_MAX_STFT_BYTES: int = _env("ANALYSIS_MAX_STFT_MB", 32, unit=MB)
 # Entries of each app cache that holds per-clip results (all sessions share a cache).
 APP_CACHE_ENTRIES: int = _env("APP_CACHE_ENTRIES", 16)
 
+# --- uploads to a read-only server (app_server.uploads, checked before the body is read) ---
+
+# Streamlit keeps uploads in memory while their widget holds them, and server.maxUploadSize
+# (500 MB, for data-set zips) is per file. A demo visitor needs a clip or a few at a time:
+# 20 MB holds two minutes of 44.1 kHz stereo WAV, or a small zip of clips.
+READONLY_UPLOAD_BYTES: int = _env("READONLY_UPLOAD_MB", 20, unit=MB)
+# What one session (a browser tab) may hold at once; removing a file frees its room.
+READONLY_SESSION_FILES: int = _env("READONLY_SESSION_FILES", 20)
+READONLY_SESSION_BYTES: int = _env("READONLY_SESSION_MB", 100, unit=MB)
+
 
 def mb(n: float) -> str:
     """Bytes as people read them: '11.7 GB', '256 MB'."""
