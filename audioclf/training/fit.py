@@ -35,7 +35,7 @@ def class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
 
 def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: SplitData, val: SplitData | None,
         n_classes: int, *, on_epoch: Progress | None = None,
-        should_stop: Callable[[], bool] | None = None, callbacks: Sequence = ()):
+        should_stop: Callable[[], bool] | None = None, callbacks: Sequence = (), initial=None):
     """Build and train a model on in-memory sequences; returns (model, info dict).
 
     Standardisation statistics come from `train` only. With validation data and a
@@ -43,7 +43,9 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: SplitData, val: S
     `info`: epochs_trained, train_seconds, best_epoch, cancelled. `callbacks` are
     extra Keras callbacks (e.g. a tuner's per-epoch scoring); they see the model
     being trained, which for an ensemble outputs every member's probabilities,
-    (batch, members, classes).
+    (batch, members, classes). `initial`, a trained Keras model of the same
+    architecture, is where training starts (a warm start: a retrain on a grown data
+    set); `info["warm_start"]` then says whether its weights fitted and were used.
     """
     from ..model.building import build_model, configure_tensorflow, members_view
 
@@ -53,6 +55,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: SplitData, val: S
     keras.utils.set_random_seed(int(train_cfg.seed))
     mean, var = input_stats(model_cfg, train.x)
     model = build_model(model_cfg, train.x[0].shape[1], n_classes, mean=mean, variance=var)
+    warm = warm_start(model, initial) if initial is not None else None
     trainee, loss, accuracy = members_view(model)  # an ensemble trains each member on its own loss
     trainee.compile(optimizer=keras.optimizers.Adam(float(train_cfg.learning_rate)),
                     loss=loss, metrics=[accuracy])
@@ -82,7 +85,23 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: SplitData, val: S
     info = {"epochs_trained": len(losses), "train_seconds": round(time.perf_counter() - t0, 2),
             "best_epoch": start + int(np.argmin(losses[start:])) + 1 if watched else len(losses),
             "cancelled": progress.cancelled}
+    if warm is not None:
+        info["warm_start"] = warm
     return model, info
+
+
+def warm_start(model, initial) -> dict:
+    """Copy `initial`'s weights into `model` when every weight has the same shape.
+
+    The standardisation statistics come along: the retrained model keeps reading its
+    inputs the way the weights it starts from learned them. Returns {"used", "why"}.
+    """
+    new, old = [tuple(w.shape) for w in model.weights], [tuple(w.shape) for w in initial.weights]
+    if new != old:
+        return {"used": False, "why": "from scratch: the current model's layers do not match this "
+                                      "configuration's"}
+    model.set_weights(initial.get_weights())
+    return {"used": True, "why": "warm start from the current model's weights"}
 
 
 def progress_callback(epochs: int, on_epoch: Progress | None, should_stop: Callable[[], bool] | None):

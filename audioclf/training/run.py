@@ -36,7 +36,8 @@ Progress = Callable[[dict], None]
 
 
 def train(cfg: RunConfig, *, progress: Progress | None = None,
-          should_stop: Callable[[], bool] | None = None, run_id: str | None = None) -> str:
+          should_stop: Callable[[], bool] | None = None, run_id: str | None = None,
+          warm_start: str | None = None) -> str:
     """Train in this process and write a run folder; returns the run id.
 
     `progress(event)` gets dicts: {"phase": "extracting", "done", "total"} while
@@ -45,6 +46,8 @@ def train(cfg: RunConfig, *, progress: Progress | None = None,
     "val_loss", "val_accuracy", "elapsed", "eta"} after each epoch.
     `should_stop()` is polled every batch; when it returns True the run ends as
     "cancelled". Bad data raises a library error (an AudioclfError); the run is "failed".
+    `warm_start`, a finished run's id, starts from that run's weights where they fit
+    (metrics.json's "warm_start" says whether they did).
     """
     workspace.require_writable("train a model")
     if not isinstance(cfg, RunConfig):
@@ -56,7 +59,7 @@ def train(cfg: RunConfig, *, progress: Progress | None = None,
     emit = progress or (lambda event: None)
     stop = should_stop or (lambda: False)
     try:
-        _run(cfg, run_id, emit, stop)
+        _run(cfg, run_id, emit, stop, warm_start)
     except Cancelled:
         runs.update_status(run_id, state="cancelled", message="Cancelled.", finished=time.time())
     except BaseException as e:
@@ -66,7 +69,8 @@ def train(cfg: RunConfig, *, progress: Progress | None = None,
     return run_id
 
 
-def _run(cfg: RunConfig, run_id: str, emit: Progress, stop: Callable[[], bool]) -> None:
+def _run(cfg: RunConfig, run_id: str, emit: Progress, stop: Callable[[], bool],
+         warm_start: str | None = None) -> None:
     if stop():  # cancelled while queued
         raise Cancelled()
     prepared = prepare_run(cfg)
@@ -89,8 +93,11 @@ def _run(cfg: RunConfig, run_id: str, emit: Progress, stop: Callable[[], bool]) 
         runs.update_status(run_id, epoch=row["epoch"], done=row["epoch"], eta=row["eta"])
         emit({"phase": "training", **row})
 
+    initial = runs.load_model(warm_start) if warm_start else None
     model, info = fit(cfg.model, cfg.train, train_data, gathered.data["val"], len(labels),
-                      on_epoch=on_epoch, should_stop=stop)
+                      on_epoch=on_epoch, should_stop=stop, initial=initial)
+    if warm_start:
+        info["warm_start"] = {"from": warm_start, **info["warm_start"]}
     if info["cancelled"]:
         raise Cancelled()
     runs.update_status(run_id, message="Evaluating")
