@@ -138,6 +138,24 @@ def test_esc10_folder_grouped_with_the_true_k(esc10_dir, yamnet_tflite, tmp_path
     assert score >= 0.5
 
 
+def test_efficientat_embeds_directly_and_is_preferred(esc10_dir, efficientat_pt, monkeypatch):
+    files = [p for c in ("dog", "rain", "rooster") for p in sorted((esc10_dir / c).glob("*.flac"))[:4]]
+    emb = grouping.embed_efficientat([str(p) for p in files], model=str(efficientat_pt))
+    assert emb.values.shape == (12, 384) and emb.tags.shape == (12, 527) and len(emb.tag_names) == 527
+    groups = grouping.group_vectors(emb.values, 3)
+    score = _ari([p.parent.name for p in files], groups.assignments)
+    names = naming.suggest_names(emb.tags, emb.tag_names, groups.assignments, 3)
+    print(f"\nESC-10 dog/rain/rooster (12 clips), EfficientAT: ARI {score:.3f}, names {[n.name for n in names]}")
+    assert score >= 0.7
+    assert "rooster" in " ".join(n.name for n in names) or "chicken" in " ".join(n.name for n in names)
+    monkeypatch.setenv("AUDIOCLF_EFFICIENTAT", str(efficientat_pt))
+    assert grouping.resolve_embedder("auto") == "efficientat"
+    monkeypatch.setenv("AUDIOCLF_EFFICIENTAT", str(efficientat_pt.parent / "missing.pt"))
+    assert grouping.resolve_embedder("auto") != "efficientat"
+    with pytest.raises(grouping.GroupingError, match="not available"):
+        grouping.resolve_embedder("efficientat")
+
+
 def test_session_operations_persist(session):
     from audioclf.labelling import session as lab
 

@@ -9,13 +9,16 @@
     groups.assignments, groups.k, groups.k_reason, groups.spread, groups.examples
 
 Embedders are feature kinds of :mod:`audioclf.features`: a pretrained tagger
-(EfficientAT when its package is installed, else YAMNet) gives one embedding
-per clip, the mean over its frames that the tagger does not call "Silence"
+(EfficientAT when its weights are here, else YAMNet) gives one embedding per
+clip, the mean over its frames that the tagger does not call "Silence"
 (:func:`audioclf.mapping.clip_vector`: padded short clips would otherwise all
 look alike), and its AudioSet tag scores averaged the same way (group names
 come from those); without one, MFCC summaries (mean and std per coefficient).
-A new tagger plugs in by kind: it needs a config that ``config_from_dict``
-knows and a ``class_names()`` in its feature module (see :data:`TAGGERS`).
+Features come through ``extract_many`` and its cache. A new tagger plugs in by
+kind: a config that ``config_from_dict`` knows and its class names in
+:data:`TAGGERS`. Until EfficientAT is such a feature kind, its model embeds
+the clips directly (:func:`embed_efficientat`: the official clip embedding and
+the sigmoid of its logits, uncached).
 
 Clips are grouped in a reduced space: dimensions standardised, PCA to at most
 :data:`PCA_DIMS`, rows scaled to unit length (cosine geometry suits learned
@@ -65,18 +68,24 @@ def _yamnet_names(cfg: YAMNetConfig) -> list[str]:
     return yamnet.class_names(cfg.model)
 
 
-def _module_names(kind: str) -> Callable[[FeatureConfig], list[str]]:
-    def names(cfg: FeatureConfig) -> list[str]:
-        return list(importlib.import_module(f"audioclf.features.{kind}").class_names())
-
-    return names
+def _efficientat_names(cfg: FeatureConfig) -> list[str]:
+    return list(importlib.import_module("audioclf.features.efficientat").audioset_labels())
 
 
 # kind -> the AudioSet class names of its scores. Kinds not listed here have no tags.
 TAGGERS: dict[str, Callable[[FeatureConfig], list[str]]] = {
     "yamnet": _yamnet_names,
-    "efficientat": _module_names("efficientat"),
+    "efficientat": _efficientat_names,
 }
+
+
+def is_feature_kind(kind: str) -> bool:
+    """True if ``kind`` is a feature type of :mod:`audioclf.features` (cached extraction)."""
+    try:
+        config_from_dict({"kind": kind})
+    except AudioclfError:
+        return False
+    return True
 
 
 def availability(kind: str) -> str | None:
@@ -90,11 +99,7 @@ def availability(kind: str) -> str | None:
     if kind == "efficientat":
         if importlib.util.find_spec("audioclf.features.efficientat") is None:
             return "EfficientAT is not part of this version of audioclf."
-        module = importlib.import_module("audioclf.features.efficientat")
-        check = getattr(module, "availability", None)
-        if check is None:
-            return "This version's EfficientAT cannot embed clips yet."
-        return check()
+        return importlib.import_module("audioclf.features.efficientat").availability()
     return f"Unknown embedder {kind!r}; choose one of {', '.join(EMBEDDERS)}."
 
 
@@ -180,6 +185,8 @@ def embed_clips(paths: Sequence[str], embedder: str = "auto", *, config: Feature
         kind = config.kind
     else:
         kind = resolve_embedder(embedder)
+        if kind == "efficientat" and not is_feature_kind(kind):
+            return embed_efficientat(paths, progress=progress)
         config = embedder_config(kind)
     paths = [str(p) for p in paths]
     results = extract_many(paths, config, progress=progress) if paths else []
@@ -199,6 +206,35 @@ def embed_clips(paths: Sequence[str], embedder: str = "auto", *, config: Feature
     tag_array = np.stack(tags).astype(np.float32) if names is not None and len(tags) == len(rows) and rows else None
     return Embedding(paths=keep, values=values, kind=kind, tags=tag_array,
                      tag_names=names if tag_array is not None else None, errors=errors)
+
+
+def embed_efficientat(paths: Sequence[str], *, model: str = "", batch: int = 16,
+                     progress: Progress | None = None) -> Embedding:
+    """EfficientAT's clip embeddings and tag probabilities, straight from its model (no cache)."""
+    from audioclf.audio import load_audio
+    from audioclf.features import efficientat
+
+    net = efficientat.load_model(model, download=False)
+    paths = [str(p) for p in paths]
+    keep, rows, tags, errors = [], [], [], []
+    for start in range(0, len(paths), batch):
+        chunk, waves = [], []
+        for path in paths[start:start + batch]:
+            try:
+                waves.append(efficientat.to_32k(load_audio(path)))
+                chunk.append(path)
+            except AudioError as exc:
+                errors.append((path, str(exc)))
+        for path, out in zip(chunk, net.embed_many(waves) if waves else []):
+            keep.append(path)
+            rows.append(np.asarray(out.embedding, np.float32))
+            tags.append(1.0 / (1.0 + np.exp(-np.asarray(out.logits, np.float32))))
+        if progress is not None:
+            progress(min(start + batch, len(paths)), len(paths))
+    dims = net.embedding_dim
+    return Embedding(paths=keep, values=np.stack(rows) if rows else np.zeros((0, dims), np.float32),
+                     kind="efficientat", tags=np.stack(tags) if tags else None,
+                     tag_names=net.labels() if tags else None, errors=errors)
 
 
 # ---------------------------------------------------------------- grouping

@@ -34,7 +34,7 @@ import numpy as np
 from audioclf import workspace
 from audioclf.datasets import is_audio, is_hidden, safe_name
 from audioclf.errors import AudioclfError
-from audioclf.features import config_from_dict, config_to_dict
+from audioclf.features import config_to_dict
 from audioclf.labelling import grouping, naming
 from audioclf.labelling.segmenting import CutConfig, Segment, clip_name, cut_all, write_segment
 
@@ -248,8 +248,10 @@ def create_session(name: str, sources: Sequence[str | PathLike], *, cut: CutConf
         if emb.tags is not None:
             arrays["tags"] = emb.tags
         np.savez(tmp / EMBEDDING_FILE, **arrays)
-        settings = {"cut": cut.to_dict(), "embedder": emb.kind, "features": config_to_dict(
-            features if features is not None else grouping.embedder_config(emb.kind)),
+        if features is None and grouping.is_feature_kind(emb.kind):
+            features = grouping.embedder_config(emb.kind)
+        settings = {"cut": cut.to_dict(), "embedder": emb.kind,
+                    "features": config_to_dict(features) if features is not None else {"kind": emb.kind},
             "tag_names": emb.tag_names, "method": method, "k": groups.k, "k_reason": groups.k_reason,
             "silhouettes": {str(kk): v for kk, v in groups.silhouettes.items()}, "seed": seed,
             "sources": [str(Path(s).expanduser().resolve()) for s in sources]}
@@ -445,7 +447,3 @@ def next_most_useful(session: Session, run_id: str, n: int = 12, *, include_name
     out.sort(key=lambda u: (u.margin, u.confidence, u.clip_id))
     return out[: max(0, int(n))]
 
-
-def features_config(session: Session):
-    """The feature config the session's clips were embedded with."""
-    return config_from_dict(session.settings["features"])
