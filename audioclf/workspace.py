@@ -7,12 +7,16 @@ writes outside ``home()``.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 from audioclf.errors import AudioclfError
 
 ENV_HOME = "AUDIOCLF_HOME"
 ENV_READONLY = "AUDIOCLF_READONLY"
+ENV_ALLOW = "AUDIOCLF_READONLY_ALLOW"  # what the owner still allows in read-only mode, e.g. "corrections"
+ALLOWANCES = ("corrections",)  # "wrong? this is ..." and its retrain (audioclf.labelling.corrections)
 DEFAULT_HOME = "workspace"
 TRUE_WORDS = ("1", "true", "yes", "on")
 
@@ -31,6 +35,35 @@ def read_only() -> bool:
     return os.environ.get(ENV_READONLY, "").strip().lower() in TRUE_WORDS
 
 
+# The allowances the current call is working under (see `allowing`); per thread and task.
+_ALLOWED: ContextVar[frozenset] = ContextVar("audioclf_allowed", default=frozenset())
+
+
+def owner_allows(what: str) -> bool:
+    """True when ``$AUDIOCLF_READONLY_ALLOW`` (comma-separated) names ``what``, one of :data:`ALLOWANCES`."""
+    names = {n.strip().lower() for n in os.environ.get(ENV_ALLOW, "").split(",")}
+    return what in ALLOWANCES and what in names
+
+
+@contextmanager
+def allowing(what: str, action: str = ""):
+    """Run a block that may write in read-only mode if the owner allows ``what``.
+
+    Outside read-only mode it changes nothing. In read-only mode it raises
+    :class:`ReadOnlyError` at once unless :func:`owner_allows` ``what``; if allowed,
+    :func:`require_writable` lets this block (this thread, this task) through, and
+    only it: other visitors' calls stay refused.
+    """
+    if read_only() and not owner_allows(what):
+        raise ReadOnlyError(f"Cannot {action or what}: audioclf is in read-only mode ({ENV_READONLY} is set). "
+                            f"The owner can allow it with {ENV_ALLOW}={what}.")
+    token = _ALLOWED.set(_ALLOWED.get() | {what})
+    try:
+        yield
+    finally:
+        _ALLOWED.reset(token)
+
+
 def require_writable(action: str) -> None:
     """Refuse ``action`` (e.g. "delete a run") with :class:`ReadOnlyError` in read-only mode.
 
@@ -39,7 +72,7 @@ def require_writable(action: str) -> None:
     them. Reading, predicting, the feature cache and the synthesised demo data
     set stay allowed: they change nothing a user made.
     """
-    if read_only():
+    if read_only() and not _ALLOWED.get():
         raise ReadOnlyError(f"Cannot {action}: audioclf is in read-only mode ({ENV_READONLY} is set). "
                             f"Unset {ENV_READONLY} to train, delete or edit data sets.")
 

@@ -340,3 +340,25 @@ def test_read_only_mode_changes_nothing(session, small_run, monkeypatch, workspa
     after = _snapshot(workspace_home / "datasets"), _snapshot(workspace_home / "labelling"), \
         sorted(r.id for r in runs.list_runs())
     assert after == before
+
+
+def test_the_owner_can_allow_corrections_and_only_them(small_run, monkeypatch, workspace_home, recordings):
+    from audioclf import runs
+    from audioclf.labelling import corrections, session as lab
+    from audioclf.training import RunConfig, train
+    from audioclf.workspace import ReadOnlyError, require_writable
+
+    monkeypatch.setenv("AUDIOCLF_READONLY", "1")
+    monkeypatch.setenv("AUDIOCLF_READONLY_ALLOW", "corrections")
+    added = corrections.add_correction(small_run, "siren", _wav("siren", 11))
+    assert added.path.is_file()
+    result = corrections.retrain(small_run)
+    assert runs.load_run(result.run_id).info.state == "done"
+    with pytest.raises(ReadOnlyError):  # outside the correction loop everything stays refused
+        require_writable("delete a clip")
+    with pytest.raises(ReadOnlyError):
+        train(RunConfig.from_dict(runs.load_run(small_run).config))
+    with pytest.raises(ReadOnlyError):
+        lab.create_session("not_allowed", [recordings[0]])
+    with pytest.raises(ReadOnlyError):
+        runs.delete_run(result.run_id)

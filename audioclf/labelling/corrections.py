@@ -10,7 +10,10 @@
     result.run_id, result.warm, result.why, result.before, result.after
 
 A correction is written with ``datasets.add_clip`` into the data set the run
-trained on, so it is refused in read-only mode like every other edit. Its file
+trained on, so it is refused in read-only mode like every other edit, unless
+the owner allows corrections there (``AUDIOCLF_READONLY_ALLOW=corrections``,
+see ``workspace.allowing``): then a shared demo can learn from its visitors,
+and nothing else becomes writable. Its file
 name, ``correction-<time>--<start ms>-<end ms>.wav``, makes it a group of its
 own under :data:`audioclf.labelling.saving.GROUP_PATTERN`.
 
@@ -46,6 +49,7 @@ RETRAINS = "retrains"  # <workspace>/labelling/retrains/<stamp>/<data set>.csv: 
 CORRECTIONS_LOG = "corrections.jsonl"
 RETRAIN_RECORD = "retrain.json"  # in the new run's folder
 CORRECTION_PREFIX = "correction"
+ALLOWANCE = "corrections"  # AUDIOCLF_READONLY_ALLOW=corrections lets these two through in read-only mode
 WARM_SHARE = 0.25  # a warm start trains at most this share of the first run's epochs...
 WARM_MIN_EPOCHS = 5  # ... and at least this many
 
@@ -126,10 +130,15 @@ def add_correction(run_id: str, label: str, source, *, start: float | None = Non
                    sr: int | None = None, predicted: str = "") -> Correction:
     """Add the clip (or stretch) ``source`` to run ``run_id``'s data set as class ``label``.
 
-    Refused in read-only mode (``datasets.add_clip``); AudioError if it is not audio,
-    DatasetError if the run's data set is not a workspace data set.
+    Refused in read-only mode unless the owner allows corrections (:data:`ALLOWANCE`);
+    AudioError if it is not audio, DatasetError if the run's data set is not a workspace
+    data set.
     """
-    workspace.require_writable("add a correction to a data set")
+    with workspace.allowing(ALLOWANCE, "add a correction to a data set"):
+        return _add_correction(run_id, label, source, start=start, end=end, sr=sr, predicted=predicted)
+
+
+def _add_correction(run_id, label, source, *, start, end, sr, predicted) -> Correction:
     label = str(label).strip()
     if not label:
         raise CorrectionError("Say which class the clip is.")
@@ -283,9 +292,13 @@ def retrain(run_id: str, *, warm: bool | None = None, progress: Callable[[dict],
     False always starts from scratch. The result compares both models on the run's
     original test clips (its validation clips if it had no test split).
     """
+    with workspace.allowing(ALLOWANCE, "retrain a model"):
+        return _retrain(run_id, warm=warm, progress=progress, should_stop=should_stop)
+
+
+def _retrain(run_id, *, warm, progress, should_stop) -> RetrainResult:
     from audioclf.training import RunConfig, train
 
-    workspace.require_writable("train a model")
     run = runs.load_run(run_id)
     if run.info.state != "done":
         raise CorrectionError(f"Run {run_id} is {run.info.state}; only a finished run can be retrained.")
