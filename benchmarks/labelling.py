@@ -67,8 +67,8 @@ def esc10_items(folds=None):
 
 def part_esc10(seeds: int) -> None:
     from audioclf.features import YAMNetConfig
+    from audioclf.insight.mapping import standardize
     from audioclf.labelling import grouping
-    from audioclf.mapping import standardize
 
     items = esc10_items()
     paths, truth = [str(it.path) for it in items], [it.label for it in items]
@@ -104,10 +104,9 @@ def part_esc10(seeds: int) -> None:
 def _train_manifest(rows, name: str, seed: int) -> dict:
     import csv
 
-    from audioclf import runs
     from audioclf.datasets import SplitConfig
     from audioclf.features import YAMNetConfig
-    from audioclf.training import RunConfig, train
+    from audioclf.training import RunConfig, runs, train
 
     folder = Path(tempfile.mkdtemp(prefix="labbench-"))
     manifest = folder / f"{name}.csv"
@@ -200,14 +199,12 @@ def part_demo(seconds: float) -> None:
 # ---------------------------------------------------------------- the correction loop
 
 def part_loop(seed: int) -> None:
-    from audioclf import runs
+    from audioclf import workspace
     from audioclf.datasets import SplitConfig
-    from audioclf.demo import make_demo_dataset, synth_clip
+    from audioclf.datasets.demo import make_demo_dataset, synth_clip
     from audioclf.features import YAMNetConfig
     from audioclf.labelling.corrections import add_correction, retrain
-    from audioclf.training import RunConfig, train
-
-    from audioclf import workspace
+    from audioclf.training import RunConfig, runs, train
 
     root = make_demo_dataset(workspace.datasets_dir() / f"demo-loop-{os.getpid()}")
     cfg = RunConfig(dataset=str(root), split=SplitConfig(seed=seed), features=YAMNetConfig(model=str(YAMNET)),

@@ -145,7 +145,7 @@ def test_the_checker_sees_a_function_level_circle(tmp_path):
 
 @pytest.mark.parametrize("module", ["audioclf", "audioclf.model", "audioclf.training", "audioclf.evaluation",
                                     "audioclf.tuning", "audioclf.inference", "audioclf.export", "audioclf.insight",
-                                    "audioclf.cli"])
+                                    "audioclf.cli", "audioclf.labelling.grouping", "audioclf.labelling.corrections"])
 def test_library_modules_import_without_tensorflow(module):
     code = f"import sys, {module}; print('tensorflow' in sys.modules or 'keras' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)

@@ -204,8 +204,8 @@ def saved(session, recordings):
 def test_saved_dataset_keeps_recordings_as_groups_and_trains(saved, yamnet_tflite):
     from audioclf.datasets import SplitConfig, load_dataset, split_dataset
     from audioclf.features import YAMNetConfig
-    from audioclf.models import ModelConfig
-    from audioclf.runs import load_run
+    from audioclf.model import ModelConfig
+    from audioclf.training.runs import load_run
     from audioclf.training import RunConfig, TrainConfig, train
 
     ds = load_dataset(saved.path, group_pattern=saved.group_pattern)
@@ -242,9 +242,9 @@ def test_next_most_useful_orders_unnamed_clips_by_margin(session, demo_run):
 def small_run(workspace_home, yamnet_tflite):
     """A small YAMNet run on a demo data set of its own (corrections grow it)."""
     from audioclf.datasets import SplitConfig
-    from audioclf.demo import make_demo_dataset
+    from audioclf.datasets.demo import make_demo_dataset
     from audioclf.features import YAMNetConfig
-    from audioclf.models import ModelConfig
+    from audioclf.model import ModelConfig
     from audioclf.training import RunConfig, TrainConfig, train
 
     root = make_demo_dataset(workspace_home / "datasets" / "demo_corrections", clips_per_class=6)
@@ -256,7 +256,7 @@ def small_run(workspace_home, yamnet_tflite):
 
 
 def _wav(label: str, seed: int) -> bytes:
-    from audioclf.demo import synth_clip
+    from audioclf.datasets.demo import synth_clip
 
     buf = io.BytesIO()
     sf.write(buf, synth_clip(label, np.random.default_rng([seed, 5])), 16000, format="WAV")
@@ -266,7 +266,7 @@ def _wav(label: str, seed: int) -> bytes:
 def test_correction_then_retrain_reports_before_and_after(small_run, tmp_path):
     import csv
 
-    from audioclf import runs
+    from audioclf.training import runs
     from audioclf.labelling import corrections
 
     folder = corrections.dataset_folder(small_run)
@@ -314,7 +314,7 @@ def _snapshot(root):
 
 
 def test_read_only_mode_changes_nothing(session, small_run, monkeypatch, workspace_home, recordings):
-    from audioclf import runs
+    from audioclf.training import runs
     from audioclf.features import YAMNetConfig
     from audioclf.labelling import corrections, session as lab
     from audioclf.labelling.saving import save_dataset
@@ -343,7 +343,7 @@ def test_read_only_mode_changes_nothing(session, small_run, monkeypatch, workspa
 
 
 def test_the_owner_can_allow_corrections_and_only_them(small_run, monkeypatch, workspace_home, recordings):
-    from audioclf import runs
+    from audioclf.training import runs
     from audioclf.labelling import corrections, session as lab
     from audioclf.training import RunConfig, train
     from audioclf.workspace import ReadOnlyError, require_writable

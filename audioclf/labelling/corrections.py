@@ -39,11 +39,12 @@ from typing import Callable
 import numpy as np
 import soundfile as sf
 
-from audioclf import audio, runs, workspace
-from audioclf.datasets import SplitConfig, add_clip, load_dataset, split_folders
+from audioclf import audio, workspace
+from audioclf.datasets import add_clip, load_dataset, split_folders
 from audioclf.errors import AudioclfError
 from audioclf.labelling.segmenting import Segment, clip_name, read_segment
 from audioclf.labelling.session import sessions_dir
+from audioclf.training import runs
 
 RETRAINS = "retrains"  # <workspace>/labelling/retrains/<stamp>/<data set>.csv: the pinned splits
 CORRECTIONS_LOG = "corrections.jsonl"
@@ -266,7 +267,7 @@ def score(run_id: str, paths: list[str], truth: list[str], corrected: list[dict]
     """A run's macro F1 and accuracy on ``paths`` with true classes ``truth``."""
     from sklearn.metrics import accuracy_score, f1_score
 
-    from audioclf.predict import Predictor
+    from audioclf.inference.predict import Predictor
 
     predictor = Predictor.load(run_id)
     res = predictor.predict_files(paths) if paths else []

@@ -11,7 +11,7 @@
 Embedders are feature kinds of :mod:`audioclf.features`: a pretrained tagger
 (EfficientAT when its weights are here, else YAMNet) gives one embedding per
 clip, the mean over its frames that the tagger does not call "Silence"
-(:func:`audioclf.mapping.clip_vector`: padded short clips would otherwise all
+(:func:`audioclf.insight.mapping.clip_vector`: padded short clips would otherwise all
 look alike), and its AudioSet tag scores averaged the same way (group names
 come from those); without one, MFCC summaries (mean and std per coefficient).
 Features come through ``extract_many`` and its cache. A new tagger plugs in by
@@ -41,7 +41,7 @@ import numpy as np
 from audioclf.audio import AudioError
 from audioclf.errors import AudioclfError
 from audioclf.features import FeatureConfig, MFCCConfig, YAMNetConfig, config_from_dict, extract_many
-from audioclf.mapping import SILENCE_SCORE, clip_vector
+from audioclf.insight.mapping import SILENCE_SCORE, clip_vector
 
 EMBEDDERS = ("auto", "efficientat", "yamnet", "mfcc")
 PREFERENCE = ("efficientat", "yamnet", "mfcc")  # best first, by grouping quality on ESC-10

@@ -427,7 +427,7 @@ def next_most_useful(session: Session, run_id: str, n: int = 12, *, include_name
     A clip is as useful to label as the run is unsure of it: the smallest margin between
     its two likeliest classes first (ties: the lowest top probability).
     """
-    from audioclf.predict import Predictor
+    from audioclf.inference.predict import Predictor
 
     named = {g.id for g in session.active_groups if g.name}
     active = {g.id for g in session.active_groups}

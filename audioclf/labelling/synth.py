@@ -5,7 +5,7 @@
     y, events = demo_recording(600.0, seed=0)   # 10 minutes at 16 kHz
     events[0]                                   # Event(start=1.7, end=4.4, label="rain")
 
-The events are the demo data set's sound kinds (:func:`audioclf.demo.synth_clip`:
+The events are the demo data set's sound kinds (:func:`audioclf.datasets.demo.synth_clip`:
 siren, dial tone, rain, clock ticks, bird chirps) in a random order, each kind
 as often as the others, with quiet room noise of random length between them.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from audioclf.demo import CLASSES, synth_clip
+from audioclf.datasets.demo import CLASSES, synth_clip
 
 SR = 16000
 NOISE = 0.001  # room noise between events (about -60 dBFS)
