@@ -11,6 +11,7 @@ from audioclf.model.configs import ACTIVATIONS, KINDS, MAX_MEMBERS, POOLINGS
 # light: TensorFlow is imported by the training process
 from audioclf.training import AutoFeatures, RunConfig, TrainConfig, default_feature_kind, not_applicable
 from audioclf.training.defaults import AUTO
+from audioclf.training.prepare import MAX_FOLDS, MIN_FOLDS
 from app_pages.common import (ACTIVE_RUN_KEY, DATASET_KEY, TRAIN_PRESET_KEY, code, current_dataset,
                               fmt_seconds, guard, run_state_sentence)
 
@@ -248,7 +249,7 @@ def split_fields(method: str):
     base = SplitConfig()
     k, by_group = 5, False
     if method == KFOLD:
-        k = st.slider("Folds (k)", 2, 10, 5, key="tr_k")
+        k = st.slider("Folds (k)", MIN_FOLDS, MAX_FOLDS, 5, key="tr_k")
         by_group = st.checkbox("Keep groups together (regex below)", key="tr_kgroup")
         val = st.slider("Validation share (for early stopping, inside each fold)", 0.0, 0.4,
                         base.val, step=0.05, key="tr_val", help=NO_VAL_HELP)

@@ -7,7 +7,8 @@ import streamlit as st
 from audioclf import tuning
 from audioclf.datasets import METHODS, SplitConfig
 from audioclf.features import CONFIG_TYPES
-from audioclf.training import RunConfig, TrainConfig  # light: TensorFlow runs in the search process
+from audioclf.training import RunConfig, resolve_settings  # light: TensorFlow runs in the search process
+from audioclf.training.prepare import MAX_FOLDS, MIN_FOLDS
 from app_pages.common import (DATASET_KEY, TRAIN_PRESET_KEY, code, current_dataset, dataset_names, fmt_seconds,
                               guard, md, select_dataset)
 
@@ -33,7 +34,7 @@ EXTRA_PARAMS = {
 SPACE_HELP = ("Values are a list (gru, lstm), a range low:high, a log range low:high:log or a stepped "
               "range low:high:step; one value sets that setting for every trial. Add rows for other "
               "settings (features.*, model.*, train.*). A setting not ticked keeps the value of the base "
-              "config: the library's defaults, with the epochs set above.")
+              "config: the feature type's defaults, with the epochs set above.")
 
 
 def active_study() -> str | None:
@@ -169,7 +170,7 @@ def new_search(ds) -> None:
     kind = top[0].selectbox("Features", kinds, format_func=FEATURE_NAMES.get, key="tu_feat")
     method = top[1].selectbox("Split", METHODS, format_func=SPLIT_NAMES.get, key="tu_split")
     objective = top[2].selectbox("Objective", list(OBJECTIVE_NAMES), format_func=OBJECTIVE_NAMES.get, key="tu_obj")
-    base_split, base_train = SplitConfig(), TrainConfig()
+    base_split, base_train = SplitConfig(), resolve_settings(kind)[1]  # the feature type's own defaults
     with st.form("tune_form", enter_to_submit=False):
         cols = st.columns(3)
         with cols[0]:
@@ -177,7 +178,7 @@ def new_search(ds) -> None:
             trials = st.number_input("Trials", 1, 1000, tuning.TuneConfig.trials, key="tu_trials")
             minutes = st.number_input("Time limit (minutes, 0 = none)", 0.0, 1440.0, 0.0, key="tu_minutes")
             epochs = st.number_input("Epochs per trial (maximum)", 1, 1000, base_train.epochs, key="tu_epochs")
-            folds = st.slider("Folds (cv objective)", 2, 10, tuning.TuneConfig.folds, key="tu_folds",
+            folds = st.slider("Folds (cv objective)", MIN_FOLDS, MAX_FOLDS, tuning.TuneConfig.folds, key="tu_folds",
                               disabled=objective != "cv")
         with cols[1]:
             st.markdown("**Method**")
@@ -208,8 +209,9 @@ def new_search(ds) -> None:
     with guard("Cannot start the search"):
         split = SplitConfig(method=method, val=val, test=0.0 if method == "fixed" else test, seed=int(seed),
                             group_pattern=pattern if method == "group" else None)
-        base = RunConfig(dataset=ds.name, split=split, features=CONFIG_TYPES[kind](),
-                         train=TrainConfig(epochs=int(epochs)))
+        # As the Train page does: the feature type's defaults, with what was set here on top.
+        mine = {"train.epochs": int(epochs)} if int(epochs) != base_train.epochs else {}
+        base = RunConfig(dataset=ds.name, split=split, features=CONFIG_TYPES[kind](), overrides=mine)
         cfg = tuning.TuneConfig(base=base, space=space_from_rows(rows), objective=objective, folds=int(folds),
                                 trials=int(trials), timeout=minutes * 60 or None, sampler=sampler, pruner=pruner)
         st.session_state[ACTIVE_STUDY_KEY] = tuning.start_tuning(cfg, name=name.strip())

@@ -167,6 +167,40 @@ def test_cli_search_resumes_and_never_reads_the_test_split(tiny, monkeypatch, ca
     assert len(capsys.readouterr().out.strip().splitlines()) == 1 + 4
 
 
+def test_cv_objective_never_trains_or_early_stops_on_the_fold_it_scores(workspace_home, monkeypatch):
+    """Each fold fits with a validation part held out of its own training clips; the scored fold stays unseen."""
+    from audioclf.datasets import make_demo_dataset
+    from audioclf.tuning import objective
+
+    data = make_demo_dataset(workspace_home / "tune_cv", clips_per_class=8, seed=5)
+    base = replace_split(tiny_base(data, patience=1), SplitConfig(val=0.25, test=0.2, seed=0))
+    cfg = tuning.TuneConfig(base=base, space=tiny_space(), objective="cv", folds=2, trials=1, workers=1,
+                            final_run=False)
+    fits, real_fit = [], objective.fit
+
+    def watched_fit(model_cfg, train_cfg, train, val, n_classes, **kw):
+        fits.append((set(train.paths), set(val.paths) if val is not None else set()))
+        return real_fit(model_cfg, train_cfg, train, val, n_classes, **kw)
+
+    monkeypatch.setattr(objective, "fit", watched_fit)
+    result = tuning.run_study(cfg)
+    assert result.n_complete == 1 and 0.0 <= result.best_value <= 1.0
+    labels, train, val = tuning.search_items(cfg)
+    folds = objective.search_folds(cfg, train + val)
+    assert len(fits) == len(folds) == 2
+    for (fit_train, fit_val), fold in zip(fits, folds):
+        scored = {str(it.path) for it in fold.test}
+        assert fit_val, "early stopping needs a validation part"
+        assert not fit_val & scored and not fit_train & scored
+        assert fit_val <= {str(it.path) for it in fold.train}
+
+
+def replace_split(base, split):
+    from dataclasses import replace
+
+    return replace(base, split=split)
+
+
 def test_cancel_stops_a_background_search_within_seconds(tiny):
     cfg = tuning.TuneConfig(base=tiny_base(tiny, epochs=500), space=tiny_space(), trials=40, workers=2)
     study = tuning.start_tuning(cfg)
@@ -233,6 +267,39 @@ def test_tune_page_runs_a_search_and_opens_the_best_config_in_the_train_form(tin
     assert at.selectbox(key="tr_model").value == result.best_config["model"]["kind"]
     assert at.select_slider(key="tr_lr").value == pytest.approx(result.best_config["train"]["learning_rate"])
     assert at.number_input(key="tr_epochs").value == 2
+
+
+def test_a_yamnet_search_from_the_tune_page_uses_yamnets_defaults(tiny, yamnet_tflite, monkeypatch):
+    """The page's base run takes the feature type's defaults (as `audioclf tune --features yamnet` does)."""
+    from streamlit.testing.v1 import AppTest
+
+    from audioclf.features import YAMNetConfig
+    from audioclf.training import resolve_settings
+
+    monkeypatch.setenv("AUDIOCLF_YAMNET", str(yamnet_tflite))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.run()
+    at.selectbox(key="dataset").set_value(tiny.name).run()
+    at.switch_page("app_pages/tune.py").run()
+    at.selectbox(key="tu_feat").set_value("yamnet").run()
+    model, train = resolve_settings("yamnet")
+    assert at.number_input(key="tu_epochs").value == train.epochs
+    at.number_input(key="tu_trials").set_value(1)
+    at.number_input(key="tu_epochs").set_value(3)
+    at.slider(key="tu_val").set_value(0.25)
+    at.slider(key="tu_test").set_value(0.25)
+    at.button(key="FormSubmitter:tune_form-Start search").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    study = at.session_state["active_study"]
+    try:
+        base = tuning.load_config(study).base
+        assert isinstance(base.features, YAMNetConfig)
+        assert base.model == model and base.train == resolve_settings("yamnet", {"train.epochs": 3})[1]
+        mfcc_train = resolve_settings("mfcc")[1]
+        assert (base.train.min_epochs, base.train.warp_augment) != (mfcc_train.min_epochs, mfcc_train.warp_augment)
+    finally:
+        tuning.cancel_tuning(study)
 
 
 def test_a_timeout_that_cannot_finish_one_trial_is_a_clear_error(tiny):

@@ -1,8 +1,9 @@
-"""k-fold cross-validation: one model trained and scored per fold, with the same code as a training run."""
+"""k-fold cross-validation: the one loop over folds, and one model trained and scored per fold
+with the same code as a training run."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -48,6 +49,48 @@ class CVResult:
                 "accuracy_mean": self.accuracy_mean, "accuracy_std": self.accuracy_std}
 
 
+@dataclass
+class FoldParts:
+    """What one fold trains on, stops on and is scored on.
+
+    `val` is held out of the fold's own training clips (by group for a group
+    split); `test` is the fold's held-out part. Nothing fits or early-stops on
+    `test`: it is only scored.
+    """
+
+    fold: Any  # training.prepare.Fold
+    cfg: Any  # the RunConfig this fold trains (Auto: resolved on the fold's training clips)
+    train: Any  # SplitData: the fold's training clips, then their warped copies
+    val: Any  # SplitData or None (a validation share of 0)
+    test: Any  # SplitData
+
+
+def k_fold(folds: Sequence, cfg, labels: Sequence[str],
+           features: Callable[[Any], tuple[Any, Sequence[Any]]],
+           resolve: Callable[[Any, Any], Any] | None = None) -> Iterator[FoldParts]:
+    """The one k-fold loop: per fold, hold a validation part out of its training clips, then its features.
+
+    `features(run_cfg)` gives (plain features of every clip, [warped copies of
+    every clip]) as `SplitData`; each fold selects its clips from them.
+    `resolve(fold, split)` may return the config the fold trains (Auto chooses
+    the feature type on the fold's training clips only). Used by
+    :func:`cross_validate`, the tuning "cv" objective and the pages through it.
+    """
+    from ..training.prepare import SplitData, fold_split
+
+    for fold in folds:
+        split = fold_split(fold, cfg.split, labels, seed_offset=fold.number - 1)
+        fold_cfg = resolve(fold, split) if resolve is not None else cfg
+        plain, warped = features(fold_cfg)
+        train_paths = [str(it.path) for it in split.train]
+        train = SplitData.concat([plain.select(train_paths), *(w.select(train_paths) for w in warped)])
+        val = plain.select([str(it.path) for it in split.val]) if split.val else None
+        test = plain.select([str(it.path) for it in split.test])
+        if not train.x or not test.x:
+            raise EvaluationError(f"Fold {fold.number}: no readable clips to train on or to score.")
+        yield FoldParts(fold, fold_cfg, train, val, test)
+
+
 def cross_validate(cfg, k: int = 5, progress: Callable[[dict], None] | None = None,
                    should_stop: Callable[[], bool] | None = None) -> CVResult:
     """Train and score one model per fold of `cfg`'s data set (nothing is saved).
@@ -55,7 +98,7 @@ def cross_validate(cfg, k: int = 5, progress: Callable[[dict], None] | None = No
     Each fold trains exactly as `training.train` does: the same pre-flight checks
     (`prepare.prepare_run`), its training clips split into train and validation
     by `cfg.split` (by group for a group split), warped copies of the training
-    clips as `cfg.train.warp_augment` asks, the same `fitting.fit`. Folds come
+    clips as `cfg.train.warp_augment` asks, the same `fit.fit`. Folds come
     from `prepare.cv_folds`: by group (honouring `cfg.split.group_pattern`) when
     the split method is "group", numbered in the groups' natural order.
 
@@ -66,16 +109,17 @@ def cross_validate(cfg, k: int = 5, progress: Callable[[dict], None] | None = No
     from ..model.building import predict_proba
     from ..training.feature_choice import choose_features, feature_config
     from ..training.fit import fit
-    from ..training.prepare import Cancelled, SplitData, fold_split, gather_features, prepare_run, warp_factors
+    from ..training.prepare import MAX_FOLDS, MIN_FOLDS, Cancelled, gather_features, prepare_run, warp_factors
 
-    if not 2 <= int(k) <= 20:
-        raise EvaluationError(f"k must be between 2 and 20, got {k}.")
+    if not MIN_FOLDS <= int(k) <= MAX_FOLDS:
+        raise EvaluationError(f"k must be between {MIN_FOLDS} and {MAX_FOLDS}, got {k}.")
     emit = progress or (lambda event: None)
     prepared = prepare_run(cfg, folds=int(k))
     labels = prepared.labels
     # Every clip (and its warped copies) once per feature type, cached on disk; each fold picks its own.
-    items = [it for it in prepared.dataset.items]
+    items = list(prepared.dataset.items)
     gathered_by_kind: dict[str, tuple] = {}
+    n = len(prepared.folds)
 
     def features_of(run_cfg):
         kind = run_cfg.features.kind
@@ -86,35 +130,31 @@ def cross_validate(cfg, k: int = 5, progress: Callable[[dict], None] | None = No
             gathered_by_kind[kind] = (g.data["all"], g.warped)
         return gathered_by_kind[kind]
 
+    def resolve(fold, split):
+        if not cfg.is_auto:
+            return cfg
+        # Chosen on this fold's training clips only, as train() does.
+        choice = choose_features([*split.train, *split.val], labels, cfg.features, seed=int(cfg.split.seed))
+        emit({"phase": "chosen", "fold": fold.number, "folds": n, **choice.to_dict()})
+        return cfg.resolved(feature_config(choice.winner, cfg.features))
+
     if not cfg.is_auto:
         features_of(cfg)
     f1s, accs, eps, groups, sizes, kinds = [], [], [], [], [], []
-    n = len(prepared.folds)
-    for fold in prepared.folds:
-        split = fold_split(fold, cfg.split, labels, seed_offset=fold.number - 1)
-        fold_cfg = cfg
-        if cfg.is_auto:  # chosen on this fold's training clips only, as train() does
-            choice = choose_features([*split.train, *split.val], labels, cfg.features, seed=int(cfg.split.seed))
-            fold_cfg = cfg.resolved(feature_config(choice.winner, cfg.features))
-            emit({"phase": "chosen", "fold": fold.number, "folds": n, **choice.to_dict()})
-        plain, warped = features_of(fold_cfg)
-        train_paths = [str(it.path) for it in split.train]
-        train = SplitData.concat([plain.select(train_paths), *(w.select(train_paths) for w in warped)])
-        val = plain.select([str(it.path) for it in split.val]) if split.val else None
-        test = plain.select([str(it.path) for it in split.test])
-        if not train.x or not test.x:
-            raise EvaluationError(f"Fold {fold.number}: no readable clips to train on or to score.")
+    for part in k_fold(prepared.folds, cfg, labels, features_of, resolve):
+        fold = part.fold
         emit({"phase": "training", "fold": fold.number, "folds": n, "groups": list(fold.groups)})
-        model, info = fit(fold_cfg.model, fold_cfg.train, train, val, len(labels), should_stop=should_stop)
+        model, info = fit(part.cfg.model, part.cfg.train, part.train, part.val, len(labels),
+                          should_stop=should_stop)
         if info["cancelled"]:
             raise Cancelled()
-        m = evaluate(test.y, predict_proba(model, test.x), labels, paths=test.paths)
+        m = evaluate(part.test.y, predict_proba(model, part.test.x), labels, paths=part.test.paths)
         f1s.append(m.macro_f1)
         accs.append(m.accuracy)
         eps.append(info["epochs_trained"])
         groups.append(tuple(fold.groups))
-        sizes.append(len(train))
-        kinds.append(fold_cfg.features.kind)
+        sizes.append(len(part.train))
+        kinds.append(part.cfg.features.kind)
         emit({"phase": "fold", "fold": fold.number, "folds": n, "groups": list(fold.groups),
               "macro_f1": m.macro_f1, "accuracy": m.accuracy})
     return CVResult(k=n, macro_f1=tuple(f1s), accuracy=tuple(accs), epochs=tuple(eps),

@@ -26,7 +26,7 @@ from .defaults import AUTO
 from .feature_choice import usable_candidates
 
 MIN_TRAIN_PER_CLASS = 2
-CV_MAX_FOLDS = 20
+MIN_FOLDS, MAX_FOLDS = 2, 20  # cross-validation folds, wherever they are asked for
 
 
 class Cancelled(Exception):
@@ -167,8 +167,8 @@ def cv_folds(ds, split_cfg, k: int) -> list[Fold]:
     """
     from ..datasets import DatasetError, kfold_splits
 
-    if not 2 <= int(k) <= CV_MAX_FOLDS:
-        raise DatasetError(f"Cross-validation needs between 2 and {CV_MAX_FOLDS} folds, got {k}.")
+    if not MIN_FOLDS <= int(k) <= MAX_FOLDS:
+        raise DatasetError(f"Cross-validation needs between {MIN_FOLDS} and {MAX_FOLDS} folds, got {k}.")
     by_group = getattr(split_cfg, "method", "") == "group"
     pattern = getattr(split_cfg, "group_pattern", None) if by_group else None
     pairs = kfold_splits(ds, int(k), seed=split_cfg.seed, by_group=by_group, group_pattern=pattern)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from ..training.config import RunConfig
+from ..training.prepare import MAX_FOLDS, MIN_FOLDS
 from .space import SearchSpace, TuningError, default_space
 
 SAMPLERS = ("tpe", "random", "grid")
@@ -50,8 +51,8 @@ class TuneConfig:
             raise TuningError(f"The number of trials must be at least 1, got {self.trials}.")
         if self.timeout is not None and float(self.timeout) <= 0:
             raise TuningError(f"The timeout must be a positive number of seconds, got {self.timeout}.")
-        if self.objective == "cv" and not 2 <= int(self.folds) <= 10:
-            raise TuningError(f"Cross-validation takes 2 to 10 folds, got {self.folds}.")
+        if self.objective == "cv" and not MIN_FOLDS <= int(self.folds) <= MAX_FOLDS:
+            raise TuningError(f"Cross-validation takes {MIN_FOLDS} to {MAX_FOLDS} folds, got {self.folds}.")
         if self.workers is not None and not 1 <= int(self.workers) <= 64:
             raise TuningError(f"Workers must be between 1 and 64, got {self.workers}.")
 

@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from ..model.sequences import pad_sequences, padded_length
 from ..training.config import RunConfig, TrainConfig
+from ..training.fit import VAL_BATCH, fit
 from ..training.prepare import Cancelled, SplitData
 from .config import TuneConfig
 from .space import TuningError, apply_params, feature_fields, suggest, values_of
 
 MIN_CV_PER_CLASS = 2  # clips per class in each fold's held-out part, at least
-VAL_BATCH = 64
 
 
 class OutOfTime(Exception):
@@ -62,6 +64,10 @@ def _check_objective(cfg: TuneConfig, labels, train, val) -> None:
         raise TuningError(f"The data set is too small for {cfg.folds}-fold cross-validation: each class needs "
                           f"at least {need} clips outside the test split ({MIN_CV_PER_CLASS} per fold); "
                           f"{', '.join(few[:5])} have fewer. Use fewer folds or the val objective.")
+    from ..training.prepare import fold_split
+
+    for fold in search_folds(cfg, train + val):  # each fold holds a validation part out of its training clips
+        fold_split(fold, cfg.base.split, labels, seed_offset=fold.number - 1)
 
 
 def feature_configs(cfg: TuneConfig) -> list:
@@ -141,59 +147,65 @@ def prepare(cfg: TuneConfig, progress: Callable[[int, int], None] | None = None)
     return labels, train, val
 
 
-def _f1_callback(trial, val: SplitData, n_classes: int, stop: Callable[[], bool], deadline: float | None,
-                 step_offset: int = 0, report: bool = True):
-    """Keras callback: validation macro F1 after each epoch, reported to Optuna; stops pruned trials."""
+@lru_cache(maxsize=1)
+def _callback_types():
+    """The Keras callbacks of a trial, defined once Keras is imported."""
     import keras
-    from sklearn.metrics import f1_score
 
-    from ..model.sequences import pad_sequences, padded_length
+    class StopCallback(keras.callbacks.Callback):
+        """Ends training when the search is cancelled or its time is up (nothing else)."""
 
-    order = np.argsort([len(s) for s in val.x], kind="stable")
-    batches = []
-    for i in range(0, len(order), VAL_BATCH):
-        idx = order[i:i + VAL_BATCH]
-        batches.append((idx, pad_sequences([val.x[j] for j in idx], padded_length([len(val.x[j]) for j in idx]))))
-
-    class F1Callback(keras.callbacks.Callback):
-        pruned = False
-        out_of_time = False
-        cancelled = False
-        scores: list = []
+        def __init__(self, stop: Callable[[], bool], deadline: float | None):
+            super().__init__()
+            self.stop, self.deadline = stop, deadline
+            self.cancelled = self.out_of_time = False
 
         def on_train_batch_end(self, batch, logs=None):
-            if stop():
+            if self.stop():
                 self.cancelled = True
                 self.model.stop_training = True
-            elif deadline is not None and time.time() > deadline:
+            elif self.deadline is not None and time.time() > self.deadline:
                 self.out_of_time = True
                 self.model.stop_training = True
 
+    class F1Callback(StopCallback):
+        """Also: validation macro F1 after each epoch, reported to Optuna; stops pruned trials."""
+
+        def __init__(self, stop, deadline, trial, val: SplitData, n_classes: int):
+            super().__init__(stop, deadline)
+            self.trial, self.val, self.n_classes = trial, val, n_classes
+            self.pruned = False
+            order = np.argsort([len(s) for s in val.x], kind="stable")
+            self.batches = []
+            for i in range(0, len(order), VAL_BATCH):
+                idx = order[i:i + VAL_BATCH]
+                self.batches.append((idx, pad_sequences([val.x[j] for j in idx],
+                                                        padded_length([len(val.x[j]) for j in idx]))))
+
         def on_epoch_end(self, epoch, logs=None):
-            probs = np.zeros((len(val.x), n_classes), np.float32)
-            for idx, xb in batches:
+            probs = np.zeros((len(self.val.x), self.n_classes), np.float32)
+            for idx, xb in self.batches:
                 out = np.asarray(self.model.predict_on_batch(xb))
                 probs[idx] = out.mean(axis=1) if out.ndim == 3 else out  # ensemble: members' mean
-            f1 = float(f1_score(val.y, probs.argmax(1), labels=list(range(n_classes)),
-                                average="macro", zero_division=0))
-            self.scores = [*self.scores, f1]
-            if report:
-                trial.report(f1, step_offset + epoch + 1)
-                if trial.should_prune():
-                    self.pruned = True
-                    self.model.stop_training = True
+            self.trial.report(macro_f1(self.val.y, probs, self.n_classes), epoch + 1)
+            if self.trial.should_prune():
+                self.pruned = True
+                self.model.stop_training = True
 
-    return F1Callback()
+    return StopCallback, F1Callback
+
+
+def macro_f1(y: np.ndarray, probs: np.ndarray, n_classes: int) -> float:
+    """Macro F1 of the top class over every class (one with no clip counts as 0)."""
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(y, probs.argmax(1), labels=list(range(n_classes)), average="macro", zero_division=0))
 
 
 def _score(model, data: SplitData, n_classes: int) -> float:
-    from sklearn.metrics import f1_score
-
     from ..model.building import predict_proba
 
-    probs = predict_proba(model, data.x)
-    return float(f1_score(data.y, probs.argmax(1), labels=list(range(n_classes)), average="macro",
-                          zero_division=0))
+    return macro_f1(data.y, predict_proba(model, data.x), n_classes)
 
 
 def make_objective(cfg: TuneConfig, data: TrialData, stop: Callable[[], bool],
@@ -231,13 +243,11 @@ def make_objective(cfg: TuneConfig, data: TrialData, stop: Callable[[], bool],
 
 
 def _val_value(run_cfg, data: TrialData, trial, stop, deadline):
-    from ..training.fit import fit
-
     tr, va = data.train_val(run_cfg)
     if not tr.x or not va.x:
         raise TuningError("No training or validation clip could be read.")
     n = len(data.labels)
-    cb = _f1_callback(trial, va, n, stop, deadline)
+    cb = _callback_types()[1](stop, deadline, trial, va, n)
     model, info = fit(run_cfg.model, run_cfg.train, tr, va, n, callbacks=[cb])
     status = "cancelled" if cb.cancelled else "out_of_time" if cb.out_of_time else "pruned" if cb.pruned else ""
     if status:
@@ -246,33 +256,43 @@ def _val_value(run_cfg, data: TrialData, trial, stop, deadline):
 
 
 def _cv_value(cfg: TuneConfig, run_cfg, data: TrialData, trial, stop, deadline):
-    """Mean macro F1 over k folds of training + validation clips; reported after each fold."""
-    from ..datasets import Dataset
-    from ..training.fit import fit
-    from ..training.prepare import cv_folds
+    """Mean macro F1 over k folds of training + validation clips; reported after each fold.
+
+    Each fold early-stops on a validation part held out of its own training clips
+    (the one k-fold loop, :func:`audioclf.evaluation.cross_validation.k_fold`) and
+    is scored once on its held-out clips, which it never trains or stops on.
+    """
+    from ..evaluation.cross_validation import k_fold
 
     items = data.train + data.val
-    # Items carry their groups already (the split applied the pattern): no pattern needed again.
-    folds = cv_folds(Dataset("search", Path("."), items), replace(cfg.base.split, group_pattern=None),
-                     int(cfg.folds))
-    allseq = data.get("all", items, run_cfg.features)
-    warps = [data.get("all", items, w) for w in _warped(run_cfg.features, run_cfg.train)]
+    folds = search_folds(cfg, items)
     n = len(data.labels)
+
+    def features_of(c):
+        return data.get("all", items, c.features), [data.get("all", items, w) for w in _warped(c.features, c.train)]
+
     scores, epochs = [], 0
-    for k, fold in enumerate(folds):
-        tr_paths = [str(it.path) for it in fold.train]
-        tr = SplitData.concat([allseq.select(tr_paths), *(w.select(tr_paths) for w in warps)])
-        te = allseq.select([str(it.path) for it in fold.test])
-        cb = _f1_callback(trial, te, n, stop, deadline, report=False)
-        model, info = fit(run_cfg.model, run_cfg.train, tr, te, n, callbacks=[cb])
+    for part in k_fold(folds, run_cfg, data.labels, features_of):
+        cb = _callback_types()[0](stop, deadline)
+        model, info = fit(run_cfg.model, run_cfg.train, part.train, part.val, n, callbacks=[cb])
         epochs += info["epochs_trained"]
         if cb.cancelled:
             return 0.0, epochs, "cancelled"
         if cb.out_of_time:
             return 0.0, epochs, "out_of_time"
-        scores.append(_score(model, te, n))
-        trial.report(float(np.mean(scores)), k + 1)
-        if k + 1 < len(folds) and trial.should_prune():
+        scores.append(_score(model, part.test, n))
+        trial.report(float(np.mean(scores)), part.fold.number)
+        if part.fold.number < len(folds) and trial.should_prune():
             return 0.0, epochs, "pruned"
     trial.set_user_attr("fold_scores", scores)
     return float(np.mean(scores)), epochs, ""
+
+
+def search_folds(cfg: TuneConfig, items) -> list:
+    """The cv objective's folds of the search's clips (training plus validation, never test)."""
+    from ..datasets import Dataset
+    from ..training.prepare import cv_folds
+
+    # Items carry their groups already (the split applied the pattern): no pattern needed again.
+    return cv_folds(Dataset("search", Path("."), list(items)), replace(cfg.base.split, group_pattern=None),
+                    int(cfg.folds))
