@@ -55,9 +55,15 @@ def password_ok() -> bool:
     """
     import streamlit as st
 
-    from app_server.guard import configured_password, signed_in
+    from app_server.guard import SecretsUnreadable, configured_password, signed_in
 
-    password = configured_password()
+    try:
+        password = configured_password()
+    except SecretsUnreadable as exc:
+        st.title("audioclf")
+        st.error(f"The secrets file cannot be read, so the app stays shut: {shown(exc)}",
+                 icon=":material/lock:")
+        return False
     if password is None or signed_in(st.context.cookies, password):
         return True
     st.title("audioclf")

@@ -26,6 +26,7 @@ import html
 import logging
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from urllib.parse import parse_qs, quote
 
 from starlette.datastructures import Headers
@@ -52,13 +53,24 @@ READONLY_DROPPED = ("clear_cache", "set_run_on_save")
 log = logging.getLogger("audioclf.guard")
 
 
+class SecretsUnreadable(Exception):
+    """A secrets file exists but cannot be read: whether it sets a password is unknown."""
+
+
 def configured_password() -> str | None:
-    """The password every visitor must give (Streamlit's secrets), or None for an open app."""
+    """The password every visitor must give (Streamlit's secrets), or None for an open app.
+
+    Raises SecretsUnreadable when a secrets file exists and cannot be parsed (a password
+    without quotes, say): the app must then stay shut, not open up.
+    """
     import streamlit as st
 
     try:
         value = st.secrets.get(PASSWORD_KEY)
-    except (FileNotFoundError, KeyError, ValueError, OSError):  # no or unreadable secrets.toml
+    except (OSError, ValueError) as exc:  # Streamlit's "no secrets" is a FileNotFoundError too
+        files = st.get_option("secrets.files") or []
+        if any(Path(f).exists() for f in files):
+            raise SecretsUnreadable(str(exc)) from exc
         return None
     return str(value) if value else None
 
@@ -194,7 +206,12 @@ class PasswordGuard:
         prefix = base_path()
         path = scope["path"]
         rel = path[len(prefix):] if prefix and path.startswith(prefix) else path
-        password = configured_password()
+        try:
+            password = configured_password()
+        except SecretsUnreadable as exc:
+            log.error("refusing every request: %s", exc)
+            await self.shut(scope, receive, send)
+            return
         if password:
             if rel == SIGN_IN_PATH and scope["type"] == "http":
                 await self.sign_in(scope, receive, send, password, prefix)
@@ -228,6 +245,14 @@ class PasswordGuard:
         else:
             response = PlainTextResponse("Sign in first.", status_code=403)
         await response(scope, receive, send)
+
+    async def shut(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1011})
+            return
+        await PlainTextResponse("The server's secrets file cannot be read, so it lets no one in: "
+                                "its owner must fix .streamlit/secrets.toml (the server log says "
+                                "what is wrong).", status_code=503)(scope, receive, send)
 
     async def sign_in(self, scope: Scope, receive: Receive, send: Send, password: str,
                       prefix: str) -> None:

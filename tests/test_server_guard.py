@@ -200,6 +200,23 @@ def test_sign_in_tokens_expire_and_cannot_be_forged():
     assert guard.safe_next("/explore", "/demo") == "/demo/"
 
 
+@pytest.mark.parametrize("content, expected", [
+    ("password = open sesame\n", "SecretsUnreadable"),  # no quotes: not TOML; was an open app
+    (None, "None"),  # no secrets file at all: an open app
+])
+def test_a_secrets_file_that_cannot_be_read_keeps_the_app_shut(tmp_path, content, expected):
+    if content is not None:
+        (tmp_path / ".streamlit").mkdir()
+        (tmp_path / ".streamlit" / "secrets.toml").write_text(content)
+    code = ("from app_server.guard import SecretsUnreadable, configured_password\n"
+            "try:\n    print(configured_password())\n"
+            "except SecretsUnreadable:\n    print('SecretsUnreadable')")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)}  # no ~/.streamlit either
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.stdout.strip().splitlines()[-1] == expected, out.stderr[-2000:]
+
+
 def test_read_only_drops_only_messages_that_act_on_everyone():
     from streamlit.proto.BackMsg_pb2 import BackMsg
 
