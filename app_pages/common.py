@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -214,31 +215,28 @@ def fmt_seconds(seconds: float | None) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-def expand(up, label: str) -> list[tuple[str, str, bytes]]:
-    """(label, filename, bytes) for an uploaded file; a zip gives one entry per audio member.
+def expand(up, label: str, tmp: str | Path) -> list[tuple[str, str, bytes | Path]]:
+    """(label, filename, source) for an uploaded file: its bytes; for a zip, one entry per
+    audio member, unpacked on disk inside `tmp` (a folder the caller removes afterwards).
 
     Members inside a folder take the folder's name as label (a zip of class folders);
-    loose members take `label`. Unzipping goes through the library's safe_extract
-    (no path traversal, no zip bombs).
+    loose members take `label`. Unzipping is the library's unpack_audio (no path
+    traversal, no zip bombs, limits per member and in total, members streamed to disk).
     """
     if not up.name.lower().endswith(".zip"):
         return [(label, up.name, up.getvalue())]
-    from audioclf.audio import SUPPORTED_EXTENSIONS
-    from audioclf.datasets import safe_extract
+    from audioclf.datasets import safe_name, unpack_audio
 
-    with tempfile.TemporaryDirectory() as tmp:
-        archive = Path(tmp) / "upload.zip"
-        archive.write_bytes(up.getvalue())
-        root = safe_extract(archive, Path(tmp) / "x")
-        out = []
-        for path in sorted(p for p in root.rglob("*") if p.is_file()):
-            rel = path.relative_to(root)
-            if path.suffix.lower() not in SUPPORTED_EXTENSIONS or any(
-                    part.startswith((".", "__MACOSX")) for part in rel.parts):
-                continue
-            out.append((path.parent.name if len(rel.parts) > 1 else label, path.name,
-                        path.read_bytes()))
-        return out
+    folder = Path(tempfile.mkdtemp(dir=tmp, prefix="zip-"))
+    archive = folder / (safe_name(Path(up.name).name) or "upload.zip")  # messages name the user's file
+    up.seek(0)
+    with open(archive, "wb") as out:
+        shutil.copyfileobj(up, out)
+    try:
+        members = unpack_audio(archive, folder / "members", label)
+    finally:
+        archive.unlink(missing_ok=True)
+    return [(member_label, path.name, path) for member_label, path in members]
 
 
 def read_only() -> bool:

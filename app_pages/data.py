@@ -1,6 +1,7 @@
 """Data: choose or create a data set, add clips (upload, zip, recording), play, relabel, delete."""
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -45,7 +46,7 @@ def split_choice(ds, key: str) -> str | None:
                          "clips outside them would not be part of it.")
 
 
-def save_clip(root: Path, label: str, filename: str, data: bytes, split: str | None,
+def save_clip(root: Path, label: str, filename: str, data: bytes | Path, split: str | None,
               report: dict) -> None:
     """Add one clip and note it in `report` (added, refused, silent)."""
     from audioclf import datasets
@@ -70,13 +71,17 @@ def add_files(root: Path, label: str, files: list, split: str | None = None) -> 
     report = new_report(split)
     bar = st.progress(0.0, text="Checking and saving clips...")
     for i, up in enumerate(files, 1):
-        try:
-            entries = expand(up, label)
-        except (OSError, ValueError) as exc:  # ArchiveError: not a usable or a hostile zip
-            report["refused"].append((up.name, f"not a usable zip file ({exc})"))
-            entries = []
-        for clip_label, filename, data in entries:
-            save_clip(root, clip_label, filename, data, split, report)
+        with tempfile.TemporaryDirectory() as tmp:  # a zip's members, on disk until saved
+            try:
+                entries = expand(up, label, tmp)
+            except ValueError as exc:  # ArchiveError: not a usable or a hostile zip; it says which
+                report["refused"].append((up.name, str(exc)))
+                entries = []
+            except OSError as exc:  # e.g. no room in the temp folder for its members
+                report["refused"].append((up.name, f"could not be unpacked ({exc.strerror or exc})"))
+                entries = []
+            for clip_label, filename, data in entries:
+                save_clip(root, clip_label, filename, data, split, report)
         bar.progress(i / len(files), text=f"{i} / {len(files)} files checked")
     bar.empty()
     st.session_state[FLASH_KEY] = report

@@ -135,7 +135,10 @@ def classify(run_id: str, files: list, threshold: float) -> bool:
     with guard("Batch prediction"), tempfile.TemporaryDirectory() as tmp:
         paths = []
         for i, up in enumerate(files):
-            for j, (_, name, data) in enumerate(expand(up, "")):
+            for j, (_, name, data) in enumerate(expand(up, "", tmp)):
+                if isinstance(data, Path):  # a zip member, already on disk
+                    paths.append(data)
+                    continue
                 path = Path(tmp) / f"{i:04d}_{j:04d}" / Path(name).name
                 path.parent.mkdir()
                 path.write_bytes(data)

@@ -94,8 +94,12 @@ READONLY_SESSION_BYTES: int = _env("READONLY_SESSION_MB", 100, unit=MB)
 
 
 def mb(n: float) -> str:
-    """Bytes as people read them: '11.7 GB', '256 MB'."""
-    return f"{n / (1 << 30):.1f} GB" if n >= 1 << 30 else f"{n / MB:.0f} MB"
+    """Bytes as people read them: '11.7 GB', '256 MB', '1.5 MB', '51 KB'."""
+    if n >= 1 << 30:
+        return f"{n / (1 << 30):.1f} GB"
+    if n < MB // 10:
+        return f"{n / 1024:.0f} KB"
+    return f"{n / MB:.1f} MB" if n < 10 * MB else f"{n / MB:.0f} MB"
 
 
 def rate_problem(sr: int) -> str | None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audioclf import workspace
+from audioclf import limits, workspace
 from audioclf.datasets import ArchiveError, DatasetError, archive, load_dataset, safe_extract
 
 
@@ -45,7 +45,7 @@ def test_a_data_set_zip_unpacks_including_silent_clips(tmp_path):
                                        "ok/cat/b.wav": _wav(900)})
     with zipfile.ZipFile(zpath) as zf:  # silence compresses far beyond MAX_RATIO: small, so allowed
         quiet = zf.getinfo("ok/dog/quiet.wav")
-        assert quiet.file_size / quiet.compress_size > archive.MAX_RATIO
+        assert quiet.file_size / quiet.compress_size > limits.ZIP_MAX_RATIO
     out = safe_extract(zpath, tmp_path / "out")
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.wav")) == [
         "ok/cat/b.wav", "ok/dog/a.wav", "ok/dog/quiet.wav"]
@@ -84,7 +84,7 @@ def test_symlinks_devices_and_encrypted_members_refused(tmp_path):
 def test_zip_bomb_by_ratio_refused(tmp_path):
     zpath = tmp_path / "bomb.zip"
     with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
-        zf.writestr("dog/huge.wav", bytes(archive.RATIO_FREE_BYTES + (1 << 20)))
+        zf.writestr("dog/huge.wav", bytes(limits.ZIP_RATIO_FREE_BYTES + (1 << 20)))
     assert zpath.stat().st_size < 1 << 20
     _refused(zpath, tmp_path / "out", "zip bomb")
 
@@ -92,10 +92,10 @@ def test_zip_bomb_by_ratio_refused(tmp_path):
 def test_zip_bomb_by_total_size_and_member_count_refused(tmp_path, monkeypatch):
     noise = np.random.default_rng(0).bytes(300_000)  # incompressible: no ratio to catch
     zpath = _zip(tmp_path / "big.zip", {f"dog/{k}.wav": noise for k in range(4)})
-    monkeypatch.setattr(archive, "MAX_TOTAL_BYTES", 1_000_000)
+    monkeypatch.setattr(limits, "ZIP_MAX_TOTAL_BYTES", 1_000_000)
     _refused(zpath, tmp_path / "out", r"expand to 1.1 MB, more than 1.0 MB")
-    monkeypatch.setattr(archive, "MAX_TOTAL_BYTES", 8 << 30)
-    monkeypatch.setattr(archive, "MAX_MEMBERS", 3)
+    monkeypatch.setattr(limits, "ZIP_MAX_TOTAL_BYTES", 8 << 30)
+    monkeypatch.setattr(limits, "ZIP_MAX_MEMBERS", 3)
     _refused(zpath, tmp_path / "out", "holds 4 files, more than the 3 allowed")
 
 

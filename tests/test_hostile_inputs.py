@@ -13,6 +13,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,23 @@ def measured(code: str, timeout: float = 300) -> tuple[object, float]:
     assert proc.returncode == 0 and line, proc.stderr[-3000:]
     out = json.loads(line[len("@@RESULT@@"):])
     return out["result"], float(out["peak"])
+
+
+def app_measured(steps: str, home: Path, timeout: float = 600, **env: str) -> tuple[object, float]:
+    """Drive the real app (AppTest) in a child with workspace `home`; `steps` use `at` and set
+    `result`. Returns (result, the child's peak RSS): the server's memory for those steps."""
+    code = f"""
+        import os
+        os.environ["AUDIOCLF_HOME"] = {str(home)!r}
+        os.environ.update({env!r})
+        import pylibsrtp  # noqa: F401  (before TensorFlow, as app.py does)
+        from streamlit.testing.v1 import AppTest
+        at = AppTest.from_file({str(ROOT / "app.py")!r}, default_timeout={timeout})
+        at.run()
+        def texts(elements):
+            return " ".join(str(e.value) for e in elements)
+    """
+    return measured(textwrap.dedent(code) + textwrap.dedent(steps), timeout=timeout)
 
 
 def baseline_peak() -> float:
@@ -311,3 +329,144 @@ def test_every_limit_has_its_environment_variable(monkeypatch):
         monkeypatch.delenv("AUDIOCLF_MAX_SECONDS")
         importlib.reload(limits)
     assert limits.MAX_CLIP_BYTES == 256 * MB
+
+
+# ---------------------------------------------------------------- Major 2: zip uploads
+
+def silent_wav_member(zf, name: str, size: int) -> None:
+    """A WAV member of `size` bytes of 16 kHz 16-bit silence, deflated as it is written."""
+    frames = (size - 44) // 2
+    info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
+    info.compress_type = zipfile.ZIP_DEFLATED
+    chunk = bytes(MB)
+    with zf.open(info, "w", force_zip64=True) as out:
+        out.write(wav_header(16000, frames))
+        left = frames * 2
+        while left > 0:
+            out.write(chunk[:min(left, MB)])
+            left -= MB
+
+
+@pytest.fixture(scope="session")
+def padded_zip(hostile_dir) -> Path:
+    """Issue 21's padded zip: 11 MB of stored random bytes plus twenty 50 MB silent WAVs.
+
+    About 12 MB holding 1 GB: 83x over the whole archive, under the old whole-archive
+    limit of 100x, while each WAV inflates ~1000x. Built streaming: never 50 MB in memory.
+    """
+    path = hostile_dir / "padded.zip"
+    rng = np.random.default_rng(2)
+    with zipfile.ZipFile(path, "w") as zf:
+        pad = zipfile.ZipInfo("padding.bin", date_time=(2024, 1, 1, 0, 0, 0))
+        pad.compress_type = zipfile.ZIP_STORED
+        with zf.open(pad, "w") as out:
+            for _ in range(11):
+                out.write(rng.bytes(MB))
+        for i in range(20):
+            silent_wav_member(zf, f"noise/silence_{i:02d}.wav", 50 * MB)
+    return path
+
+
+def test_padded_zip_is_refused_by_a_members_ratio_before_writing(padded_zip, tmp_path):
+    """Major 2: the padded zip passed the whole-archive ratio (83x < 100x) and was expanded in
+    memory; now each large member's own ratio is checked from the headers: refused, nothing
+    written, in the memory of reading the zip's directory."""
+    from audioclf.datasets import ArchiveError, safe_extract, unpack_audio
+
+    with zipfile.ZipFile(padded_zip) as zf:
+        total = sum(i.file_size for i in zf.infolist())
+    assert padded_zip.stat().st_size < 13 * MB and total > 1000 * MB
+    assert total / padded_zip.stat().st_size < limits.ZIP_MAX_RATIO  # the old check let it through
+    for call in (safe_extract, unpack_audio):
+        with pytest.raises(ArchiveError, match=r"Refusing to unpack padded.zip: member "
+                                               r"'noise/silence_00.wav' would expand \d+-fold .*zip bomb"):
+            call(padded_zip, tmp_path / "out")
+        assert not (tmp_path / "out").exists()
+    result, peak = measured(f"""
+        from audioclf.datasets import ArchiveError, unpack_audio
+        try:
+            unpack_audio({str(padded_zip)!r}, {str(tmp_path / "child")!r})
+            result = "unpacked"
+        except ArchiveError as exc:
+            result = str(exc)
+    """)
+    assert "zip bomb" in result and peak < 150 * MB, f"peak {peak / MB:.0f} MB"
+
+
+def test_a_large_member_or_archive_past_its_limit_is_refused(tmp_path, monkeypatch):
+    """Major 2: per-member and total unpacked limits (limits.ZIP_MAX_MEMBER_BYTES,
+    ZIP_MAX_TOTAL_BYTES) hold for incompressible members too, from the headers."""
+    from audioclf.datasets import ArchiveError, safe_extract
+
+    path = tmp_path / "noise.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        for k in range(3):
+            zf.writestr(f"dog/{k}.wav", np.random.default_rng(k).bytes(300_000))
+    monkeypatch.setattr(limits, "ZIP_MAX_MEMBER_BYTES", 200_000)
+    with pytest.raises(ArchiveError, match=r"member 'dog/0.wav' would unpack to 0.3 MB, more than the "
+                                           r"0.2 MB allowed per file"):
+        safe_extract(path, tmp_path / "out")
+    monkeypatch.setattr(limits, "ZIP_MAX_MEMBER_BYTES", 1 << 30)
+    monkeypatch.setattr(limits, "ZIP_MAX_TOTAL_BYTES", 800_000)
+    with pytest.raises(ArchiveError, match="it would expand to 0.9 MB, more than 0.8 MB"):
+        safe_extract(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_real_zip_of_long_clips_is_streamed_to_disk(tmp_path):
+    """Major 2: members go to disk a chunk at a time: a zip holding a 64 MB WAV unpacks,
+    and lists it by class folder, in far less memory than the member."""
+    path = tmp_path / "long.zip"
+    rng = np.random.default_rng(3)
+    with zipfile.ZipFile(path, "w") as zf:
+        info = zipfile.ZipInfo("rain/long.wav", date_time=(2024, 1, 1, 0, 0, 0))
+        with zf.open(info, "w") as out:  # stored: noise does not compress
+            frames = 32 * MB
+            out.write(wav_header(44100, frames))
+            for _ in range(64):
+                out.write(rng.integers(-2000, 2000, MB // 2, dtype=np.int16).tobytes())
+        zf.writestr("loose.wav", wav_header(16000, 4) + bytes(8))
+        zf.writestr("__MACOSX/rain/._long.wav", b"junk")
+    result, peak = measured(f"""
+        from audioclf.datasets import unpack_audio
+        result = [(label, p.name, p.stat().st_size) for label, p in
+                  unpack_audio({str(path)!r}, {str(tmp_path / "out")!r}, label="misc")]
+    """)
+    assert result == [["misc", "loose.wav", 52], ["rain", "long.wav", 64 * MB + 44]]
+    assert peak < baseline_peak() + 24 * MB, f"peak {peak / MB:.0f} MB"
+
+
+def test_data_page_refuses_the_padded_zip_in_bounded_memory(padded_zip, tmp_path):
+    """Major 2: uploading the padded zip on Data > Add clips held 1 GB in memory; now it is
+    refused (named by the user's file name) and nothing is added, within the budget."""
+    steps = f"""
+        at.switch_page("app_pages/data.py").run()
+        data = open({str(padded_zip)!r}, "rb").read()
+        at.file_uploader(key="uploads_0").set_value([("my clips.zip", data, "application/zip")]).run()
+        at.button(key="add_btn").click().run()
+        result = {{"errors": texts(at.error), "exception": bool(at.exception), "success": texts(at.success)}}
+    """
+    result, peak = app_measured(steps, tmp_path / "home")
+    assert not result["exception"] and not result["success"]
+    assert "Refusing to unpack my clips.zip: member `noise/silence_00.wav` would expand" in result["errors"]
+    assert "zip bomb" in result["errors"]
+    assert not list((tmp_path / "home" / "datasets").rglob("silence_*.wav"))
+    print(f"Data page, padded zip: peak {peak / MB:.0f} MB")
+    assert peak < 700 * MB, f"peak {peak / MB:.0f} MB"
+
+
+def test_predict_batch_refuses_the_padded_zip_in_bounded_memory(padded_zip, trained_run, workspace_home):
+    """Major 2: read-only Predict > Batch peaked at 4.5 GB on the padded zip; now it says why
+    it is refused, within the budget."""
+    steps = f"""
+        at.switch_page("app_pages/predict.py").run()
+        data = open({str(padded_zip)!r}, "rb").read()
+        at.file_uploader(key="pr_batch_0").set_value([("padded.zip", data, "application/zip")]).run()
+        at.button(key="pr_go").click().run()
+        result = {{"errors": texts(at.error), "exception": bool(at.exception)}}
+    """
+    result, peak = app_measured(steps, workspace_home, AUDIOCLF_READONLY="1")
+    assert not result["exception"]
+    assert "Refusing to unpack padded.zip: member `noise/silence_00.wav`" in result["errors"]
+    print(f"Predict batch, padded zip: peak {peak / MB:.0f} MB")
+    assert peak < SERVER_BUDGET and peak < 1 * GB, f"peak {peak / MB:.0f} MB"

@@ -19,11 +19,9 @@ importable from `audioclf.datasets` itself.
 from __future__ import annotations
 
 from audioclf.datasets.archive import (
-    MAX_MEMBERS,
-    MAX_RATIO,
-    MAX_TOTAL_BYTES,
     ArchiveError,
     safe_extract,
+    unpack_audio,
 )
 from audioclf.datasets.base import (
     AUDIO_EXTENSIONS,
@@ -80,10 +78,7 @@ __all__ = [
     "FORMAT_EXTENSIONS",
     "FSDD_SPEAKER_PATTERN",
     "IGNORED_NAMES",
-    "MAX_MEMBERS",
     "MAX_NAME",
-    "MAX_RATIO",
-    "MAX_TOTAL_BYTES",
     "METHODS",
     "SPLITS",
     "SPLIT_DIRS",
@@ -120,5 +115,6 @@ __all__ = [
     "split_folders",
     "summarize_dataset",
     "synth_clip",
+    "unpack_audio",
     "visible_entries",
 ]

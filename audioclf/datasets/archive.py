@@ -6,10 +6,14 @@ writes anything it refuses an archive whose members
 
 * would land outside the target folder (absolute paths, drive letters, ``..``),
 * are symbolic links, devices or pipes, or are encrypted,
-* add up to a zip bomb: more than `MAX_MEMBERS` files, more than
-  `MAX_TOTAL_BYTES` unpacked, or, past `RATIO_FREE_BYTES`, an expansion ratio
-  above `MAX_RATIO`, or more than the disk has free.
+* are too large one by one (more than `limits.ZIP_MAX_MEMBER_BYTES` unpacked, or,
+  past `limits.ZIP_MEMBER_RATIO_FREE_BYTES`, an expansion ratio above
+  `limits.ZIP_MAX_RATIO`: one silent 50 MB WAV among incompressible padding),
+* or add up to a zip bomb: more than `limits.ZIP_MAX_MEMBERS` files, more than
+  `limits.ZIP_MAX_TOTAL_BYTES` unpacked, or, past `limits.ZIP_RATIO_FREE_BYTES`,
+  the whole archive's ratio above `limits.ZIP_MAX_RATIO`, or more than the disk has free.
 
+Members are streamed to disk a chunk at a time, never held whole in memory.
 While copying it counts bytes against the sizes the archive declares, so a
 member that inflates beyond its declared size is stopped too. Whatever fails
 half-way is removed again: the target holds all of the archive or nothing new.
@@ -22,24 +26,14 @@ import zipfile
 from os import PathLike
 from pathlib import Path, PurePosixPath
 
-from audioclf.datasets.base import DatasetError
+from audioclf import limits
+from audioclf.datasets.base import DatasetError, is_audio, is_hidden
 
-# ESC-50 unpacks to ~0.9 GB: this stops zip bombs, not real data sets.
-MAX_TOTAL_BYTES = 8 << 30
-MAX_MEMBERS = 200_000
-# Audio compresses to between 1x and 3x; deflate tops out near 1030x (all zeros).
-MAX_RATIO = 100
-# Below this much unpacked, any ratio is fine: a zip of a few silent clips compresses ~1000x.
-RATIO_FREE_BYTES = 64 << 20
 CHUNK_BYTES = 1 << 16
 
 
 class ArchiveError(DatasetError):
     """An archive is unsafe or unusable; nothing of it was kept. The message is for people."""
-
-
-def _gb(n: int) -> str:
-    return f"{n / (1 << 30):.1f} GB" if n >= 1 << 30 else f"{n / (1 << 20):.1f} MB"
 
 
 def _member_problem(info: zipfile.ZipInfo) -> str | None:
@@ -63,25 +57,18 @@ def _check_archive(zip_path: Path, members: list[zipfile.ZipInfo], dest: Path) -
     """Raise ArchiveError if any member is unsafe or the whole would be a zip bomb."""
     refuse = f"Refusing to unpack {zip_path.name}:"
     for info in members:
-        problem = _member_problem(info)
+        problem = _member_problem(info) or limits.zip_member_problem(info.file_size, info.compress_size)
         if problem:
             raise ArchiveError(f"{refuse} member '{info.filename}' {problem}.")
-    if len(members) > MAX_MEMBERS:
-        raise ArchiveError(f"{refuse} it holds {len(members):,} files, more than the {MAX_MEMBERS:,} allowed.")
     total = sum(info.file_size for info in members)
-    if total > MAX_TOTAL_BYTES:
-        raise ArchiveError(f"{refuse} it would expand to {_gb(total)}, more than {_gb(MAX_TOTAL_BYTES)}.")
-    packed = max(1, zip_path.stat().st_size)
-    if total > RATIO_FREE_BYTES and total / packed > MAX_RATIO:
-        raise ArchiveError(
-            f"{refuse} it would expand {total / packed:.0f}-fold ({_gb(packed)} to {_gb(total)}), "
-            f"more than the {MAX_RATIO}-fold of any real audio: it looks like a zip bomb."
-        )
+    problem = limits.zip_total_problem(len(members), total, zip_path.stat().st_size)
+    if problem:
+        raise ArchiveError(f"{refuse} {problem}.")
     existing = next((p for p in (dest, *dest.parents) if p.exists()), None)
     if existing is not None:
         free = shutil.disk_usage(existing).free
         if total > free:
-            raise ArchiveError(f"{refuse} it needs {_gb(total)} but only {_gb(free)} is free on that disk.")
+            raise ArchiveError(f"{refuse} it needs {limits.mb(total)} but only {limits.mb(free)} is free on that disk.")
 
 
 def _copy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path) -> None:
@@ -155,3 +142,21 @@ def safe_extract(zip_path: str | PathLike, dest: str | PathLike) -> Path:
     if started:
         _remove_new(dest, existed, before)
     raise error from None
+
+
+def unpack_audio(zip_path: str | PathLike, dest: str | PathLike, label: str = "") -> list[tuple[str, Path]]:
+    """`safe_extract` a zip of clips into `dest`, then list its audio files as (label, path).
+
+    A file inside a folder takes the folder's name as its label (a zip of class
+    folders), a loose file `label`; hidden files and archivers' litter (`__MACOSX`) are skipped.
+    The one way the app and the command line open an uploaded zip: the clips stay on
+    disk, and callers read them from there.
+    """
+    root = safe_extract(zip_path, dest)
+    out = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root)
+        if not is_audio(path) or any(is_hidden(Path(part)) for part in rel.parts):
+            continue
+        out.append((path.parent.name if len(rel.parts) > 1 else label, path))
+    return out

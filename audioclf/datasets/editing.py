@@ -7,6 +7,7 @@ labels live in meta/esc50.csv), and nothing is ever overwritten.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from os import PathLike
 from pathlib import Path
@@ -100,10 +101,12 @@ def _class_dir(ds_root: Path, label: str, split: str | None) -> Path:
 
 
 def add_clip(
-    ds_root: str | PathLike, label: str, filename: str, data: bytes, *, split: str | None = None
+    ds_root: str | PathLike, label: str, filename: str, data: bytes | str | PathLike, *,
+    split: str | None = None
 ) -> Path:
-    """Check that `data` is audio (AudioError if not), then write it to ds_root/[split/]label/
-    under a sanitised `filename`, never overwriting (a -1, -2... suffix is added)."""
+    """Check that `data` (bytes, or a file to copy) is audio (AudioError if not), then write it
+    to ds_root/[split/]label/ under a sanitised `filename`, never overwriting (a -1, -2...
+    suffix is added). A file is checked and copied a block at a time."""
     workspace.require_writable("add clips to a data set")
     root = _in_workspace(Path(ds_root))
     if not root.is_dir():
@@ -119,7 +122,11 @@ def add_clip(
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".upload-")
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                fh.write(data)
+            else:
+                with open(data, "rb") as src:
+                    shutil.copyfileobj(src, fh)
         return _claim(folder, name, Path(tmp))
     finally:
         Path(tmp).unlink(missing_ok=True)
