@@ -12,7 +12,7 @@ is not a positive number is refused at start-up rather than silently ignored.
 
     from audioclf import limits
     limits.MAX_SECONDS          # 600.0
-    limits.check_audio_header(label, sr=44100, channels=2, frames=..., target_sr=16000)
+    limits.decode_problem(44100, 2, 44100 * 60, 16000)  # None: a minute of stereo is fine
 
 This module imports nothing but the standard library.
 """
