@@ -45,14 +45,17 @@ def decode(path: str, config: FeatureConfig) -> Decoded:
 def extract_clips(clips: list[Clip | AudioError], config: FeatureConfig) -> list[Features | AudioError]:
     """Features of decoded clips, in order; an AudioError (from decoding or extracting) stays one.
 
-    YAMNet batches the windows of all clips in one model call, as the local pool does
+    YAMNet and EfficientAT batch all clips in one model call, as the local pool does
     (``load_audio`` has refused empty clips already).
     """
     good = [c for c in clips if isinstance(c, Clip)]
-    if config.kind == "yamnet" and good:
-        from audioclf.features.yamnet import extract_yamnet_many
+    if config.kind in ("yamnet", "efficientat") and good:
+        if config.kind == "yamnet":
+            from audioclf.features.yamnet import extract_yamnet_many as extract_batch
+        else:
+            from audioclf.features.efficientat.features import extract_efficientat_many as extract_batch
 
-        feats = iter(extract_yamnet_many(good, config))
+        feats = iter(extract_batch(good, config))
         return [c if isinstance(c, AudioError) else next(feats) for c in clips]
     return [c if isinstance(c, AudioError) else extract_one(c, config) for c in clips]
 
@@ -66,6 +69,6 @@ def extract_one(clip: Clip, config: FeatureConfig) -> Features | AudioError:
     except FeatureError:
         raise
     except Exception as exc:  # noqa: BLE001
-        if config.kind == "yamnet":
+        if config.kind in ("yamnet", "efficientat"):
             raise  # a model problem concerns every clip: say it once
         return AudioError(f"'{clip.name}' could not be analysed ({type(exc).__name__}: {exc}); skipping it.")

@@ -83,6 +83,11 @@ def export_run(run_id: str, out_dir: str | Path, *, progress: Progress | None = 
     run = runs.load_run(run_id)
     if run.info.state != "done":
         raise ExportError(f"Run {run_id} is {run.info.state}, not done: it has no model to export.")
+    if run.config.get("features", {}).get("kind") == "efficientat":
+        # The standalone predict.py has no EfficientAT front end and network yet: refuse
+        # rather than write a bundle that cannot compute the run's features.
+        raise ExportError(f"Run {run_id} uses EfficientAT features, which the portable bundle cannot compute "
+                          "yet; predict with audioclf (Predict page, `audioclf predict --run`).")
     out = Path(out_dir).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ExportError(f"{out} exists and is not an empty folder; choose a new one.")

@@ -24,6 +24,11 @@ from audioclf.errors import AudioclfError
 FEATURE_VERSION = 2
 YAMNET_SR = 16000
 ENV_YAMNET = "AUDIOCLF_YAMNET"
+EFFICIENTAT_SR = 32000
+EFFICIENTAT_DEFAULT = "mn04_as"
+# "frames": the last feature map averaged over frequency, one vector per 0.32 s;
+# "windows": the clip embedding of each 0.96 s window, every 0.32 s (features/efficientat/features.py).
+EFFICIENTAT_SEQUENCES = ("frames", "windows")
 MFCC_RATES = (16000, 22050, 44100)  # offered in the app; any positive rate (or None) works
 
 
@@ -137,10 +142,43 @@ class YAMNetConfig:
             object.__setattr__(self, "model", os.fspath(self.model))
 
 
-FeatureConfig = Union[SpectralConfig, MFCCConfig, YAMNetConfig]
+@dataclass(frozen=True)
+class EfficientATConfig:
+    """EfficientAT (AudioSet MobileNets, Schmid et al. 2023) sequences and AudioSet scores.
+
+    ``model`` is an official checkpoint name ("mn04_as" ... "mn40_as"), a path to
+    a ``.pt`` state dict, or "" (the default model, or the file ``$AUDIOCLF_EFFICIENTAT``
+    names); each is resolved only by
+    :func:`audioclf.features.efficientat.resolve_checkpoint` (the path, then
+    ``$AUDIOCLF_EFFICIENTAT``, the workspace, the release) and read by its safe
+    reader, never imported or unpickled freely. ``sequence`` is "frames" (one
+    vector per 0.32 s from one pass over the clip) or "windows" (the embedding of
+    each 0.96 s window, every 0.32 s).
+    """
+
+    kind: ClassVar[str] = "efficientat"
+    sr: ClassVar[int] = EFFICIENTAT_SR
+    model: str = EFFICIENTAT_DEFAULT
+    sequence: str = "frames"
+
+    def __post_init__(self) -> None:
+        model = self.model if isinstance(self.model, str) else os.fspath(self.model)
+        object.__setattr__(self, "model", model.strip())
+        from audioclf.features.efficientat.params import CHECKPOINTS
+        from audioclf.features.efficientat.weights import is_path
+
+        if self.model and not is_path(self.model) and self.model not in CHECKPOINTS:
+            raise FeatureError(f"There is no EfficientAT model called {self.model!r}; choose one of "
+                               f"{', '.join(CHECKPOINTS)} or give the path to a .pt file.")
+        if self.sequence not in EFFICIENTAT_SEQUENCES:
+            raise FeatureError(f"EfficientATConfig.sequence must be one of {', '.join(EFFICIENTAT_SEQUENCES)}, "
+                               f"got {self.sequence!r}.")
+
+
+FeatureConfig = Union[SpectralConfig, MFCCConfig, YAMNetConfig, EfficientATConfig]
 # Values of settings that older configs (without them) were extracted with.
 _ADDED_LATER: dict[str, dict[str, Any]] = {"mfcc": {"trim_db": None}}
-CONFIG_TYPES: dict[str, type] = {c.kind: c for c in (SpectralConfig, MFCCConfig, YAMNetConfig)}
+CONFIG_TYPES: dict[str, type] = {c.kind: c for c in (SpectralConfig, MFCCConfig, YAMNetConfig, EfficientATConfig)}
 
 
 def config_to_dict(config: FeatureConfig) -> dict:
@@ -180,6 +218,12 @@ def config_key(config: FeatureConfig) -> str:
         from audioclf.features.yamnet import resolve_spec
 
         payload["model"] = resolve_spec(config.model)
+    elif config.kind == "efficientat":
+        # The checkpoint's identity, not its name or path: the same weights share entries
+        # wherever they are found, and a different file under the same name does not.
+        from audioclf.features.efficientat.weights import checkpoint_identity
+
+        payload["model"] = checkpoint_identity(config.model)
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
@@ -189,7 +233,8 @@ def check_config(config: Any) -> FeatureConfig:
     """`config` itself if it is a feature config; FeatureError otherwise."""
     if not isinstance(config, tuple(CONFIG_TYPES.values())):
         raise FeatureError(
-            f"Expected a feature config (SpectralConfig, MFCCConfig or YAMNetConfig), got {type(config).__name__}."
+            f"Expected a feature config (SpectralConfig, MFCCConfig, YAMNetConfig or EfficientATConfig), "
+            f"got {type(config).__name__}."
         )
     return config
 

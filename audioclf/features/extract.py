@@ -11,7 +11,8 @@ both plots and models::
     feats.values.shape        # (frames, 20)
     summarize(feats.values)   # (40,) clip-level mean and std
 
-librosa (``features.spectral``) and TensorFlow (``features.yamnet``) are
+librosa (``features.spectral``) and TensorFlow (``features.yamnet``,
+``features.efficientat``) are
 imported only when a feature is computed, so importing this package is cheap.
 """
 from __future__ import annotations
@@ -36,7 +37,7 @@ class Features:
     times: np.ndarray
     names: tuple[str, ...]
     config: FeatureConfig
-    scores: np.ndarray | None = None  # YAMNet's (frames, 521) AudioSet scores; None otherwise
+    scores: np.ndarray | None = None  # AudioSet scores per frame: YAMNet (frames, 521), EfficientAT (frames, 527)
     # Whether the clip was (near) silence (audio.Clip.silent), recorded at extraction so
     # that features from the cache can say so without decoding the audio again.
     silent: bool | None = None
@@ -97,6 +98,10 @@ def _extractor(kind: str) -> Callable[[Clip, Any], Features]:
         from audioclf.features.yamnet import extract_yamnet
 
         return extract_yamnet
+    if kind == "efficientat":
+        from audioclf.features.efficientat.features import extract_efficientat
+
+        return extract_efficientat
     from audioclf.features import spectral
 
     return spectral.extract_spectral if kind == "spectral" else spectral.extract_mfcc

@@ -12,8 +12,10 @@ extraction), which makes them start at once; otherwise (the app's threads, a
 process with TensorFlow) they come from a forkserver that has imported librosa
 once, or are spawned. Workers import librosa, never TensorFlow. While workers
 start, this process extracts too, so nothing waits for them.
-YAMNet runs in this process by default, batching the windows of many clips per
-model call (``extract_yamnet_many``).
+The pretrained networks (YAMNet, EfficientAT: ``PRETRAINED``) run in this process
+by default, batching many clips per model call (``extract_yamnet_many``,
+``extract_efficientat_many``): their runtimes use the cores, and the model
+stays loaded for prediction.
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ IN_PROCESS_BELOW = 16  # with n_jobs=None, fewer misses than this are not worth 
 WORKER_PRELOAD = ["audioclf.features.spectral"]
 
 Result = Features | AudioError
+PRETRAINED = ("yamnet", "efficientat")  # feature kinds computed by a network: whole chunks per call
 
 
 def default_jobs() -> int:
@@ -59,7 +62,7 @@ def extract_chunks(paths: list[str], config: FeatureConfig, jobs: int) -> Iterat
         yield from run_pool(paths, config, jobs)
         return
     with one_blas_thread(config):
-        for chunk in chunked(paths, 1 if config.kind != "yamnet" else CHUNK):
+        for chunk in chunked(paths, 1 if config.kind not in PRETRAINED else CHUNK):
             yield chunk, extract_chunk(chunk, config)
 
 
@@ -71,7 +74,7 @@ def _extract_one(path: str, config: FeatureConfig) -> Result:
     except FeatureError:
         raise  # a bad config is the caller's mistake, not this file's
     except Exception as exc:  # noqa: BLE001
-        if config.kind == "yamnet":
+        if config.kind in PRETRAINED:
             raise  # model problems (missing, broken) concern every file: say so once
         # One odd file must not sink a 3,000-clip extraction.
         return AudioError(f"'{path}' could not be analysed ({type(exc).__name__}: {exc}); skipping it.")
@@ -79,10 +82,13 @@ def _extract_one(path: str, config: FeatureConfig) -> Result:
 
 def extract_chunk(paths: list[str], config: FeatureConfig) -> list[Result]:
     """Pool task: a list of files in, a list of results out (one pickle each way)."""
-    if config.kind != "yamnet":
+    if config.kind not in PRETRAINED:
         return [_extract_one(p, config) for p in paths]
-    # YAMNet runs fastest with the windows of many clips in one model call.
-    from audioclf.features.yamnet import extract_yamnet_many
+    # The networks run fastest with many clips (or their windows) in one model call.
+    if config.kind == "yamnet":
+        from audioclf.features.yamnet import extract_yamnet_many as extract_batch
+    else:
+        from audioclf.features.efficientat.features import extract_efficientat_many as extract_batch
 
     loaded: list[Clip | AudioError] = []
     for path in paths:
@@ -91,7 +97,7 @@ def extract_chunk(paths: list[str], config: FeatureConfig) -> list[Result]:
         except AudioError as exc:
             loaded.append(exc)
     clips = [c for c in loaded if isinstance(c, Clip)]
-    feats = iter(extract_yamnet_many(clips, config) if clips else [])
+    feats = iter(extract_batch(clips, config) if clips else [])
     return [c if isinstance(c, AudioError) else next(feats) for c in loaded]
 
 
@@ -99,10 +105,10 @@ def one_blas_thread(config: FeatureConfig):
     """Single-threaded BLAS while extracting librosa features.
 
     Their matrix products are tiny (mel bank x a few dozen frames): waking a BLAS
-    thread pool for each costs ~15x the product itself. Not for YAMNet, whose
-    runtime manages its own threads.
+    thread pool for each costs ~15x the product itself. Not for the networks, whose
+    runtimes manage their own threads.
     """
-    if config.kind == "yamnet":
+    if config.kind in PRETRAINED:
         return nullcontext()
     from threadpoolctl import threadpool_limits
 
@@ -126,6 +132,10 @@ def plan_jobs(n_jobs: int | None, n_todo: int, config: FeatureConfig) -> int:
         # YAMNet: by default one process, where TFLite's own threads use the cores and
         # the model stays loaded for prediction; a pool only on request and only for
         # TFLite (with TF Hub/SavedModel every worker would import TensorFlow).
+        return 1
+    if config.kind == "efficientat" and n_jobs is None:
+        # Likewise one process by default: each worker would import TensorFlow and build
+        # the network first (benchmarks/efficientat.py measures both ways).
         return 1
     if multiprocessing.parent_process() is not None:
         # Already a worker (e.g. a script without an `if __name__ == "__main__":` guard,
@@ -155,7 +165,7 @@ def fork_is_safe(config: FeatureConfig) -> bool:
     calling thread: a lock another thread holds (TensorFlow's thread pools, a web
     server's threads, a loaded YAMNet interpreter's) stays locked in the child forever.
     """
-    return (config.kind != "yamnet" and "fork" in multiprocessing.get_all_start_methods()
+    return (config.kind not in PRETRAINED and "fork" in multiprocessing.get_all_start_methods()
             and threading.active_count() == 1
             and not any(name == "tensorflow" or name.startswith("tensorflow.") for name in sys.modules))
 

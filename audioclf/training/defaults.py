@@ -27,7 +27,8 @@ from typing import Any, ClassVar
 from ..errors import AudioclfError
 from ..model.configs import ModelConfig
 
-FEATURE_KINDS = ("mfcc", "spectral", "yamnet")
+FEATURE_KINDS = ("mfcc", "spectral", "yamnet", "efficientat")
+PRETRAINED_KINDS = ("efficientat", "yamnet")  # feature types that need a network's weights
 DEFAULT_MODEL_KIND = "gru"
 
 # Differences from ModelConfig's / TrainConfig's own defaults (which suit frame features).
@@ -35,11 +36,13 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "mfcc": {},
     "spectral": {},
     "yamnet": {"clip_norm": False, "clip_scale": False, "time_mask": 2},
+    "efficientat": {"clip_norm": False, "clip_scale": False, "time_mask": 2},
 }
 TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
     "mfcc": {},
     "spectral": {},
     "yamnet": {"min_epochs": 5, "warp_augment": ()},
+    "efficientat": {"min_epochs": 5, "warp_augment": ()},
 }
 
 # Settings that mean nothing for a feature type, with the reason a form shows.
@@ -51,6 +54,10 @@ NOT_APPLICABLE: dict[str, dict[str, str]] = {
                                      "YAMNet embeddings come from a fixed pretrained network.",
                "model.clip_scale": "Per-clip scaling needs per-clip centring, which is off for YAMNet "
                                    "(it would remove what an embedding says about the sound)."},
+    "efficientat": {"train.warp_augment": "Warp copies re-compute MFCC features with a stretched mel bank; "
+                                          "EfficientAT features come from a fixed pretrained network.",
+                    "model.clip_scale": "Per-clip scaling needs per-clip centring, which is off for EfficientAT "
+                                        "(it would remove what its features say about the sound)."},
 }
 
 
@@ -93,12 +100,14 @@ class AutoFeatures:
     by a quick cross-validation on the training clips (never the test clips) and the
     best one is used, with its own model and training defaults
     (:func:`audioclf.training.feature_choice.choose_features`). Candidates that cannot run here
-    (YAMNet without a model) are left out. ``yamnet_model`` is passed on to YAMNetConfig.
+    (YAMNet or EfficientAT without their weights) are left out. ``yamnet_model`` is
+    passed on to YAMNetConfig, ``efficientat_model`` to EfficientATConfig ("" = its default).
     """
 
     kind: ClassVar[str] = AUTO
     candidates: tuple[str, ...] = AUTO_CANDIDATES
     yamnet_model: str = ""
+    efficientat_model: str = ""
 
     def __post_init__(self) -> None:
         cands = (self.candidates,) if isinstance(self.candidates, str) else tuple(self.candidates)
@@ -109,10 +118,11 @@ class AutoFeatures:
         object.__setattr__(self, "candidates", tuple(dict.fromkeys(cands)))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": AUTO, "candidates": list(self.candidates), "yamnet_model": self.yamnet_model}
+        return {"kind": AUTO, "candidates": list(self.candidates), "yamnet_model": self.yamnet_model,
+                "efficientat_model": self.efficientat_model}
 
 
-def default_feature_kind(yamnet_available: bool) -> str:
-    """What a new user gets: "auto" when a YAMNet model is available (YAMNet wins on
-    environmental sounds, MFCC on speech, so the data decides), else "mfcc"."""
-    return AUTO if yamnet_available else "mfcc"
+def default_feature_kind(pretrained_available: bool) -> str:
+    """What a new user gets: "auto" when a pretrained model (YAMNet or EfficientAT) is available
+    (they win on environmental sounds, MFCC on speech, so the data decides), else "mfcc"."""
+    return AUTO if pretrained_available else "mfcc"

@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..errors import AudioclfError
-from .defaults import AutoFeatures
+from .defaults import PRETRAINED_KINDS, AutoFeatures
 
 FOLDS = 3
 MAX_CLIPS = 1000  # a stratified sample this large ranks feature types as well as all clips
@@ -70,21 +70,21 @@ class FeatureChoice:
 
 
 def feature_config(kind: str, auto: AutoFeatures | None = None):
-    """The default feature config of `kind` ("mfcc", "spectral", "yamnet")."""
-    from ..features import MFCCConfig, SpectralConfig, YAMNetConfig
+    """The default feature config of `kind` ("mfcc", "spectral", "yamnet", "efficientat")."""
+    from ..features import EfficientATConfig, MFCCConfig, SpectralConfig, YAMNetConfig
 
     if kind == "yamnet":
         return YAMNetConfig(model=auto.yamnet_model if auto is not None else "")
+    if kind == "efficientat":
+        return EfficientATConfig(model=auto.efficientat_model if auto is not None else "")
     return {"mfcc": MFCCConfig, "spectral": SpectralConfig}[kind]()
 
 
 def usable_candidates(auto: AutoFeatures) -> tuple[list[str], dict[str, str]]:
     """Candidates that can run here, and {kind: reason} for those that cannot."""
-    from ..features import yamnet
-
     usable, skipped = [], {}
     for kind in auto.candidates:
-        reason = yamnet.availability(auto.yamnet_model) if kind == "yamnet" else ""
+        reason = availability(kind, auto)
         if reason:
             skipped[kind] = reason
         else:
@@ -92,6 +92,24 @@ def usable_candidates(auto: AutoFeatures) -> tuple[list[str], dict[str, str]]:
     if not usable:
         raise FeatureChoiceError("Auto cannot try any feature type here: " + " ".join(skipped.values()))
     return usable, skipped
+
+
+def availability(kind: str, auto: AutoFeatures | None = None) -> str | None:
+    """None if feature type `kind` can run here without a download, else why not (cheap: nothing is loaded)."""
+    if kind == "yamnet":
+        from ..features import yamnet
+
+        return yamnet.availability(auto.yamnet_model if auto is not None else "")
+    if kind == "efficientat":
+        from ..features import efficientat
+
+        return efficientat.availability(auto.efficientat_model if auto is not None else "")
+    return None
+
+
+def pretrained_available(auto: AutoFeatures | None = None) -> bool:
+    """Whether any pretrained feature type (YAMNet, EfficientAT) can run here: Auto is then the default."""
+    return any(availability(k, auto) is None for k in PRETRAINED_KINDS)
 
 
 def sample_items(items: Sequence, limit: int = MAX_CLIPS, seed: int = 0) -> list:

@@ -93,13 +93,21 @@ def resolve_dataset(name: str, group_pattern: str | None = None):
 
 
 def check_features(features_cfg) -> None:
-    """Refuse feature configs that cannot run on this machine (YAMNet without a model) up front."""
+    """Refuse feature configs that cannot run on this machine (YAMNet without a model) up front.
+
+    EfficientAT's official weights are downloaded here, once, if they are not on this machine
+    (a few MB, checksum verified); without them (offline) the error says how to provide them.
+    """
     if getattr(features_cfg, "kind", "") == AUTO:
         usable_candidates(features_cfg)  # raises when none can run here
     elif getattr(features_cfg, "kind", "") == "yamnet":
         from ..features import yamnet
 
         yamnet.require_available(features_cfg.model)
+    elif getattr(features_cfg, "kind", "") == "efficientat":
+        from ..features import efficientat
+
+        efficientat.resolve_checkpoint(features_cfg.model, download=True)
 
 
 def check_split(split, labels: Sequence[str]) -> None:

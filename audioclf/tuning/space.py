@@ -127,10 +127,10 @@ def default_space(feature_kind: str = "mfcc") -> SearchSpace:
 
     Model kind, recurrent layers and units, dense units, activation, dropout,
     L2, learning rate, batch size and early-stopping patience (what the study
-    behind audioclf tuned by hand). YAMNet's clip-level embeddings also try the
+    behind audioclf tuned by hand). YAMNet's and EfficientAT's embeddings also try the
     dense baseline; MFCC also tries appended deltas (one more feature config).
     """
-    kinds = RECURRENT_KINDS + (("baseline",) if feature_kind in ("yamnet", "spectral") else ())
+    kinds = RECURRENT_KINDS + (("baseline",) if feature_kind in ("yamnet", "spectral", "efficientat") else ())
     params = [
         Param("model.kind", tuple(kinds)),
         Param("model.rnn_layers", (1, 2)),

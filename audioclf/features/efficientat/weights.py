@@ -112,6 +112,25 @@ def availability(spec: str = "") -> str | None:
     return f"EfficientAT {ckpt.name} is not downloaded yet. {how_to_provide(ckpt.name)}"
 
 
+def checkpoint_identity(spec: str = "") -> str:
+    """What ``spec`` names, for cache keys: the SHA-256 of the file it resolves to here.
+
+    Without a local file: an official checkpoint's recorded SHA-256 (a download must
+    match it), else ``name:<name>``; a path that does not exist gives ``path:<path>``.
+    Nothing is downloaded; a file is hashed once per process (:func:`sha256`).
+    """
+    try:
+        path = local_checkpoint(spec)
+    except EfficientATUnavailable:
+        path = None
+    if path is not None:
+        return "sha256:" + sha256(path)
+    if is_path(spec):
+        return "path:" + str(Path(spec).expanduser().resolve())
+    ckpt = checkpoint_info(spec)
+    return "sha256:" + ckpt.sha256 if ckpt.sha256 else "name:" + ckpt.name
+
+
 def resolve_checkpoint(spec: str = "", *, download: bool = True, progress=None) -> Path:
     """The checkpoint file for ``spec``, downloading an official one once if needed (see the module doc)."""
     path = local_checkpoint(spec)

@@ -1,0 +1,135 @@
+"""The efficientat feature type: its config, extraction (frames and windows), the cache, and a small real run."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from audioclf.audio import Clip, load_audio
+from audioclf.features import (CacheStats, EfficientATConfig, FeatureError, config_from_dict, config_key,
+                               config_to_dict, extract, extract_many)
+from audioclf.features.efficientat import features as eat
+from audioclf.features.efficientat import params, weights
+
+
+@pytest.fixture(scope="module")
+def esc10_clips(esc10_dir):
+    """Three ESC-10 clips of three classes."""
+    return [sorted((esc10_dir / c).glob("*.flac"))[0] for c in ("dog", "rain", "rooster")]
+
+
+def test_config_round_trips_and_refuses_unknown_models():
+    cfg = EfficientATConfig()
+    assert cfg.model == "mn04_as" and cfg.sequence == "frames" and cfg.sr == 32000
+    assert config_from_dict(config_to_dict(cfg)) == cfg
+    assert config_from_dict({"kind": "efficientat", "model": " ", "sequence": "windows"}) == \
+        EfficientATConfig(model="", sequence="windows")
+    with pytest.raises(FeatureError, match="no EfficientAT model called 'mn99_as'"):
+        EfficientATConfig(model="mn99_as")
+    with pytest.raises(FeatureError, match="sequence must be one of"):
+        EfficientATConfig(sequence="mean")
+    with pytest.raises(FeatureError, match="Unknown setting"):
+        config_from_dict({"kind": "efficientat", "code": "os.system"})
+
+
+def test_the_cache_key_is_the_checkpoint_s_identity(efficientat_pt, tmp_path, monkeypatch):
+    monkeypatch.delenv(weights.ENV_WEIGHTS, raising=False)
+    copy = tmp_path / "renamed.pt"
+    shutil.copy(efficientat_pt, copy)
+    by_path, by_copy = EfficientATConfig(model=str(efficientat_pt)), EfficientATConfig(model=str(copy))
+    # Not downloaded: the official name is keyed by the SHA-256 its download must have.
+    assert config_key(by_path) == config_key(by_copy) == config_key(EfficientATConfig()) == \
+        config_key(EfficientATConfig(model=""))
+    assert weights.checkpoint_identity(str(copy)) == "sha256:" + params.CHECKPOINTS["mn04_as"].sha256
+    assert config_key(by_path) != config_key(EfficientATConfig(model=str(efficientat_pt), sequence="windows"))
+    other = tmp_path / "other.pt"
+    other.write_bytes(copy.read_bytes() + b"\0")  # another file: another key, even under the same settings
+    assert config_key(EfficientATConfig(model=str(other))) != config_key(by_path)
+    assert config_key(EfficientATConfig(model="mn10_as")) != config_key(by_path)
+
+
+def test_frames_are_the_network_s_sequence_and_average_to_its_embedding(efficientat_pt, esc10_clips):
+    from audioclf.features import efficientat
+
+    clip = load_audio(esc10_clips[0])
+    feats = extract(clip, EfficientATConfig(model=str(efficientat_pt)))
+    model = efficientat.load_model(str(efficientat_pt))
+    ref = model.embed(efficientat.to_32k(clip))
+    assert feats.values.shape == (16, 384) and feats.scores.shape == (16, 527)  # 5 s: 501 mel frames / 32
+    np.testing.assert_allclose(feats.values, ref.sequence, atol=1e-5)
+    np.testing.assert_allclose(eat.clip_embedding(feats), ref.embedding, atol=1e-5)
+    probs = eat.clip_probabilities(feats, model)
+    np.testing.assert_allclose(probs, 1 / (1 + np.exp(-ref.logits)), atol=1e-4)
+    names = efficientat.audioset_labels()
+    assert "Dog" in [names[i] for i in np.argsort(-probs)[:5]]
+    assert ((feats.scores >= 0) & (feats.scores <= 1)).all()
+    np.testing.assert_allclose(np.diff(feats.times), params.SEQUENCE_HOP_SECONDS, atol=1e-6)
+    assert feats.names[0] == "efficientat_0" and feats.silent is False
+
+
+def test_windows_are_clip_embeddings_of_0_96_s(efficientat_pt, esc10_clips):
+    from audioclf.features import efficientat
+
+    clip = load_audio(esc10_clips[1])
+    cfg = EfficientATConfig(model=str(efficientat_pt), sequence="windows")
+    feats = extract(clip, cfg)
+    assert feats.values.shape == (len(eat.window_starts(501)), 384) == (14, 384)
+    # A window is the embedding of that stretch of mel frames.
+    model = efficientat.load_model(str(efficientat_pt))
+    mel = efficientat.log_mel(efficientat.to_32k(clip))
+    third = model.run(mel[None, :, 64:160])
+    np.testing.assert_allclose(feats.values[2], third["embedding"][0], atol=1e-5)
+    np.testing.assert_allclose(feats.times[2], (64 + 48) * 0.01, atol=1e-6)
+    short = extract(Clip(clip.samples[: clip.sr // 2], clip.sr), cfg)
+    assert short.values.shape == (1, 384)
+
+
+def test_the_cache_serves_the_second_extraction(efficientat_pt, esc10_clips, tmp_path, monkeypatch):
+    monkeypatch.setenv("AUDIOCLF_HOME", str(tmp_path))
+    cfg = EfficientATConfig(model=str(efficientat_pt))
+    first, second = CacheStats(), CacheStats()
+    a = extract_many(esc10_clips, cfg, stats=first)
+    b = extract_many(esc10_clips, cfg, stats=second)
+    assert (first.computed, first.cached) == (3, 0) and (second.computed, second.cached) == (0, 3)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x.values, y.values)
+        np.testing.assert_array_equal(x.scores, y.scores)
+        assert y.silent is False and y.config == cfg
+
+
+def test_missing_weights_are_one_clear_error(tmp_path, esc10_clips):
+    from audioclf.errors import AudioclfError
+
+    cfg = EfficientATConfig(model=str(tmp_path / "nowhere.pt"))
+    with pytest.raises(AudioclfError, match="No EfficientAT checkpoint at"):
+        extract_many(esc10_clips[:1], cfg, cache=False)
+
+
+@pytest.fixture(scope="module")
+def esc_tiny(esc10_dir, tmp_path_factory):
+    """Three ESC-10 classes, 8 clips each (folds 1-4 train/val, fold 5 is not used)."""
+    dest = tmp_path_factory.mktemp("esc_tiny")
+    for c in ("dog", "rain", "rooster"):
+        (dest / c).mkdir()
+        for p in sorted((esc10_dir / c).glob("[1-4]-*.flac"))[:8]:
+            (dest / c / p.name).symlink_to(p)
+    return dest
+
+
+def test_a_small_efficientat_run_trains_and_predicts(esc_tiny, efficientat_pt):
+    from audioclf.datasets import SplitConfig
+    from audioclf.inference import Predictor
+    from audioclf.training import RunConfig, TrainConfig, runs, train
+
+    cfg = RunConfig(dataset=str(esc_tiny), split=SplitConfig(val=0.25, test=0.25, seed=0),
+                    features=EfficientATConfig(model=str(efficientat_pt)), name="efficientat tiny",
+                    overrides={"model.kind": "baseline", "train.epochs": 12, "train.patience": None})
+    assert not cfg.train.warp_augment and cfg.model.clip_norm is False  # the feature type's defaults
+    run_id = train(cfg)
+    run = runs.load_run(run_id)
+    assert run.config["features"]["kind"] == "efficientat"
+    assert run.metrics["test"]["macro_f1"] >= 0.6  # dog, rain and rooster are easy for an AudioSet model
+    pred = Predictor.load(run_id).predict_clip(load_audio(sorted((esc_tiny / "rooster").iterdir())[0]))
+    assert pred.probs.shape == (3,) and abs(float(pred.probs.sum()) - 1) < 1e-4
+    assert pred.top_label == "rooster"
