@@ -137,8 +137,11 @@ def dataset_sidebar() -> str | None:
     """The data set picker shown on every page; returns the chosen name."""
     from audioclf import workspace
 
+    from audioclf.datasets import demo
+
+    built_in = None
     with guard("Preparing the demo data set"):
-        ensure_demo(str(workspace.home()))
+        built_in = ensure_demo(str(workspace.home()))
     names = []
     with guard("Listing data sets"):
         names = dataset_names()
@@ -152,8 +155,16 @@ def dataset_sidebar() -> str | None:
     if not names:
         st.sidebar.info("No data set yet: create one on the Data page.")
         return None
-    name = st.sidebar.selectbox("Data set", names, key=DATASET_KEY,
-                                help="Used by the Data, Explore and Train pages.")
+    if built_in not in names or not demo.marked(dataset_root(built_in)):
+        built_in = None  # deleted, or replaced by a user's own data set since the app started
+    name = st.sidebar.selectbox(
+        "Data set", names, key=DATASET_KEY,
+        format_func=lambda n: f"{n} (built-in demo)" if n == built_in else n,
+        help="Used by the Data, Explore and Train pages."
+             + (f" '{built_in}' is the built-in demo: synthesised sounds of five kinds." if built_in else ""))
+    if built_in and built_in != demo.DEMO_NAME and demo.DEMO_NAME in names:
+        st.sidebar.caption(f"'{demo.DEMO_NAME}' is your own data set and is kept as it is; "
+                           f"the built-in demo is '{built_in}'.")
     if st.query_params.get(DATASET_PARAM) != name:
         st.query_params[DATASET_PARAM] = name
     return name

@@ -448,8 +448,14 @@ def cmd_app(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .datasets.demo import make_demo_dataset
+    from . import workspace
+    from .datasets.demo import CLIPS_PER_CLASS, SEED, make_demo_dataset
 
+    # Read-only mode still builds the workspace's own demo (as the app does), nothing else.
+    if args.dest:
+        workspace.require_writable("write the demo data set into a folder of yours (--dest)")
+    if (args.clips, args.seed) != (CLIPS_PER_CLASS, SEED):
+        workspace.require_writable("build the demo data set with other --clips or --seed")
     path = make_demo_dataset(args.dest, clips_per_class=args.clips, seed=args.seed)
     print(path)
     return EXIT_OK
@@ -1221,8 +1227,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("demo", "create the synthetic demo data set",
              "Synthesise a small 5-class demo data set (siren, dial tone, rain, clock ticks, bird chirps) "
-             "and print its folder.")
-    sp.add_argument("--dest", help="folder (default: <workspace>/datasets/demo)")
+             "and print its folder. An existing folder is replaced only if it is empty or a demo "
+             "this command made; a folder with anything else in it is refused, never deleted.")
+    sp.add_argument("--dest", help="folder (default: <workspace>/datasets/demo, or "
+                                   "audioclf-demo if your own data set is called demo)")
     sp.add_argument("--clips", type=int, default=24, help="clips per class (default: 24)")
     sp.add_argument("--seed", type=int, default=0, help="(default: 0)")
     sp.set_defaults(func=cmd_demo)

@@ -476,3 +476,102 @@ def test_predict_batch_refuses_the_padded_zip_in_bounded_memory(padded_zip, trai
     assert "Refusing to unpack padded.zip: member `noise/silence_00.wav`" in result["errors"]
     print(f"Predict batch, padded zip: peak {peak / MB:.0f} MB")
     assert peak < SERVER_BUDGET and peak < 1 * GB, f"peak {peak / MB:.0f} MB"
+
+
+# ---------------------------------------------------------------- Major 5: `audioclf demo --dest` deletes folders
+
+def _run_cli(*argv) -> tuple[int, str]:
+    import contextlib
+    import io
+
+    from audioclf import cli
+
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        code = cli.main([str(a) for a in argv])
+    return code, err.getvalue()
+
+
+def test_demo_dest_never_deletes_a_folder_it_did_not_make(tmp_path, monkeypatch):
+    """Major 5: `audioclf demo --dest DIR` refuses a folder holding files it did not write
+    (read-only mode or not), and refuses any --dest in read-only mode; nothing is lost."""
+    mine = tmp_path / "mine"
+    (mine / "notes").mkdir(parents=True)
+    (mine / "notes" / "thesis.txt").write_text("four years of work")
+    code, err = _run_cli("demo", "--dest", mine, "--clips", 1)
+    assert code == 1 and "already holds files the demo did not make" in err and len(err.splitlines()) == 1
+    assert (mine / "notes" / "thesis.txt").read_text() == "four years of work"
+    assert sorted(p.name for p in mine.iterdir()) == ["notes"]
+
+    monkeypatch.setenv("AUDIOCLF_READONLY", "1")
+    for dest in (mine, tmp_path / "new"):
+        code, err = _run_cli("demo", "--dest", dest, "--clips", 1)
+        assert code == 1 and "read-only mode" in err, err
+    assert sorted(p.name for p in mine.iterdir()) == ["notes"] and not (tmp_path / "new").exists()
+
+
+def test_demo_replaces_only_a_demo_it_made_and_nobody_added_to(tmp_path):
+    """Major 5: a demo folder it made is rebuilt with other parameters; once a user added a clip
+    to it, it is the user's and is refused; an empty folder is filled."""
+    from audioclf.datasets.demo import is_demo, make_demo_dataset
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert is_demo(make_demo_dataset(empty, clips_per_class=1))
+    made = make_demo_dataset(tmp_path / "d", clips_per_class=1)
+    assert is_demo(made) and make_demo_dataset(made, clips_per_class=2) == made
+    assert len(list((made / "rain").iterdir())) == 2
+    sf.write(made / "rain" / "my_rain.wav", np.zeros(1600, np.float32), 16000)
+    assert not is_demo(made)
+    with pytest.raises(Exception, match="already holds files the demo did not make"):
+        make_demo_dataset(made, clips_per_class=1)
+    assert (made / "rain" / "my_rain.wav").exists() and len(list((made / "rain").iterdir())) == 3
+
+
+# ---------------------------------------------------------------- Major 6: a user's `demo` data set replaced
+
+def _users_demo(home: Path) -> Path:
+    user = home / "datasets" / "demo"
+    for label in ("cat", "dog"):
+        (user / label).mkdir(parents=True)
+        sf.write(user / label / f"{label}_1.wav", np.zeros(1600, np.float32), 16000)
+    return user
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("readonly", ["", "1"])
+def test_a_users_own_demo_data_set_is_never_replaced(tmp_path, monkeypatch, readonly):
+    """Major 6: the built-in demo goes beside a user's data set named `demo` (read-only or not)."""
+    from audioclf.datasets import ensure_demo_dataset
+    from audioclf.datasets.demo import FALLBACK_NAME, is_demo
+
+    monkeypatch.setenv("AUDIOCLF_HOME", str(tmp_path))
+    monkeypatch.setenv("AUDIOCLF_READONLY", readonly)
+    user = _users_demo(tmp_path)
+    before = _snapshot(user)
+    built = ensure_demo_dataset()
+    assert built == tmp_path / "datasets" / FALLBACK_NAME and is_demo(built)
+    assert ensure_demo_dataset() == built  # and the next start finds the same one
+    assert _snapshot(user) == before
+
+
+def test_the_sidebar_names_the_built_in_demo_and_keeps_the_users(tmp_path, monkeypatch, yamnet_tflite):
+    """Major 6: the app's start (the sidebar) leaves a user's `demo` alone and says which data
+    set is the built-in demo."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("AUDIOCLF_HOME", str(tmp_path))
+    monkeypatch.setenv("AUDIOCLF_YAMNET", str(yamnet_tflite))
+    user = _users_demo(tmp_path)
+    before = _snapshot(user)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.run()
+    assert not at.exception, at.exception
+    picker = at.sidebar.selectbox[0]
+    assert picker.options == ["audioclf-demo (built-in demo)", "demo"]
+    captions = " ".join(c.value for c in at.sidebar.caption)
+    assert "'demo' is your own data set and is kept as it is; the built-in demo is 'audioclf-demo'" in captions
+    assert _snapshot(user) == before

@@ -4,11 +4,18 @@
 (16-bit mono) so a newcomer can train a model at first start with no download.
 Every clip varies in pitch, timing, loudness and background noise, so a model
 has to learn the kind of sound, not memorise one waveform.
+
+The demo code only ever replaces a folder it made: its marker file lists every
+file it wrote, and a folder holding anything else (a user's own data set named
+``demo``, any folder given to ``audioclf demo --dest``) is refused, never
+deleted. When a user's data set has the name ``demo``, the built-in demo is
+kept under ``FALLBACK_NAME`` instead.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -21,10 +28,13 @@ import soundfile as sf
 from ..errors import AudioclfError
 
 DEMO_NAME = "demo"
+FALLBACK_NAME = "audioclf-demo"  # the built-in demo's name when a user's data set is called "demo"
 CLASSES = ("siren", "dial_tone", "rain", "clock_ticks", "bird_chirps")
 MIN_SECONDS, MAX_SECONDS = 2.0, 4.0
+CLIPS_PER_CLASS, SEED, SR = 24, 0, 16000  # the built-in demo's parameters
 MARKER = ".demo-complete.json"
 VERSION = 1  # bump when the synthesis changes, so old demo folders are rebuilt
+_CLIP_NAME = re.compile(r"([a-z_]+)/\1_\d{3}\.wav")  # what every version so far has written
 
 Synth = Callable[[np.random.Generator, int, int], np.ndarray]
 
@@ -141,11 +151,57 @@ def _params(clips_per_class: int, seed: int, sr: int) -> dict:
             "seed": seed, "sr": sr}
 
 
-def _complete(root: Path, params: dict) -> bool:
+def _marker(root: Path) -> dict | None:
     try:
-        return json.loads((root / MARKER).read_text()) == params
+        marker = json.loads((root / MARKER).read_text())
     except (OSError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) else None
+
+
+def _complete(root: Path, params: dict) -> bool:
+    marker = _marker(root)
+    return marker is not None and {k: marker.get(k) for k in params} == params
+
+
+def _files(root: Path) -> dict[str, int]:
+    """Every file under `root` (relative POSIX path -> size), the marker left out."""
+    return {p.relative_to(root).as_posix(): p.lstat().st_size
+            for p in root.rglob("*") if (p.is_symlink() or not p.is_dir()) and p.name != MARKER}
+
+
+def marked(root: str | PathLike) -> bool:
+    """True if `root` carries the demo's marker: this code made it (a user may have added to it since)."""
+    return _marker(Path(root)) is not None
+
+
+def is_demo(root: str | PathLike) -> bool:
+    """True if `root` is a demo folder this code made and nobody has added to or changed since.
+
+    The marker lists the files written and their sizes; markers of older versions
+    (without the list) count only if every file has a demo clip's name.
+    """
+    root = Path(root)
+    marker = _marker(root) if root.is_dir() and not root.is_symlink() else None
+    if marker is None:
         return False
+    files = _files(root)
+    if isinstance(marker.get("files"), dict):
+        return files == marker["files"]
+    return all(_CLIP_NAME.fullmatch(name) for name in files)
+
+
+def _holds_nothing(root: Path) -> bool:
+    """A folder with no file in it (empty, or only empty folders): replacing it loses nothing."""
+    return root.is_dir() and not root.is_symlink() and not any(
+        p.is_symlink() or not p.is_dir() for p in root.rglob("*"))
+
+
+def _check_replaceable(root: Path) -> None:
+    if os.path.lexists(root) and not (_holds_nothing(root) or is_demo(root)):
+        raise AudioclfError(
+            f"'{root}' already holds files the demo did not make, so it is left as it is "
+            "(the demo only replaces a demo folder it made). Choose a new or empty folder.")
 
 
 def _build(folder: Path, clips_per_class: int, seed: int, sr: int) -> None:
@@ -158,37 +214,61 @@ def _build(folder: Path, clips_per_class: int, seed: int, sr: int) -> None:
                      subtype="PCM_16")
 
 
+def _pick(params: dict) -> Path | None:
+    from audioclf import workspace
+
+    for name in (DEMO_NAME, FALLBACK_NAME):
+        root = workspace.datasets_dir() / name
+        if _complete(root, params) or not os.path.lexists(root) or _holds_nothing(root) or is_demo(root):
+            return root
+    return None
+
+
+def demo_root() -> Path | None:
+    """Where the workspace's built-in demo is (or will be built); None if both names are taken.
+
+    ``datasets/demo`` unless a user's own data set has that name (or a user added to
+    an old demo there); then ``FALLBACK_NAME``.
+    """
+    return _pick(_params(CLIPS_PER_CLASS, SEED, SR))
+
+
 def make_demo_dataset(
     root: str | PathLike | None = None,
-    clips_per_class: int = 24,
-    seed: int = 0,
-    sr: int = 16000,
+    clips_per_class: int = CLIPS_PER_CLASS,
+    seed: int = SEED,
+    sr: int = SR,
 ) -> Path:
-    """Synthesise the demo data set into `root` (default <workspace>/datasets/demo); return it.
+    """Synthesise the demo data set into `root` (default: the workspace's, see `demo_root`).
 
     Idempotent: a complete folder with the same parameters is returned at once.
     It is built in a temporary folder and renamed into place, so a half-built
     folder is never seen, and concurrent callers end up with one complete copy.
+    An existing folder is replaced only if it holds no file or is a demo this code
+    made (`is_demo`); anything else raises AudioclfError and is left untouched.
     """
     if clips_per_class < 1:
         raise AudioclfError("clips_per_class must be at least 1.")
-    if root is None:
-        from audioclf import workspace
-
-        root = workspace.datasets_dir() / DEMO_NAME
-    root = Path(root)
     params = _params(clips_per_class, seed, sr)
+    if root is None:
+        root = _pick(params)
+        if root is None:
+            raise AudioclfError(f"Your own data sets are called '{DEMO_NAME}' and '{FALLBACK_NAME}', "
+                                "so the built-in demo has no name left: rename one of them.")
+    root = Path(root)
     if _complete(root, params):
         return root
+    _check_replaceable(root)
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.tmp-"))
     try:
         _build(tmp, clips_per_class, seed, sr)
-        (tmp / MARKER).write_text(json.dumps(params))
-        if root.exists():
+        (tmp / MARKER).write_text(json.dumps({**params, "files": _files(tmp)}))
+        if os.path.lexists(root):
             if _complete(root, params):  # another process won the race
                 return root
-            # Stale (older version, other parameters, or damaged): swap it out.
+            _check_replaceable(root)  # again: it may have changed while we built
+            # Stale (older version, other parameters) or empty: swap it out.
             old = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.old-"))
             os.replace(root, old / root.name)
             shutil.rmtree(old, ignore_errors=True)
@@ -203,5 +283,8 @@ def make_demo_dataset(
 
 
 def ensure_demo_dataset() -> Path:
-    """The demo data set in the workspace, built on first use (a few seconds)."""
+    """The workspace's built-in demo data set (see `demo_root`), built on first use (a few seconds).
+
+    Never replaces a user's data set: if ``demo`` is one, the demo is ``FALLBACK_NAME``.
+    """
     return make_demo_dataset()
