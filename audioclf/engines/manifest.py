@@ -2,7 +2,7 @@
 
     table = read_manifest("clips.csv")            # or .parquet, or s3://bucket/clips.parquet
     table = read_manifest("data/fsdd")            # a data set folder or zip (audioclf.datasets)
-    table = read_manifest(["a.wav", "b.wav"])     # paths, or datasets.Item objects
+    table = read_manifest(["a.wav", "b.wav"])     # paths, datasets.Item objects, or a Dataset
 
 Relative paths in a manifest are relative to the manifest's folder (or URI
 prefix). Paths may be local or URIs that ``pyarrow.fs`` opens (``s3://``,
@@ -40,6 +40,8 @@ def read_manifest(source: Any):
         return _normalise(source, base=None, where="the table")
     if isinstance(source, (list, tuple)):
         return _from_items(source)
+    if hasattr(source, "items") and not isinstance(source, dict):  # a datasets.Dataset
+        return _from_items(source.items)
     text = os.fspath(source)
     lower = text.lower()
     if lower.endswith(TABLE_SUFFIXES):

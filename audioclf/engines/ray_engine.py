@@ -160,6 +160,20 @@ class RayEngine:
         refs = [task.remote(item) for item in items]
         return ray.get(refs)
 
+    def launch(self, fn: Callable[..., Any], calls: Iterable[tuple], *, num_cpus: float = 1.0,
+               env: dict[str, str] | None = None) -> "Tasks":
+        """Start `fn(*args)` for each tuple of `calls` as a Ray task, without waiting (search workers).
+
+        `env` is set in the task's worker process (Ray's runtime_env env_vars).
+        """
+        import ray
+
+        options: dict[str, Any] = {"num_cpus": num_cpus, "max_retries": 0}
+        if env:
+            options["runtime_env"] = {"env_vars": dict(env)}
+        task = ray.remote(fn).options(**options)
+        return Tasks([task.remote(*args) for args in calls])
+
     def cpus(self) -> int:
         import ray
 
@@ -202,6 +216,48 @@ class RayEngine:
         result.total, result.skipped = total, skipped
         result.seconds = time.perf_counter() - t0
         return result
+
+
+class Tasks:
+    """Ray tasks started by :meth:`RayEngine.launch`: poll, wait, cancel, read their errors."""
+
+    def __init__(self, refs: list):
+        self.refs = refs
+
+    def pending(self) -> int:
+        import ray
+
+        _, waiting = ray.wait(self.refs, num_returns=len(self.refs), timeout=0)
+        return len(waiting)
+
+    def wait(self, timeout: float) -> None:
+        """Return when every task has finished, or after `timeout` seconds."""
+        import ray
+
+        ray.wait(self.refs, num_returns=len(self.refs), timeout=timeout)
+
+    def cancel(self) -> None:
+        import ray
+
+        for ref in self.refs:
+            try:
+                ray.cancel(ref, force=True)
+            except Exception:  # noqa: BLE001  (finished meanwhile)
+                continue
+
+    def errors(self) -> list[str]:
+        """One line per finished task that raised (its exception's message)."""
+        import ray
+
+        done, _ = ray.wait(self.refs, num_returns=len(self.refs), timeout=0)
+        out = []
+        for ref in done:
+            try:
+                ray.get(ref)
+            except Exception as exc:  # noqa: BLE001
+                cause = getattr(exc, "cause", None) or exc
+                out.append(f"{type(cause).__name__}: {str(cause).strip().splitlines()[-1] if str(cause).strip() else ''}")
+        return out
 
 
 def _portable(config: FeatureConfig) -> FeatureConfig:

@@ -18,6 +18,7 @@ from ..model.configs import ModelConfig
 from . import batching
 from .config import TrainConfig
 from .prepare import SplitData
+from .streaming import StoreSplit
 
 MONITOR = "val_loss"  # smoother than val_accuracy on small validation sets
 LR_FACTOR = 0.5  # reduce_lr: multiply the rate by this on a plateau
@@ -33,10 +34,12 @@ def class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
     return np.where(counts > 0, len(y) / (n_classes * np.maximum(counts, 1)), 0.0)
 
 
-def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: SplitData, val: SplitData | None,
+def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: SplitData | StoreSplit,
+        val: SplitData | StoreSplit | None,
         n_classes: int, *, on_epoch: Progress | None = None,
         should_stop: Callable[[], bool] | None = None, callbacks: Sequence = (), initial=None):
-    """Build and train a model on in-memory sequences; returns (model, info dict).
+    """Build and train a model on in-memory sequences, or streamed from a feature store
+    (:class:`~audioclf.training.streaming.StoreSplit`); returns (model, info dict).
 
     Standardisation statistics come from `train` only. With validation data and a
     patience, training stops early and restores the weights of the best epoch.
@@ -53,16 +56,27 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: SplitData, val: S
     import keras
 
     keras.utils.set_random_seed(int(train_cfg.seed))
-    mean, var = input_stats(model_cfg, train.x)
-    model = build_model(model_cfg, train.x[0].shape[1], n_classes, mean=mean, variance=var)
+    streamed = isinstance(train, StoreSplit)  # from a feature store, within a memory budget
+    mean, var = train.input_stats(model_cfg) if streamed else input_stats(model_cfg, train.x)
+    dims = train.dims if streamed else train.x[0].shape[1]
+    model = build_model(model_cfg, dims, n_classes, mean=mean, variance=var)
     warm = warm_start(model, initial) if initial is not None else None
     trainee, loss, accuracy = members_view(model)  # an ensemble trains each member on its own loss
     trainee.compile(optimizer=keras.optimizers.Adam(float(train_cfg.learning_rate)),
                     loss=loss, metrics=[accuracy])
-    w = class_weights(train.y, n_classes)[train.y].astype(np.float32) if train_cfg.class_weights else None
-    train_ds = batching.dataset(train.x, train.y, w, int(train_cfg.batch_size), int(train_cfg.seed))
-    has_val = val is not None and len(val.x) > 0
-    val_ds = batching.dataset(val.x, val.y, None, VAL_BATCH, None) if has_val else None
+    cw = class_weights(train.y, n_classes) if train_cfg.class_weights else None
+    if streamed:
+        train_ds = train.dataset(int(train_cfg.batch_size), int(train_cfg.seed), cw)
+    else:
+        w = None if cw is None else cw[train.y].astype(np.float32)
+        train_ds = batching.dataset(train.x, train.y, w, int(train_cfg.batch_size), int(train_cfg.seed))
+    has_val = val is not None and len(val) > 0
+    if not has_val:
+        val_ds = None
+    elif isinstance(val, StoreSplit):
+        val_ds = val.dataset(VAL_BATCH, None)
+    else:
+        val_ds = batching.dataset(val.x, val.y, None, VAL_BATCH, None)
     epochs = int(train_cfg.epochs)
     monitor = MONITOR if has_val else "loss"
     progress = progress_callback(epochs, on_epoch, should_stop)

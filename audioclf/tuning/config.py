@@ -21,7 +21,9 @@ class TuneConfig:
     `trials` and/or `timeout` (seconds) bound the search; `folds` is k for the "cv"
     objective; `workers` is how many trials run at once (None: 2 on a multi-core
     machine when trials are small, else 1); `storage` an Optuna database URL
-    (default: SQLite in the study folder).
+    (default: SQLite in the study folder). `engine` "ray" runs the trials as tasks on the
+    Ray cluster at `address` ("" = $AUDIOCLF_RAY_ADDRESS, else a local Ray instance); its
+    nodes must reach the workspace and `storage` (shared disk, or a database URL).
     """
 
     base: RunConfig
@@ -36,6 +38,8 @@ class TuneConfig:
     seed: int = 0
     storage: str = ""
     final_run: bool = True
+    engine: str = "local"
+    address: str = ""
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -55,19 +59,22 @@ class TuneConfig:
             raise TuningError(f"Cross-validation takes {MIN_FOLDS} to {MAX_FOLDS} folds, got {self.folds}.")
         if self.workers is not None and not 1 <= int(self.workers) <= 64:
             raise TuningError(f"Workers must be between 1 and 64, got {self.workers}.")
+        if self.engine not in ("local", "ray"):
+            raise TuningError(f"Unknown engine {self.engine!r}; use 'local' or 'ray'.")
 
     def to_dict(self) -> dict:
         return {"base": self.base.to_dict(), "space": self.space.to_dict(), "objective": self.objective,
                 "folds": self.folds, "trials": self.trials, "timeout": self.timeout, "sampler": self.sampler,
                 "pruner": self.pruner, "workers": self.workers, "seed": self.seed, "storage": self.storage,
-                "final_run": self.final_run}
+                "final_run": self.final_run, "engine": self.engine, "address": self.address}
 
     @classmethod
     def from_dict(cls, d: dict) -> "TuneConfig":
         try:
             return cls(base=RunConfig.from_dict(d["base"]), space=SearchSpace.from_dict(d.get("space", [])),
                        **{k: d[k] for k in ("objective", "folds", "trials", "timeout", "sampler", "pruner",
-                                            "workers", "seed", "storage", "final_run") if k in d})
+                                            "workers", "seed", "storage", "final_run", "engine", "address")
+                                  if k in d})
         except KeyError as e:
             raise TuningError(f"Study config is missing {e.args[0]!r}.") from None
 

@@ -157,8 +157,15 @@ def _run(cfg: TuneConfig, study: str, trials, timeout, emit, stop, workers, t0) 
     before = len(study_obj.trials)
     add = trials if trials is not None else cfg.trials
     target = before + int(add) if add is not None else None
-    n_workers = int(workers or cfg.workers or auto_workers(len(train), None if target is None else target - before))
-    if n_workers <= 1:
+    engine = None
+    if cfg.engine == "ray":
+        from ..engines import get_engine
+
+        engine = get_engine("ray", cfg.address or None)
+        n_workers = int(workers or cfg.workers or engine.cpus())
+    else:
+        n_workers = int(workers or cfg.workers or auto_workers(len(train), None if target is None else target - before))
+    if n_workers <= 1 and engine is None:
         from ..model.building import configure_tensorflow
 
         configure_tensorflow()  # TensorFlow's start is not part of the first trial's budget
@@ -167,7 +174,15 @@ def _run(cfg: TuneConfig, study: str, trials, timeout, emit, stop, workers, t0) 
     update_status(study, state="searching", message="Searching", n_before=before, target=target,
                   workers=n_workers, deadline=deadline, done=0, total=(target or 0) - before)
     t_search = time.time()
-    if n_workers <= 1:
+    if engine is not None:
+        from .cluster import search_on_ray
+
+        try:
+            search_on_ray(engine, study, ray_worker, stop, target, deadline, n_workers,
+                          report=lambda: _report(study, emit, target, before))
+        finally:
+            engine.close()
+    elif n_workers <= 1:
         _search_here(study, cfg, emit, stop, target, deadline, before)
     else:
         _search_workers(study, emit, stop, target, deadline, before, n_workers)
@@ -190,6 +205,19 @@ def _run(cfg: TuneConfig, study: str, trials, timeout, emit, stop, workers, t0) 
     update_status(study, state="done", message="Done", finished=time.time(), run_id=run_id)
     result = summarize(study, search_seconds)
     return result
+
+
+def ray_worker(home: str, study: str, index: int, target: int | None, deadline: float | None) -> None:
+    """One trial worker as a Ray task: the study's workspace (shared with the driver), one thread."""
+    os.environ[workspace.ENV_HOME] = home
+    from ..model.building import configure_tensorflow
+
+    configure_tensorflow(1)
+    try:
+        optimize(study, worker=index, stop=(study_dir(study) / runs.CANCEL).exists, target=target,
+                 deadline=deadline)
+    except Cancelled:
+        pass
 
 
 def _first_error(study: str) -> str:
