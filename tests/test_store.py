@@ -106,3 +106,58 @@ def test_manifests_say_what_is_wrong(tmp_path):
         read_manifest(tmp_path / "missing.parquet")
     table = read_manifest(empty)
     assert table.column_names == ["path", "label", "group"]
+
+
+def test_a_store_split_streams_what_memory_holds(tmp_path):
+    """Statistics equal input_stats on all clips; each epoch yields every clip once; buffers stay in budget."""
+    from audioclf.model import ModelConfig, input_stats
+    from audioclf.training.streaming import BudgetError, StoreSplit, parse_bytes
+
+    assert parse_bytes("200MB") == 200_000_000 and parse_bytes("1.5 GiB") == int(1.5 * 2**30)
+    with pytest.raises(BudgetError):
+        parse_bytes("lots")
+    cfg = MFCCConfig()
+    store = FeatureStore(tmp_path / "store")
+    rows = [StoreRow(hash=f"h{i}", path=f"/{i}", features=_feats(20 + i % 7, i, cfg)) for i in range(300)]
+    for k in range(0, 300, 100):
+        store.write(cfg, rows[k:k + 100])
+    hashes = [r.hash for r in rows[:250]]
+    y = [i % 3 for i in range(250)]
+    part = StoreSplit.of(store, cfg, hashes, y, budget=16 * 1024)
+    assert len(part) == 250 and part.dims == 3 and part.buffer_clips < 250
+    for model_cfg in (ModelConfig(), ModelConfig(kind="baseline")):
+        mean, var = part.input_stats(model_cfg)
+        want_mean, want_var = input_stats(model_cfg, [r.features.values for r in rows[:250]])
+        np.testing.assert_allclose(mean, want_mean, rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(var, want_var, rtol=1e-6, atol=1e-9)
+    seen = [int(v) for xb, yb in part.batches(16, seed=1, class_w=None) for v in yb]
+    assert sorted(seen) == sorted(y)
+    assert part.peak_bytes <= 16 * 1024 + max(r.features.values.nbytes for r in rows)
+    with pytest.raises(BudgetError, match="not in the feature store"):
+        StoreSplit.of(store, cfg, ["nope"], [0], budget=1 << 20)
+
+
+def test_fit_trains_from_a_store_split(tmp_path):
+    from audioclf.model import ModelConfig
+    from audioclf.training import TrainConfig
+    from audioclf.training.fit import fit
+    from audioclf.training.streaming import StoreSplit
+
+    cfg = MFCCConfig()
+    store = FeatureStore(tmp_path / "store")
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(60):  # two classes a model tells apart at once: the sign of the first dimension
+        v = rng.normal(size=(12, 3)).astype(np.float32)
+        v[:, 0] += 3.0 if i % 2 else -3.0
+        rows.append(StoreRow(hash=f"h{i}", path=f"/{i}", features=Features(v, np.arange(12, dtype=np.float32),
+                                                                           ("a", "b", "c"), cfg)))
+    store.write(cfg, rows)
+    y = [i % 2 for i in range(60)]
+    train = StoreSplit.of(store, cfg, [r.hash for r in rows[:48]], y[:48], budget=2048)
+    val = StoreSplit.of(store, cfg, [r.hash for r in rows[48:]], y[48:], budget=2048)
+    model, info = fit(ModelConfig(rnn_units=(8,), dense_units=(8,), clip_norm=False),  # the offset is the class
+                      TrainConfig(epochs=6, patience=None, batch_size=8, learning_rate=1e-2, warp_augment=()),
+                      train, val, 2)
+    probs, labels, _ = val.predict(model)
+    assert info["epochs_trained"] == 6 and (probs.argmax(1) == labels).mean() >= 0.9
