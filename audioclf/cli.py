@@ -477,6 +477,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
     cfg = feature_config(args, auto_ok=False)
     check_features(cfg)  # YAMNet without a model: one message, not one error per clip
+    if args.engine or args.store or args.address:
+        return _extract_with_engine(args, cfg)
     ds = _load_dataset(args.data)
     stats = CacheStats()
     paths = [str(it.path) for it in ds.items]
@@ -498,6 +500,47 @@ def cmd_extract(args: argparse.Namespace) -> int:
         if isinstance(r, Exception):
             _err(f"unreadable: {r}")
     return EXIT_OK if good else EXIT_ERROR
+
+
+def _extract_with_engine(args: argparse.Namespace, cfg) -> int:
+    """`extract MANIFEST --engine ray --address ADDR --store DIR`: into a feature store, on any engine."""
+    from .engines import get_engine
+
+    source = args.data if args.data.lower().endswith((".csv", ".tsv", ".parquet", ".pq")) or "://" in args.data \
+        else _load_dataset(args.data)
+    with get_engine(args.engine or "local", args.address) as engine:
+        result = engine.extract(source, cfg, store=args.store,
+                                progress=Progress(f"extracting {cfg.kind} ({engine.name})", args.quiet))
+    summary = {"engine": result.engine, "clips": result.total, "extracted": result.extracted,
+               "already stored": result.skipped, "unreadable": len(result.errors),
+               "store": result.store or "the workspace's feature cache", "seconds": round(result.seconds, 2)}
+    for node, n in sorted(result.by_node.items()):
+        summary[f"on {node}"] = n
+    width = max(map(len, summary))
+    for k, v in summary.items():
+        print(f"{k.ljust(width)}  {_fmt(v)}")
+    for path, why in result.errors:
+        _err(f"unreadable: {why}")
+    return EXIT_OK if result.ok else EXIT_ERROR
+
+
+def cmd_engines(args: argparse.Namespace) -> int:
+    from .engines import get_engine
+
+    with get_engine(args.engine, args.address) as engine:
+        info = engine.describe()
+    if args.format == "json":
+        print(json.dumps(info.to_dict(), indent=1))
+        return EXIT_OK
+    print(f"engine {info.engine}" + (f" at {info.address}" if info.address else "")
+          + f": {len([n for n in info.nodes if n.alive])} node(s), {info.cpus:g} CPUs"
+          + (f", {info.busy_cpus:g} busy" if info.busy_cpus is not None else ""))
+    for n in info.nodes:
+        print(f"  {'head ' if n.is_head else 'node '}{n.host} {n.node_id[:12]}  {n.cpus:g} CPUs"
+              + ("" if n.alive else "  (dead)"))
+    for name in info.running:
+        print(f"  running: {name}")
+    return EXIT_OK
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -664,7 +707,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         trials = args.trials if args.trials is not None or args.timeout is not None else tuning.TuneConfig.trials
         cfg = tuning.TuneConfig(base=base, space=space, objective=args.objective, folds=args.folds,
                                 trials=trials, timeout=args.timeout, sampler=args.sampler, pruner=args.pruner,
-                                workers=args.workers, seed=base.train.seed, final_run=not args.no_run)
+                                workers=args.workers, seed=base.train.seed, final_run=not args.no_run,
+                                engine=args.engine or "local", address=args.address or "")
         tuning.check_space(cfg.space, cfg.base, cfg.sampler)
         tuning.search_items(cfg)  # a bad split or objective fails before anything is written
         study = None
@@ -1065,6 +1109,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "per class (optionally under train/ val/ test/), a .zip of one, a CSV manifest "
                         "(path,label[,split][,group]), ESC-50, or the name of a workspace data set")
 
+    def engine_args(sp):
+        sp.add_argument("--engine", choices=("local", "ray"), default=None,
+                        help="where the work runs: this machine's process pool (default) or a Ray cluster")
+        sp.add_argument("--address", default=None, help="the Ray cluster to join (host:port, ray://host:10001; "
+                        "default $AUDIOCLF_RAY_ADDRESS, else a Ray instance on this machine)")
+
     def format_arg(sp):
         sp.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
 
@@ -1075,7 +1125,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_feature_args(sp)
     sp.add_argument("--jobs", type=int, help="worker processes (default: all cores)")
     sp.add_argument("--no-cache", action="store_true", help="recompute and do not store")
+    engine_args(sp)
+    sp.add_argument("--store", help="a feature store to fill (a folder, NFS, s3://...); DATA may then be a "
+                    "manifest (.csv or .parquet: path[,label][,group]), local or s3:// / gs://")
     sp.set_defaults(func=cmd_extract)
+
+    sp = add("engines", "where work runs: the engine's nodes, CPUs and what is running",
+             "Describe the engine: this machine (local), or the Ray cluster at --address "
+             "($AUDIOCLF_RAY_ADDRESS) with its nodes, CPUs and running tasks.")
+    engine_args(sp)
+    format_arg(sp)
+    sp.set_defaults(func=cmd_engines)
 
     sp = add("train", "train a model on a data set",
              "Split a data set, extract features, train a model with early stopping and evaluate it on "
@@ -1139,6 +1199,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "model.dense_units), train.*")
     g.add_argument("--fix", action="append", metavar="NAME", help="do not search this setting of the "
                    "default space; the base config's value is used. Repeatable")
+    engine_args(g)
     g.add_argument("--workers", type=int, help="trials at once (default: 2 on a multi-core machine for small "
                    "data sets, else 1)")
     g.add_argument("--study", help="a name for the new study (default: study-<time>)")

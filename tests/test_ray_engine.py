@@ -170,11 +170,31 @@ def test_a_search_runs_its_trials_on_the_cluster(engine, cluster, workspace_home
     assert tuning.TuneConfig.from_dict(cfg.to_dict()).engine == "ray"
 
 
-def test_an_unreachable_address_is_one_line():
+def test_the_cli_extracts_a_manifest_on_the_cluster(cluster, engine, clips, tmp_path, capsys):
+    from audioclf.cli import main
+
+    manifest = tmp_path / "clips.csv"
+    manifest.write_text("path,label\n" + "".join(f"{p},{Path(p).parent.name}\n" for p in clips[:8]))
+    code = main(["extract", str(manifest), "--features", "mfcc", "--engine", "ray", "--address", cluster.address,
+                 "--store", str(tmp_path / "store"), "-q"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "extracted" in out and " 8" in out and "127.0.0.1" in out
+    assert FeatureStore(tmp_path / "store").count(MFCCConfig()) == 8
+    assert main(["engines", "--engine", "ray", "--address", cluster.address]) == 0
+    assert "2 node(s), 2 CPUs" in capsys.readouterr().out
+
+
+def test_an_unreachable_address_is_one_line(capsys):
     with pytest.raises(EngineError) as err:
         get_engine("ray", address="127.0.0.1:9")  # discard port: nothing listens there
     message = str(err.value)
     assert "127.0.0.1:9" in message and "\n" not in message
+    from audioclf.cli import main
+
+    assert main(["engines", "--engine", "ray", "--address", "127.0.0.1:9"]) != 0
+    err_lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err_lines) == 1 and "127.0.0.1:9" in err_lines[0]
 
 
 def test_the_local_default_does_not_import_ray(tmp_path):

@@ -3,7 +3,7 @@
 The manifest becomes a Ray Dataset of blocks of ``batch_size`` clips. Each block
 is read and decoded (``decode_batch``), then featurised by a pool of actors
 (``FeatureActor``) that each hold the feature model once (YAMNet's interpreter;
-EfficientAT's network once it exists) and write their block as one shard of the
+EfficientAT's network) and write their block as one shard of the
 feature store. Only a small summary per clip (hash, error, node) comes back to
 the driver, which reports progress as blocks finish; a clip that cannot be read
 is a row with its reason, never a failed job. A killed worker's block is retried
@@ -67,7 +67,9 @@ class FeatureActor:
         self.key = key
         self.store = FeatureStore(store_root)
         self.node = ray.get_runtime_context().get_node_id()
+        # The actor's CPUs are its threads: TFLite's (YAMNet) and TensorFlow's (EfficientAT).
         os.environ["AUDIOCLF_YAMNET_THREADS"] = str(max(1, int(threads)))
+        os.environ.setdefault("AUDIOCLF_TF_THREADS", str(max(1, int(threads))))
         self._warm_up()
 
     def _warm_up(self) -> None:
