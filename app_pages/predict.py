@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from audioclf import limits
 from audioclf.inference import run_threshold
 from audioclf.inference.confidence import UNKNOWN, UNKNOWN_TEXT
 from audioclf.insight import plotting
@@ -111,7 +112,9 @@ def single(run_id: str, threshold: float) -> None:
 def batch(run_id: str, threshold: float) -> None:
     # A fresh uploader after each batch: the files of the last one are not classified again.
     round_ = st.session_state.get(BATCH_ROUND_KEY, 0)
-    files = st.file_uploader(f"Audio files or a zip (up to {upload_limit_mb()} MB each)",
+    at_once = (f"; at most {limits.READONLY_SESSION_FILES} files or "
+               f"{limits.mb(limits.READONLY_SESSION_BYTES)} at a time" if read_only() else "")
+    files = st.file_uploader(f"Audio files or a zip (up to {upload_limit_mb()} MB each{at_once})",
                              type=[*AUDIO_TYPES, "zip"], accept_multiple_files=True,
                              key=f"pr_batch_{round_}", max_upload_size=upload_limit_mb())
     if files:  # a new set waits: the last batch's table is not its result

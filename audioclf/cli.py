@@ -435,10 +435,14 @@ def cmd_app(args: argparse.Namespace) -> int:
         raise ValueError(f"The app's entry point is not at {app}: run `audioclf app` from a source "
                          "checkout installed with `pip install -e .`.")
     env = dict(os.environ)
-    if args.readonly:
-        env[workspace.ENV_READONLY] = "1"
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
            "--server.address", args.address, "--browser.gatherUsageStats", "false"]
+    if args.readonly:
+        from . import limits
+
+        env[workspace.ENV_READONLY] = "1"
+        # Streamlit's own upload route then checks the read-only size too (the app's guard does first).
+        cmd += ["--server.maxUploadSize", str(max(1, limits.READONLY_UPLOAD_BYTES // limits.MB))]
     if args.headless:
         cmd += ["--server.headless", "true"]
     sys.stdout.flush()

@@ -102,6 +102,11 @@ def test_read_only_pages_offer_no_training_or_destructive_action(home, demo_run,
         if page == "data":
             assert not of_type(at, "file_uploader") and not of_type(at, "audio_input")
             assert [t.label for t in at.tabs] == ["Overview", "Browse"]
+        if page in ("predict", "present"):  # a shared demo's smaller uploads, stated (issue 21)
+            uploaders = [u.proto.label for u in of_type(at, "file_uploader")]
+            assert uploaders and all("up to 20 MB" in x for x in uploaders), uploaders
+            if page == "predict":
+                assert any("at most 20 files or 100 MB at a time" in x for x in uploaders), uploaders
 
 
 def test_the_same_pages_offer_them_when_writable(home, demo_run):

@@ -250,9 +250,10 @@ def test_audioclf_app_share_listens_on_every_interface(tmp_path):
         pytest.skip("needs root and unshare (util-linux) for a private network namespace")
     port = 8501
     env = {**os.environ, "AUDIOCLF_HOME": str(tmp_path / "workspace")}
+    env.pop("AUDIOCLF_READONLY_UPLOAD_MB", None)
     proc = subprocess.Popen(["unshare", "--net", "sh", "-c", "ip link set lo up; exec \"$@\"", "sh",
-                             sys.executable, "-m", "audioclf", "app", "--share", "--headless",
-                             "--port", str(port)],
+                             sys.executable, "-m", "audioclf", "app", "--share", "--readonly",
+                             "--headless", "--port", str(port)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.time() + START_TIMEOUT
@@ -260,6 +261,9 @@ def test_audioclf_app_share_listens_on_every_interface(tmp_path):
             assert proc.poll() is None and time.time() < deadline, proc.stdout.read().decode()[-2000:]
             time.sleep(0.3)
         assert listening(proc.pid, port) == {"0.0.0.0"}
+        # Read-only: Streamlit's own upload route checks the read-only size too.
+        argv = Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode().split("\0")
+        assert argv[argv.index("--server.maxUploadSize") + 1] == "20"
     finally:
         proc.terminate()  # exec'd all the way down: this is the server
         proc.wait(10)
