@@ -143,6 +143,17 @@ def test_the_checker_sees_a_function_level_circle(tmp_path):
     assert _imports("audioclf.m", src, set(_modules())) == [("audioclf.training", "_Data", 2)]
 
 
+def test_command_groups_import_only_the_clis_shared_modules():
+    """cli/<group>.py may use cli.common and cli.options, never another group (a group is one module)."""
+    graph, _ = _graph()
+    shared = {"audioclf.cli.common", "audioclf.cli.options"}
+    assert {t for t in graph["audioclf.cli.options"] if t.startswith("audioclf.cli")} == {"audioclf.cli.common"}
+    assert not {t for t in graph["audioclf.cli.common"] if t.startswith("audioclf.cli")}
+    for mod in graph:
+        if mod.startswith("audioclf.cli.") and mod not in shared:
+            assert {t for t in graph[mod] if t.startswith("audioclf.cli")} <= shared, mod
+
+
 @pytest.mark.parametrize("module", ["audioclf", "audioclf.model", "audioclf.training", "audioclf.evaluation",
                                     "audioclf.tuning", "audioclf.inference", "audioclf.export", "audioclf.insight",
                                     "audioclf.cli", "audioclf.labelling.grouping", "audioclf.labelling.corrections"])
