@@ -113,9 +113,11 @@ def main() -> None:
     page = st.navigation(pages())
     try:
         from app_pages.common import dataset_sidebar
+        from app_pages.engine_panel import engine_sidebar
 
         # In the entry point, so the choice is one widget shared by every page.
         dataset_sidebar()
+        engine_sidebar()
         page.run()
     except AudioclfError as exc:  # a library error a page did not expect here: its message is for people
         log.warning("library error on page %s: %s", page.title, exc)

@@ -9,6 +9,7 @@ from audioclf.datasets import METHODS, SplitConfig
 from audioclf.features import CONFIG_TYPES
 from audioclf.training import RunConfig, resolve_settings  # light: TensorFlow runs in the search process
 from audioclf.training.prepare import MAX_FOLDS, MIN_FOLDS
+from app_pages.engine_panel import engine_choice
 from app_pages.common import (DATASET_KEY, TRAIN_PRESET_KEY, code, current_dataset, dataset_names, fmt_seconds,
                               guard, md, select_dataset)
 
@@ -212,8 +213,10 @@ def new_search(ds) -> None:
         # As the Train page does: the feature type's defaults, with what was set here on top.
         mine = {"train.epochs": int(epochs)} if int(epochs) != base_train.epochs else {}
         base = RunConfig(dataset=ds.name, split=split, features=CONFIG_TYPES[kind](), overrides=mine)
+        engine, address = engine_choice()  # the sidebar's "Where work runs"
         cfg = tuning.TuneConfig(base=base, space=space_from_rows(rows), objective=objective, folds=int(folds),
-                                trials=int(trials), timeout=minutes * 60 or None, sampler=sampler, pruner=pruner)
+                                trials=int(trials), timeout=minutes * 60 or None, sampler=sampler, pruner=pruner,
+                                engine=engine, address=address)
         st.session_state[ACTIVE_STUDY_KEY] = tuning.start_tuning(cfg, name=name.strip())
         st.session_state.pop(VIEW_STUDY_KEY, None)
         st.rerun()

@@ -74,7 +74,7 @@ def train_from_form(val: float | None = None) -> tuple[AppTest, str]:
     assert not at.error, texts(at.error)
     run_id = at.session_state["active_run"]
     # The page shows the run it started (progress or the finished state).
-    assert run_id in texts(at.subheader) + texts(at.expander) or at.get("expandable")
+    assert run_id in texts(at.subheader) + " ".join(e.label for e in at.expander) or at.get("expandable")
 
     from audioclf.training import run_status
 

@@ -147,8 +147,8 @@ def test_a_killed_worker_is_retried_and_the_store_stays_whole(engine, fsdd_dir, 
         np.testing.assert_allclose(got[p].values, want.values, rtol=1e-5, atol=1e-5)
 
 
-def test_a_search_runs_its_trials_on_the_cluster(engine, cluster, workspace_home):
-    """The same study as on one machine (leaderboard, final run), its trials as Ray tasks on both nodes."""
+def test_a_search_and_cross_validation_run_on_the_cluster(engine, cluster, workspace_home):
+    """The same study as on one machine (leaderboard), its trials as Ray tasks; then k-fold folds as tasks."""
     from audioclf import tuning
     from audioclf.datasets import SplitConfig, make_demo_dataset
     from audioclf.model import ModelConfig
@@ -160,14 +160,18 @@ def test_a_search_runs_its_trials_on_the_cluster(engine, cluster, workspace_home
                      train=TrainConfig(epochs=2, patience=None, min_epochs=0, batch_size=8, warp_augment=(),
                                        reduce_lr=None))
     space = tuning.SearchSpace((tuning.parse_param("train.learning_rate", "1e-3:1e-2:log"),))
-    cfg = tuning.TuneConfig(base=base, space=space, trials=4, sampler="random", pruner="none",
+    cfg = tuning.TuneConfig(base=base, space=space, trials=2, sampler="random", pruner="none",
                             engine="ray", address=cluster.address, final_run=False)
     result = tuning.run_study(cfg)
-    assert result.state == "done" and result.n_trials == 4 and result.n_complete == 4, result
+    assert result.state == "done" and result.n_trials == 2 and result.n_complete == 2, result
     status = tuning.read_status(result.study)
     assert status["engine"] == "ray" and status["ray_workers"] == 2
-    assert len(tuning.leaderboard(result.study)) == 4
+    assert len(tuning.leaderboard(result.study)) == 2
     assert tuning.TuneConfig.from_dict(cfg.to_dict()).engine == "ray"
+    from audioclf.evaluation.cross_validation import cross_validate
+
+    cv = cross_validate(base, k=2, engine=engine)  # the folds as tasks, on the trial workers' processes
+    assert cv.k == 2 and len(cv.macro_f1) == 2 and all(0.0 <= f <= 1.0 for f in cv.macro_f1)
 
 
 def test_the_cli_extracts_a_manifest_on_the_cluster(cluster, engine, clips, tmp_path, capsys):
@@ -183,6 +187,22 @@ def test_the_cli_extracts_a_manifest_on_the_cluster(cluster, engine, clips, tmp_
     assert FeatureStore(tmp_path / "store").count(MFCCConfig()) == 8
     assert main(["engines", "--engine", "ray", "--address", cluster.address]) == 0
     assert "2 node(s), 2 CPUs" in capsys.readouterr().out
+
+
+def test_the_app_sidebar_shows_the_cluster(cluster, engine):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    assert not at.exception
+    at.sidebar.radio(key="engine").set_value("ray").run()
+    at.sidebar.text_input(key="ray_address").set_value(cluster.address).run()
+    next(b for b in at.sidebar.button if b.label == "Check the cluster").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("2 node(s), 2 CPUs" in c.value for c in at.sidebar.caption), [c.value for c in at.sidebar.caption]
+    at.sidebar.text_input(key="ray_address").set_value("127.0.0.1:9").run()
+    next(b for b in at.sidebar.button if b.label == "Check the cluster").click().run()
+    assert any("127.0.0.1:9" in e.value for e in at.error) and not at.exception
 
 
 def test_an_unreachable_address_is_one_line(capsys):

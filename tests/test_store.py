@@ -161,3 +161,22 @@ def test_fit_trains_from_a_store_split(tmp_path):
                       train, val, 2)
     probs, labels, _ = val.predict(model)
     assert info["epochs_trained"] == 6 and (probs.argmax(1) == labels).mean() >= 0.9
+
+
+def test_a_run_trains_from_a_store_and_records_it(fsdd_small, tmp_path, capsys):
+    from audioclf.cli import main
+    from audioclf.training import runs
+
+    flags = ["--features", "mfcc", "--rnn-units", "8", "--dense-units", "8", "--epochs", "2", "--patience", "none",
+             "--min-epochs", "0", "--batch-size", "8", "--warp-augment", "none", "--reduce-lr", "none",
+             "--val", "0.25", "--test", "0.25", "--format", "json", "-q"]
+    store = tmp_path / "store"
+    assert main(["train", str(fsdd_small), "--store", str(store), "--memory-budget", "1MB", *flags]) == 0
+    run_id = max(runs.list_runs(), key=lambda r: r.created).id
+    m = runs.load_run(run_id).metrics
+    assert m["store"]["root"] == str(store) and m["store"]["memory_budget"] == 1_000_000
+    assert m["n_train"] > 0 and m["test"]["accuracy"] is not None
+    assert FeatureStore(store).count(MFCCConfig()) == 36  # every clip of the data set, once
+    capsys.readouterr()
+    assert main(["train", str(fsdd_small), "--memory-budget", "1MB", *flags]) != 0
+    assert "--store" in capsys.readouterr().err

@@ -18,6 +18,10 @@ def train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", default="", help="a name for the run")
     p.add_argument("--background", action="store_true",
                    help="train in a separate process; print the run id and return at once")
+    p.add_argument("--store", help="train from this feature store (a folder, NFS, s3://...) in batches, "
+                   "filling it first with the clips it lacks")
+    p.add_argument("--memory-budget", metavar="SIZE", help="with --store: feature bytes held in memory at once "
+                   "(e.g. 200MB; default 200MB)")
     add_format_argument(p)
     add_run_arguments(p)
 
@@ -39,6 +43,15 @@ def run_train(args: argparse.Namespace) -> int:
 
     cfg = run_config(args)
     prepare_run(cfg)  # every check the run makes, before a background process or a long extraction
+    if args.memory_budget and not args.store:
+        raise CLIError("--memory-budget bounds training from a feature store: give --store DIR too.")
+    if args.store and (args.background or cfg.is_auto):
+        raise CLIError("--store trains in this process with one feature type: drop --background, and give "
+                       "--features (e.g. mfcc or yamnet) rather than auto.")
+    if args.memory_budget:
+        from ..training.streaming import parse_bytes
+
+        parse_bytes(args.memory_budget)  # a bad size fails before anything is extracted
     if args.background:
         run_id = start_training(cfg)
         print(run_id)
@@ -47,7 +60,8 @@ def run_train(args: argparse.Namespace) -> int:
         return EXIT_OK
     import_tensorflow_quietly()
     with StopFlag() as stop:
-        run_id = train(cfg, progress=_train_progress(args.quiet), should_stop=stop)
+        run_id = train(cfg, progress=_train_progress(args.quiet), should_stop=stop, store=args.store,
+                       memory_budget=args.memory_budget)
     run = runs.load_run(run_id)
     if run.info.state != "done":
         err(f"run {run_id} {run.info.state}: {run.info.message}")

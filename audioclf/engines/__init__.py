@@ -16,18 +16,24 @@ and only when a ``ray`` engine is made.
 """
 from __future__ import annotations
 
+import json
 import os
+import re
+import subprocess
+import sys
 
-from audioclf.engines.base import ClusterInfo, EngineError, ExtractResult, NodeInfo
+from audioclf.engines.base import ClusterInfo, EngineError, ExtractResult, NodeInfo, task_env
 from audioclf.engines.local import LocalEngine
 from audioclf.engines.manifest import ManifestError, read_manifest
 
 ENGINES = ("local", "ray")
 ENV_ENGINE = "AUDIOCLF_ENGINE"
 ENV_RAY_ADDRESS = "AUDIOCLF_RAY_ADDRESS"
+DESCRIBE_TIMEOUT = 60.0  # seconds for `describe_engine`'s child process (joining, asking, leaving)
 
 __all__ = ["ENGINES", "ENV_ENGINE", "ENV_RAY_ADDRESS", "ClusterInfo", "EngineError", "ExtractResult",
-           "LocalEngine", "ManifestError", "NodeInfo", "get_engine", "read_manifest", "ray_address"]
+           "LocalEngine", "ManifestError", "NodeInfo", "describe_engine", "get_engine", "read_manifest",
+           "ray_address", "task_env"]
 
 
 def ray_address(address: str | None = None) -> str | None:
@@ -53,3 +59,29 @@ def get_engine(name: str | None = None, address: str | None = None, **options):
 
         return RayEngine(ray_address(address), **options)
     raise EngineError(f"Unknown engine {name!r}; use one of {', '.join(ENGINES)}.")
+
+
+def describe_engine(name: str | None = None, address: str | None = None,
+                    timeout: float = DESCRIBE_TIMEOUT) -> ClusterInfo:
+    """`get_engine(name, address).describe()` in a child process (`audioclf engines --format json`).
+
+    For the app: its server never becomes a Ray driver (a Ray connection belongs to a process,
+    and the server's threads come and go), and a hung cluster cannot block a page.
+    """
+    cmd = [sys.executable, "-m", "audioclf", "engines", "--format", "json"]
+    if name:
+        cmd += ["--engine", name]
+    if address:
+        cmd += ["--address", address]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise EngineError(f"The {name or 'local'} engine did not answer within {timeout:g} s.") from None
+    if out.returncode != 0:
+        lines = [line for line in out.stderr.splitlines() if line.strip()]
+        last = re.sub(r"^audioclf \w+: error: ", "", lines[-1]) if lines else f"`{' '.join(cmd[2:])}` failed."
+        raise EngineError(last)
+    d = json.loads(out.stdout)
+    return ClusterInfo(engine=d["engine"], address=d.get("address"),
+                       nodes=[NodeInfo(**n) for n in d.get("nodes", [])], busy_cpus=d.get("busy_cpus"),
+                       running=list(d.get("running", [])))

@@ -81,3 +81,13 @@ def quiet() -> None:
 
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def task_env() -> dict[str, str]:
+    """Environment of a training task on a cluster (a search trial, a fold): this workspace (which its
+    node must reach), one TensorFlow thread per task's CPU. One dict for both, so Ray can reuse the
+    worker processes (with TensorFlow loaded) from one kind of task for the other."""
+    from audioclf import workspace
+
+    return {workspace.ENV_HOME: str(workspace.home()), "AUDIOCLF_TF_THREADS": "1", "OMP_NUM_THREADS": "1",
+            "TF_CPP_MIN_LOG_LEVEL": "3"}

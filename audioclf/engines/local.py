@@ -45,8 +45,9 @@ class LocalEngine:
         return ClusterInfo(engine=self.name, address=None,
                            nodes=[NodeInfo(node_id=host, host=host, cpus=float(default_jobs()), is_head=True)])
 
-    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
-        """`fn` of each item, in order, in this process (folds and checks load TensorFlow once)."""
+    def map(self, fn: Callable[[T], R], items: Iterable[T], *, env: dict[str, str] | None = None) -> list[R]:
+        """`fn` of each item, in order, in this process (folds and checks load TensorFlow once);
+        `env` is for engines whose tasks run in other processes, and is ignored here."""
         return [fn(item) for item in items]
 
     def extract(self, source: Any, config: FeatureConfig, *, store: str | os.PathLike | None = None,

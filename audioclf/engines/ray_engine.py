@@ -148,7 +148,8 @@ class RayEngine:
 
     # ------------------------------------------------------------ work
 
-    def map(self, fn: Callable[[T], R], items: Iterable[T], *, num_cpus: float = 1.0) -> list[R]:
+    def map(self, fn: Callable[[T], R], items: Iterable[T], *, num_cpus: float = 1.0,
+            env: dict[str, str] | None = None) -> list[R]:
         """`fn(item)` for each item as Ray tasks across the cluster; results in order.
 
         `fn` must be importable on the nodes (a module-level function). A task's exception is
@@ -156,7 +157,10 @@ class RayEngine:
         """
         import ray
 
-        task = ray.remote(num_cpus=num_cpus, max_retries=2)(fn)
+        options: dict[str, Any] = {"num_cpus": num_cpus, "max_retries": 2}
+        if env:
+            options["runtime_env"] = {"env_vars": dict(env)}
+        task = ray.remote(fn).options(**options)
         refs = [task.remote(item) for item in items]
         return ray.get(refs)
 

@@ -91,8 +91,22 @@ def k_fold(folds: Sequence, cfg, labels: Sequence[str],
         yield FoldParts(fold, fold_cfg, train, val, test)
 
 
+def score_fold(job: tuple) -> dict:
+    """Train one fold and score it on its test part: `(run_cfg, train, val, test, labels)` in, scores out.
+
+    Module-level so an engine can run it anywhere (a Ray task gets the fold's features as arguments).
+    """
+    from ..model.building import predict_proba
+    from ..training.fit import fit
+
+    run_cfg, train, val, test, labels = job
+    model, info = fit(run_cfg.model, run_cfg.train, train, val, len(labels))
+    m = evaluate(test.y, predict_proba(model, test.x), labels, paths=test.paths)
+    return {"macro_f1": m.macro_f1, "accuracy": m.accuracy, "epochs": info["epochs_trained"]}
+
+
 def cross_validate(cfg, k: int = 5, progress: Callable[[dict], None] | None = None,
-                   should_stop: Callable[[], bool] | None = None) -> CVResult:
+                   should_stop: Callable[[], bool] | None = None, engine=None) -> CVResult:
     """Train and score one model per fold of `cfg`'s data set (nothing is saved).
 
     Each fold trains exactly as `training.train` does: the same pre-flight checks
@@ -104,7 +118,9 @@ def cross_validate(cfg, k: int = 5, progress: Callable[[dict], None] | None = No
 
     `progress(event)` gets {"phase": "extracting", "done", "total"}, then per fold
     {"phase": "training", "fold", "folds", "groups"} and {"phase": "fold", "fold",
-    "folds", "groups", "macro_f1", "accuracy"}.
+    "folds", "groups", "macro_f1", "accuracy"}. `engine` (from `audioclf.engines.get_engine`; None or
+    local: one fold after another here) trains the folds at once, one task each (`score_fold`);
+    a Ray cluster's folds report when all are done and are not cancelled one by one.
     """
     from ..model.building import predict_proba
     from ..training.feature_choice import choose_features, feature_config
@@ -141,6 +157,25 @@ def cross_validate(cfg, k: int = 5, progress: Callable[[dict], None] | None = No
     if not cfg.is_auto:
         features_of(cfg)
     f1s, accs, eps, groups, sizes, kinds = [], [], [], [], [], []
+    if engine is not None and engine.name != "local":
+        from ..engines import task_env
+
+        parts = list(k_fold(prepared.folds, cfg, labels, features_of, resolve))
+        emit({"phase": "training", "fold": 0, "folds": n, "groups": [], "engine": engine.name})
+        scores = engine.map(score_fold, [(p.cfg, p.train, p.val, p.test, labels) for p in parts],
+                            env=task_env())
+        for part, sc in zip(parts, scores):
+            f1s.append(sc["macro_f1"])
+            accs.append(sc["accuracy"])
+            eps.append(sc["epochs"])
+            groups.append(tuple(part.fold.groups))
+            sizes.append(len(part.train))
+            kinds.append(part.cfg.features.kind)
+            emit({"phase": "fold", "fold": part.fold.number, "folds": n, "groups": list(part.fold.groups),
+                  "macro_f1": sc["macro_f1"], "accuracy": sc["accuracy"]})
+        return CVResult(k=n, macro_f1=tuple(f1s), accuracy=tuple(accs), epochs=tuple(eps),
+                        groups=tuple(groups) if any(groups) else (), n_train=tuple(sizes),
+                        features=tuple(kinds))
     for part in k_fold(prepared.folds, cfg, labels, features_of, resolve):
         fold = part.fold
         emit({"phase": "training", "fold": fold.number, "folds": n, "groups": list(fold.groups)})

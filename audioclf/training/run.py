@@ -37,7 +37,8 @@ Progress = Callable[[dict], None]
 
 def train(cfg: RunConfig, *, progress: Progress | None = None,
           should_stop: Callable[[], bool] | None = None, run_id: str | None = None,
-          warm_start: str | None = None) -> str:
+          warm_start: str | None = None, store: str | None = None,
+          memory_budget: int | str | None = None) -> str:
     """Train in this process and write a run folder; returns the run id.
 
     `progress(event)` gets dicts: {"phase": "extracting", "done", "total"} while
@@ -47,7 +48,9 @@ def train(cfg: RunConfig, *, progress: Progress | None = None,
     `should_stop()` is polled every batch; when it returns True the run ends as
     "cancelled". Bad data raises a library error (an AudioclfError); the run is "failed".
     `warm_start`, a finished run's id, starts from that run's weights where they fit
-    (metrics.json's "warm_start" says whether they did).
+    (metrics.json's "warm_start" says whether they did). `store`, a feature store's root,
+    trains from it in batches of at most `memory_budget` bytes of features ("200MB" by
+    default; see `training.from_store`); metrics.json's "store" records which.
     """
     workspace.require_writable("train a model")
     if not isinstance(cfg, RunConfig):
@@ -59,7 +62,7 @@ def train(cfg: RunConfig, *, progress: Progress | None = None,
     emit = progress or (lambda event: None)
     stop = should_stop or (lambda: False)
     try:
-        _run(cfg, run_id, emit, stop, warm_start)
+        _run(cfg, run_id, emit, stop, warm_start, store, memory_budget)
     except Cancelled:
         runs.update_status(run_id, state="cancelled", message="Cancelled.", finished=time.time())
     except BaseException as e:
@@ -70,7 +73,7 @@ def train(cfg: RunConfig, *, progress: Progress | None = None,
 
 
 def _run(cfg: RunConfig, run_id: str, emit: Progress, stop: Callable[[], bool],
-         warm_start: str | None = None) -> None:
+         warm_start: str | None = None, store: str | None = None, memory_budget=None) -> None:
     if stop():  # cancelled while queued
         raise Cancelled()
     prepared = prepare_run(cfg)
@@ -78,9 +81,13 @@ def _run(cfg: RunConfig, run_id: str, emit: Progress, stop: Callable[[], bool],
     choice = None
     if cfg.is_auto:
         cfg, choice = _choose_features(cfg, run_id, prepared, emit, stop)
-    gathered = _gather(cfg, run_id, prepared, emit, stop)
-    train_data = gathered.training_set()
-    if not train_data.x:
+    if store is not None:
+        gathered = _gather_store(cfg, run_id, prepared, emit, stop, store, memory_budget)
+        train_data = gathered.parts["train"]
+    else:
+        gathered = _gather(cfg, run_id, prepared, emit, stop)
+        train_data = gathered.training_set()
+    if not train_data or not len(train_data):
         raise TrainingError("No training clip could be read: " + "; ".join(gathered.problems[:3]))
     path = runs.run_dir(run_id)
     runs.write_json(path / runs.LABELS, labels)
@@ -94,7 +101,8 @@ def _run(cfg: RunConfig, run_id: str, emit: Progress, stop: Callable[[], bool],
         emit({"phase": "training", **row})
 
     initial = runs.load_model(warm_start) if warm_start else None
-    model, info = fit(cfg.model, cfg.train, train_data, gathered.data["val"], len(labels),
+    data = gathered.parts if store is not None else gathered.data
+    model, info = fit(cfg.model, cfg.train, train_data, data["val"], len(labels),
                       on_epoch=on_epoch, should_stop=stop, initial=initial)
     if warm_start:
         info["warm_start"] = {"from": warm_start, **info["warm_start"]}
@@ -102,23 +110,29 @@ def _run(cfg: RunConfig, run_id: str, emit: Progress, stop: Callable[[], bool],
         raise Cancelled()
     runs.update_status(run_id, message="Evaluating")
     metrics: dict[str, Any] = {k: v for k, v in info.items() if k != "cancelled"}
-    metrics.update(n_train=len(train_data.x), skipped=len(gathered.problems))
+    metrics.update(n_train=len(train_data), skipped=len(gathered.problems))
+    if store is not None:
+        metrics["store"] = gathered.record()
     if choice is not None:
         metrics["feature_choice"] = choice.to_dict()
     header = ["path", "split", "true", "predicted"] + [f"p_{lab}" for lab in labels]
     rows = []
     for name in ("val", "test"):
-        d = gathered.data[name]
-        if not d.x:
+        d = data[name]
+        if d is None or not len(d):
             metrics[name] = None
             continue
-        probs = predict_proba(model, d.x)
-        metrics[name] = evaluate(d.y, probs, labels, paths=d.paths).to_dict()
+        if store is not None:  # streamed, buffer by buffer
+            probs, y, hashes = d.predict(model)
+            paths = [gathered.path_of[h] for h in hashes]
+        else:
+            probs, y, paths = predict_proba(model, d.x), d.y, d.paths
+        metrics[name] = evaluate(y, probs, labels, paths=paths).to_dict()
         if metrics.get(THRESHOLD_KEY) is None:  # from validation, else test (see evaluation.threshold)
-            metrics[THRESHOLD_KEY] = threshold_record(probs, d.y, name)
+            metrics[THRESHOLD_KEY] = threshold_record(probs, y, name)
         pred = probs.argmax(1)
         rows += [[p, name, labels[t], labels[k], *np.round(pr, 6).tolist()]
-                 for p, t, k, pr in zip(d.paths, d.y, pred, probs)]
+                 for p, t, k, pr in zip(paths, y, pred, probs)]
     tmp_model = path / f".model.{os.getpid()}.keras"
     model.save(tmp_model)
     os.replace(tmp_model, path / runs.MODEL)
@@ -147,6 +161,19 @@ def _choose_features(cfg: RunConfig, run_id: str, prepared, emit: Progress, stop
     runs.update_status(run_id, feature_choice=choice.to_dict(), message=f"Auto chose {choice.reason}")
     emit({"phase": "chosen", **choice.to_dict()})
     return resolved, choice
+
+
+def _gather_store(cfg: RunConfig, run_id: str, prepared, emit: Progress, stop: Callable[[], bool],
+                  store: str, memory_budget):
+    """The split from a feature store (filled first with what it lacks), each part a StoreSplit."""
+    from .from_store import gather_from_store
+
+    def on_extract(done: int, total: int) -> None:
+        emit({"phase": "extracting", "done": done, "total": total})
+        runs.update_status(run_id, state="extracting", done=done, total=total,
+                           message="Extracting features into the store")
+
+    return gather_from_store(cfg, prepared, store, memory_budget, progress=on_extract, should_stop=stop)
 
 
 def _gather(cfg: RunConfig, run_id: str, prepared, emit: Progress, stop: Callable[[], bool]):

@@ -28,7 +28,7 @@ from ..model.sequences import clip_centered
 from . import batching
 
 UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
-MIN_BUDGET = 1 << 20  # below a megabyte the buffer holds too few clips to shuffle
+MIN_BUDGET = 10**6  # below a megabyte the buffer holds too few clips to shuffle
 
 
 class BudgetError(AudioclfError):

@@ -26,9 +26,10 @@ STOP_GRACE = 5.0
 def search_on_ray(engine, study: str, worker: Callable, stop: Callable[[], bool], target: int | None,
                   deadline: float | None, n: int, *, report: Callable[[], None]) -> None:
     """Run `n` trial workers as Ray tasks until the budget is spent or `stop()`; raises Cancelled."""
+    from ..engines import task_env
+
     home = str(workspace.home())
-    env = {workspace.ENV_HOME: home, "AUDIOCLF_TF_THREADS": "1", "OMP_NUM_THREADS": "1",
-           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = task_env()
     tasks = engine.launch(worker, [(home, study, i, target, deadline) for i in range(n)], env=env)
     update_status(study, engine="ray", ray_workers=n, cluster=engine.describe().to_dict())
     last = 0.0
