@@ -180,3 +180,15 @@ def test_a_run_trains_from_a_store_and_records_it(fsdd_small, tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", str(fsdd_small), "--memory-budget", "1MB", *flags]) != 0
     assert "--store" in capsys.readouterr().err
+
+
+def test_a_file_larger_than_any_audio_is_refused_unread(tmp_path, monkeypatch):
+    from audioclf import limits
+    from audioclf.audio import AudioError
+    from audioclf.engines.work import decode
+
+    big = tmp_path / "long.wav"
+    sf.write(big, np.zeros(16000 * 4, np.float32), 16000)  # 128 KB
+    monkeypatch.setattr(limits, "ZIP_MAX_MEMBER_BYTES", 64 * 1024)
+    d = decode(str(big), MFCCConfig())
+    assert isinstance(d.clip, AudioError) and "larger than any audio file" in str(d.clip) and d.hash is None

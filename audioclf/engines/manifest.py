@@ -142,14 +142,21 @@ def _resolve(path: str, base: str | None) -> str:
     return os.path.abspath(os.path.join(base, path))
 
 
-def read_clip_bytes(path: str) -> tuple[bytes, int, int | None]:
+class FileTooLarge(OSError):
+    """A file larger than any audio file audioclf accepts: not read at all."""
+
+
+def read_clip_bytes(path: str, max_bytes: int | None = None) -> tuple[bytes, int, int | None]:
     """(the file's bytes, its size, its mtime in ns or None) for a local path or a URI.
 
-    Raises OSError (FileNotFoundError for a missing file) like ``open`` does.
+    Raises OSError (FileNotFoundError for a missing file) like ``open`` does, and
+    FileTooLarge, before reading, for a file above `max_bytes`.
     """
     if not is_uri(path):
         with open(path, "rb") as f:
             st = os.fstat(f.fileno())
+            if max_bytes is not None and st.st_size > max_bytes:
+                raise FileTooLarge(st.st_size)
             return f.read(), st.st_size, st.st_mtime_ns
     from pyarrow import fs as pafs
 
@@ -157,6 +164,8 @@ def read_clip_bytes(path: str) -> tuple[bytes, int, int | None]:
     info = fs.get_file_info(inner)
     if info.type == pafs.FileType.NotFound:
         raise FileNotFoundError(f"No such file: {path}")
+    if max_bytes is not None and info.size is not None and info.size > max_bytes:
+        raise FileTooLarge(info.size)
     with fs.open_input_stream(inner) as f:
         data = f.read()
     return data, len(data), info.mtime_ns

@@ -24,10 +24,15 @@ class Decoded:
 
 def decode(path: str, config: FeatureConfig) -> Decoded:
     """Read a clip (local or URI) once: content hash, size, mtime, samples at the config's rate."""
-    from audioclf.engines.manifest import read_clip_bytes
+    from audioclf import limits
+    from audioclf.engines.manifest import FileTooLarge, read_clip_bytes
 
     try:
-        data, size, mtime = read_clip_bytes(path)
+        # Read whole (one request on object stores): nothing larger than any audio file we accept.
+        data, size, mtime = read_clip_bytes(path, max_bytes=limits.ZIP_MAX_MEMBER_BYTES)
+    except FileTooLarge as exc:
+        return Decoded(path, AudioError(f"'{path}' is {limits.mb(exc.args[0])}, larger than any audio file audioclf reads "
+                                        f"({limits.mb(limits.ZIP_MAX_MEMBER_BYTES)}); split it into clips."))
     except FileNotFoundError:
         return Decoded(path, AudioError(f"'{path}' does not exist; check the path."))
     except IsADirectoryError:
