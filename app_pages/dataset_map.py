@@ -54,12 +54,12 @@ def projection(key: tuple, method: str, _values: np.ndarray) -> np.ndarray:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def mel_figure(path: str, stamp: float):
-    from audioclf.audio import load_audio
     from audioclf.features.spectral import mel_spectrogram_db
+    from audioclf.insight.analysis import load_for_analysis
 
-    clip = load_audio(path)
-    spec = mel_spectrogram_db(clip.samples, clip.sr, n_fft=1024, hop_length=256, n_mels=96)
-    return plotting.spectrogram(spec.db, clip.sr, 256, freqs=spec.freqs, mel=True,
+    clip, hop, _ = load_for_analysis(path, sr=None, n_fft=1024, hop_length=256)  # a long clip: a longer hop
+    spec = mel_spectrogram_db(clip.samples, clip.sr, n_fft=1024, hop_length=hop, n_mels=96)
+    return plotting.spectrogram(spec.db, clip.sr, hop, freqs=spec.freqs, mel=True,
                                 title=f"{Path(path).name}: mel spectrogram (dB)")
 
 

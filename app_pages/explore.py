@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
-import numpy as np
 import streamlit as st
 
+from audioclf import limits
 from audioclf.audio import load_audio
 from audioclf.insight import plotting
 from app_pages.common import code, current_dataset, guard, md, upload_limit_mb
@@ -15,6 +16,8 @@ N_FFTS = (256, 512, 1024, 2048, 4096)
 HOPS = (64, 128, 256, 512, 1024)
 SOURCES = ("Data set", "Upload", "Record")
 TOP_K = 8
+AUDIO_FORMATS = {".wav": "audio/wav", ".flac": "audio/flac", ".mp3": "audio/mpeg", ".ogg": "audio/ogg",
+                 ".oga": "audio/ogg"}
 FIGURES = {
     "Waveform": "waveform",
     "Spectrogram (dB)": "spec",
@@ -35,55 +38,42 @@ class Settings:
     n_mels: int
 
 
-@st.cache_data(show_spinner="Computing features...", max_entries=32)
-def analyse(source: str | bytes, name: str, s: Settings) -> dict:
-    """All arrays the figures need, for one clip and one set of settings."""
-    from audioclf.features import SpectralConfig, extract
-    from audioclf.features.spectral import mel_spectrogram_db, spectrogram_db
+@st.cache_data(show_spinner="Computing features...", max_entries=limits.APP_CACHE_ENTRIES)
+def analyse(source: str | bytes, name: str, s: Settings):
+    """Every figure's arrays for one clip and one set of settings, reduced to figure size
+    (a few MB whatever the clip's length: all sessions share this cache)."""
+    from audioclf.insight.analysis import analyse_clip
 
-    clip = load_audio(source, sr=s.sr, name=name)
-    cfg = SpectralConfig(sr=clip.sr, n_fft=s.n_fft, hop_length=s.hop_length,
-                         n_mfcc=s.n_mfcc, n_mels=s.n_mels)
-    feats = extract(clip, cfg)
-    cols = {n: i for i, n in enumerate(feats.names)}
-    pick = lambda prefix: feats.values[:, [i for n, i in cols.items() if n.startswith(prefix)]].T  # noqa: E731
-    return {
-        "y": clip.samples, "sr": clip.sr, "duration": clip.duration, "silent": clip.silent,
-        "spec": spectrogram_db(clip.samples, clip.sr, s.n_fft, s.hop_length),
-        "mel": mel_spectrogram_db(clip.samples, clip.sr, s.n_fft, s.hop_length, s.n_mels),
-        "mfcc": pick("mfcc_"), "chroma": pick("chroma_"),
-        "centroid": feats.values[:, cols["centroid"]], "rolloff": feats.values[:, cols["rolloff"]],
-        "zcr": feats.values[:, cols["zcr"]], "rms": feats.values[:, cols["rms"]],
-    }
+    return analyse_clip(source, sr=s.sr, n_fft=s.n_fft, hop_length=s.hop_length, n_mfcc=s.n_mfcc,
+                        n_mels=s.n_mels, name=name)
 
 
-@st.cache_data(show_spinner="Asking YAMNet...", max_entries=32)
+@st.cache_data(show_spinner="Asking YAMNet...", max_entries=limits.APP_CACHE_ENTRIES)
 def yamnet_top(source: str | bytes, name: str, k: int = TOP_K) -> list[tuple[str, float]]:
     """YAMNet's top AudioSet classes for a clip (averaged over its 0.96 s windows)."""
     from audioclf.features import YAMNetConfig, extract
-    from audioclf.features.yamnet import top_classes
+    from audioclf.features.yamnet import SAMPLE_RATE, top_classes
 
-    feats = extract(load_audio(source, name=name), YAMNetConfig())
+    feats = extract(load_audio(source, sr=SAMPLE_RATE, name=name), YAMNetConfig())
     return top_classes(feats.scores, k)
 
 
-def figure(kind: str, a: dict, s: Settings):
+def figure(kind: str, a):
     """One plotly figure from `analyse`'s arrays."""
-    sr, hop = a["sr"], s.hop_length
     if kind == "waveform":
-        return plotting.waveform(a["y"], sr)
+        return plotting.waveform_envelope(*a.envelope)
     if kind == "spec":
-        return plotting.spectrogram(a["spec"].db, sr, hop, freqs=a["spec"].freqs)
+        return plotting.spectrogram(a.spec.values, a.sr, a.heat_hop, freqs=a.spec.freqs)
     if kind == "mel":
-        return plotting.spectrogram(a["mel"].db, sr, hop, freqs=a["mel"].freqs, mel=True)
+        return plotting.spectrogram(a.mel.values, a.sr, a.heat_hop, freqs=a.mel.freqs, mel=True)
     if kind == "mfcc":
-        return plotting.mfcc(a["mfcc"], sr, hop)
+        return plotting.mfcc(a.mfcc, a.sr, a.heat_hop)
     if kind == "overlay":
-        return plotting.spectral_overlay(a["spec"].db, sr, hop, a["centroid"], a["rolloff"],
-                                         freqs=a["spec"].freqs)
+        return plotting.spectral_overlay(a.spec.values, a.sr, a.heat_hop, a.centroid, a.rolloff,
+                                         freqs=a.spec.freqs)
     if kind == "zcr":
-        return plotting.zcr_rms(a["zcr"], a["rms"], sr, hop)
-    return plotting.chroma(a["chroma"], sr, hop)
+        return plotting.zcr_rms(a.zcr, a.rms, a.sr, a.line_hop)
+    return plotting.chroma(a.chroma, a.sr, a.heat_hop)
 
 
 def settings_form() -> Settings:
@@ -126,7 +116,7 @@ def pick_clip(key: str, default_index: int = 0) -> tuple[str | bytes, str] | Non
     return str(item.path), item.path.name
 
 
-def show_clip(choice: tuple[str | bytes, str], s: Settings, kinds: list[str], slot: str) -> dict | None:
+def show_clip(choice: tuple[str | bytes, str], s: Settings, kinds: list[str], slot: str):
     """Player, facts and the chosen figures for one clip."""
     source, name = choice
     a = None
@@ -134,13 +124,17 @@ def show_clip(choice: tuple[str | bytes, str], s: Settings, kinds: list[str], sl
         a = analyse(source, name, s)
     if a is None:
         return None
-    st.audio(a["y"], sample_rate=a["sr"])
-    st.caption(f"{code(name)} · {a['duration']:.2f} s · {a['sr']} Hz · "
-               f"{len(a['zcr'])} frames of {s.n_fft} samples, hop {s.hop_length}")
-    if a["silent"]:
+    # The file itself plays (as uploaded): the analysed samples of a long clip would be
+    # sent to the browser again, uncompressed, for every rerun.
+    st.audio(source, format=AUDIO_FORMATS.get(Path(name).suffix.lower(), "audio/wav"))
+    st.caption(f"{code(name)} · {a.duration:.2f} s · {a.sr} Hz · "
+               f"{a.frames} frames of {a.n_fft} samples, hop {a.hop_length}")
+    if a.note:
+        st.info(a.note, icon=":material/memory:")
+    if a.silent:
         st.warning("This clip is silent (nothing above -60 dBFS): features will be flat.")
     for kind in kinds:
-        st.plotly_chart(figure(kind, a, s), key=f"fig_{slot}_{kind}")
+        st.plotly_chart(figure(kind, a), key=f"fig_{slot}_{kind}")
     return a
 
 
@@ -198,7 +192,7 @@ elif choice is not None:
     with right:
         if a is not None:
             for kind in order[1::2]:
-                st.plotly_chart(figure(kind, a, settings), key=f"fig_r_{kind}")
+                st.plotly_chart(figure(kind, a), key=f"fig_r_{kind}")
             st.subheader("What YAMNet hears")
             st.caption("Top AudioSet classes of the pretrained YAMNet model, averaged over the clip.")
             show_yamnet(choice)

@@ -24,12 +24,10 @@ def predictor_for(run_id: str):
     return load_predictor(run_id, model.stat().st_mtime if model.is_file() else 0.0)
 
 
-@st.cache_data(show_spinner="Classifying...", max_entries=32)
+@st.cache_data(show_spinner="Classifying...", max_entries=limits.APP_CACHE_ENTRIES)
 def predict_bytes(run_id: str, data: bytes, name: str):
     """Prediction for one clip; cached per run and clip so reruns don't recompute."""
-    from audioclf.audio import load_audio
-
-    return predictor_for(run_id).predict_clip(load_audio(data, name=name))
+    return predictor_for(run_id).predict_audio(data, name=name)
 
 
 def show_prediction(pred) -> None:

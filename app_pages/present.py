@@ -6,6 +6,7 @@ import html
 
 import streamlit as st
 
+from audioclf import limits
 from audioclf.inference.confidence import UNKNOWN_TEXT
 from audioclf.insight import plotting
 from audioclf.training import runs
@@ -20,13 +21,10 @@ def examples(run_id: str) -> dict:
     return runs.example_clips(run_id)
 
 
-@st.cache_data(show_spinner="Listening...", max_entries=32)
+@st.cache_data(show_spinner="Listening...", max_entries=limits.APP_CACHE_ENTRIES)
 def predict_bytes(run_id: str, data: bytes, name: str):
-    from audioclf.audio import load_audio
-
     predictor = predictor_for(run_id)
-    return predictor.predict_clip(load_audio(data, name=name),
-                                  threshold=predictor.suggested_threshold or 0.0)
+    return predictor.predict_audio(data, name=name, threshold=predictor.suggested_threshold or 0.0)
 
 
 def headline(run) -> None:

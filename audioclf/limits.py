@@ -79,6 +79,14 @@ ANALYSIS_MAX_RATE: int = _env("ANALYSIS_MAX_RATE", 48_000)
 # The largest spectrogram (bins x frames float32) one analysis may hold; a shorter hop
 # than fits is raised (and the user told), then the rate lowered.
 ANALYSIS_MAX_STFT_BYTES: int = _env("ANALYSIS_MAX_STFT_MB", 32, unit=MB)
+# --- prediction (audioclf.inference.predict) ---------------------------------------------
+
+# A clip longer than this is answered from its windows (the mean of their probabilities):
+# a recurrent model run over 10 minutes in one pass took 20 s and 600 MB, the windows 2 s.
+PREDICT_WHOLE_MAX_SECONDS: float = _env("PREDICT_WHOLE_MAX_SECONDS", 60.0, whole=False)
+
+# --- the app --------------------------------------------------------------------------------
+
 # Entries of each app cache that holds per-clip results (all sessions share a cache).
 APP_CACHE_ENTRIES: int = _env("APP_CACHE_ENTRIES", 16)
 
@@ -175,9 +183,9 @@ def analysis_plan(seconds: float, sr: int, n_fft: int, hop_length: int) -> tuple
         hop = max(hop_length, min(n_fft, math.ceil(seconds * rate / (max_frames - 1))))
     while frames(rate, hop) > max_frames and rate // 2 >= MIN_SAMPLE_RATE:
         rate //= 2
-    notes = ([f"analysed at {rate:,} Hz instead of {sr:,} Hz"] if rate != sr else []) + (
-        [f"analysed with hop {hop} instead of {hop_length}"] if hop != hop_length else [])
+    notes = ([f"at {rate:,} Hz instead of {sr:,} Hz"] if rate != sr else []) + (
+        [f"with hop {hop} instead of {hop_length}"] if hop != hop_length else [])
     if not notes:
         return rate, hop, None
-    return rate, hop, (f"This {seconds:.0f} s clip is {' and '.join(notes)}, so that one of its "
+    return rate, hop, (f"This {seconds:.0f} s clip is analysed {' and '.join(notes)}, so that one of its "
                        f"spectrograms stays under {mb(ANALYSIS_MAX_STFT_BYTES)}.")

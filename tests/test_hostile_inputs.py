@@ -478,6 +478,103 @@ def test_predict_batch_refuses_the_padded_zip_in_bounded_memory(padded_zip, trai
     assert peak < SERVER_BUDGET and peak < 1 * GB, f"peak {peak / MB:.0f} MB"
 
 
+# ---------------------------------------------------------------- Major 3: long clips
+
+def test_explore_analysis_of_a_long_clip_fits_its_budget(long_flac):
+    """Major 3 (library): Explore's analysis of the 10-minute 44.1 kHz FLAC at hop 64 held
+    6.4 GB; now the rate and hop fit limits.ANALYSIS_MAX_STFT_BYTES (and the user is told),
+    and what is kept (and cached by the page) is a few MB, whatever the clip's length."""
+    result, peak = measured(f"""
+        from audioclf.insight.analysis import analyse_clip
+        a = analyse_clip({str(long_flac)!r}, n_fft=1024, hop_length=64)
+        result = {{"sr": a.sr, "hop": a.hop_length, "frames": a.frames, "note": a.note,
+                   "nbytes": a.nbytes, "columns": a.spec.values.shape[1], "lines": len(a.zcr)}}
+    """)
+    base = measured("import audioclf.features.spectral, audioclf.insight.analysis; result = None")[1]
+    assert result["note"].startswith("This 600 s clip is analysed at 22,050 Hz instead of 44,100 Hz "
+                                      "and with hop 1024 instead of 64")
+    assert result["frames"] * (1024 // 2 + 1) * 4 <= limits.ANALYSIS_MAX_STFT_BYTES
+    assert result["columns"] <= 800 and result["lines"] <= 4000
+    assert result["nbytes"] < 4 * MB
+    print(f"analyse_clip, 10 min at hop 64: {(peak - base) / MB:.0f} MB over the import baseline")
+    assert peak - base < 10 * limits.ANALYSIS_MAX_STFT_BYTES + 2 * 600 * 22050 * 4
+
+
+def test_analysis_of_a_short_clip_keeps_the_settings_asked_for(tmp_path):
+    """Major 3: a clip that fits is analysed exactly as asked: no note, every frame kept."""
+    from audioclf.features import SpectralConfig, extract
+    from audioclf.insight.analysis import analyse_clip
+
+    path = tone_file(tmp_path / "tone.wav", "WAV", "PCM_16", sr=22050, seconds=2.0)
+    a = analyse_clip(path, n_fft=512, hop_length=128, n_mfcc=13, n_mels=64)
+    feats = extract(load_audio(path), SpectralConfig(sr=22050, n_fft=512, hop_length=128, n_mfcc=13, n_mels=64))
+    assert a.note is None and (a.sr, a.hop_length, a.heat_hop, a.line_hop) == (22050, 128, 128, 128)
+    assert a.frames == len(feats.values) == a.mfcc.shape[1] == len(a.zcr)
+    assert np.allclose(a.mfcc, feats.values[:, :13].T)
+
+
+def test_explore_page_on_a_long_clip_stays_in_budget(long_flac, yamnet_tflite, tmp_path):
+    """Major 3 (app): the 10-minute FLAC uploaded to Explore at the native rate and hop 64,
+    YAMNet included, peaked at 6.4 GB; now the page says what it changed and stays under 1 GB."""
+    steps = f"""
+        at.switch_page("app_pages/explore.py").run()
+        at.radio(key="a_src").set_value("Upload")
+        at.selectbox(key="ex_sr").set_value("native")
+        at.select_slider(key="ex_hop").set_value(64)
+        at.run()
+        at.file_uploader(key="a_up").set_value(("ten.flac", open({str(long_flac)!r}, "rb").read(), "audio/flac"))
+        at.run()
+        result = {{"info": texts(at.info), "errors": texts(at.error), "exception": bool(at.exception),
+                   "charts": len(at.get("plotly_chart")), "captions": texts(at.caption)}}
+    """
+    result, peak = app_measured(steps, tmp_path / "home", AUDIOCLF_YAMNET=str(yamnet_tflite))
+    assert not result["exception"] and not result["errors"], result
+    assert "This 600 s clip is analysed at 22,050 Hz instead of 44,100 Hz" in result["info"]
+    assert "12920 frames of 1024 samples, hop 1024" in result["captions"]
+    assert result["charts"] == 8  # seven figures and YAMNet's classes
+    print(f"Explore page, 10 min clip at hop 64: peak {peak / MB:.0f} MB")
+    assert peak < 1 * GB, f"peak {peak / MB:.0f} MB"
+
+
+def test_predict_page_on_a_long_clip_stays_in_budget(long_flac, trained_run, workspace_home):
+    """Major 3 (app): Predict on the 10-minute FLAC peaked at 2.5 GB; the clip is decoded
+    straight to the run's rate and, past limits.PREDICT_WHOLE_MAX_SECONDS, answered from its
+    windows (the model never runs over 10 minutes at once), with its timeline."""
+    steps = f"""
+        at.switch_page("app_pages/predict.py").run()
+        at.file_uploader(key="pr_file").set_value(("ten.flac", open({str(long_flac)!r}, "rb").read(), "audio/flac"))
+        at.run()
+        result = {{"errors": texts(at.error), "exception": bool(at.exception),
+                   "metrics": [m.label for m in at.metric], "charts": len(at.get("plotly_chart"))}}
+    """
+    result, peak = app_measured(steps, workspace_home, AUDIOCLF_READONLY="1")
+    assert not result["exception"] and not result["errors"], result
+    assert result["metrics"][:1] == ["Predicted class"] and result["charts"] >= 2  # bars and timeline
+    # The page with a 5 s clip peaks near 940 MB (TensorFlow and the model); the 10-minute
+    # clip adds ~140 MB (it added ~900 MB, and took 20 s more, before windowed prediction).
+    print(f"Predict page, 10 min clip: peak {peak / MB:.0f} MB")
+    assert peak < SERVER_BUDGET and peak < 1.25 * GB, f"peak {peak / MB:.0f} MB"
+
+
+def test_a_clip_past_the_whole_clip_limit_is_answered_from_its_windows(trained_run, monkeypatch):
+    """Major 3 (library): past limits.PREDICT_WHOLE_MAX_SECONDS the clip's probabilities are
+    the mean of its windows' (no model pass over the whole clip); shorter clips keep theirs."""
+    from audioclf.audio import Clip
+    from audioclf.inference import Predictor
+
+    predictor = Predictor.load(trained_run)
+    rng = np.random.default_rng(4)
+    t = np.arange(16000 * 8) / 16000
+    y = (0.3 * np.sin(2 * np.pi * (300 + 200 * (t > 4)) * t) + 0.01 * rng.standard_normal(t.size))
+    clip = Clip(y.astype(np.float32), 16000, "eight.wav")
+    whole = predictor.predict_clip(clip)
+    assert len(whole.window_probs) > 2 and not np.allclose(whole.probs, whole.window_probs.mean(axis=0))
+    monkeypatch.setattr(limits, "PREDICT_WHOLE_MAX_SECONDS", 5.0)
+    windowed = predictor.predict_clip(clip)
+    assert np.allclose(windowed.window_probs, whole.window_probs, atol=1e-6)
+    assert np.allclose(windowed.probs, whole.window_probs.mean(axis=0), atol=1e-6)
+
+
 # ---------------------------------------------------------------- Major 5: `audioclf demo --dest` deletes folders
 
 def _run_cli(*argv) -> tuple[int, str]:

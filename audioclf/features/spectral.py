@@ -148,7 +148,10 @@ def trim_silence(y: np.ndarray, top_db: float, n_fft: int, hop_length: int) -> n
     y = np.asarray(y, dtype=np.float32)
     if not np.any(y):
         return y  # digital silence: nothing to trim against
-    rms = np.sqrt(np.mean(np.square(frames(y, n_fft, hop_length)), axis=-1))
+    windowed = frames(y, n_fft, hop_length)
+    rms = np.empty(len(windowed), dtype=np.float32)
+    for i in range(0, len(windowed), STFT_BLOCK):  # blocks bound the temporaries on long clips
+        rms[i:i + STFT_BLOCK] = np.sqrt(np.mean(np.square(windowed[i:i + STFT_BLOCK]), axis=-1))
     loud = np.flatnonzero(librosa.power_to_db(rms**2, ref=np.max, top_db=None) > -top_db)
     if not loud.size:
         return y

@@ -5,6 +5,7 @@
     pred.top_k(3)            # [("dog", 0.91), ("cat", 0.05), ...]
     pred.label               # "dog", or "unknown" when the confidence is below the threshold
     pred.window_probs        # (windows, classes) for clips longer than WINDOW_SECONDS
+                             # (past limits.PREDICT_WHOLE_MAX_SECONDS the clip's answer is their mean)
     pred.segments()          # [Segment(0.0, 2.5, "dog", 0.9), Segment(2.5, 4.0, "unknown", 0.4), ...]
 
 The model refuses features made with another feature config than the one it
@@ -19,6 +20,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .. import limits
 from ..errors import AudioclfError
 from ..training import runs
 from .confidence import UNKNOWN, run_threshold
@@ -214,21 +216,36 @@ class Predictor:
         seqs, spans, times, durations = [], [], [], []
         for f in feats:
             wins = _windows(f)
-            spans.append((len(seqs), len(seqs) + 1 + len(wins)))  # the clip's rows: whole, then windows
-            seqs.append(f.values)
+            duration = _duration(f)
+            # A clip too long for one pass is answered from its windows: the model never runs
+            # over more than limits.PREDICT_WHOLE_MAX_SECONDS at once (time and memory).
+            whole = not wins or duration <= limits.PREDICT_WHOLE_MAX_SECONDS
+            spans.append((len(seqs), whole, len(seqs) + whole + len(wins)))  # rows: [whole], windows
+            if whole:
+                seqs.append(f.values)
             seqs.extend(w for _, w in wins)
             times.append(np.array([t for t, _ in wins], np.float32))
-            durations.append(_duration(f))
+            durations.append(duration)
         probs = self._probs(seqs)
         out = []
-        for i, (a, b) in enumerate(spans):
+        for i, (a, whole, b) in enumerate(spans):
+            window_probs = probs[a + whole:b]
             out.append(Prediction(
-                labels=self.labels, probs=probs[a],
-                window_times=times[i], window_probs=probs[a + 1:b],
+                labels=self.labels, probs=probs[a] if whole else window_probs.mean(axis=0),
+                window_times=times[i], window_probs=window_probs,
                 silent=bool(silent[i]) if silent is not None else False,
                 name=names[i] if names is not None else "", threshold=float(threshold),
                 duration=durations[i]))
         return out
+
+    def predict_audio(self, source, *, name: str | None = None, threshold: float = 0.0) -> Prediction:
+        """Predict a file or bytes, decoded straight at the rate this run's features need
+        (a long 44.1 kHz upload is never held at 44.1 kHz)."""
+        from ..audio import load_audio
+        from ..features import target_rate
+
+        clip = load_audio(source, sr=target_rate(self.features_cfg), name=name)
+        return self.predict_clip(clip, threshold=threshold)
 
     def predict_clip(self, clip, *, threshold: float = 0.0) -> Prediction:
         """Predict one `audio.Clip` (resampled as the run's features need)."""

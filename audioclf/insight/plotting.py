@@ -105,22 +105,34 @@ def _heatmap(z: np.ndarray, times: np.ndarray, y, *, colorbar: str,
                           "t=%{x:.2f} s<br>y=%{y}<br>%{z:.1f}<extra></extra>"))
 
 
+def envelope(y: np.ndarray, sr: int, points: int = MAX_LINE_POINTS // 2
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(times, minimum, maximum) of `y` over at most `points` blocks; a short clip is its samples."""
+    y = np.asarray(y, dtype=np.float32).ravel()
+    step = _stride(len(y), points)
+    if step == 1:
+        return np.arange(len(y)) / float(sr), y, y
+    usable = len(y) // step * step
+    blocks = y[:usable].reshape(-1, step)
+    return np.arange(blocks.shape[0]) * step / float(sr), blocks.min(axis=1), blocks.max(axis=1)
+
+
 def waveform(y: np.ndarray, sr: int, *, title: str = "Waveform") -> go.Figure:
     """Amplitude over time; long clips are drawn as a min/max envelope."""
-    y = np.asarray(y, dtype=np.float32).ravel()
+    return waveform_envelope(*envelope(y, sr), title=title)
+
+
+def waveform_envelope(times: np.ndarray, lo: np.ndarray, hi: np.ndarray, *,
+                      title: str = "Waveform") -> go.Figure:
+    """The waveform from :func:`envelope`'s arrays (a short clip's are its samples)."""
     fig = go.Figure()
-    step = _stride(len(y), MAX_LINE_POINTS // 2)
-    if step == 1:
-        fig.add_trace(go.Scatter(x=np.arange(len(y)) / sr, y=y, mode="lines",
-                                 name="amplitude", line=dict(width=1)))
+    if lo is hi or np.array_equal(lo, hi):
+        fig.add_trace(go.Scatter(x=times, y=hi, mode="lines", name="amplitude", line=dict(width=1)))
     else:
         # An envelope keeps peaks visible where plain decimation would hide them.
-        usable = len(y) // step * step
-        blocks = y[:usable].reshape(-1, step)
-        t = np.arange(blocks.shape[0]) * step / sr
-        fig.add_trace(go.Scatter(x=t, y=blocks.max(axis=1), mode="lines", name="max",
+        fig.add_trace(go.Scatter(x=times, y=hi, mode="lines", name="max",
                                  line=dict(width=0.5, color=PROB_COLOR)))
-        fig.add_trace(go.Scatter(x=t, y=blocks.min(axis=1), mode="lines", name="min",
+        fig.add_trace(go.Scatter(x=times, y=lo, mode="lines", name="min",
                                  line=dict(width=0.5, color=PROB_COLOR), fill="tonexty",
                                  fillcolor="rgba(76, 120, 168, 0.6)"))
         fig.update_layout(showlegend=False)
