@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -98,7 +99,11 @@ def child(mode: str, kind: str, limit: int | None, out: str, data: str = "fsdd")
             t0 = time.perf_counter()
             result = engine.extract(paths, cfg, store=store)
             row[f"seconds_{job}"] = round(time.perf_counter() - t0, 3)
+            if job == "first":
+                shutil.rmtree(store, ignore_errors=True)
+                shutil.rmtree(os.environ["AUDIOCLF_HOME"], ignore_errors=True)
         idx = FeatureStore(store).index(cfg)
+        shutil.rmtree(store, ignore_errors=True)
         row.update(extracted=result.extracted, errors=len(result.errors), by_node=result.by_node,
                    frames=int(sum(idx.column("frames").to_pylist())), cpus=engine.describe().cpus,
                    stored=idx.num_rows)
@@ -216,6 +221,7 @@ def main() -> None:
           f"(FSDD {u_short:.2f} and ESC-10 {u_long:.1f} {unit} per clip, {best} and local)")
     for line in project(a, b, unit, eff):
         print(line)
+    shutil.rmtree(home, ignore_errors=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"seconds": seconds, "rows": rows}, indent=1))
 

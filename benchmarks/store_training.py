@@ -103,6 +103,9 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for name, f1, epochs, secs, held in rows:
         print(f"| {name} | {f1:.3f} | {100 * (f1 - base):+.1f} | {epochs} | {secs:.0f} | {held / 1e6:.1f} MB |")
+    import shutil
+
+    shutil.rmtree(store_root, ignore_errors=True)
 
 
 if __name__ == "__main__":
