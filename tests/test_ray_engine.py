@@ -168,6 +168,22 @@ def test_a_search_and_cross_validation_run_on_the_cluster(engine, cluster, works
     assert status["engine"] == "ray" and status["ray_workers"] == 2
     assert len(tuning.leaderboard(result.study)) == 2
     assert tuning.TuneConfig.from_dict(cfg.to_dict()).engine == "ray"
+    # Resumed with more trials on the cluster, then cancelled once a trial runs.
+    import threading
+    import time
+
+    running = threading.Event()
+
+    def watch() -> None:
+        end = time.time() + 300
+        while time.time() < end and not any(r["state"] == "running" for r in tuning.leaderboard(result.study)):
+            time.sleep(0.3)
+        running.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    again = tuning.run_study(study=result.study, trials=50, should_stop=running.is_set)
+    assert again.state == "cancelled" and 2 < again.n_trials < 52, again
+    assert all(r["state"] != "running" for r in tuning.leaderboard(result.study))
     from audioclf.evaluation.cross_validation import cross_validate
 
     cv = cross_validate(base, k=2, engine=engine)  # the folds as tasks, on the trial workers' processes
