@@ -20,7 +20,7 @@ import pandas as pd
 import streamlit as st
 
 from audioclf.inference import live
-from audioclf.inference.confidence import UNKNOWN, UNKNOWN_TEXT
+from audioclf.inference.confidence import UNKNOWN, UNKNOWN_TEXT, threshold_info, threshold_text
 
 REFRESH = 0.25  # s between redraws of the live label: adds REFRESH / 2 on average to its latency
 DETAILS_REFRESH = 1.0  # s between redraws of the chart and the event log
@@ -164,7 +164,9 @@ def live_panel(predictor, key: str, *, compact: bool = False, threshold: float |
                           key=f"{key}_hop",
                           help="YAMNet runs use multiples of YAMNet's 0.48 s frame hop.")
     if threshold is None:
-        threshold = predictor.suggested_threshold or 0.0
+        threshold = predictor.suggested_live_threshold or predictor.suggested_threshold or 0.0
+        if predictor.run_id and not compact:
+            st.caption(threshold_text(threshold_info(predictor.run_id, live=True)))
     session = _session(f"{key}_session", predictor, window, hop, threshold)
 
     def on_frame(frame) -> None:

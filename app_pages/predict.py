@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from audioclf import limits
-from audioclf.inference import run_threshold
+from audioclf.inference import threshold_info, threshold_text
 from audioclf.inference.confidence import UNKNOWN, UNKNOWN_TEXT
 from audioclf.insight import plotting
 from audioclf.training import runs
@@ -75,20 +75,19 @@ def show_segments(pred) -> None:
 
 def threshold_slider(run_id: str) -> float:
     """The "not sure" threshold for this run: its suggestion, adjustable; 0 turns it off."""
-    suggested = run_threshold_cached(run_id)
+    record = run_threshold_cached(run_id)
+    suggested = record["value"] if record else None
     value = st.slider("Not sure below (confidence)", 0.0, 1.0, float(suggested or 0.0), 0.01,
                       key=f"pr_threshold_{run_id}", format="%.2f",
                       help="A clip whose top class has a lower probability than this is answered "
                            f"'{UNKNOWN_TEXT}'. 0 turns it off.")
-    st.caption(f"Suggested for this run: {suggested:.2f}, the confidence that 95% of its correct "
-               "validation predictions reach." if suggested is not None else
-               "This run suggests no threshold (too few correct validation predictions).")
+    st.caption(threshold_text(record))
     return value
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def run_threshold_cached(run_id: str) -> float | None:
-    return run_threshold(run_id)
+def run_threshold_cached(run_id: str) -> dict | None:
+    return threshold_info(run_id)
 
 
 def single(run_id: str, threshold: float) -> None:

@@ -7,7 +7,10 @@ import numpy as np
 import pytest
 
 from audioclf.evaluation import suggest_threshold
-from audioclf.inference import Prediction, Segment, record_from_predictions, run_threshold
+from audioclf.evaluation.threshold import MAX_THRESHOLD, WINDOW_THRESHOLD_KEY, live_windows, window_frames
+from audioclf.features import MFCCConfig, YAMNetConfig
+from audioclf.inference import (Prediction, Segment, record_from_predictions, run_threshold, threshold_info,
+                                threshold_text)
 from audioclf.inference.confidence import UNKNOWN
 from audioclf.inference.predict import WINDOW_SECONDS
 from audioclf.training import runs
@@ -93,3 +96,56 @@ def test_a_run_without_the_entry_gets_it_from_its_predictions_csv():
         assert record_from_predictions(run_id)["split"] == "val"
     finally:
         runs.delete_run(run_id)
+
+
+def test_no_suggestion_makes_a_sure_right_answer_unknown():
+    """Nearly every right validation answer ~100% sure (small demo sets): the suggestion is capped."""
+    y = np.arange(40) % 2
+    probs = np.stack([np.where(y == 0, 0.999, 0.001), np.where(y == 0, 0.001, 0.999)], 1)
+    assert suggest_threshold(probs, y) == MAX_THRESHOLD
+
+
+def test_live_windows_cut_each_clip_like_the_live_classifier():
+    seqs = [np.zeros((10, 3)), np.zeros((2, 3))]
+    xs, ys = live_windows(seqs, [0, 1], size=4, hop=2)
+    assert [len(x) for x in xs] == [4, 4, 4, 4, 2] and ys == [0, 0, 0, 0, 1]  # a short clip is one window
+    assert window_frames(YAMNetConfig()) == 2  # 1.5 s: two whole 0.975 s frames 0.48 s apart
+    assert window_frames(MFCCConfig(sr=16000, hop_length=256)) == 1 + 24000 // 256
+    assert window_frames(MFCCConfig(sr=None)) is None  # frame rate depends on each file
+
+
+def test_training_stores_a_live_window_threshold(trained_run):
+    metrics = runs.load_run(trained_run).metrics
+    assert WINDOW_THRESHOLD_KEY in metrics
+    stored = metrics[WINDOW_THRESHOLD_KEY]
+    if stored is not None:  # None only with fewer than MIN_CORRECT right windows
+        assert 0.0 <= stored["value"] <= MAX_THRESHOLD and stored["window_seconds"] == 1.5
+        assert stored["windows"] >= stored["n_correct"] and 0.0 <= stored["correct_below"] <= 0.05
+        assert run_threshold(trained_run, live=True) == stored["value"]
+        assert "windows of 1.5 s" in threshold_text(threshold_info(trained_run, live=True))
+
+
+def test_an_older_run_falls_back_to_its_clip_threshold_capped():
+    run_id = runs.create_run({"name": "old"})
+    runs.write_json(runs.run_dir(run_id) / runs.LABELS, list(LABELS))
+    runs.write_json(runs.run_dir(run_id) / runs.METRICS, {"threshold": {"value": 0.99, "correct_below": 0.05}})
+    try:
+        assert run_threshold(run_id, live=True) == run_threshold(run_id) == MAX_THRESHOLD
+        text = threshold_text(threshold_info(run_id, live=True))
+        assert "predates live-window thresholds" in text and "5% of the correct answers" in text
+    finally:
+        runs.delete_run(run_id)
+
+
+def test_the_demo_run_keeps_a_clean_siren_siren_live_for_20_s(demo_run):
+    """Issue 21, major 11: with the suggested threshold a held-out siren never flickers to unknown."""
+    import soundfile as sf
+
+    from audioclf.inference import LiveClassifier, Predictor
+
+    y, sr = sf.read(runs.example_clips(demo_run)["siren"], dtype="float32")
+    live = LiveClassifier(Predictor.load(demo_run))
+    assert live.threshold == run_threshold(demo_run, live=True) > 0
+    stream, block = np.resize(y, 20 * sr), sr // 10  # as a microphone delivers it: 100 ms blocks
+    labels = [p.label for i in range(0, len(stream), block) for p in live.feed(stream[i:i + block], sr)]
+    assert len(labels) >= 35 and labels == ["siren"] * len(labels)

@@ -36,6 +36,7 @@ START_TIMEOUT = 90
 PAGE_TIMEOUT = 90_000  # ms
 LIVE_TIMEOUT = 90_000  # ms, from Start to the siren label
 MAX_STARTS = 4
+STEADY_SECONDS = 20  # the siren must stay "siren" this long once it shows
 STUCK_SECONDS = 20  # a press that has neither connected nor given up by then is stopped
 VIEWPORT = {"width": 1440, "height": 1350}  # tall enough for the answer and the event log
 OTHER_CLASSES = ("dial_tone", "rain", "clock_ticks", "bird_chirps", "unknown")
@@ -227,10 +228,15 @@ def test_live_microphone_and_presentation_in_a_real_browser(server, browser, sho
     attempts = start_until_label(page, "siren", shots, home)
     label = page.locator('[data-testid="live-label"]')
     first_label_s = time.time() - start
+    # Issue 21, major 11: with the run's suggested threshold a clean siren stays "siren" (not
+    # "unknown") for 20 s: the threshold is set on live-length windows, not whole clips.
+    seen = []
+    for _ in range(int(STEADY_SECONDS / 0.5)):
+        page.wait_for_timeout(500)
+        seen += [e.inner_text().strip() for e in label.all()]
+    assert seen and set(seen) == {"siren"}, f"the live label left 'siren': {sorted(set(seen))}"
     page.get_by_text("Detected events").first.wait_for()
     page.locator('[data-testid="stDataFrame"]').first.wait_for()  # the event log has a row
-    page.wait_for_timeout(3000)  # a few more labels for the chart
-    assert label.first.inner_text().strip() in ("siren", *OTHER_CLASSES)
     no_exception(page)
     page.screenshot(path=shots / "live.png", full_page=True)
     stop = find_in_frames(page, lambda f: f.get_by_role("button", name="Stop"))

@@ -15,9 +15,14 @@ from typing import Sequence
 
 import numpy as np
 
-KEEP_CORRECT = 0.95  # share of correct validation predictions the suggestion keeps
+KEEP_CORRECT = 0.95  # share of correct validation clips the clip suggestion keeps
+KEEP_WINDOW = 0.99  # share of correct validation windows the live suggestion keeps
+MAX_THRESHOLD = 0.8  # no suggestion above this: a confident right answer never reads "unknown"
 MIN_CORRECT = 5  # fewer correct validation clips than this make no suggestion
-THRESHOLD_KEY = "threshold"  # its entry in metrics.json
+THRESHOLD_KEY = "threshold"  # its entry in metrics.json: whole clips (Predict)
+WINDOW_THRESHOLD_KEY = "window_threshold"  # windows of the live length (Live, Present's microphone)
+WINDOW_SECONDS = 1.5  # the live window (inference.live.DEFAULT_WINDOW)
+WINDOW_HOP_SECONDS = 0.5  # the live hop (inference.live.DEFAULT_HOP)
 
 
 def suggest_threshold(probs: np.ndarray, y_true: Sequence[int], keep: float = KEEP_CORRECT) -> float | None:
@@ -42,7 +47,7 @@ def suggest_threshold(probs: np.ndarray, y_true: Sequence[int], keep: float = KE
     Returns
     -------
     float or None
-        The threshold in [0, 1), or None with fewer than ``MIN_CORRECT`` correct clips.
+        The threshold in [0, MAX_THRESHOLD], or None with fewer than ``MIN_CORRECT`` correct clips.
     """
     probs = np.asarray(probs, dtype=np.float64)
     y = np.asarray(y_true, dtype=np.int64)
@@ -55,7 +60,10 @@ def suggest_threshold(probs: np.ndarray, y_true: Sequence[int], keep: float = KE
         return None
     # The k-th smallest confidence with k = ceil((1 - keep) * n) clips below it at most.
     value = np.sort(conf)[int(math.floor((1.0 - keep) * len(conf)))]
-    return float(min(math.floor(value * 100) / 100, 0.99))
+    # Capped: on small validation sets nearly every right answer is ~100% sure, and a
+    # quantile of those would turn the slightly less sure right answers of real use
+    # (other recordings, live windows) into "unknown".
+    return float(min(math.floor(value * 100) / 100, MAX_THRESHOLD))
 
 
 def threshold_record(probs: np.ndarray, y_true: Sequence[int], split: str,
@@ -75,3 +83,50 @@ def threshold_record(probs: np.ndarray, y_true: Sequence[int], split: str,
 def _share(part: np.ndarray, whole: np.ndarray) -> float | None:
     n = int(whole.sum())
     return round(float(part.sum()) / n, 4) if n else None
+
+
+def window_frames(features_cfg, seconds: float = WINDOW_SECONDS) -> int | None:
+    """Feature frames in ``seconds`` of audio, as the live classifier cuts them; None if unknown.
+
+    None for MFCC at the clip's own rate (the frame rate depends on each file) and for
+    feature types whose live windows are not a slice of the clip's frames.
+    """
+    kind = getattr(features_cfg, "kind", "")
+    if kind == "yamnet":
+        from ..features import yamnet
+
+        return 1 + max(0, int((seconds * yamnet.SAMPLE_RATE - yamnet.WINDOW) // yamnet.HOP))
+    sr, hop = getattr(features_cfg, "sr", None), getattr(features_cfg, "hop_length", None)
+    if kind in ("mfcc", "spectral") and sr and hop:
+        return 1 + int(round(seconds * sr)) // hop
+    return None
+
+
+def live_windows(seqs: Sequence[np.ndarray], y_true: Sequence[int], size: int,
+                 hop: int) -> tuple[list[np.ndarray], list[int]]:
+    """Every ``size``-frame window of each sequence, ``hop`` frames apart (a short clip is one window).
+
+    What the live classifier sees of a clip: its threshold is set on these, not on
+    whole clips, which hold more evidence and so are surer.
+    """
+    xs, ys = [], []
+    for seq, label in zip(seqs, y_true):
+        starts = range(0, max(1, len(seq) - size + 1), max(1, hop))
+        xs += [seq[s:s + size] for s in starts]
+        ys += [int(label)] * len(starts)
+    return xs, ys
+
+
+def window_record(model_proba, seqs: Sequence[np.ndarray], y_true: Sequence[int], split: str,
+                  features_cfg) -> dict | None:
+    """:func:`threshold_record` on live-length windows of labelled clips (``model_proba(seqs)``
+    gives their probabilities), with the window's length; None when it cannot be cut."""
+    size = window_frames(features_cfg)
+    if not size or not len(seqs):
+        return None
+    hop = max(1, round(size * WINDOW_HOP_SECONDS / WINDOW_SECONDS))
+    xs, ys = live_windows(seqs, y_true, size, hop)
+    record = threshold_record(model_proba(xs), ys, split, keep=KEEP_WINDOW)
+    if record:
+        record.update(window_seconds=WINDOW_SECONDS, windows=len(xs))
+    return record

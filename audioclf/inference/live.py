@@ -161,7 +161,8 @@ class LiveClassifier:
         Seconds between labels, MIN_HOP..MAX_HOP (a multiple of 0.48 s for YAMNet runs).
     threshold : float or None
         Below this confidence the label is UNKNOWN. None takes the run's
-        suggested threshold when the predictor has one (``suggested_threshold``), else 0.
+        suggested threshold for live windows when the predictor has one
+        (``suggested_live_threshold``), else for clips (``suggested_threshold``), else 0.
     silence_db : float
         A window whose loudest block is quieter than this (dBFS) is SILENCE.
     """
@@ -172,8 +173,9 @@ class LiveClassifier:
             raise LiveError(f"The window must be {MIN_WINDOW}-{MAX_WINDOW} s, got {window}.")
         if not MIN_HOP <= float(hop) <= MAX_HOP:
             raise LiveError(f"The hop must be {MIN_HOP}-{MAX_HOP} s, got {hop}.")
-        if threshold is None:
-            threshold = getattr(predictor, "suggested_threshold", None) or 0.0
+        if threshold is None:  # the run's suggestion for live windows, else for clips
+            threshold = (getattr(predictor, "suggested_live_threshold", None)
+                         or getattr(predictor, "suggested_threshold", None) or 0.0)
         if not 0.0 <= float(threshold) <= 1.0:
             raise LiveError(f"The threshold must be between 0 and 1, got {threshold}.")
         self.predictor = predictor

@@ -161,6 +161,8 @@ class Predictor:
         self.run_id = run_id
         # The run's suggested "not sure" threshold (confidence.run_threshold); None if it has none.
         self.suggested_threshold: float | None = None
+        # The same for live windows (confidence.run_threshold(live=True)): what LiveClassifier uses.
+        self.suggested_live_threshold: float | None = None
         if model.output_shape[-1] != len(self.labels):
             raise PredictError(f"The model has {model.output_shape[-1]} outputs but the run lists "
                                f"{len(self.labels)} labels.")
@@ -178,6 +180,7 @@ class Predictor:
         model = runs.load_model(run_id)
         predictor = cls(model, run.labels, config_from_dict(run.config["features"]), run_id)
         predictor.suggested_threshold = run_threshold(run_id)
+        predictor.suggested_live_threshold = run_threshold(run_id, live=True)
         return predictor
 
     # -- core

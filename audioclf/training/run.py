@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import workspace
 from ..evaluation.metrics import evaluate
-from ..evaluation.threshold import THRESHOLD_KEY, threshold_record
+from ..evaluation.threshold import THRESHOLD_KEY, WINDOW_THRESHOLD_KEY, threshold_record, window_record
 from ..model.building import predict_proba
 from . import runs
 from .config import RunConfig, TrainingError
@@ -130,6 +130,9 @@ def _run(cfg: RunConfig, run_id: str, emit: Progress, stop: Callable[[], bool],
         metrics[name] = evaluate(y, probs, labels, paths=paths).to_dict()
         if metrics.get(THRESHOLD_KEY) is None:  # from validation, else test (see evaluation.threshold)
             metrics[THRESHOLD_KEY] = threshold_record(probs, y, name)
+        if store is None and metrics.get(WINDOW_THRESHOLD_KEY) is None:  # what Live applies it to
+            metrics[WINDOW_THRESHOLD_KEY] = window_record(lambda xs: predict_proba(model, xs), d.x, d.y,
+                                                          name, cfg.features)
         pred = probs.argmax(1)
         rows += [[p, name, labels[t], labels[k], *np.round(pr, 6).tolist()]
                  for p, t, k, pr in zip(paths, y, pred, probs)]
