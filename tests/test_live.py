@@ -157,5 +157,7 @@ def test_session_classifies_on_its_own_thread(yam):
 
 
 def test_default_threshold_is_the_runs_suggestion(yam):
-    assert LiveClassifier(yam).threshold == pytest.approx(yam.suggested_threshold or 0.0)
+    """The one set on live-length windows (issue 21, major 11), else the clip one."""
+    assert yam.suggested_live_threshold is not None
+    assert LiveClassifier(yam).threshold == pytest.approx(yam.suggested_live_threshold)
     assert LiveClassifier(yam, threshold=0.3).threshold == 0.3
