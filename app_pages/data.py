@@ -232,7 +232,9 @@ def browse_tab(ds) -> None:
                     datasets.relabel_clip(it.path, new)
                     st.toast(f"Moved {code(it.path.name)} to {code(new)}.")
                     st.rerun()
-        with drop.popover(":material/delete:", help="Delete this clip"):
+        # Keyed by the clip: an unkeyed popover is known by its place, so after a delete the
+        # open one would reappear on the next clip in that place and a second click delete it too.
+        with drop.popover(":material/delete:", help="Delete this clip", key=f"delpop_{it.path}"):
             st.write(f"Delete {code(it.path.name)} from disk?")
             if st.button("Delete", key=f"del_{it.path}", type="primary"):
                 with guard(f"Deleting {it.path.name}"):

@@ -179,3 +179,29 @@ def test_the_whole_app_in_a_real_browser(server, browser, shots, clip):
     no_exception(page)
     page.screenshot(path=shots / "predict.png")
     page.close()
+
+
+def test_a_double_click_on_delete_deletes_one_clip(server, browser, shots):
+    """Issue 21, major 9: after a delete the confirmation must not reopen on the next clip."""
+    url, home = server
+    page = browser.new_page(viewport=VIEWPORT)
+    page.set_default_timeout(PAGE_TIMEOUT)
+    page.goto(url)
+    page.locator("h1", has_text="Data").wait_for()
+    settle(page)
+    page.get_by_role("tab", name="Browse and edit").click()
+    settle(page)
+    clips = lambda: sorted(p for p in (home / "datasets").rglob("*.wav"))  # noqa: E731
+    before = clips()
+    page.locator('[data-testid="stPopover"] button').first.click()  # the first clip's bin
+    confirm = page.get_by_role("button", name="Delete", exact=True)
+    confirm.wait_for()
+    confirm.dblclick()
+    settle(page)
+    page.wait_for_timeout(1500)
+    settle(page)
+    after = clips()
+    assert len(after) == len(before) - 1, f"{len(before) - len(after)} clips deleted by one double click"
+    assert page.get_by_role("button", name="Delete", exact=True).count() == 0  # the confirmation closed
+    no_exception(page)
+    page.close()
