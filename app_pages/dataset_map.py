@@ -10,7 +10,8 @@ import streamlit as st
 from audioclf.insight import plotting
 from app_pages.common import code, current_dataset, dataset_version, guard, read_only
 
-FEATURES = {"MFCC summary": "mfcc", "Spectral summary": "spectral", "YAMNet embedding": "yamnet"}
+FEATURES = {"MFCC summary": "mfcc", "Spectral summary": "spectral", "YAMNet embedding": "yamnet",
+            "EfficientAT embedding": "efficientat"}
 PROJECTIONS = {"PCA (instant)": "pca", "UMAP": "umap", "t-SNE": "tsne"}
 VIEWS = ("Map", "Class profiles")
 MAX_LISTED = 30  # players shown for a lasso/box selection
@@ -20,9 +21,10 @@ NO_MOVE = "-"
 
 
 def feature_config(kind: str):
-    from audioclf.features import MFCCConfig, SpectralConfig, YAMNetConfig
+    from audioclf.features import EfficientATConfig, MFCCConfig, SpectralConfig, YAMNetConfig
 
-    return {"mfcc": MFCCConfig(), "spectral": SpectralConfig(), "yamnet": YAMNetConfig()}[kind]
+    return {"mfcc": MFCCConfig(), "spectral": SpectralConfig(), "yamnet": YAMNetConfig(),
+            "efficientat": EfficientATConfig(model="")}[kind]
 
 
 def vectors(ds, kind: str):
@@ -219,8 +221,8 @@ if view == VIEWS[1]:
 else:
     c1, c2 = st.columns(2)
     feature = c1.selectbox("Features", list(FEATURES), key="map_features",
-                           help="MFCC/spectral: mean and std of each frame feature; YAMNet: the pretrained "
-                                "model's mean embedding (best for sound events, needs the model).")
+                           help="MFCC/spectral: mean and std of each frame feature; YAMNet, EfficientAT: the "
+                                "pretrained model's clip embedding (best for sound events, needs the model).")
     method = c2.radio("Projection", list(PROJECTIONS), horizontal=True, key="map_projection",
                       help="PCA is instant; UMAP and t-SNE keep neighbours together better and take seconds "
                            "(UMAP's first use loads its libraries, up to half a minute).")

@@ -9,6 +9,7 @@ import streamlit as st
 from audioclf import limits
 from audioclf.audio import load_audio
 from audioclf.insight import plotting
+from app_pages import efficientat_panel
 from app_pages.common import code, current_dataset, guard, md, upload_limit_mb
 
 RATES = {"native": None, "8000 Hz": 8000, "16000 Hz": 16000, "22050 Hz": 22050, "44100 Hz": 44100}
@@ -196,3 +197,7 @@ elif choice is not None:
             st.subheader("What YAMNet hears")
             st.caption("Top AudioSet classes of the pretrained YAMNet model, averaged over the clip.")
             show_yamnet(choice)
+            st.subheader("What EfficientAT hears")
+            st.caption("Top AudioSet classes of the pretrained EfficientAT model for the whole clip, and how "
+                       "strongly it hears each of them every 0.32 s.")
+            efficientat_panel.show_hears(choice)

@@ -9,7 +9,8 @@ import streamlit as st
 
 from app_pages.common import guard
 
-FEATURES = {"MFCC summary (fast)": "mfcc", "YAMNet embedding (best for sound events)": "yamnet"}
+FEATURES = {"MFCC summary (fast)": "mfcc", "YAMNet embedding (best for sound events)": "yamnet",
+            "EfficientAT embedding (sound events)": "efficientat"}
 REPORT_KEY = "_health_report"  # (data set root, feature kind, time, HealthReport)
 FIXED_KEY = "_health_fixed"  # indices of findings fixed since the check ran
 SEVERITY_ICONS = {"high": ":material/error:", "medium": ":material/warning:", "low": ":material/info:"}
@@ -19,7 +20,7 @@ MAX_PLAYERS = 3
 
 
 def run_check(ds, kind: str) -> None:
-    from audioclf.features import MFCCConfig, YAMNetConfig
+    from audioclf.features import EfficientATConfig, MFCCConfig, YAMNetConfig
     from audioclf.insight import check_dataset
 
     bar = st.progress(0.0, text="Reading clips...")
@@ -27,7 +28,7 @@ def run_check(ds, kind: str) -> None:
     def progress(stage: str, done: int, total: int) -> None:
         bar.progress(min(1.0, done / max(total, 1)), text=f"{STAGES.get(stage, stage)}: {done} / {total}")
 
-    cfg = YAMNetConfig() if kind == "yamnet" else MFCCConfig()
+    cfg = {"yamnet": YAMNetConfig(), "efficientat": EfficientATConfig(model="")}.get(kind) or MFCCConfig()
     report = check_dataset(ds, cfg, progress=progress)
     bar.empty()
     st.session_state[REPORT_KEY] = (str(ds.root), kind, time.strftime("%H:%M:%S"), report)

@@ -12,20 +12,25 @@ from audioclf.model.configs import ACTIVATIONS, KINDS, MAX_MEMBERS, POOLINGS
 from audioclf.training import AutoFeatures, RunConfig, TrainConfig, default_feature_kind, not_applicable
 from audioclf.training.defaults import AUTO
 from audioclf.training.prepare import MAX_FOLDS, MIN_FOLDS
+from app_pages import efficientat_panel
 from app_pages.common import (ACTIVE_RUN_KEY, DATASET_KEY, TRAIN_PRESET_KEY, code, current_dataset,
                               fmt_seconds, guard, run_state_sentence)
 
 POLL_SECONDS = 1.0
 PENDING_KEY = "pending_run"  # a RunConfig asked for while another run was in progress
-FEATURE_KINDS = {"Auto: try YAMNet and MFCC on my data": AUTO, "MFCC sequence": "mfcc",
+FEATURE_KINDS = {"Auto: let my data choose (pretrained models or MFCC)": AUTO, "MFCC sequence": "mfcc",
                  "Spectral frames (MFCC, centroid, roll-off, ZCR, chroma, RMS)": "spectral",
-                 "YAMNet embeddings (pretrained)": "yamnet"}
+                 "YAMNet embeddings (pretrained)": "yamnet",
+                 "EfficientAT embeddings (pretrained, AudioSet)": "efficientat"}
+EAT_SEQUENCES = {"frames": "Frames: the last feature map, every 0.32 s",
+                 "windows": "Windows: a clip embedding per 0.96 s, every 0.32 s"}
 DEFAULTS_KEY = "_tr_defaults"  # the per-feature defaults the fields were last filled with
 WARPS = TrainConfig().warp_augment or (0.9, 1.1)
 REDUCE_LR = TrainConfig().reduce_lr or 3
-AUTO_HELP = ("Before training, YAMNet embeddings and MFCCs are each scored by a quick cross-validation on "
-             "the training clips (never the test clips); the better one trains, with its own recommended "
-             "model and training settings. YAMNet usually wins on environmental sounds, MFCC on speech.")
+AUTO_HELP = ("Before training, each feature type that can run here (EfficientAT and YAMNet embeddings, "
+             "MFCCs) is scored by a quick cross-validation on the training clips (never the test clips); the "
+             "best one trains, with its own recommended model and training settings. The pretrained models "
+             "usually win on environmental sounds, MFCC on speech.")
 MODEL_NAMES = {"bilstm": "Bidirectional LSTM", "lstm": "LSTM", "gru": "GRU", "simplernn": "SimpleRNN",
                "baseline": "Dense baseline (clip mean and std)"}
 SPLIT_NAMES = {"stratified": "Random, stratified by class", "group": "By group (e.g. speaker)",
@@ -56,6 +61,8 @@ def preset_values(cfg: dict) -> dict:
     f, m, t, s = cfg["features"], cfg["model"], cfg["train"], cfg["split"]
     values = {"tr_feat": next(k for k, v in FEATURE_KINDS.items() if v == f["kind"]),
               "tr_model": m["kind"], "tr_split": s["method"]}
+    if f["kind"] == "efficientat":
+        values.update(tr_eat_model=f.get("model") or "", tr_eat_seq=f.get("sequence", "frames"))
     if f["kind"] in ("mfcc", "spectral"):
         values.update(tr_sr=next((k for k, v in RATES.items() if v == f.get("sr")), list(RATES)[0]),
                       tr_nmfcc=f["n_mfcc"], tr_nfft=f["n_fft"], tr_hop=f["hop_length"], tr_nmels=f["n_mels"])
@@ -129,6 +136,16 @@ def feature_fields(kind: str):
         from audioclf.features import YAMNetConfig
 
         return lambda: YAMNetConfig()
+    if kind == "efficientat":
+        from audioclf.features import EfficientATConfig
+
+        model = st.session_state.get("tr_eat_model", "")
+        st.caption(f"EfficientAT {model or 'mn04_as'} (AudioSet, distilled from PaSST): one embedding "
+                   "(384 numbers for mn04) per step, audio resampled to 32 kHz.")
+        seq = st.selectbox("Sequence", list(EAT_SEQUENCES), format_func=EAT_SEQUENCES.get, key="tr_eat_seq",
+                           help="What the recurrent models read over time. The dense baseline uses the "
+                                "clip's mean, which for frames is EfficientAT's own clip embedding.")
+        return lambda: EfficientATConfig(model=model, sequence=seq)
     base = MFCCConfig() if kind == "mfcc" else SpectralConfig()
     rate_names = list(RATES)
     default_rate = next((k for k, v in RATES.items() if v == base.sr), rate_names[0])
@@ -477,19 +494,24 @@ elif not has_background(ds.labels):
                "Add clips, Background) lets it answer 'nothing of interest'; Predict can also say "
                "'not sure' below a confidence threshold.")
 
-top = st.columns(3)
+top = st.columns(4)
 yamnet_missing = yamnet_reason()
-feature_names = [n for n, k in FEATURE_KINDS.items() if not (k == AUTO and yamnet_missing)]
-default_kind = default_feature_kind(not yamnet_missing)
+eat_missing = efficientat_panel.reason()
+pretrained = not yamnet_missing or not eat_missing
+feature_names = [n for n, k in FEATURE_KINDS.items() if not (k == AUTO and not pretrained)]
+default_kind = default_feature_kind(pretrained)
 if st.session_state.get("tr_feat") not in feature_names:
     st.session_state["tr_feat"] = next(n for n in feature_names if FEATURE_KINDS[n] == default_kind)
 feature_kind = FEATURE_KINDS[top[0].selectbox(
     "Features", feature_names, key="tr_feat",
-    help=AUTO_HELP if not yamnet_missing else "Auto (YAMNet or MFCC, whichever suits the data) needs a YAMNet "
-                                              "model: " + yamnet_missing)]
+    help=AUTO_HELP if pretrained else "Auto (a pretrained model or MFCC, whichever suits the data) needs YAMNet "
+                                      "or EfficientAT weights: " + yamnet_missing)]
 model_kind = top[1].selectbox("Model", KINDS, index=KINDS.index(ModelConfig().kind),
                               format_func=MODEL_NAMES.get, key="tr_model")
 split_method = top[2].selectbox("Split", [*METHODS, KFOLD], format_func=SPLIT_NAMES.get, key="tr_split")
+blocked = ""  # why the chosen features cannot train here
+if feature_kind == "efficientat":
+    _, blocked = efficientat_panel.choose_model(top[3])
 
 # A stray Enter in a field must not start minutes of training: only the button does.
 with st.form("train_form", enter_to_submit=False):
@@ -507,7 +529,8 @@ with st.form("train_form", enter_to_submit=False):
         st.markdown("**Split**")
         make_split = split_fields(split_method)
         run_name = st.text_input("Run name (optional)", placeholder="e.g. gru-mfcc-baseline", key="tr_name")
-    submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
+    submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:",
+                                      disabled=bool(blocked), help=blocked or None)
 if submitted:
     start(ds, make_features, make_model, make_train, make_split, run_name)
 with guard("Reading runs"):

@@ -9,6 +9,7 @@ from audioclf.datasets import METHODS, SplitConfig
 from audioclf.features import CONFIG_TYPES
 from audioclf.training import RunConfig, resolve_settings  # light: TensorFlow runs in the search process
 from audioclf.training.prepare import MAX_FOLDS, MIN_FOLDS
+from app_pages import efficientat_panel
 from app_pages.engine_panel import engine_choice
 from app_pages.common import (DATASET_KEY, TRAIN_PRESET_KEY, code, current_dataset, dataset_names, fmt_seconds,
                               guard, md, select_dataset)
@@ -18,7 +19,8 @@ ROW_PX = 35  # data editor row height: the space table shows every row without s
 ACTIVE_STUDY_KEY = "active_study"
 VIEW_STUDY_KEY = "tu_view"
 SHOWN_KEY = "_tu_shown"  # the finished study of this session last put in the viewer
-FEATURE_NAMES = {"mfcc": "MFCC sequence", "spectral": "Spectral frames", "yamnet": "YAMNet embeddings"}
+FEATURE_NAMES = {"mfcc": "MFCC sequence", "spectral": "Spectral frames", "yamnet": "YAMNet embeddings",
+                 "efficientat": "EfficientAT embeddings"}
 OBJECTIVE_NAMES = {"val": "Validation macro F1", "cv": "Mean macro F1 of a k-fold cross-validation (small data)"}
 SAMPLER_NAMES = {"tpe": "TPE (learns where good settings are)", "random": "Random", "grid": "Grid"}
 PRUNER_NAMES = {"median": "Median: stop trials below the median so far", "hyperband": "Hyperband",
@@ -31,6 +33,8 @@ EXTRA_PARAMS = {
              "model.input_noise=0:0.5:0.1", "train.batch_size=32,64", "model.members=1,3"),
     "spectral": ("features.n_mfcc=13,20", "model.pooling=last,mean,meanmax", "model.members=1,3"),
     "yamnet": ("model.pooling=last,mean,meanmax", "model.input_noise=0:0.5:0.1", "model.members=1,3"),
+    "efficientat": ("features.sequence=frames,windows", "model.pooling=last,mean,meanmax",
+                    "model.input_noise=0:0.5:0.1", "model.members=1,3"),
 }
 SPACE_HELP = ("Values are a list (gru, lstm), a range low:high, a log range low:high:log or a stepped "
               "range low:high:step; one value sets that setting for every trial. Add rows for other "
@@ -166,11 +170,15 @@ def space_from_rows(rows) -> tuning.SearchSpace:
 
 
 def new_search(ds) -> None:
-    top = st.columns(3)
+    top = st.columns(4)
     kinds = list(FEATURE_NAMES)  # MFCC first, as in the Train form
     kind = top[0].selectbox("Features", kinds, format_func=FEATURE_NAMES.get, key="tu_feat")
     method = top[1].selectbox("Split", METHODS, format_func=SPLIT_NAMES.get, key="tu_split")
     objective = top[2].selectbox("Objective", list(OBJECTIVE_NAMES), format_func=OBJECTIVE_NAMES.get, key="tu_obj")
+    features, blocked = CONFIG_TYPES[kind](), ""
+    if kind == "efficientat":
+        eat_model, blocked = efficientat_panel.choose_model(top[3], key="tu_eat_model")
+        features = CONFIG_TYPES[kind](model=eat_model)
     base_split, base_train = SplitConfig(), resolve_settings(kind)[1]  # the feature type's own defaults
     with st.form("tune_form", enter_to_submit=False):
         cols = st.columns(3)
@@ -204,7 +212,8 @@ def new_search(ds) -> None:
                                              "values": st.column_config.TextColumn(width="large")},
                               width="stretch")
         st.caption(SPACE_HELP)
-        submitted = st.form_submit_button("Start search", type="primary", icon=":material/play_arrow:")
+        submitted = st.form_submit_button("Start search", type="primary", icon=":material/play_arrow:",
+                                          disabled=bool(blocked), help=blocked or None)
     if not submitted:
         return
     with guard("Cannot start the search"):
@@ -212,7 +221,7 @@ def new_search(ds) -> None:
                             group_pattern=pattern if method == "group" else None)
         # As the Train page does: the feature type's defaults, with what was set here on top.
         mine = {"train.epochs": int(epochs)} if int(epochs) != base_train.epochs else {}
-        base = RunConfig(dataset=ds.name, split=split, features=CONFIG_TYPES[kind](), overrides=mine)
+        base = RunConfig(dataset=ds.name, split=split, features=features, overrides=mine)
         engine, address = engine_choice()  # the sidebar's "Where work runs"
         cfg = tuning.TuneConfig(base=base, space=space_from_rows(rows), objective=objective, folds=int(folds),
                                 trials=int(trials), timeout=minutes * 60 or None, sampler=sampler, pruner=pruner,

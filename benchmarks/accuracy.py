@@ -4,6 +4,8 @@
     python benchmarks/accuracy.py --data fsdd --val next        # each speaker held out, the next validates
     python benchmarks/accuracy.py --data demo
     python benchmarks/accuracy.py --data esc10 --rows default plain yamnet:gru
+    python benchmarks/accuracy.py --data esc10 --rows plain efficientat:baseline efficientat-windows:gru
+    python benchmarks/accuracy.py --data esc10 --rows efficientat:baseline,members=3,train.learning_rate=1e-3
     python benchmarks/accuracy.py --data PATH --group-pattern '^(\\w+)-'   # your own data, by group
 
 Each fold holds out one group (ESC-10: an official fold, the first digit of the
@@ -16,8 +18,12 @@ validation share of the training groups (`--val share`, 15 %) or on the next
 group (`--val next`, FSDD's speaker protocol), scored once on the held-out group.
 
 Rows: `default` is what a new user gets (`audioclf train DATA` with no options:
-Auto when a YAMNet model is available, else MFCC); `FEATURE:MODEL` is that
-feature type and model kind with their defaults; `plain` is the study's plain
+Auto when a pretrained model (YAMNet, EfficientAT) is available, else MFCC);
+`FEATURE:MODEL` is that feature type and model kind with their defaults
+(`efficientat` is EfficientAT's frame sequence, `efficientat-windows` its 0.96 s
+window embeddings, the checkpoint given by --efficientat), optionally followed by
+`,name=value` settings on top (`model.` is implied: `members=3`,
+`train.learning_rate=1e-3`); `plain` is the study's plain
 pipeline, measured in the same run on the same folds: YAMNet embeddings per
 0.96 s window (TFLite, one window per call) -> BiLSTM(128, sequences) ->
 BiLSTM(64) -> Dense(64, relu) -> Dropout(0.3) -> softmax, inputs standardised
@@ -46,12 +52,13 @@ sys.path.insert(0, str(ROOT))
 
 SHARED = Path(os.environ.get("AUDIOCLF_SHARED", ROOT.parent / "shared"))
 YAMNET = SHARED / "models" / "yamnet" / "yamnet.tflite"
+EFFICIENTAT = SHARED / "models" / "efficientat" / "mn04_as_mAP_432.pt"
 PRESETS = {  # data set -> (folder, group pattern, validation protocol)
     "esc10": (SHARED / "datasets" / "esc10", r"^(\d)-", "share"),
     "fsdd": (SHARED / "datasets" / "fsdd", r"^\d+_([A-Za-z]+)_", "next"),
     "demo": (None, None, "share"),
 }
-FEATURES = ("yamnet", "mfcc", "spectral")
+FEATURES = ("yamnet", "mfcc", "spectral", "efficientat", "efficientat-windows")
 MODELS = ("simplernn", "lstm", "gru", "bilstm", "baseline")
 DEFAULT_ROWS = ["plain", "default", *(f"yamnet:{m}" for m in MODELS), "mfcc:gru", "mfcc:baseline"]
 VAL_SHARE = 0.15
@@ -96,20 +103,37 @@ def fold_manifest(ds, groups: list[str], order: list[str], test: str, val_mode: 
 
 # ---------------------------------------------------------------- audioclf rows
 
-def run_row(row: str, manifest: Path, yamnet: str, seed: int) -> dict:
-    """Train one fold through audioclf.training.train; return its test scores and timings."""
-    from audioclf.datasets import SplitConfig
-    from audioclf.features import yamnet as Y
-    from audioclf.training import AutoFeatures, RunConfig, default_feature_kind, feature_config, runs, train
+def parse_row(row: str) -> tuple[str, str, dict]:
+    """`FEATURE:MODEL[,name=value...]` -> (feature, model kind, {"model.x" | "train.x": value})."""
+    head, *settings = row.split(",")
+    feature, model = head.split(":")
+    overrides = {}
+    for item in settings:
+        name, value = item.split("=", 1)
+        name = name if name.startswith(("model.", "train.")) else f"model.{name}"
+        overrides[name] = json.loads(value) if value[:1] in "[{0123456789-.tfn" else value
+    return feature, model, overrides
 
+
+def run_row(row: str, manifest: Path, yamnet: str, seed: int, efficientat: str = "") -> dict:
+    """Train one fold through audioclf.training.train; return its test scores and timings."""
+    from dataclasses import replace
+
+    from audioclf.datasets import SplitConfig
+    from audioclf.training import AutoFeatures, RunConfig, default_feature_kind, feature_config, runs, train
+    from audioclf.training.feature_choice import pretrained_available
+
+    auto = AutoFeatures(yamnet_model=yamnet, efficientat_model=efficientat)
     overrides = {"train.seed": seed}
     if row == "default":
-        kind = default_feature_kind(not Y.availability(yamnet))
-        features = AutoFeatures(yamnet_model=yamnet) if kind == "auto" else feature_config(kind)
+        kind = default_feature_kind(pretrained_available(auto))
+        features = auto if kind == "auto" else feature_config(kind)
     else:
-        kind, model = row.split(":")
-        features = feature_config(kind, AutoFeatures(yamnet_model=yamnet))
-        overrides["model.kind"] = model
+        kind, model, extra = parse_row(row)
+        features = feature_config(kind.split("-")[0], auto)
+        if kind == "efficientat-windows":
+            features = replace(features, sequence="windows")
+        overrides.update({"model.kind": model, **extra})
     cfg = RunConfig(dataset=str(manifest), split=SplitConfig(method="fixed", val=VAL_SHARE), features=features,
                     name=f"bench {row} {manifest.stem}", overrides=overrides)
     t0 = time.perf_counter()
@@ -239,17 +263,24 @@ def main(argv: list[str] | None = None) -> int:
                    "groups, or the whole next group (default: next for fsdd, share otherwise)")
     p.add_argument("--seed", type=int, default=0, help="training seed of every row (default: %(default)s)")
     p.add_argument("--yamnet", default=str(YAMNET), help="YAMNet model (default: %(default)s)")
+    p.add_argument("--efficientat", default=str(EFFICIENTAT),
+                   help="EfficientAT checkpoint: a .pt path or an official name (default: %(default)s)")
     p.add_argument("--home", type=Path, default=Path(os.environ.get("AUDIOCLF_HOME", DEFAULT_HOME)),
                    help="workspace for the feature cache and runs (default: $AUDIOCLF_HOME or %(default)s)")
     p.add_argument("--keep-runs", action="store_true", help="keep the run folders (default: delete them)")
     args = p.parse_args(argv)
     for row in args.rows:
-        if row not in ("plain", "default") and (row.count(":") != 1 or row.split(":")[0] not in FEATURES
-                                                or row.split(":")[1] not in MODELS):
+        try:
+            ok = row in ("plain", "default") or (parse_row(row)[0] in FEATURES and parse_row(row)[1] in MODELS)
+        except ValueError:
+            ok = False
+        if not ok:
             p.error(f"unknown row {row!r}")
 
     os.environ["AUDIOCLF_HOME"] = str(args.home.resolve())
     os.environ.setdefault("AUDIOCLF_YAMNET", args.yamnet)
+    if Path(args.efficientat).is_file():
+        os.environ.setdefault("AUDIOCLF_EFFICIENTAT", args.efficientat)
     from audioclf.training import runs
 
     ds, groups, order = load(args.data, args.group_pattern)
@@ -266,8 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     for g in held:
         manifest = fold_manifest(ds, groups, order, g, val_mode, args.home / "bench" / f"{name}-{g}-{val_mode}.csv")
         for row in args.rows:
-            r = plain_row(manifest, plain_feats, args.seed) if row == "plain" else run_row(row, manifest, args.yamnet,
-                                                                                          args.seed)
+            r = plain_row(manifest, plain_feats, args.seed) if row == "plain" else run_row(
+                row, manifest, args.yamnet, args.seed, args.efficientat)
             r.update(row=row, fold=g)
             results.append(r)
             extra = f"  choice {r['choice']}" if r.get("choice") else ""

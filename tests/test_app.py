@@ -41,6 +41,7 @@ def app_home(tmp_path_factory, yamnet_tflite):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AUDIOCLF_HOME", str(home))
         mp.setenv("AUDIOCLF_YAMNET", str(yamnet_tflite))
+        mp.delenv("AUDIOCLF_EFFICIENTAT", raising=False)  # EfficientAT's panels: tests/test_app_efficientat.py
         yield home
 
 

@@ -133,3 +133,73 @@ def test_a_small_efficientat_run_trains_and_predicts(esc_tiny, efficientat_pt):
     pred = Predictor.load(run_id).predict_clip(load_audio(sorted((esc_tiny / "rooster").iterdir())[0]))
     assert pred.probs.shape == (3,) and abs(float(pred.probs.sum()) - 1) < 1e-4
     assert pred.top_label == "rooster"
+
+
+@pytest.fixture(scope="module")
+def eat_demo_run(efficientat_pt, tmp_path_factory):
+    """A small real run on the synthesised demo set (8 clips per class): EfficientAT + dense baseline."""
+    from audioclf.datasets import SplitConfig, make_demo_dataset
+    from audioclf.training import RunConfig, train
+
+    root = make_demo_dataset(tmp_path_factory.mktemp("demo") / "demo8", clips_per_class=8)
+    cfg = RunConfig(dataset=str(root), split=SplitConfig(val=0.25, test=0.25, seed=0),
+                    features=EfficientATConfig(model=str(efficientat_pt)), name="demo efficientat",
+                    overrides={"model.kind": "baseline", "train.epochs": 15, "train.patience": None})
+    return train(cfg)
+
+
+def test_live_labels_an_efficientat_run_over_whole_steps(eat_demo_run):
+    from audioclf.datasets import synth_clip
+    from audioclf.datasets.demo import CLASSES
+    from audioclf.inference import LiveClassifier, Predictor
+
+    def demo(label: str, rate: int, seconds: float) -> np.ndarray:
+        clip = synth_clip(label, np.random.default_rng([5, CLASSES.index(label)]), rate)
+        return np.resize(clip, int(seconds * rate))
+
+    predictor = Predictor.load(eat_demo_run)
+    live = LiveClassifier(predictor, window=1.5, hop=0.5, threshold=0.0)
+    live.warm_up(48000)
+    rate = 48000
+    y = np.concatenate([demo("siren", rate, 4), demo("rain", rate, 4)])
+    pcm = np.repeat((np.clip(y, -1, 1) * 32767).astype(np.int16), 2)  # a browser's int16 stereo
+    preds = []
+    for i in range(0, len(pcm), 2 * 960):
+        preds += live.feed(pcm[i:i + 2 * 960], rate, channels=2)
+    assert live.sample_rate == 32000 and live.hop_seconds == pytest.approx(0.5)
+    assert live.window_seconds == pytest.approx((5 * 10240 - 320) / 32000)  # five whole 0.32 s steps
+    assert len(preds) == pytest.approx((8 - live.window_seconds) / 0.5 + 1, abs=1)
+    assert {p.top_label for p in preds if p.time < 4.0} == {"siren"}
+    assert {p.top_label for p in preds if p.time > 4.0 + live.window_seconds} == {"rain"}
+
+    # At the features' own rate nothing is resampled: each label is predict_clip of its window.
+    y32 = demo("dial_tone", 32000, 3)
+    live.reset()
+    got = [q for i in range(0, len(y32), 640) for q in live.feed(y32[i:i + 640], 32000)]
+    win = int(round(live.window_seconds * 32000))
+    assert len(got) >= 3
+    for q in got:
+        end = int(round(q.time * 32000))
+        want = predictor.predict_clip(Clip(y32[end - win:end], 32000)).probs
+        np.testing.assert_allclose(q.probs, want, atol=1e-4)
+
+
+def test_auto_chooses_among_efficientat_yamnet_and_mfcc_and_says_why(esc_tiny, efficientat_pt, yamnet_tflite,
+                                                                     monkeypatch, tmp_path):
+    from audioclf.datasets import load_dataset
+    from audioclf.training import AutoFeatures, choose_features, default_feature_kind
+    from audioclf.training.feature_choice import pretrained_available, usable_candidates
+
+    monkeypatch.setenv("AUDIOCLF_YAMNET", str(tmp_path / "no-yamnet.tflite"))
+    monkeypatch.setenv(weights.ENV_WEIGHTS, str(efficientat_pt))
+    assert pretrained_available() and default_feature_kind(pretrained_available()) == "auto"
+    assert usable_candidates(AutoFeatures())[0] == ["efficientat", "mfcc"]  # EfficientAT alone makes Auto
+    monkeypatch.setenv("AUDIOCLF_YAMNET", str(yamnet_tflite))
+    ds = load_dataset(esc_tiny)
+    choice = choose_features(ds.items, ds.labels, AutoFeatures())
+    scores = {s.kind: s.macro_f1 for s in choice.scores}
+    assert set(scores) == {"efficientat", "yamnet", "mfcc"} and all(v is not None for v in scores.values())
+    # Dog, rain and rooster: the pretrained ears beat MFCC summaries, and the first of them wins a tie.
+    assert choice.winner in ("efficientat", "yamnet") and scores["mfcc"] <= scores[choice.winner]
+    assert choice.reason.startswith(f"{choice.winner} (macro F1 ")
+    assert all(f"{k} " in choice.reason for k in scores if k != choice.winner)

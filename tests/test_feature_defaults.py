@@ -85,7 +85,9 @@ def test_auto_chooses_on_training_clips_only_and_the_run_records_it(esc_small, y
     run = runs.load_run(run_id)
     runs.delete_run(run_id)  # other tests pick "the best run" of the shared workspace
     choice = run.metrics["feature_choice"]
-    assert {s["kind"] for s in choice["scores"]} == {"yamnet", "mfcc"}
+    scored = {s["kind"] for s in choice["scores"] if s["macro_f1"] is not None}
+    assert scored == {"yamnet", "mfcc"}  # EfficientAT has no weights in this session: left out, saying why
+    assert all(s["note"].startswith("not available") for s in choice["scores"] if s["kind"] == "efficientat")
     # Environmental sounds: the embedding separates them at least as well as MFCC summaries.
     assert choice["winner"] == "yamnet", choice
     n_test = run.metrics["test"]["n"]

@@ -15,8 +15,10 @@ need, into a ring buffer. Windows end on a fixed grid of stream time (not on
 block boundaries), so the same audio gives the same labels however it was cut
 into blocks. YAMNet runs compute each 0.975 s YAMNet frame of the stream once
 and reuse it in every window that holds it (the hop snaps to YAMNet's 0.48 s
-frame hop for that); MFCC and spectral runs extract the short window afresh,
-which costs a few milliseconds.
+frame hop for that); MFCC, spectral and EfficientAT runs extract the short
+window afresh, which costs a few milliseconds (EfficientAT's squeeze-excitation
+blocks average over their whole input, so no step of one window can be reused in
+the next; its window is a whole number of the network's 0.32 s steps).
 
 :class:`LiveSession` runs a classifier on a thread of its own so that a caller
 delivering audio (a WebRTC callback) never waits for a model.
@@ -147,6 +149,24 @@ def to_mono_float(samples: np.ndarray, channels: int = 1) -> np.ndarray:
     return y
 
 
+def efficientat_window(window: float, sr: int) -> int:
+    """Samples of an EfficientAT window: whole 0.32 s steps of the network (at least one), so that
+    each step of the sequence sees 32 mel frames of audio and none is mostly padding."""
+    from ..features.efficientat import params
+
+    step = params.TIME_REDUCTION * params.HOP_LENGTH * sr // params.SAMPLE_RATE
+    return max(1, int(round(window * sr / step))) * step - params.HOP_LENGTH * sr // params.SAMPLE_RATE
+
+
+def efficientat_frames(samples: int, sequence: str) -> int:
+    """Feature frames EfficientAT gives for a window of ``samples`` at 32 kHz."""
+    from ..features.efficientat import frontend, params
+    from ..features.efficientat.features import window_starts
+
+    mel = frontend.num_frames(samples)
+    return len(window_starts(mel)) if sequence == "windows" else -(-mel // params.TIME_REDUCTION)
+
+
 class LiveClassifier:
     """Labels a stream every ``hop`` seconds from its last ``window`` seconds with a run's model.
 
@@ -156,7 +176,8 @@ class LiveClassifier:
         A loaded run (any feature kind).
     window : float
         Seconds of audio behind each label, MIN_WINDOW..MAX_WINDOW. YAMNet runs
-        use the whole 0.975 s frames (0.48 s apart) that fit in it.
+        use the whole 0.975 s frames (0.48 s apart) that fit in it; EfficientAT
+        runs the nearest whole number of its 0.32 s steps.
     hop : float
         Seconds between labels, MIN_HOP..MAX_HOP (a multiple of 0.48 s for YAMNet runs).
     threshold : float or None
@@ -216,6 +237,9 @@ class LiveClassifier:
             frames = 1 + max(0, int((window * sr - yamnet.WINDOW) // yamnet.HOP))
             self._win = yamnet.WINDOW + (frames - 1) * yamnet.HOP
             self._hop = max(1, round(hop * sr / yamnet.HOP)) * yamnet.HOP
+        elif self.kind == "efficientat":
+            self._win = efficientat_window(window, sr)
+            self._hop = max(1, int(round(hop * sr)))
         else:
             self._win = int(round(window * sr))
             self._hop = max(1, int(round(hop * sr)))
@@ -361,6 +385,8 @@ class LiveClassifier:
             from ..features import yamnet
 
             n = 1 + max(0, int((window * sr - yamnet.WINDOW) // yamnet.HOP))
+        elif self.kind == "efficientat":
+            n = efficientat_frames(efficientat_window(window, sr), self.predictor.features_cfg.sequence)
         else:
             n = 1 + int(round(window * sr)) // self.predictor.features_cfg.hop_length
         return -(-n // PAD_MULTIPLE) * PAD_MULTIPLE

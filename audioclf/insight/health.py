@@ -302,7 +302,7 @@ def near_duplicates(paths: list[str], values: np.ndarray, labels: dict[str, str]
         return []
     from audioclf.insight.mapping import standardize
 
-    x = values if kind == "yamnet" else standardize(values)
+    x = values if kind in ("yamnet", "efficientat") else standardize(values)  # embeddings keep their scale
     idx, dist = nearest_neighbours(x)
     typical = float(np.median(dist[np.isfinite(dist)]))
     if not typical > 0:
@@ -508,7 +508,7 @@ def check_dataset(ds, config: FeatureConfig | None = None, *, top: int | None = 
     ds : audioclf.datasets.Dataset
     config : FeatureConfig, optional
         Features for near duplicates and mislabel suspects (default :class:`MFCCConfig`;
-        YAMNet finds mislabelled sound events far better).
+        YAMNet and EfficientAT find mislabelled sound events far better).
     top : int or None
         Keep only the ``top`` most likely mislabelled clips (None keeps all).
     progress : callable, optional

@@ -11,7 +11,7 @@
 
 Clip vectors are what the health check and the map share: the mean and std of
 each MFCC or spectral feature over the clip (:func:`audioclf.features.summarize`),
-or YAMNet's mean embedding. PCA is instant; UMAP (``umap-learn``, imported only
+YAMNet's mean embedding, or EfficientAT's clip embedding. PCA is instant; UMAP (``umap-learn``, imported only
 when asked for: it pulls in numba and, through its optional parametric model,
 TensorFlow) and t-SNE (scikit-learn) take seconds to a minute.
 """
@@ -61,13 +61,16 @@ class ClipVectors:
 
 
 def clip_vector(feats: Features) -> np.ndarray:
-    """One vector for a clip: YAMNet's mean embedding, or the features' mean and std.
+    """One vector for a clip: YAMNet's mean embedding, EfficientAT's clip embedding, or the features' mean and std.
 
     YAMNet windows whose "Silence" score is above :data:`SILENCE_SCORE` are left
     out of the mean: clips padded with silence (ESC-50's short sneezes) would
-    otherwise all look alike.
+    otherwise all look alike. EfficientAT's is the network's own embedding of the
+    clip (the mean of its frame sequence), as Auto and the dense baseline see it.
     """
     values = feats.values
+    if feats.config.kind == "efficientat":
+        return values.mean(axis=0).astype(np.float32)
     if feats.config.kind != "yamnet":
         return summarize(values)
     scores = feats.scores
@@ -80,8 +83,8 @@ def clip_vector(feats: Features) -> np.ndarray:
 
 def vector_names(feats: Features) -> tuple[str, ...]:
     """Names of :func:`clip_vector`'s dimensions."""
-    if feats.config.kind == "yamnet":
-        return tuple(f"yamnet_{i}" for i in range(feats.dims))
+    if feats.config.kind in ("yamnet", "efficientat"):
+        return tuple(feats.names)
     return summary_names(feats.names)
 
 
@@ -92,7 +95,8 @@ def clip_vectors(ds, config: FeatureConfig, *, progress: Progress | None = None)
     ----------
     ds : audioclf.datasets.Dataset
     config : FeatureConfig
-        MFCC or spectral features give mean and std per feature; YAMNet its mean embedding.
+        MFCC or spectral features give mean and std per feature; YAMNet its mean embedding,
+        EfficientAT its clip embedding.
     progress : callable, optional
         ``progress(done, total)`` while features are extracted.
 

@@ -359,6 +359,17 @@ def top_classes(names: Sequence[str], scores: Sequence[float], *,
     return _layout(fig, title, "mean score", "", height=max(HEIGHT // 1.3, 26 * len(names) + 90))
 
 
+def classes_over_time(times: np.ndarray, scores: np.ndarray, names: Sequence[str], *,
+                      title: str = "Top AudioSet classes over time") -> go.Figure:
+    """Heat map of class scores (steps, classes) over time, one row per class in the order given."""
+    z = np.asarray(scores, dtype=np.float32).reshape(len(times), len(names)).T
+    fig = go.Figure(go.Heatmap(z=z, x=np.asarray(times, dtype=np.float64), y=list(names), zmin=0.0, zmax=1.0,
+                               colorscale=safe_colorscale("Viridis"), colorbar=dict(title="probability"),
+                               hovertemplate="t=%{x:.2f} s<br>%{y}<br>%{z:.2f}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", type="category")
+    return _layout(fig, title, "time (s)", "", height=max(HEIGHT // 1.3, 26 * len(names) + 110))
+
+
 def compare_runs(names: Sequence[str], metrics: Mapping[str, Sequence[float]],
                  *, title: str = "Compare runs") -> go.Figure:
     """Grouped bars: one group per run, one bar per metric (e.g. accuracy, macro F1)."""

@@ -91,7 +91,7 @@ def not_applicable(feature_kind: str) -> dict[str, str]:
 
 
 AUTO = "auto"
-AUTO_CANDIDATES = ("yamnet", "mfcc")
+AUTO_CANDIDATES = ("efficientat", "yamnet", "mfcc")
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,16 @@
 """Choose a data set's feature type by a quick cross-validation of each candidate.
 
     choice = choose_features(split.train + split.val, labels, AutoFeatures())
-    choice.winner            # "yamnet" on environmental sounds, "mfcc" on spoken digits
+    choice.winner            # "efficientat" on environmental sounds, "mfcc" on spoken digits
     choice.to_dict()         # every candidate's score, for the run's record
 
 Each candidate's clip summaries (per-dimension mean and std of its frames, from
 the feature cache) feed a standardised ridge classifier, scored by stratified
 k-fold macro F1 on the clips given (the caller passes training clips only, never
 test clips). A later candidate replaces an earlier one only when it is clearly
-better fold by fold (the list starts with YAMNet, whose pretrained front end is
-the safer bet when a few dozen clips cannot tell the two apart). A ridge fit is closed-form, so the whole comparison costs little
+better fold by fold (the list starts with the pretrained networks, EfficientAT
+then YAMNet, the safer bets when a few dozen clips cannot tell them apart).
+A ridge fit is closed-form, so the whole comparison costs little
 more than extracting the features, which training needs anyway for the winner.
 The proxy ranks feature types, it does not predict the final score: clip
 summaries lose the order of frames, yet the type whose summaries separate the
@@ -29,7 +30,7 @@ from .defaults import PRETRAINED_KINDS, AutoFeatures
 
 FOLDS = 3
 MAX_CLIPS = 1000  # a stratified sample this large ranks feature types as well as all clips
-RIDGE_ALPHA_PER_DIM = 1 / 40  # penalty grows with the summary's width (40 for MFCC, 2048 for YAMNet)
+RIDGE_ALPHA_PER_DIM = 1 / 40  # penalty grows with the summary's width (40 for MFCC, 2048 for YAMNet, 768 for mn04)
 TIE = 0.005  # scores closer than this count as equal; the earlier candidate wins
 SMALL = 300  # below this many clips the folds are repeated (REPEATS times) to steady the scores
 REPEATS = 3

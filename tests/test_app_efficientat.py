@@ -1,0 +1,90 @@
+"""EfficientAT in the app (Streamlit's AppTest): the Train form's offer and its disabled state, Explore's panel."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+TIMEOUT = 180
+EAT = "EfficientAT embeddings (pretrained, AudioSet)"
+SUBMIT = "FormSubmitter:train_form-Start training"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def app_home(tmp_path_factory, efficientat_pt):
+    """A workspace of its own; YAMNet left out, EfficientAT's weights where the test puts them."""
+    home = tmp_path_factory.mktemp("app_eat")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AUDIOCLF_HOME", str(home))
+        mp.setenv("AUDIOCLF_YAMNET", str(home / "no-yamnet.tflite"))
+        mp.delenv("AUDIOCLF_EFFICIENTAT", raising=False)
+        from audioclf.datasets import ensure_demo_dataset
+
+        ensure_demo_dataset()
+        yield home
+
+
+def new_app(page: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page(f"app_pages/{page}.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def texts(elements) -> str:
+    return " ".join(str(e.value) for e in elements).replace("\\_", "_")  # markdown-escaped names
+
+
+def test_train_offers_efficientat_with_its_checkpoint_and_its_defaults(monkeypatch, efficientat_pt):
+    monkeypatch.setenv("AUDIOCLF_EFFICIENTAT", str(efficientat_pt))
+    at = new_app("train")
+    assert at.selectbox(key="tr_feat").value.startswith("Auto")  # EfficientAT alone is a pretrained model
+    at.selectbox(key="tr_feat").set_value(EAT).run()
+    assert not at.exception, at.exception
+    picker = at.selectbox(key="tr_eat_model")
+    assert picker.value == "mn04_as" and "mn40_as" in picker.options[-1]
+    assert "mn04_as (AudioSet mAP 0.432)" in picker.options
+    assert at.selectbox(key="tr_eat_seq").value == "frames"
+    assert not at.button(key=SUBMIT).disabled and not at.warning
+    assert at.checkbox(key="tr_warp").disabled and not at.checkbox(key="tr_clip_norm").value
+    # A checkpoint that is not here: the reason, a download offered, and nothing can start.
+    picker.set_value("mn10_as").run()
+    assert not at.exception, at.exception
+    assert "mn10_as" in texts(at.warning) and "mn10_as_mAP_471.pt" in texts(at.warning)
+    assert at.button(key=SUBMIT).disabled
+    assert any("Download mn10_as" in b.label for b in at.button)
+
+
+def test_train_without_any_pretrained_weights_says_why(monkeypatch, tmp_path):
+    monkeypatch.setenv("AUDIOCLF_EFFICIENTAT", str(tmp_path / "gone.pt"))
+    at = new_app("train")
+    assert at.selectbox(key="tr_feat").value == "MFCC sequence"  # nothing pretrained: no Auto
+    assert not any(o.startswith("Auto") for o in at.selectbox(key="tr_feat").options)
+    at.selectbox(key="tr_feat").set_value(EAT).run()
+    assert not at.exception, at.exception
+    assert "gone.pt" in texts(at.warning) and "which does not exist" in texts(at.warning)
+    assert at.button(key=SUBMIT).disabled
+    assert not any("Download" in b.label for b in at.button)  # a download would not be used: the path wins
+
+
+def test_explore_shows_what_efficientat_hears(monkeypatch, efficientat_pt):
+    monkeypatch.setenv("AUDIOCLF_EFFICIENTAT", str(efficientat_pt))
+    at = new_app("explore")
+    assert "What EfficientAT hears" in texts(at.subheader)
+    charts = at.get("plotly_chart")
+    assert len(charts) == 7 + 2, texts(at.error)  # the feature figures, then EfficientAT's two
+    titles = " ".join(str(c.proto.spec) for c in charts[-2:])
+    assert "EfficientAT: top AudioSet classes" in titles and "every 0.32 s" in titles
+    assert "Siren" in titles or "siren" in titles.lower()  # the demo's first clip is a siren
+
+
+def test_explore_without_efficientat_says_how_to_get_it():
+    at = new_app("explore")
+    assert "What EfficientAT hears" in texts(at.subheader)
+    assert "is not downloaded yet" in texts(at.info)
+    assert any("Download mn04_as" in b.label for b in at.button)
+    assert len(at.get("plotly_chart")) == 7 and not at.error
