@@ -3,6 +3,7 @@
     python benchmarks/efficientat.py                # 120 ESC-10 clips (10 minutes of audio)
     python benchmarks/efficientat.py --clips 400    # all of ESC-10
     python benchmarks/efficientat.py --model mn10_as
+    python benchmarks/efficientat.py --extract-many  # also audioclf's extract_many, cold cache, 1 vs 2 processes
 
 Every row starts from the FLAC files and includes decoding and resampling
 (44.1 kHz -> 32 kHz for EfficientAT, -> 16 kHz for YAMNet), then:
@@ -13,6 +14,10 @@ Each runs in one process (TFLite / TensorFlow use both cores for the network;
 decoding and the front end use one) and in 2 worker processes x 1 thread over
 chunks of clips (how audioclf's process pool runs extraction). Audio seconds
 per CPU second is printed too: on a shared machine it moves less than wall time.
+With --extract-many, the same clips through ``audioclf.features.extract_many`` with
+an empty feature cache, as a training run extracts them: EfficientAT (frames) in this
+process (the default) and with ``n_jobs=2`` (this process and one forkserver worker,
+which imports TensorFlow and builds the network first), and YAMNet's default.
 Then the median latency of one 5 s clip (already decoded) over 30 calls.
 """
 from __future__ import annotations
@@ -100,6 +105,28 @@ def warm_pool(pool: ProcessPoolExecutor, fn, paths: list[Path], spec: str, worke
             f.result()
 
 
+def extract_many_rows(paths: list[Path], model: str, yamnet: str) -> list[tuple[str, tuple[float, float]]]:
+    """extract_many with an empty cache each time: (row name, (wall s, CPU s of this process))."""
+    import tempfile
+
+    from audioclf.features import CacheStats, EfficientATConfig, YAMNetConfig, extract_many
+
+    out = []
+    for name, cfg, jobs in (("extract_many efficientat, 1 process (default)", EfficientATConfig(model=model), None),
+                            ("extract_many efficientat, n_jobs=2", EfficientATConfig(model=model), 2),
+                            ("extract_many yamnet, 1 process (default)", YAMNetConfig(model=yamnet), None)):
+        with tempfile.TemporaryDirectory() as home:
+            os.environ["AUDIOCLF_HOME"] = home
+            stats = CacheStats()
+            cpu, start = time.process_time(), time.perf_counter()
+            extract_many(paths, cfg, n_jobs=jobs, stats=stats)
+            wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+            # A forkserver worker is not this process's child: its CPU time is not counted here.
+            out.append((f"{name} [{max(1, stats.workers)} proc]", (wall, cpu if stats.workers <= 1 else float("nan"))))
+            assert stats.computed == len(paths), stats
+    return out
+
+
 def timed(fn, *args) -> tuple[float, float]:
     """(wall seconds, CPU seconds as ``fn`` reports them)."""
     start = time.perf_counter()
@@ -123,6 +150,8 @@ def main() -> None:
     parser.add_argument("--model", default=str(EFFICIENTAT), help="EfficientAT checkpoint: a .pt path or a name")
     parser.add_argument("--yamnet", default=str(YAMNET), help="YAMNet .tflite file")
     parser.add_argument("--no-pool", action="store_true", help="skip the 2-process rows")
+    parser.add_argument("--extract-many", action="store_true",
+                        help="also time extract_many (cold cache): efficientat with 1 and 2 processes, yamnet")
     args = parser.parse_args()
     from audioclf.features import efficientat as E
     from audioclf.features import yamnet as Y
@@ -142,6 +171,9 @@ def main() -> None:
             with ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn")) as pool:
                 warm_pool(pool, fn, paths[:4], spec, 2)
                 rows.append((f"{label}, 2 processes x 1 thread", timed(run_pool, fn, paths, spec, pool)))
+
+    if args.extract_many:
+        rows += extract_many_rows(paths, args.model, args.yamnet)
 
     # Wall time is what a user waits for on this (shared) machine; CPU time is what the work costs.
     yamnet_best = min(wall for name, (wall, _) in rows if name.startswith("yamnet"))

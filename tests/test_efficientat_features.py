@@ -203,3 +203,78 @@ def test_auto_chooses_among_efficientat_yamnet_and_mfcc_and_says_why(esc_tiny, e
     assert choice.winner in ("efficientat", "yamnet") and scores["mfcc"] <= scores[choice.winner]
     assert choice.reason.startswith(f"{choice.winner} (macro F1 ")
     assert all(f"{k} " in choice.reason for k in scores if k != choice.winner)
+
+
+def run_cli(*argv) -> tuple[int, str, str]:
+    import contextlib
+    import io
+
+    from audioclf import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main([str(a) for a in argv])
+        except SystemExit as e:
+            code = e.code
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_cli_extracts_and_trains_with_efficientat(esc_tiny, efficientat_pt):
+    import json
+
+    code, out, err = run_cli("extract", esc_tiny, "--features", "efficientat", "--efficientat-model", efficientat_pt,
+                             "--efficientat-sequence", "windows", "-q")
+    assert code == 0, err
+    assert "384" in next(line for line in out.splitlines() if line.startswith("dims"))
+    code, out, err = run_cli("train", esc_tiny, "--features", "efficientat", "--efficientat-model", efficientat_pt,
+                             "--model", "baseline", "--epochs", "3", "--val", "0.25", "--test", "0.25",
+                             "--format", "json", "-q")
+    assert code == 0, err
+    run_id = json.loads(out)[0]["run"]
+    from audioclf.training import runs
+
+    cfg = runs.load_run(run_id).config
+    assert cfg["features"] == {"kind": "efficientat", "model": str(efficientat_pt), "sequence": "frames"}
+    assert cfg["train"]["warp_augment"] == [] and cfg["model"]["kind"] == "baseline"
+    runs.delete_run(run_id)
+
+
+def test_cli_efficientat_errors_are_one_line(esc_tiny):
+    code, out, err = run_cli("extract", esc_tiny, "--features", "efficientat", "--efficientat-model", "mn99_as")
+    assert code == 1 and out == "" and err.count("\n") == 1 and "no EfficientAT model called 'mn99_as'" in err
+    code, _, err = run_cli("extract", esc_tiny, "--features", "mfcc", "--efficientat-sequence", "windows")
+    assert code == 1 and err.count("\n") == 1 and "applies to efficientat features" in err
+    code, _, err = run_cli("extract", esc_tiny, "--features", "efficientat", "--n-mfcc", "13")
+    assert code == 1 and "does not apply to efficientat" in err
+
+
+def test_map_and_health_use_the_clip_embedding(esc_tiny, efficientat_pt):
+    from audioclf.datasets import load_dataset
+    from audioclf.insight import check_dataset, clip_vectors, project
+
+    ds = load_dataset(esc_tiny)
+    cfg = EfficientATConfig(model=str(efficientat_pt))
+    vecs = clip_vectors(ds, cfg)
+    feats = extract_many([str(p) for p in vecs.paths[:1]], cfg)[0]
+    assert vecs.values.shape == (24, 384) and vecs.kind == "efficientat" and vecs.names[0] == "efficientat_0"
+    np.testing.assert_allclose(vecs.values[0], eat.clip_embedding(feats), atol=1e-6)
+    assert project(vecs.values, "pca").shape == (24, 2)
+    report = check_dataset(ds, cfg)
+    assert report.features == "efficientat" and not report.of_kind("duplicate", "leakage")
+
+
+def test_the_tune_space_of_efficientat():
+    from dataclasses import replace
+
+    from audioclf import tuning
+    from audioclf.datasets import SplitConfig
+    from audioclf.training import RunConfig
+
+    base = RunConfig(dataset="x", split=SplitConfig(), features=EfficientATConfig())
+    space = tuning.default_space("efficientat")
+    assert "baseline" in space.get("model.kind").choices
+    tuning.check_space(space, base)
+    tuning.check_space(space.with_param(tuning.parse_vary("features.sequence=frames,windows")), base)
+    cfg = tuning.apply_params(base, {"features.sequence": "windows", "model.kind": "baseline"})
+    assert cfg.features == replace(base.features, sequence="windows") and cfg.model.kind == "baseline"

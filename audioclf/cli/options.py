@@ -25,9 +25,9 @@ from typing import Any, Callable, Sequence
 from .common import CLIError, Progress, err, fmt
 
 UNSET = object()  # an option not given (None is a value: --sr native, --patience none)
-# The feature types `--features` offers (with auto): those feature_config() can make. EfficientAT
-# (issue 17) joins when it has its options (its `model` field needs a flag other than --model).
-FEATURE_TYPES = ("mfcc", "spectral", "yamnet")
+# The feature types `--features` offers (with auto): those feature_config() can make. The networks'
+# `model` fields have flags of their own (--yamnet-model, --efficientat-model): --model is the model kind.
+FEATURE_TYPES = ("mfcc", "spectral", "yamnet", "efficientat")
 TYPE_NAMES = {int: "a whole number", float: "a number", str: "a text"}  # in "expected ... or 'none'"
 HIDDEN = {"features": {"warp"}}  # warp: set per training copy by train.warp_augment, not by hand
 
@@ -263,10 +263,11 @@ def add_feature_arguments(p: argparse.ArgumentParser) -> None:
     configs = _frame_configs()
     g = p.add_argument_group("features (defaults are those of MFCCConfig / SpectralConfig)")
     g.add_argument("--features", choices=(AUTO, *FEATURE_TYPES), default=None,
-                   help="auto: try YAMNet and MFCC on the training clips and keep the better; mfcc: MFCC "
-                        "sequence; spectral: MFCC + centroid, roll-off, ZCR, chroma, RMS; yamnet: pretrained "
-                        "YAMNet embeddings. Model and training options you do not give take the chosen "
-                        "type's defaults (default: auto when a YAMNet model is available, else mfcc)")
+                   help="auto: try EfficientAT, YAMNet and MFCC (those available) on the training clips and "
+                        "keep the best; mfcc: MFCC sequence; spectral: MFCC + centroid, roll-off, ZCR, chroma, "
+                        "RMS; yamnet: pretrained YAMNet embeddings; efficientat: pretrained EfficientAT "
+                        "(AudioSet) embeddings. Model and training options you do not give take the chosen "
+                        "type's defaults (default: auto when YAMNet or EfficientAT is available, else mfcc)")
     for field in _feature_fields():
         kinds = _kinds_of(field.name)
         defaults = {k: getattr(configs[k](), field.name) for k in kinds}
@@ -274,40 +275,60 @@ def add_feature_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--yamnet-model", default="",
                    help="yamnet: a .tflite file, SavedModel folder or TF Hub URL "
                         "(default: $AUDIOCLF_YAMNET, then <workspace>/models/yamnet/yamnet.tflite)")
+    from ..features.efficientat import CHECKPOINTS
+
+    g.add_argument("--efficientat-model", default="",
+                   help=f"efficientat: an official checkpoint ({', '.join(CHECKPOINTS)}) or a .pt file "
+                        "(default: mn04_as, or the file $AUDIOCLF_EFFICIENTAT names; an official one missing "
+                        "here is downloaded once from the EfficientAT release)")
+    g.add_argument("--efficientat-sequence", choices=("frames", "windows"), default=None,
+                   help="efficientat: the last feature map every 0.32 s (frames), or a clip embedding of "
+                        "each 0.96 s window every 0.32 s (windows) (default: frames)")
 
 
 def feature_kind(args: argparse.Namespace, auto_ok: bool = True) -> str:
-    """--features, or what a new user gets: auto with a YAMNet model available, else mfcc.
-    Where a command extracts one feature type (`auto_ok=False`), that is YAMNet when
-    available, else MFCC; "auto" itself is refused there."""
-    from ..features import yamnet
-    from ..training.defaults import AUTO, default_feature_kind
+    """--features, or what a new user gets: auto with YAMNet or EfficientAT available, else mfcc.
+    Where a command extracts one feature type (`auto_ok=False`), that is EfficientAT when
+    available, else YAMNet when available, else MFCC; "auto" itself is refused there."""
+    from ..training.defaults import AUTO, AutoFeatures, default_feature_kind
+    from ..training.feature_choice import availability, pretrained_available
 
     if args.features == AUTO and not auto_ok:
-        raise CLIError("--features auto chooses a feature type for training; here choose mfcc, spectral or yamnet.")
+        raise CLIError("--features auto chooses a feature type for training; here choose mfcc, spectral, yamnet "
+                       "or efficientat.")
     if args.features:
         return args.features
-    kind = default_feature_kind(not yamnet.availability(args.yamnet_model))
-    return kind if auto_ok or kind != AUTO else "yamnet"
+    auto = AutoFeatures(yamnet_model=args.yamnet_model, efficientat_model=args.efficientat_model)
+    kind = default_feature_kind(pretrained_available(auto))
+    if auto_ok or kind != AUTO:
+        return kind
+    return "efficientat" if availability("efficientat", auto) is None else "yamnet"
 
 
 def feature_config(args: argparse.Namespace, auto_ok: bool = True):
     """The FeatureConfig the options describe (only options given override the defaults)."""
-    from ..features.configs import YAMNetConfig
+    from ..features.configs import EfficientATConfig, YAMNetConfig
     from ..training.defaults import AUTO, AutoFeatures
 
     kind = feature_kind(args, auto_ok)
+    if args.efficientat_sequence is not None and kind != "efficientat":
+        raise CLIError(f"--efficientat-sequence applies to efficientat features, not {kind}.")
     fields = {f.name: f for f in _feature_fields()}
     given = {name: getattr(args, f.dest) for name, f in fields.items() if getattr(args, f.dest) is not UNSET}
     first = fields[next(iter(given))].flag if given else ""
     if kind == AUTO:
         if given:
             raise CLIError(f"{first} needs a feature type: with --features auto each candidate uses its own defaults.")
-        return AutoFeatures(yamnet_model=args.yamnet_model)
+        return AutoFeatures(yamnet_model=args.yamnet_model, efficientat_model=args.efficientat_model)
     if kind == "yamnet":
         if given:
             raise CLIError(f"{first} does not apply to yamnet features (YAMNet has its own fixed front end).")
         return YAMNetConfig(model=args.yamnet_model)
+    if kind == "efficientat":
+        if given:
+            raise CLIError(f"{first} does not apply to efficientat features (EfficientAT has its own fixed "
+                           "front end).")
+        return EfficientATConfig(model=args.efficientat_model, sequence=args.efficientat_sequence or "frames")
     foreign = [name for name in given if kind not in _kinds_of(name)]
     if foreign:
         raise CLIError(f"{fields[foreign[0]].flag} applies to {' and '.join(_kinds_of(foreign[0]))} features only.")
