@@ -61,9 +61,29 @@ def extract_chunks(paths: list[str], config: FeatureConfig, jobs: int) -> Iterat
     if jobs > 1:
         yield from run_pool(paths, config, jobs)
         return
+    if config.kind in PRETRAINED:
+        yield from decode_ahead(paths, config)
+        return
     with one_blas_thread(config):
-        for chunk in chunked(paths, 1 if config.kind not in PRETRAINED else CHUNK):
+        for chunk in chunked(paths, 1):
             yield chunk, extract_chunk(chunk, config)
+
+
+def decode_ahead(paths: list[str], config: FeatureConfig) -> Iterator[tuple[list[str], list[Result]]]:
+    """A network's chunks in this process, a helper thread decoding the next chunk meanwhile.
+
+    Decoding and resampling (libsndfile, soxr) and the network (TensorFlow, TFLite)
+    release the GIL, so on two cores the next chunk's audio is ready when the network
+    is done with this one. The thread ends with the extraction.
+    """
+    chunks = chunked(paths, CHUNK)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="audioclf-decode") as helper:
+        pending = helper.submit(decode_chunk, chunks[0], config) if chunks else None
+        for i, chunk in enumerate(chunks):
+            loaded = pending.result()
+            if i + 1 < len(chunks):
+                pending = helper.submit(decode_chunk, chunks[i + 1], config)
+            yield chunk, extract_decoded(loaded, config)
 
 
 def _extract_one(path: str, config: FeatureConfig) -> Result:
@@ -84,18 +104,28 @@ def extract_chunk(paths: list[str], config: FeatureConfig) -> list[Result]:
     """Pool task: a list of files in, a list of results out (one pickle each way)."""
     if config.kind not in PRETRAINED:
         return [_extract_one(p, config) for p in paths]
-    # The networks run fastest with many clips (or their windows) in one model call.
-    if config.kind == "yamnet":
-        from audioclf.features.yamnet import extract_yamnet_many as extract_batch
-    else:
-        from audioclf.features.efficientat.features import extract_efficientat_many as extract_batch
+    return extract_decoded(decode_chunk(paths, config), config)
 
+
+def decode_chunk(paths: list[str], config: FeatureConfig) -> list[Clip | AudioError]:
+    """Each file decoded at the config's rate, or the AudioError saying why it cannot be."""
     loaded: list[Clip | AudioError] = []
     for path in paths:
         try:
             loaded.append(load_audio(path, sr=target_rate(config)))
         except AudioError as exc:
             loaded.append(exc)
+    return loaded
+
+
+def extract_decoded(loaded: list[Clip | AudioError], config: FeatureConfig) -> list[Result]:
+    """A network's features of decoded clips, all in one batch (AudioErrors stay in place)."""
+    # The networks run fastest with many clips (or their windows) in one model call.
+    if config.kind == "yamnet":
+        from audioclf.features.yamnet import extract_yamnet_many as extract_batch
+    else:
+        from audioclf.features.efficientat.features import extract_efficientat_many as extract_batch
+
     clips = [c for c in loaded if isinstance(c, Clip)]
     feats = iter(extract_batch(clips, config) if clips else [])
     return [c if isinstance(c, AudioError) else next(feats) for c in loaded]

@@ -59,8 +59,10 @@ def extract_efficientat_many(clips: Sequence[Clip], config: EfficientATConfig,
     if config.sequence == "windows":
         parts = _window_parts(model, waves)
     else:
-        parts = [(e.sequence, head_logits(model, e.sequence), frontend.sequence_times(len(e.sequence)))
-                 for e in model.embed_many(waves)]
+        seqs = [e.sequence for e in model.embed_many(waves)]
+        bounds = np.cumsum([0] + [len(q) for q in seqs])
+        logits = head_logits(model, np.concatenate(seqs)) if seqs else np.zeros((0, model.num_classes))
+        parts = [(q, logits[a:b], frontend.sequence_times(len(q))) for q, a, b in zip(seqs, bounds[:-1], bounds[1:])]
     names = feature_names(model.embedding_dim)
     return [Features(values=np.ascontiguousarray(seq, dtype=np.float32), times=times, names=names, config=config,
                      scores=sigmoid(logits), silent=c.silent)
@@ -122,11 +124,18 @@ def head_weights(model: EfficientATModel) -> tuple[np.ndarray, ...]:
 
 
 def head_logits(model: EfficientATModel, vectors: np.ndarray) -> np.ndarray:
-    """The classifier head applied to each row of ``vectors`` (n, C): (n, classes) logits."""
+    """The classifier head applied to each row of ``vectors`` (n, C): (n, classes) logits.
+
+    Call it once for many rows: on a busy machine waking BLAS's thread pool for a
+    small product cost 40x the product itself, so it runs on this thread alone.
+    """
+    from threadpoolctl import threadpool_limits
+
     w1, b1, w2, b2 = head_weights(model)
-    h = np.asarray(vectors, np.float32) @ w1 + b1
-    h = h * np.clip(h + 3.0, 0.0, 6.0) / 6.0  # Hardswish
-    return h @ w2 + b2
+    with threadpool_limits(limits=1, user_api="blas"):
+        h = np.asarray(vectors, np.float32) @ w1 + b1
+        h = h * np.clip(h + 3.0, 0.0, 6.0) / 6.0  # Hardswish
+        return h @ w2 + b2
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
