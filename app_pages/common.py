@@ -292,3 +292,8 @@ def predictor_for(run_id: str):
 
     model = runs.run_dir(run_id) / runs.MODEL
     return load_predictor(run_id, model.stat().st_mtime if model.is_file() else 0.0)
+
+
+def plural(n: int, word: str) -> str:
+    """'1 class', '6 clips': a count with its noun in the right number."""
+    return f"{n} {word if n == 1 else word + ('es' if word.endswith(('s', 'sh', 'ch')) else 's')}"

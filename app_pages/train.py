@@ -13,7 +13,7 @@ from audioclf.training import AutoFeatures, RunConfig, TrainConfig, default_feat
 from audioclf.training.defaults import AUTO
 from audioclf.training.prepare import MAX_FOLDS, MIN_FOLDS
 from app_pages import efficientat_panel
-from app_pages.common import (ACTIVE_RUN_KEY, DATASET_KEY, TRAIN_PRESET_KEY, code, current_dataset,
+from app_pages.common import (plural, ACTIVE_RUN_KEY, DATASET_KEY, TRAIN_PRESET_KEY, code, current_dataset,
                               fmt_seconds, guard, run_state_sentence)
 
 POLL_SECONDS = 1.0
@@ -483,8 +483,8 @@ if run_id:
 
 if ds is None:
     st.stop()
-st.caption(f"Data set {code(st.session_state.get(DATASET_KEY))}: {len(ds.items)} clips, "
-           f"{len(ds.labels)} classes. The settings start at the recommended ones for the chosen feature type.")
+st.caption(f"Data set {code(st.session_state.get(DATASET_KEY))}: {plural(len(ds.items), 'clip')}, "
+           f"{plural(len(ds.labels), 'class')}. The settings start at the recommended ones for the chosen feature type.")
 if len(ds.labels) < 2:
     st.error("Training needs at least two classes; this data set has "
              f"{len(ds.labels)}. Add clips of another class on the Data page.", icon=":material/error:")

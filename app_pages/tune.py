@@ -11,7 +11,7 @@ from audioclf.training import RunConfig, resolve_settings  # light: TensorFlow r
 from audioclf.training.prepare import MAX_FOLDS, MIN_FOLDS
 from app_pages import efficientat_panel
 from app_pages.engine_panel import engine_choice
-from app_pages.common import (DATASET_KEY, TRAIN_PRESET_KEY, code, current_dataset, dataset_names, fmt_seconds,
+from app_pages.common import (plural, DATASET_KEY, TRAIN_PRESET_KEY, code, current_dataset, dataset_names, fmt_seconds,
                               guard, md, select_dataset)
 
 POLL_SECONDS = 2.0
@@ -256,5 +256,5 @@ ds, summary = current_dataset()
 if ds is None:
     st.stop()
 st.subheader("New search")
-st.caption(f"Data set {code(st.session_state.get(DATASET_KEY))}: {len(ds.items)} clips, {len(ds.labels)} classes.")
+st.caption(f"Data set {code(st.session_state.get(DATASET_KEY))}: {plural(len(ds.items), 'clip')}, {plural(len(ds.labels), 'class')}.")
 new_search(ds)

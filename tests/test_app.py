@@ -181,6 +181,7 @@ def test_train_refuses_a_one_class_data_set(app_home):
     at.switch_page("app_pages/train.py").run()
     assert not at.exception
     assert "at least two classes" in texts(at.error)
+    assert "6 clips, 1 class." in texts(at.caption)  # not "1 classes" (issue 21, cosmetic)
     at.button(key="FormSubmitter:train_form-Start training").click().run()
     assert not at.exception
     assert "at least two classes" in texts(at.error)

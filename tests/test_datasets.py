@@ -1,6 +1,8 @@
 """Data sets: every layout, problems listed not crashed on, splits, k folds, editing."""
 from __future__ import annotations
 
+import shutil
+
 import io
 import zipfile
 from pathlib import Path
@@ -415,3 +417,13 @@ def test_editing_outside_workspace_refused(fsdd_small):
     with pytest.raises(DatasetError, match="workspace"):
         add_clip(fsdd_small, "0", "x.wav", wav_bytes())
     assert clip.exists()
+
+
+def test_an_added_clip_is_readable_like_the_demo_clips():
+    """Issue 21, minor: uploads were saved 0600 (mkstemp) while demo clips are 0644."""
+    root = create_dataset("Modes")
+    try:
+        path = add_clip(root, "dog", "bark.wav", wav_bytes(300))
+        assert path.stat().st_mode & 0o777 == 0o644
+    finally:
+        shutil.rmtree(root)

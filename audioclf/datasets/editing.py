@@ -31,6 +31,8 @@ BACKGROUND_NAMES = ("background", "background_noise", "noise", "other", "silence
 BACKGROUND_CLIP_SECONDS = 2.0  # a long background recording becomes clips of this length
 
 
+CLIP_MODE = 0o644  # what an added clip is saved with (mkstemp alone gives 0600)
+
 def _check_name(name: str, what: str) -> str:
     clean = safe_name(name)
     if not clean:
@@ -121,6 +123,7 @@ def add_clip(
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".upload-")
     try:
+        os.fchmod(fd, CLIP_MODE)  # mkstemp makes 0600; a clip is as readable as the demo's
         with os.fdopen(fd, "wb") as fh:
             if isinstance(data, (bytes, bytearray, memoryview)):
                 fh.write(data)
