@@ -293,12 +293,27 @@ def _to_unit_range(y: np.ndarray, *, inplace: bool = False) -> np.ndarray:
     return y / peak
 
 
+def printable_path(path: str | os.PathLike) -> str:
+    """A path as text every encoder takes (UTF-8, JSON, the browser): bytes of a name that
+    is not valid UTF-8 (Python's surrogate escapes) are shown as \\xNN."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def is_utf8_path(path: str | os.PathLike) -> bool:
+    """False for a path whose name is not valid UTF-8 (it holds surrogate escapes)."""
+    try:
+        os.fspath(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _label(source: Source, name: str | None) -> str:
     if name:
-        return f"'{name}'"
+        return f"'{printable_path(name)}'"
     if isinstance(source, (bytes, bytearray, memoryview)):
         return "The uploaded audio"
-    return f"'{os.fspath(source)}'"
+    return f"'{printable_path(source)}'"
 
 
 def _short_name(source: Source, name: str | None) -> str:
@@ -306,7 +321,7 @@ def _short_name(source: Source, name: str | None) -> str:
         return name
     if isinstance(source, (bytes, bytearray, memoryview)):
         return ""
-    return Path(os.fspath(source)).name
+    return printable_path(Path(os.fspath(source)).name)
 
 
 def _extension(source: Source, name: str | None) -> str:
@@ -334,7 +349,9 @@ def _open_sound(source: Source, name: str | None) -> Iterator[tuple[sf.SoundFile
             raise AudioError(f"{label} could not be opened ({exc.strerror}); check its permissions.") from None
         if path.is_dir():
             raise AudioError(f"{label} is a folder, not an audio file.")
-        size, target, raw = st.st_size, str(path), lambda: open(path, "rb")
+        # libsndfile takes the name's bytes; a str it would encode strictly as UTF-8.
+        target = str(path) if is_utf8_path(path) else os.fsencode(path)
+        size, raw = st.st_size, lambda: open(path, "rb")
     else:
         raise AudioError(f"Expected a file path or bytes, got {type(source).__name__}.")
     if size == 0:

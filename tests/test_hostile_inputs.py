@@ -672,3 +672,142 @@ def test_the_sidebar_names_the_built_in_demo_and_keeps_the_users(tmp_path, monke
     captions = " ".join(c.value for c in at.sidebar.caption)
     assert "'demo' is your own data set and is kept as it is; the built-in demo is 'audioclf-demo'" in captions
     assert _snapshot(user) == before
+
+
+# ---------------------------------------------------------------- Minor: names that are not valid UTF-8
+
+def _latin1_dataset(root: Path) -> Path:
+    """A data set whose class folder `café` and clip `b\\xff.wav` are named in Latin-1 bytes."""
+    base = os.fsencode(root)
+    for label in (b"dog", b"cat", b"caf\xe9"):
+        for i, name in enumerate((b"a.wav", b"b\xff.wav", b"c.wav")):
+            folder = base + b"/" + label
+            os.makedirs(folder, exist_ok=True)
+            t = np.arange(8000) / 16000
+            with open(folder + b"/" + name, "wb") as f:
+                sf.write(f, (0.3 * np.sin(2 * np.pi * (300 + 150 * i + len(label) * 40) * t)).astype(np.float32),
+                         16000, format="WAV")
+    return root
+
+
+def test_names_that_are_not_utf8_are_listed_as_problems_not_breaking_the_data_set(tmp_path):
+    """Minor: non-UTF-8 file or folder names broke the whole data set (`UnicodeEncodeError ...
+    surrogates not allowed` from the feature cache); now such clips are listed as problems
+    with the reason (their names printable), the rest load and extract, and a direct call
+    on such a file works (libsndfile gets the name's bytes; the cache stores them in hex)."""
+    from audioclf.datasets import load_dataset, summarize_dataset
+    from audioclf.features import MFCCConfig, extract_many
+
+    ds = load_dataset(_latin1_dataset(tmp_path / "latin1"))
+    assert ds.labels == ["cat", "dog"] and len(ds.items) == 4
+    bad = {Path(where).relative_to(tmp_path).as_posix(): why for where, why in ds.problems}
+    assert set(bad) == {"latin1/caf\\xe9/a.wav", "latin1/caf\\xe9/b\\xff.wav", "latin1/caf\\xe9/c.wav",
+                        "latin1/cat/b\\xff.wav", "latin1/dog/b\\xff.wav"}
+    assert all("not valid UTF-8" in why and "rename it" in why for why in bad.values())
+    assert all(where.encode("utf-8") for where, _ in ds.problems)
+    assert not summarize_dataset(ds).unreadable
+    odd = os.fsdecode(os.fsencode(tmp_path / "latin1" / "dog") + b"/b\xff.wav")
+    results = extract_many([str(it.path) for it in ds.items] + [odd], MFCCConfig())
+    assert all(type(r).__name__ == "Features" for r in results)
+    assert type(extract_many([odd], MFCCConfig())[0]).__name__ == "Features"  # now from the cache
+    assert load_audio(odd).name == "b\\xff.wav"
+
+
+def test_the_data_page_shows_a_data_set_with_latin1_names(tmp_path):
+    """Minor: the Data page showed "Something went wrong" for such a data set; now it lists
+    the skipped clips with printable names."""
+    home = tmp_path / "home"
+    _latin1_dataset(home / "datasets" / "latin1")
+    steps = """
+        at.sidebar.selectbox(key="dataset").set_value("latin1").run()
+        at.switch_page("app_pages/data.py").run()
+        frames = [d.value for d in at.dataframe if "reason" in d.value.columns]
+        result = {"exception": [str(e.value)[:300] for e in at.exception], "errors": texts(at.error),
+                  "files": sorted(frames[0]["file"]) if frames else [],
+                  "clips": [m.value for m in at.metric if m.label == "Clips"]}
+    """
+    result, _ = app_measured(steps, home)
+    assert not result["exception"] and not result["errors"], result
+    assert result["clips"] == ["4"]
+    assert sum("\\xe9" in f or "\\xff" in f for f in result["files"]) == 5
+
+
+# ---------------------------------------------------------------- Minor: a full disk during training
+
+def _tiny_run_config(dataset: Path):
+    from audioclf.datasets import SplitConfig
+    from audioclf.features import MFCCConfig
+    from audioclf.model import ModelConfig
+    from audioclf.training import RunConfig, TrainConfig
+
+    return RunConfig(dataset=str(dataset), split=SplitConfig(val=0.25, test=0.25, seed=0), features=MFCCConfig(),
+                     name="full disk", model=ModelConfig(kind="gru", rnn_units=(16,), dense_units=(16,)),
+                     train=TrainConfig(epochs=2, patience=None, batch_size=8, warp_augment=()))
+
+
+def _assert_failed_cleanly(home: Path) -> None:
+    from audioclf.training import runs
+
+    (run,) = [r for r in runs.list_runs()]
+    assert run.state == "failed"
+    status = runs.read_json(runs.run_dir(run.id) / runs.STATUS)
+    assert status["message"].startswith("The disk is full: there was no room to write the run in ")
+    litter = [p.name for p in home.rglob(".*") if p.name.endswith((".tmp", ".keras"))]
+    assert litter == [], f"temporary files left: {litter}"
+    assert "killed" not in runs.run_status(run.id).message.lower()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 6 MB tmpfs (mounting needs root; skipped, saying so, where that is not allowed)."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or done.returncode}); needs root")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_full_disk_fails_the_run_with_a_clear_message_and_no_litter(tiny_disk, fsdd_small, monkeypatch):
+    """Minor: a full disk gave a raw `OSError [Errno 28]`, left `.model.*.keras` and
+    `.status.json.*.tmp` files, and the run read "killed or crashed". On a real tmpfs filled
+    up during the last epoch: the run fails saying the disk is full, with nothing left over."""
+    from audioclf.training import TrainingError, train
+
+    monkeypatch.setenv("AUDIOCLF_HOME", str(tiny_disk))
+    filler = tiny_disk / "filler.bin"
+
+    def fill_the_disk(event: dict) -> None:
+        if event.get("phase") == "training" and event.get("epoch") == event.get("epochs"):
+            with open(filler, "wb") as f:  # leave 8 KB: status updates fit, the model does not
+                while os.statvfs(tiny_disk).f_bavail * os.statvfs(tiny_disk).f_frsize > 12288:
+                    f.write(bytes(4096))
+                    f.flush()
+
+    with pytest.raises(TrainingError, match="The disk is full: there was no room to write the run"):
+        train(_tiny_run_config(fsdd_small), progress=fill_the_disk)
+    assert filler.exists()
+    _assert_failed_cleanly(tiny_disk)
+
+
+def test_no_room_for_the_model_removes_its_temporary_file(fsdd_small, tmp_path, monkeypatch):
+    """Minor: the same with the disk filling while the model is written (Keras's save raising
+    ENOSPC half-way): the half-written `.model.*.keras` is removed, the status says why."""
+    import errno
+
+    import keras
+
+    from audioclf.training import TrainingError, train
+
+    monkeypatch.setenv("AUDIOCLF_HOME", str(tmp_path / "home"))
+
+    def save_half(self, path, *args, **kwargs):
+        Path(path).write_bytes(b"PK half a model")
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(keras.Model, "save", save_half)
+    with pytest.raises(TrainingError, match="The disk is full"):
+        train(_tiny_run_config(fsdd_small))
+    _assert_failed_cleanly(tmp_path / "home")

@@ -41,8 +41,9 @@ def _check_name(name: str, what: str) -> str:
 
 
 def list_datasets() -> list[Path]:
-    """The data set folders in the workspace, by name."""
-    return [p for p in visible_entries(workspace.datasets_dir()) if p.is_dir()]
+    """The data set folders in the workspace, by name (not those whose name is not valid UTF-8:
+    `load_dataset` refuses them and the app could not show their names)."""
+    return [p for p in visible_entries(workspace.datasets_dir()) if p.is_dir() and audio.is_utf8_path(p)]
 
 
 def create_dataset(name: str) -> Path:

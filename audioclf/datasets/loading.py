@@ -217,6 +217,10 @@ def _same_source(folder: Path, stamp: dict) -> bool:
         return False
 
 
+NOT_UTF8 = ("its name is not valid UTF-8 (shown with \\x escapes), skipped: rename it, e.g. "
+            "`convmv -f latin1 -t utf8 -r --notest FOLDER`")
+
+
 def load_dataset(source: str | PathLike, *, group_pattern: str | None = None) -> Dataset:
     """Load a data set from a class-folder tree, train/val/test folders, a .zip, a CSV manifest
     or ESC-50's layout (audio/ + meta/esc50.csv). `group_pattern` sets each item's group from
@@ -248,6 +252,16 @@ def load_dataset(source: str | PathLike, *, group_pattern: str | None = None) ->
 
 
 def _finish(name, root, items, problems, group_pattern, where) -> Dataset:
+    # A name that is not valid UTF-8 (an old zip, another system's encoding) cannot pass the
+    # cache, CSV files or the browser: such clips are listed as problems, not loaded.
+    if not audio.is_utf8_path(root):
+        raise DatasetError(f"The data set folder {audio.printable_path(root)} has a name that is not valid "
+                           "UTF-8; rename it (e.g. `convmv -f latin1 -t utf8 -r --notest FOLDER`).")
+    bad = [it for it in items if not (audio.is_utf8_path(it.path) and audio.is_utf8_path(it.label))]
+    if bad:
+        items = [it for it in items if it not in bad]
+        problems = problems + [(str(it.path), NOT_UTF8) for it in bad]
+    problems = [(audio.printable_path(where_), why) for where_, why in problems]
     if not items:
         raise DatasetError(
             f"No audio clips found in {where}. Expected one sub-folder per class holding "

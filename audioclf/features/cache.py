@@ -242,6 +242,16 @@ class _Cache:
             self._give_up(exc)
 
 
+def _db_path_key(path: str) -> str:
+    """A path as SQLite TEXT: itself, or for a name that is not valid UTF-8 (surrogate escapes,
+    which SQLite cannot store) its bytes in hex; paths here are absolute, so no clash."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return "fsencoded:" + os.fsencode(path).hex()
+
+
 def _content_hashes(db: sqlite3.Connection, paths: list[str]) -> dict[str, str]:
     stats: dict[str, tuple[int, int]] = {}
     for path in paths:
@@ -252,11 +262,13 @@ def _content_hashes(db: sqlite3.Connection, paths: list[str]) -> dict[str, str]:
         stats[path] = (st.st_size, st.st_mtime_ns)
     known: dict[str, str] = {}
     unique = list(stats)
-    for batch in _batches(unique):
+    by_key = {_db_path_key(p): p for p in unique}
+    for batch in _batches(list(by_key)):
         marks = ",".join("?" * len(batch))
-        for path, size, mtime_ns, digest in db.execute(
+        for key, size, mtime_ns, digest in db.execute(
             f"SELECT path, size, mtime_ns, hash FROM files WHERE path IN ({marks})", batch
         ):
+            path = by_key[key]
             if stats.get(path) == (size, mtime_ns):
                 known[path] = digest
     fresh = []
@@ -266,7 +278,7 @@ def _content_hashes(db: sqlite3.Connection, paths: list[str]) -> dict[str, str]:
                 known[path] = fingerprint(path)
             except OSError:
                 continue
-            fresh.append((path, *stats[path], known[path]))
+            fresh.append((_db_path_key(path), *stats[path], known[path]))
     if fresh:
         with _transaction(db):
             db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", fresh)

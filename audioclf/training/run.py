@@ -66,6 +66,10 @@ def train(cfg: RunConfig, *, progress: Progress | None = None,
     except Cancelled:
         runs.update_status(run_id, state="cancelled", message="Cancelled.", finished=time.time())
     except BaseException as e:
+        if runs.is_disk_full(e):  # one sentence, not "[Errno 28]"; the temp files are gone already
+            msg = runs.disk_full_message(runs.run_dir(run_id))
+            runs.update_status(run_id, state="failed", message=msg, finished=time.time())
+            raise TrainingError(msg) from None
         msg = str(e) if isinstance(e, ValueError) else f"Unexpected error: {type(e).__name__}: {e}"
         runs.update_status(run_id, state="failed", message=msg, finished=time.time())
         raise
@@ -137,8 +141,12 @@ def _run(cfg: RunConfig, run_id: str, emit: Progress, stop: Callable[[], bool],
         rows += [[p, name, labels[t], labels[k], *np.round(pr, 6).tolist()]
                  for p, t, k, pr in zip(paths, y, pred, probs)]
     tmp_model = path / f".model.{os.getpid()}.keras"
-    model.save(tmp_model)
-    os.replace(tmp_model, path / runs.MODEL)
+    try:
+        model.save(tmp_model)
+        os.replace(tmp_model, path / runs.MODEL)
+    except BaseException:
+        tmp_model.unlink(missing_ok=True)  # a full disk leaves no half-written model behind
+        raise
     runs.write_json(path / runs.METRICS, metrics)
     runs.write_csv(path / runs.PREDICTIONS, header, rows)
     # Last write: only now does the run look complete.

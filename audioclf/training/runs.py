@@ -18,6 +18,7 @@ while its state is not final reads as "failed" (interrupted).
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
 import secrets
@@ -109,11 +110,51 @@ class Run:
 
 # ---------------------------------------------------------------- low-level I/O
 
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for an OSError that says the disk (or the user's quota) is full."""
+    return isinstance(exc, OSError) and exc.errno in NO_SPACE
+
+
+def disk_full_message(where: Path) -> str:
+    """What a person reads when a run could not be written for lack of space."""
+    try:
+        free = f"{shutil.disk_usage(where).free / (1 << 20):.1f} MB free"
+    except OSError:
+        free = "no room"
+    return (f"The disk is full: there was no room to write the run in {where} ({free}). "
+            "Free some space (old runs, the feature cache) and train again.")
+
+
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` so readers see either the old or the new file, never half of one."""
+    """Write `text` so readers see either the old or the new file, never half of one.
+
+    On failure (a full disk) the temporary file is removed again and the error raised.
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(3)}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def overwrite_in_place(path: Path, text: str) -> bool:
+    """Rewrite an existing file in its own blocks (no new file: works on a full disk when
+    `text` is no longer than the file). False if it is longer or the write fails."""
+    data = text.encode("utf-8")
+    try:
+        if len(data) > path.stat().st_size:
+            return False
+        with open(path, "r+b") as f:
+            f.write(data)
+            f.truncate()
+        return True
+    except OSError:
+        return False
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -137,11 +178,15 @@ def read_json(path: Path, default: Any = None) -> Any:
 
 def write_csv(path: Path, header: list[str], rows: Iterable[list]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(header)
+            w.writerows(rows)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 # ---------------------------------------------------------------- run folders
@@ -177,11 +222,26 @@ def create_run(config: dict) -> str:
 
 
 def update_status(run_id: str, **fields: Any) -> dict:
-    """Merge `fields` into status.json (only the run's own process writes it)."""
+    """Merge `fields` into status.json (only the run's own process writes it).
+
+    On a full disk a final state is still recorded, rewriting the file in place (the
+    whole status compactly, or just the final fields), so the run does not read as
+    killed; otherwise the error is raised.
+    """
     path = run_dir(run_id) / STATUS
     status = read_json(path, {}) or {}
     status.update(fields, updated=time.time())
-    write_json(path, status)
+    try:
+        write_json(path, status)
+    except OSError as exc:
+        if not (is_disk_full(exc) and fields.get("state") in FINAL_STATES):
+            raise
+        brief = {k: status[k] for k in ("state", "message", "finished", "started", "pid", "pid_started",
+                                        "updated") if k in status}
+        for text in (json.dumps(status, default=_json_default), json.dumps(brief, default=_json_default)):
+            if overwrite_in_place(path, text):
+                return status
+        raise
     return status
 
 
