@@ -575,6 +575,35 @@ def test_a_clip_past_the_whole_clip_limit_is_answered_from_its_windows(trained_r
     assert np.allclose(windowed.probs, whole.window_probs.mean(axis=0), atol=1e-6)
 
 
+def test_the_command_line_refuses_the_bomb_and_the_padded_zip_in_one_line_each(
+        flac_bomb, padded_zip, long_flac, trained_run, tmp_path):
+    """Majors 1 and 2 (CLI): `audioclf predict` on the FLAC bomb reports it as one error line
+    beside the clips it could read; on the padded zip it stops with one line; both in bounded
+    memory (a child process, TensorFlow and the model included)."""
+    code = f"""
+        import contextlib, io
+        from audioclf import cli
+        runs = []
+        for argv in (["predict", "--run", {trained_run!r}, {str(flac_bomb)!r}, {str(long_flac)!r}, "-q"],
+                     ["predict", "--run", {trained_run!r}, {str(padded_zip)!r}, "-q"]):
+            out, err = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                status = cli.main(argv)
+            runs.append([status, out.getvalue(), err.getvalue()])
+        result = runs
+    """
+    (bomb, zipped), peak = measured(code)
+    status, out, err = bomb
+    assert status == 1 and "ten_minutes.flac" in out
+    assert [ln for ln in err.splitlines() if ln.startswith("error:")] == [
+        f"error: '{flac_bomb}' claims a sample rate of 655,350 Hz, outside the 1,000 to 384,000 Hz audioclf "
+        "accepts: the file is damaged or not a recording (resample it, e.g. `ffmpeg -i in.wav -ar 48000 "
+        "out.wav`)."]
+    status, out, err = zipped
+    assert status == 1 and len(err.strip().splitlines()) == 1 and "member 'noise/silence_00.wav'" in err
+    assert peak < SERVER_BUDGET, f"peak {peak / MB:.0f} MB"
+
+
 # ---------------------------------------------------------------- Major 5: `audioclf demo --dest` deletes folders
 
 def _run_cli(*argv) -> tuple[int, str]:
