@@ -20,7 +20,8 @@ from audioclf import cli
 from audioclf.training import runs
 from conftest import ROOT, tone
 
-SUBCOMMANDS = ("extract", "train", "evaluate", "predict", "runs", "check", "tune", "studies", "export", "demo", "download-esc50")
+SUBCOMMANDS = ("extract", "train", "evaluate", "predict", "runs", "check", "tune", "studies", "export", "demo",
+               "download-esc50", "label")
 TINY = ["--epochs", "2", "--rnn-units", "8", "--dense-units", "8", "--batch-size", "8",
         "--val", "0.25", "--test", "0.25", "--warp-augment", "none", "-q"]
 

@@ -208,8 +208,8 @@ def test_saved_dataset_keeps_recordings_as_groups_and_trains(saved, yamnet_tflit
     from audioclf.training.runs import load_run
     from audioclf.training import RunConfig, TrainConfig, train
 
-    ds = load_dataset(saved.path, group_pattern=saved.group_pattern)
-    assert ds.groups == ["field-0", "field-1", "field-2"]
+    ds = load_dataset(saved.path)  # the data set's own settings carry the pattern
+    assert ds.groups == ["field-0", "field-1", "field-2"] and not ds.problems
     assert set(ds.labels) <= set(synth.CLASSES) and sum(saved.counts.values()) == len(ds.items)
     settings = json.loads((saved.path / ".audioclf-dataset.json").read_text())
     assert settings["group_pattern"] == saved.group_pattern
@@ -362,3 +362,30 @@ def test_the_owner_can_allow_corrections_and_only_them(small_run, monkeypatch, w
         lab.create_session("not_allowed", [recordings[0]])
     with pytest.raises(ReadOnlyError):
         runs.delete_run(result.run_id)
+
+
+# ---------------------------------------------------------------- the command line
+
+def test_cli_label_groups_and_saves(recordings, yamnet_tflite, monkeypatch):
+    from test_cli import run_cli
+
+    from audioclf.datasets import load_dataset
+    from audioclf.workspace import datasets_dir
+
+    folder, _ = recordings
+    monkeypatch.setenv("AUDIOCLF_YAMNET", str(yamnet_tflite))
+    code, out, err = run_cli("label", folder, "--k", "5", "--embedder", "yamnet", "--out", "cli_sounds",
+                             "--format", "json", "-q")
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [r["group"] for r in rows] == [0, 1, 2, 3, 4] and sum(r["clips"] for r in rows) >= 20
+    assert all(r["suggested"] and r["examples"] for r in rows)
+    assert f"session {folder.name}" in err and "saved" in err
+    ds = load_dataset(datasets_dir() / "cli_sounds")
+    assert len(ds.labels) == 5 and ds.groups == ["field-0", "field-1", "field-2"]
+
+    code, out, err = run_cli("label", folder / "nowhere")
+    assert code == 1 and out == "" and err.count("\n") == 1 and "does not exist" in err
+    monkeypatch.setenv("AUDIOCLF_READONLY", "1")
+    code, out, err = run_cli("label", folder, "--embedder", "yamnet")
+    assert code == 1 and "read-only" in err and err.count("\n") == 1

@@ -12,6 +12,7 @@
     audioclf tune DATA --trials 30 --vary model.kind=gru,bilstm   # hyperparameter search
     audioclf studies [list | show STUDY | cancel STUDY | delete STUDY]
     audioclf export RUN_ID --out bundle/            # TFLite + standalone predict.py
+    audioclf label recordings/ --k 5 --out sounds   # cut, group and name unlabelled audio; save a data set
 
 A thin layer over the library, like the app: every command calls the same
 functions the pages call. Errors people can fix print one line to stderr and
@@ -35,7 +36,7 @@ from .common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, CLIError, Command, er
 from .options import feature_config, feature_kind, model_config, overrides, run_config, split_config, train_config
 
 # The command groups, in the order `audioclf --help` lists them: cli/<name>.py, each with COMMANDS.
-GROUPS = ("data", "engines", "train", "runs", "tune", "predict", "app")
+GROUPS = ("data", "engines", "train", "runs", "tune", "predict", "label", "app")
 ENV_DEBUG = "AUDIOCLF_DEBUG"  # set to 1 to get tracebacks instead of one-line errors
 
 __all__ = ["CLIError", "Command", "GROUPS", "build_parser", "commands", "feature_config", "feature_kind",

@@ -53,6 +53,7 @@ from audioclf.datasets.editing import (
 )
 from audioclf.datasets.loading import (
     COLUMN_ALIASES,
+    DATASET_SETTINGS,
     ZIP_MARKER,
     DatasetSummary,
     load_dataset,
@@ -83,6 +84,7 @@ __all__ = [
     "SPLITS",
     "SPLIT_DIRS",
     "ZIP_MARKER",
+    "DATASET_SETTINGS",
     "ArchiveError",
     "Dataset",
     "DatasetError",

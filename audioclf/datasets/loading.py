@@ -42,6 +42,9 @@ COLUMN_ALIASES = {
     "group": "group", "speaker": "group", "fold": "group",
 }
 ZIP_MARKER = ".audioclf-source.json"
+# A data set folder's own settings (hidden, so loading skips it as a file): {"group_pattern": ...}.
+# The labelling loop writes it, so the recording of each clip is its group wherever the set is loaded.
+DATASET_SETTINGS = ".audioclf-dataset.json"
 
 
 def _class_folder_items(
@@ -224,7 +227,8 @@ NOT_UTF8 = ("its name is not valid UTF-8 (shown with \\x escapes), skipped: rena
 def load_dataset(source: str | PathLike, *, group_pattern: str | None = None) -> Dataset:
     """Load a data set from a class-folder tree, train/val/test folders, a .zip, a CSV manifest
     or ESC-50's layout (audio/ + meta/esc50.csv). `group_pattern` sets each item's group from
-    its file name (first capture group), e.g. FSDD_SPEAKER_PATTERN.
+    its file name (first capture group), e.g. FSDD_SPEAKER_PATTERN; without it, a folder's
+    own pattern (:data:`DATASET_SETTINGS`, written by the labelling loop) applies.
     """
     path = Path(source).expanduser()
     if not path.exists():
@@ -248,7 +252,17 @@ def load_dataset(source: str | PathLike, *, group_pattern: str | None = None) ->
         items, problems = _load_esc50(root)
     else:
         items, problems = _load_folder(root)
+        group_pattern = group_pattern or folder_settings(root).get("group_pattern") or None
     return _finish(name, root, items, problems, group_pattern, str(root))
+
+
+def folder_settings(root: str | PathLike) -> dict:
+    """A data set folder's :data:`DATASET_SETTINGS` ({} when there are none or they are unreadable)."""
+    try:
+        settings = json.loads((Path(root) / DATASET_SETTINGS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return settings if isinstance(settings, dict) else {}
 
 
 def _finish(name, root, items, problems, group_pattern, where) -> Dataset:

@@ -13,8 +13,8 @@ ms>-<end ms>.wav``), and :data:`GROUP_PATTERN` takes it back out, so a group
 split (``SplitConfig(method="group", group_pattern=GROUP_PATTERN)``) never puts
 pieces of one recording on both sides: neighbouring clips of one recording
 sound alike, and a random split would flatter the model. The pattern is also
-written into the data set as ``.audioclf-dataset.json`` (hidden, so loading
-skips it).
+written into the data set's own settings (``datasets.DATASET_SETTINGS``), so
+``load_dataset(folder)`` gives every clip its recording as group by itself.
 """
 from __future__ import annotations
 
@@ -22,12 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from audioclf import workspace
-from audioclf.datasets import DatasetError, add_clip, create_dataset, safe_name
+from audioclf.datasets import DATASET_SETTINGS, DatasetError, add_clip, create_dataset, safe_name
 from audioclf.labelling.segmenting import Segment, clip_name
 from audioclf.labelling.session import LabellingError, Session, save, write_json
 
 GROUP_PATTERN = r"^(.+)--\d+-\d+"  # the recording in "<recording>--<start ms>-<end ms>.wav"
-DATASET_SETTINGS = ".audioclf-dataset.json"
 
 
 @dataclass(frozen=True)

@@ -159,6 +159,15 @@ def list_sessions() -> list[str]:
     return [p.name for p in sorted(found, key=lambda p: -(p / SESSION_FILE).stat().st_mtime)]
 
 
+def unique_name(base: str) -> str:
+    """``base`` as a session name, or ``base-2``, ``base-3``... when that one is taken."""
+    clean = safe_name(base).replace(" ", "_") or "session"
+    name, n = clean, 2
+    while (sessions_dir() / name).exists():
+        name, n = f"{clean}-{n}", n + 1
+    return name
+
+
 def delete_session(name: str) -> None:
     """Remove a session and its cut clips (data sets saved from it stay)."""
     workspace.require_writable("delete a labelling session")
