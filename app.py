@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent
 # Pages live in app_pages/, not pages/: a pages/ folder switches Streamlit (and AppTest) into
 # its legacy file-based multipage mode, which runs page files without this entry point.
 DATA = ("app_pages/data.py", "Data", ":material/library_music:")
+LABEL = ("app_pages/label.py", "Label", ":material/category:")
 EXPLORE = ("app_pages/explore.py", "Explore", ":material/graphic_eq:")
 MAP = ("app_pages/dataset_map.py", "Map", ":material/scatter_plot:")
 TRAIN = ("app_pages/train.py", "Train", ":material/model_training:")
@@ -34,13 +35,13 @@ log = logging.getLogger("audioclf.app")
 
 
 def pages() -> dict:
-    """The navigation. Read-only (a shared demo): no Train or Tune page, and the presentation opens first."""
+    """The navigation. Read-only (a shared demo): no Train, Tune or Label page, and the presentation opens first."""
     import streamlit as st
 
     from audioclf.workspace import read_only
 
     order = [PRESENT, LIVE, PREDICT, RUNS, EXPLORE, MAP, DATA] if read_only() else \
-        [DATA, EXPLORE, MAP, TRAIN, TUNE, RUNS, PREDICT, LIVE, PRESENT]
+        [DATA, LABEL, EXPLORE, MAP, TRAIN, TUNE, RUNS, PREDICT, LIVE, PRESENT]
     return {"audioclf": [st.Page(path, title=title, icon=icon, default=i == 0)
                          for i, (path, title, icon) in enumerate(order)]}
 

@@ -271,6 +271,9 @@ def choose_run(key: str, label: str = "Model (run)"):
         return None
     ids = [r.id for r in done]
     best = runs.best_run()
+    from app_pages.correct import apply_pending_run
+
+    apply_pending_run(key)  # a retrain just made a new run: select it
     wanted = st.session_state.get(RUN_KEY)
     default = ids.index(wanted) if wanted in ids else ids.index(best.id) if best and best.id in ids else 0
 

@@ -8,7 +8,8 @@ from app_pages.common import choose_run, guard, predictor_for, read_only
 st.title("Live")
 st.caption("Classify what the microphone hears, continuously: a label every half second or so over the "
            "last second or two, with its confidence, the probabilities over time and a log of what was "
-           "heard when. Audio stays in memory and is never stored.")
+           "heard when. Audio stays in memory (the last 30 s, so that a wrong answer can be corrected) "
+           "and is stored only if you correct an event.")
 run_id = choose_run("live_run")
 if run_id is None:
     st.info("No finished run yet." + ("" if read_only() else " Train a model on the Train page first."))
@@ -23,3 +24,6 @@ if predictor is not None:
 
     with guard("Live classification"):
         live_panel(predictor, "live")
+    from app_pages.correct import retrain_panel
+
+    retrain_panel(run_id, "live")

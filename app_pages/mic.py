@@ -135,6 +135,32 @@ def show_details(snap, labels: tuple[str, ...], *, compact: bool = False) -> Non
             st.caption("None yet: a class appears here when a window is given it.")
 
 
+def correct_events(session: live.LiveSession, predictor, key: str) -> None:
+    """"Wrong? This is ..." for a detected event whose audio is still held (the last
+    live.KEEP_SECONDS of the stream, in memory only)."""
+    from app_pages.correct import allowed, wrong_control
+
+    if not allowed():
+        return
+    snap = session.snapshot()
+    held = {f"{e.start:.1f}-{e.end:.1f} s: {e.label}": e for e in reversed(snap.events[-EVENTS_SHOWN:])
+            if session.recent_audio(e.start, e.end) is not None}
+    c = st.columns([4, 1], vertical_alignment="bottom")
+    c[1].button("Refresh", key=f"{key}_fix_refresh", icon=":material/refresh:",
+                help="List the newest events")
+    if not held:
+        c[0].caption(f"Events of the last {live.KEEP_SECONDS:.0f} s can be corrected here.")
+        return
+    name = c[0].selectbox("Correct a detected event", list(held), key=f"{key}_fix_event")
+    event = held[name]
+    clip = session.recent_audio(event.start, event.end)
+    if clip is None:  # dropped out of memory since the list was made
+        st.caption("That event is no longer held; refresh the list.")
+        return
+    st.audio(clip.samples, sample_rate=clip.sr)
+    wrong_control(predictor.run_id, f"{key}_fix", predictor.labels, predicted=event.label, source=clip)
+
+
 def live_panel(predictor, key: str, *, compact: bool = False, threshold: float | None = None) -> None:
     """Window/hop settings, the microphone component (start/stop) and the live display.
 
@@ -186,7 +212,8 @@ def live_panel(predictor, key: str, *, compact: bool = False, threshold: float |
     st.session_state[f"{key}_was_playing"] = playing
     if not playing:
         st.caption("Press **Start listening** and allow the microphone: a label appears every "
-                   f"{hop:g} s. Nothing is recorded or stored.")
+                   f"{hop:g} s. Nothing is stored: the last {live.KEEP_SECONDS:.0f} s stay in memory so "
+                   "that a wrong answer can be corrected.")
 
     def label() -> None:
         show_label(session.snapshot(), compact=compact)
@@ -196,3 +223,4 @@ def live_panel(predictor, key: str, *, compact: bool = False, threshold: float |
 
     st.fragment(label, run_every=REFRESH if playing else None)()
     st.fragment(details, run_every=DETAILS_REFRESH if playing else None)()
+    st.fragment(lambda: correct_events(session, predictor, key))()

@@ -13,9 +13,11 @@ from audioclf.inference.confidence import UNKNOWN, UNKNOWN_TEXT
 from audioclf.insight import plotting
 from audioclf.training import runs
 from app_pages.common import RUN_KEY, code, expand, guard, load_predictor, read_only, upload_limit_mb
+from app_pages.correct import apply_pending_run, retrain_panel, wrong_control
 
 AUDIO_TYPES = ["wav", "flac", "ogg", "oga", "mp3"]
 TABLE_KEY = "pr_table"  # results of the last batch
+AUDIO_KEY = "pr_table_audio"  # (file name, bytes) of each row of the last batch, for corrections
 BATCH_ROUND_KEY = "pr_batch_round"  # bumped after each batch: a new, empty uploader
 
 
@@ -103,7 +105,9 @@ def single(run_id: str, threshold: float) -> None:
         return
     st.audio(clip[0])
     with guard(f"Could not classify '{clip[1]}'"):
-        show_prediction(predict_bytes(run_id, *clip).with_threshold(threshold))
+        pred = predict_bytes(run_id, *clip).with_threshold(threshold)
+        show_prediction(pred)
+        wrong_control(run_id, "pr_wrong", pred.labels, predicted=pred.top_label, source=clip[0])
 
 
 def batch(run_id: str, threshold: float) -> None:
@@ -128,12 +132,20 @@ def batch(run_id: str, threshold: float) -> None:
         st.dataframe(df, hide_index=True, width="stretch")
         st.download_button("Download predictions (CSV)", df.to_csv(index=False), "predictions.csv",
                            mime="text/csv", icon=":material/download:")
+        audio = st.session_state.get(AUDIO_KEY) or []
+        rows = [i for i in range(len(df)) if df["predicted"].iloc[i] and i < len(audio)]
+        if rows:
+            labels = [c[2:] for c in df.columns if c.startswith("p_")]
+            pick = st.selectbox("Correct an answer", rows, key="pr_fix_row",
+                                format_func=lambda i: f"{df['file'].iloc[i]}: {df['predicted'].iloc[i]}")
+            wrong_control(run_id, f"pr_fix_{pick}", labels, predicted=df["predicted"].iloc[pick],
+                          source=audio[pick][1])
 
 
 def classify(run_id: str, files: list, threshold: float) -> bool:
     """Classify one set of uploads into the session's table; False if it failed (error shown)."""
     with guard("Batch prediction"), tempfile.TemporaryDirectory() as tmp:
-        paths = []
+        paths, audio = [], []
         for i, up in enumerate(files):
             for j, (_, name, data) in enumerate(expand(up, "", tmp)):
                 if isinstance(data, Path):  # a zip member, already on disk
@@ -143,6 +155,7 @@ def classify(run_id: str, files: list, threshold: float) -> bool:
                 path.parent.mkdir()
                 path.write_bytes(data)
                 paths.append(path)
+                audio.append((Path(name).name, data))
         bar = st.progress(0.0, text="Extracting features...")
         results = predictor_for(run_id).predict_files(
             paths, progress=lambda d, t: bar.progress(d / max(t, 1), text=f"{d} / {t} files"),
@@ -159,6 +172,7 @@ def classify(run_id: str, files: list, threshold: float) -> bool:
                 row.update({f"p_{lab}": round(float(v), 4) for lab, v in zip(p.labels, p.probs)})
             rows.append(row)
         st.session_state[TABLE_KEY] = pd.DataFrame(rows)
+        st.session_state[AUDIO_KEY] = audio
         return True
     return False
 
@@ -187,6 +201,7 @@ def _score(r: runs.RunInfo) -> str:
 
 
 names = {r.id: f"{r.id} {r.name}  ({r.model}/{r.features}, {_score(r)})" for r in done}
+apply_pending_run("pr_run")
 run_id = st.selectbox("Model (run)", ids, index=default, format_func=names.get, key="pr_run",
                       help="The run with the best validation macro F1 is preselected.")
 st.caption(f"Classes: {', '.join(code(label) for label in runs.load_run(run_id).labels)}")
@@ -202,3 +217,4 @@ if ok:
         single(run_id, threshold)
     with many:
         batch(run_id, threshold)
+    retrain_panel(run_id, "pr")

@@ -11,6 +11,7 @@ from audioclf.inference.confidence import UNKNOWN_TEXT
 from audioclf.insight import plotting
 from audioclf.training import runs
 from app_pages.common import choose_run, guard, predictor_for, read_only, upload_limit_mb
+from app_pages.correct import retrain_panel, wrong_control
 
 AUDIO_TYPES = ["wav", "flac", "ogg", "oga", "mp3"]
 PER_ROW = 4  # example players per row
@@ -80,12 +81,18 @@ def try_it(run_id: str, predictor) -> None:
         if up is not None:
             st.audio(up.getvalue())
             with guard(f"Could not classify '{up.name}'"):
-                big_answer(predict_bytes(run_id, up.getvalue(), up.name))
+                pred = predict_bytes(run_id, up.getvalue(), up.name)
+                big_answer(pred)
+                wrong_control(run_id, "present_wrong_up", pred.labels, predicted=pred.top_label,
+                              source=up.getvalue())
     with rec_tab:
         rec = st.audio_input("Record", key="present_rec")
         if rec is not None:
             with guard("Could not classify the recording"):
-                big_answer(predict_bytes(run_id, rec.getvalue(), "recording.wav"))
+                pred = predict_bytes(run_id, rec.getvalue(), "recording.wav")
+                big_answer(pred)
+                wrong_control(run_id, "present_wrong_rec", pred.labels, predicted=pred.top_label,
+                              source=rec.getvalue())
     with live_tab:
         from app_pages.mic import live_panel
 
@@ -113,3 +120,4 @@ with guard(f"Could not load the model of run {run_id}"):
     predictor = predictor_for(run_id)
 if predictor is not None:
     try_it(run_id, predictor)
+    retrain_panel(run_id, "present")

@@ -297,6 +297,23 @@ def test_correction_then_retrain_reports_before_and_after(small_run, tmp_path):
     assert not again.warm and "classes changed" in again.why and "whistle" in runs.load_run(again.run_id).labels
 
 
+def test_a_live_event_can_be_corrected_while_its_audio_is_held(small_run):
+    from audioclf.inference import LiveClassifier, Predictor
+    from audioclf.labelling import corrections
+
+    live = LiveClassifier(Predictor.load(small_run), keep_seconds=3.0)
+    y = synth.demo_recording(6.0, seed=4)[0]
+    stream = np.round(y * 32767).astype(np.int16)
+    for start in range(0, len(stream), 320):  # 20 ms blocks of int16
+        live.feed(stream[start:start + 320], 16000)
+    assert live.recent_audio(0.0, 1.0) is None  # older than the 3 s held
+    clip = live.recent_audio(4.0, 5.5)
+    assert clip.sr == 16000 and abs(clip.duration - 1.5) < 0.01
+    np.testing.assert_allclose(clip.samples, y[64000:88000], atol=1e-4)  # exactly that stretch
+    added = corrections.add_correction(small_run, "rain", clip, predicted="siren")
+    assert abs(sf.info(added.path).duration - 1.5) < 0.01
+
+
 def test_bad_corrections_are_refused_with_a_message(small_run):
     from audioclf.audio import AudioError
     from audioclf.labelling import corrections

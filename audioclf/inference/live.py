@@ -48,6 +48,7 @@ SILENCE = "silence"  # a window with no sound in it: no class is claimed
 PAD_MULTIPLE = 8  # window lengths round up to this many frames, as in training.predict_proba
 WARM_UP_RATE = 48000  # browsers send 48 kHz; runs with a fixed feature rate ignore it
 QUEUE_BLOCKS = 500  # blocks a LiveSession buffers before dropping the oldest (10 s of 20 ms blocks)
+KEEP_SECONDS = 30.0  # recent stream audio held in memory (never stored) so a wrong label can be corrected
 
 
 log = logging.getLogger(__name__)
@@ -186,10 +187,13 @@ class LiveClassifier:
         (``suggested_live_threshold``), else for clips (``suggested_threshold``), else 0.
     silence_db : float
         A window whose loudest block is quieter than this (dBFS) is SILENCE.
+    keep_seconds : float
+        Recent audio held in memory for :meth:`recent_audio` (a correction of an event).
     """
 
     def __init__(self, predictor, *, window: float = DEFAULT_WINDOW, hop: float = DEFAULT_HOP,
-                 threshold: float | None = None, silence_db: float = SILENCE_DB):
+                 threshold: float | None = None, silence_db: float = SILENCE_DB,
+                 keep_seconds: float = KEEP_SECONDS):
         if not MIN_WINDOW <= float(window) <= MAX_WINDOW:
             raise LiveError(f"The window must be {MIN_WINDOW}-{MAX_WINDOW} s, got {window}.")
         if not MIN_HOP <= float(hop) <= MAX_HOP:
@@ -203,6 +207,7 @@ class LiveClassifier:
         self.labels = tuple(predictor.labels)
         self.threshold = float(threshold)
         self.silence_db = float(silence_db)
+        self.keep_seconds = max(0.0, float(keep_seconds))
         self.kind = predictor.features_cfg.kind
         self._requested = (float(window), float(hop))
         self.history: collections.deque[LivePrediction] = collections.deque(maxlen=HISTORY)
@@ -222,6 +227,10 @@ class LiveClassifier:
         self._buf_start = 0  # stream index of self._buf[0]
         self._n = 0  # samples received, at the features' rate
         self._frames: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # YAMNet frame k -> (embedding, scores)
+        # (stream index of its first sample, block): the last keep_seconds, in blocks, so that
+        # keeping them costs an append per block, never a copy of the whole history.
+        self._recent: collections.deque[tuple[int, np.ndarray]] = collections.deque()
+        self._recent_n = 0
         self._window_s, self._hop_s = window, hop
         self._win = self._hop = self._due = 0  # in samples, once the rate is known
         self.history.clear()
@@ -310,8 +319,28 @@ class LiveClassifier:
 
     def _append(self, y: np.ndarray) -> None:
         if y.size:
-            self._buf = np.concatenate([self._buf, y.astype(np.float32, copy=False)])
+            y = y.astype(np.float32, copy=False)
+            self._buf = np.concatenate([self._buf, y])
+            self._recent.append((self._n, y))
+            self._recent_n += y.size
             self._n += y.size
+            keep = int(self.keep_seconds * (self.sample_rate or 0))
+            while self._recent and self._recent_n - self._recent[0][1].size >= keep:
+                self._recent_n -= self._recent.popleft()[1].size
+
+    def recent_audio(self, start: float, end: float) -> Clip | None:
+        """The stream's audio from ``start`` to ``end`` s while it is still held (the last
+        ``keep_seconds``), at the classifier's rate; None when none of it is."""
+        sr = self.sample_rate
+        if not sr or end <= start:
+            return None
+        a, b = int(round(start * sr)), int(round(end * sr))
+        parts = [block[max(0, a - first):max(0, b - first)] for first, block in self._recent
+                 if first < b and first + block.size > a]
+        parts = [p for p in parts if p.size]
+        if not parts:
+            return None
+        return Clip(samples=np.concatenate(parts), sr=int(sr), name=f"live {start:.1f}-{end:.1f} s")
 
     def _trim(self) -> None:
         # Keep what the next window needs: from (next due - window) on.
@@ -507,6 +536,11 @@ class LiveSession:
                 running=self._thread.is_alive(),
                 latency={"median": float(np.median(lat)), "p95": float(np.percentile(lat, 95))}
                 if lat.size else {})
+
+    def recent_audio(self, start: float, end: float) -> Clip | None:
+        """:meth:`LiveClassifier.recent_audio`, under the session's lock."""
+        with self._lock:
+            return self.classifier.recent_audio(start, end)
 
     def reset(self) -> None:
         """Forget the stream; queued blocks are dropped."""

@@ -159,6 +159,35 @@ def list_sessions() -> list[str]:
     return [p.name for p in sorted(found, key=lambda p: -(p / SESSION_FILE).stat().st_mtime)]
 
 
+RECORDINGS = ".recordings"  # <workspace>/labelling/.recordings/<session>/: uploaded recordings
+
+
+def stage_recordings(name: str, files: Sequence[tuple[str, bytes]]) -> tuple[Path, list[list[str]]]:
+    """Keep uploaded recordings ``(filename, bytes)`` for session ``name`` (a file kept whole is
+    read from here later); returns the folder and ``[filename, why]`` of the uploads refused."""
+    from audioclf import audio
+
+    workspace.require_writable("start a labelling session")
+    clean = safe_name(name).replace(" ", "_") or "session"
+    folder = sessions_dir() / RECORDINGS / clean
+    if folder.exists() and not (sessions_dir() / clean / SESSION_FILE).is_file():
+        shutil.rmtree(folder)  # left by an attempt that made no session: start afresh
+    folder.mkdir(parents=True, exist_ok=True)
+    refused = []
+    for filename, data in files:
+        base = safe_name(Path(str(filename).replace("\\", "/")).name) or "recording.wav"
+        try:
+            audio.probe(data, name=base)
+        except audio.AudioError as exc:
+            refused.append([str(filename), str(exc)])
+            continue
+        target, n = folder / base, 2
+        while target.exists():
+            target, n = folder / f"{Path(base).stem}-{n}{Path(base).suffix}", n + 1
+        target.write_bytes(data)
+    return folder, refused
+
+
 def unique_name(base: str) -> str:
     """``base`` as a session name, or ``base-2``, ``base-3``... when that one is taken."""
     clean = safe_name(base).replace(" ", "_") or "session"
@@ -175,6 +204,7 @@ def delete_session(name: str) -> None:
     if not (path / SESSION_FILE).is_file():
         raise LabellingError(f"No labelling session named {name!r}.")
     shutil.rmtree(path)
+    shutil.rmtree(sessions_dir() / RECORDINGS / path.name, ignore_errors=True)
 
 
 def _embedding(session: Session) -> dict[str, np.ndarray]:
