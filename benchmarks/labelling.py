@@ -78,8 +78,6 @@ def part_esc10(seeds: int) -> None:
         t0 = time.perf_counter()
         emb = grouping.embed_clips(paths, kind, config=config)
         t_emb = time.perf_counter() - t0
-        if kind == "efficientat" and not grouping.is_feature_kind(kind):
-            kind = "efficientat*"  # embedded by its model directly, uncached (not yet a feature kind)
         assert emb.paths == paths, "every ESC-10 clip should embed"
         for method in grouping.METHODS:
             t0 = time.perf_counter()

@@ -138,9 +138,11 @@ def test_esc10_folder_grouped_with_the_true_k(esc10_dir, yamnet_tflite, tmp_path
     assert score >= 0.5
 
 
-def test_efficientat_embeds_directly_and_is_preferred(esc10_dir, efficientat_pt, monkeypatch):
+def test_efficientat_embeds_and_is_preferred(esc10_dir, efficientat_pt, monkeypatch):
+    from audioclf.features import EfficientATConfig
+
     files = [p for c in ("dog", "rain", "rooster") for p in sorted((esc10_dir / c).glob("*.flac"))[:4]]
-    emb = grouping.embed_efficientat([str(p) for p in files], model=str(efficientat_pt))
+    emb = grouping.embed_clips([str(p) for p in files], config=EfficientATConfig(model=str(efficientat_pt)))
     assert emb.values.shape == (12, 384) and emb.tags.shape == (12, 527) and len(emb.tag_names) == 527
     groups = grouping.group_vectors(emb.values, 3)
     score = _ari([p.parent.name for p in files], groups.assignments)

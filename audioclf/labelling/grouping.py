@@ -8,17 +8,18 @@
     groups = group_vectors(emb.values, k=None) # k estimated by silhouette
     groups.assignments, groups.k, groups.k_reason, groups.spread, groups.examples
 
-Embedders are feature kinds of :mod:`audioclf.features`: a pretrained tagger
-(EfficientAT when its weights are here, else YAMNet) gives one embedding per
-clip, the mean over its frames that the tagger does not call "Silence"
-(:func:`audioclf.insight.mapping.clip_vector`: padded short clips would otherwise all
-look alike), and its AudioSet tag scores averaged the same way (group names
-come from those); without one, MFCC summaries (mean and std per coefficient).
-Features come through ``extract_many`` and its cache. A new tagger plugs in by
-kind: a config that ``config_from_dict`` knows and its class names in
-:data:`TAGGERS`. Until EfficientAT is such a feature kind, its model embeds
-the clips directly (:func:`embed_efficientat`: the official clip embedding and
-the sigmoid of its logits, uncached).
+Embedders are feature kinds of :mod:`audioclf.features`, extracted through
+``extract_many`` and its cache: a pretrained tagger (EfficientAT when its
+weights are here, else YAMNet) gives one embedding per clip and its AudioSet
+tag probabilities (group names come from those); without one, MFCC summaries
+(mean and std per coefficient). Per kind (:data:`CLIP_VECTORS`): EfficientAT's
+own clip embedding and clip probabilities (the network's, exactly); YAMNet's
+mean over the windows it does not call "Silence"
+(:func:`audioclf.insight.mapping.clip_vector`: padded short clips would
+otherwise all look alike), its scores averaged the same way. A new tagger
+plugs in by kind: a config ``config_from_dict`` knows, its class names in
+:data:`TAGGERS` and, if the generic mean over non-silent frames does not suit
+it, its clip vector in :data:`CLIP_VECTORS`.
 
 Clips are grouped in a reduced space: dimensions standardised, PCA to at most
 :data:`PCA_DIMS`, rows scaled to unit length (cosine geometry suits learned
@@ -77,15 +78,6 @@ TAGGERS: dict[str, Callable[[FeatureConfig], list[str]]] = {
     "yamnet": _yamnet_names,
     "efficientat": _efficientat_names,
 }
-
-
-def is_feature_kind(kind: str) -> bool:
-    """True if ``kind`` is a feature type of :mod:`audioclf.features` (cached extraction)."""
-    try:
-        config_from_dict({"kind": kind})
-    except AudioclfError:
-        return False
-    return True
 
 
 def availability(kind: str) -> str | None:
@@ -162,16 +154,31 @@ def clip_tags(scores: np.ndarray, silence: int | None) -> np.ndarray:
     return scores.mean(axis=0)
 
 
-def clip_embedding(feats, silence: int | None) -> np.ndarray:
-    """A clip's vector: YAMNet/MFCC as the map draws them; other taggers' mean non-silent frame."""
+def generic_vectors(feats, silence: int | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """A clip's vector and tags: the mean of its frames not scored as silence (MFCC: summaries)."""
     if feats.config.kind in ("yamnet", "mfcc", "spectral"):
-        return clip_vector(feats)
-    values = feats.values
-    if feats.scores is not None and silence is not None and len(values) > 1:
-        keep = feats.scores[:, silence] < SILENCE_SCORE
-        if keep.any():
-            values = values[keep]
-    return values.mean(axis=0).astype(np.float32)
+        vector = clip_vector(feats)
+    else:
+        values = feats.values
+        if feats.scores is not None and silence is not None and len(values) > 1:
+            keep = feats.scores[:, silence] < SILENCE_SCORE
+            if keep.any():
+                values = values[keep]
+        vector = values.mean(axis=0).astype(np.float32)
+    tags = clip_tags(feats.scores, silence) if feats.scores is not None else None
+    return vector, tags
+
+
+def _efficientat_vectors(feats, silence: int | None) -> tuple[np.ndarray, np.ndarray | None]:
+    # The network's own clip embedding and clip probabilities: per-step "silence" scores of the
+    # frame sequence are a class-activation map, not a verdict to drop frames by.
+    from audioclf.features.efficientat.features import clip_embedding, clip_probabilities
+
+    return clip_embedding(feats), clip_probabilities(feats)
+
+
+# kind -> (Features, index of "Silence" or None) -> (clip vector, clip tag scores or None).
+CLIP_VECTORS: dict[str, Callable] = {"efficientat": _efficientat_vectors}
 
 
 def embed_clips(paths: Sequence[str], embedder: str = "auto", *, config: FeatureConfig | None = None,
@@ -185,56 +192,27 @@ def embed_clips(paths: Sequence[str], embedder: str = "auto", *, config: Feature
         kind = config.kind
     else:
         kind = resolve_embedder(embedder)
-        if kind == "efficientat" and not is_feature_kind(kind):
-            return embed_efficientat(paths, progress=progress)
         config = embedder_config(kind)
     paths = [str(p) for p in paths]
     results = extract_many(paths, config, progress=progress) if paths else []
     names = TAGGERS[kind](config) if kind in TAGGERS else None
     silence = _silence_index(names)
+    vectors = CLIP_VECTORS.get(kind, generic_vectors)
     keep, rows, tags, errors = [], [], [], []
     for path, res in zip(paths, results):
         if isinstance(res, AudioError) or res.n_frames == 0:
             errors.append((path, str(res) if isinstance(res, AudioError) else "no feature frames"))
             continue
+        vector, tag = vectors(res, silence)
         keep.append(path)
-        rows.append(clip_embedding(res, silence))
-        if names is not None and res.scores is not None:
-            tags.append(clip_tags(res.scores, silence))
+        rows.append(np.asarray(vector, np.float32))
+        if tag is not None:
+            tags.append(np.asarray(tag, np.float32))
     dims = rows[0].shape[0] if rows else 0
     values = np.stack(rows).astype(np.float32) if rows else np.zeros((0, dims), np.float32)
-    tag_array = np.stack(tags).astype(np.float32) if names is not None and len(tags) == len(rows) and rows else None
+    tag_array = np.stack(tags) if names is not None and rows and len(tags) == len(rows) else None
     return Embedding(paths=keep, values=values, kind=kind, tags=tag_array,
                      tag_names=names if tag_array is not None else None, errors=errors)
-
-
-def embed_efficientat(paths: Sequence[str], *, model: str = "", batch: int = 16,
-                     progress: Progress | None = None) -> Embedding:
-    """EfficientAT's clip embeddings and tag probabilities, straight from its model (no cache)."""
-    from audioclf.audio import load_audio
-    from audioclf.features import efficientat
-
-    net = efficientat.load_model(model, download=False)
-    paths = [str(p) for p in paths]
-    keep, rows, tags, errors = [], [], [], []
-    for start in range(0, len(paths), batch):
-        chunk, waves = [], []
-        for path in paths[start:start + batch]:
-            try:
-                waves.append(efficientat.to_32k(load_audio(path)))
-                chunk.append(path)
-            except AudioError as exc:
-                errors.append((path, str(exc)))
-        for path, out in zip(chunk, net.embed_many(waves) if waves else []):
-            keep.append(path)
-            rows.append(np.asarray(out.embedding, np.float32))
-            tags.append(1.0 / (1.0 + np.exp(-np.asarray(out.logits, np.float32))))
-        if progress is not None:
-            progress(min(start + batch, len(paths)), len(paths))
-    dims = net.embedding_dim
-    return Embedding(paths=keep, values=np.stack(rows) if rows else np.zeros((0, dims), np.float32),
-                     kind="efficientat", tags=np.stack(tags) if tags else None,
-                     tag_names=net.labels() if tags else None, errors=errors)
 
 
 # ---------------------------------------------------------------- grouping

@@ -287,10 +287,8 @@ def create_session(name: str, sources: Sequence[str | PathLike], *, cut: CutConf
         if emb.tags is not None:
             arrays["tags"] = emb.tags
         np.savez(tmp / EMBEDDING_FILE, **arrays)
-        if features is None and grouping.is_feature_kind(emb.kind):
-            features = grouping.embedder_config(emb.kind)
-        settings = {"cut": cut.to_dict(), "embedder": emb.kind,
-                    "features": config_to_dict(features) if features is not None else {"kind": emb.kind},
+        settings = {"cut": cut.to_dict(), "embedder": emb.kind, "features": config_to_dict(
+            features if features is not None else grouping.embedder_config(emb.kind)),
             "tag_names": emb.tag_names, "method": method, "k": groups.k, "k_reason": groups.k_reason,
             "silhouettes": {str(kk): v for kk, v in groups.silhouettes.items()}, "seed": seed,
             "sources": [str(Path(s).expanduser().resolve()) for s in sources]}
