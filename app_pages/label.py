@@ -8,6 +8,7 @@ the work is `audioclf.labelling`'s; this page is widgets.
 from __future__ import annotations
 
 import html
+import tempfile
 from pathlib import Path
 
 import streamlit as st
@@ -120,8 +121,9 @@ def sources_for(source: str, path: str, uploads, name: str) -> list:
         if not uploads:
             st.warning("Upload at least one recording.")
             return []
-        files = [(fname, data) for up in uploads for _, fname, data in expand(up, "")]
-        folder, refused = lab.stage_recordings(name, files)
+        with tempfile.TemporaryDirectory() as tmp:  # zips unpack here; staging copies what it keeps
+            files = [(fname, data) for up in uploads for _, fname, data in expand(up, "", tmp)]
+            folder, refused = lab.stage_recordings(name, files)
         for fname, why in refused:
             st.warning(f"Skipped {code(fname)}: {md(why)}")
         return [folder]

@@ -17,7 +17,8 @@ from app_pages.correct import apply_pending_run, retrain_panel, wrong_control
 
 AUDIO_TYPES = ["wav", "flac", "ogg", "oga", "mp3"]
 TABLE_KEY = "pr_table"  # results of the last batch
-AUDIO_KEY = "pr_table_audio"  # (file name, bytes) of each row of the last batch, for corrections
+AUDIO_KEY = "pr_table_audio"  # (file name, bytes or None) of each row of the last batch, for corrections
+KEEP_AUDIO_BYTES = 64 << 20  # of a batch's audio kept in the session for corrections
 BATCH_ROUND_KEY = "pr_batch_round"  # bumped after each batch: a new, empty uploader
 
 
@@ -133,7 +134,7 @@ def batch(run_id: str, threshold: float) -> None:
         st.download_button("Download predictions (CSV)", df.to_csv(index=False), "predictions.csv",
                            mime="text/csv", icon=":material/download:")
         audio = st.session_state.get(AUDIO_KEY) or []
-        rows = [i for i in range(len(df)) if df["predicted"].iloc[i] and i < len(audio)]
+        rows = [i for i in range(len(df)) if df["predicted"].iloc[i] and i < len(audio) and audio[i][1]]
         if rows:
             labels = [c[2:] for c in df.columns if c.startswith("p_")]
             pick = st.selectbox("Correct an answer", rows, key="pr_fix_row",
@@ -145,17 +146,19 @@ def batch(run_id: str, threshold: float) -> None:
 def classify(run_id: str, files: list, threshold: float) -> bool:
     """Classify one set of uploads into the session's table; False if it failed (error shown)."""
     with guard("Batch prediction"), tempfile.TemporaryDirectory() as tmp:
-        paths, audio = [], []
+        paths, audio, kept = [], [], 0
         for i, up in enumerate(files):
             for j, (_, name, data) in enumerate(expand(up, "", tmp)):
                 if isinstance(data, Path):  # a zip member, already on disk
                     paths.append(data)
-                    continue
-                path = Path(tmp) / f"{i:04d}_{j:04d}" / Path(name).name
-                path.parent.mkdir()
-                path.write_bytes(data)
-                paths.append(path)
-                audio.append((Path(name).name, data))
+                else:
+                    path = Path(tmp) / f"{i:04d}_{j:04d}" / Path(name).name
+                    path.parent.mkdir()
+                    path.write_bytes(data)
+                    paths.append(path)
+                kept += paths[-1].stat().st_size
+                # Each row's audio is kept for "wrong? this is ...", within a budget.
+                audio.append((Path(name).name, paths[-1].read_bytes() if kept <= KEEP_AUDIO_BYTES else None))
         bar = st.progress(0.0, text="Extracting features...")
         results = predictor_for(run_id).predict_files(
             paths, progress=lambda d, t: bar.progress(d / max(t, 1), text=f"{d} / {t} files"),

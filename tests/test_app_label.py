@@ -204,6 +204,26 @@ def test_predict_wrong_answer_is_added_and_the_retrain_shows_before_and_after(ho
     assert any(lab.startswith("Macro F1 on the") for lab in labels) and "Corrections now right" in labels
 
 
+def test_a_row_of_the_batch_table_can_be_corrected(home, small_run):
+    from audioclf.labelling.corrections import dataset_folder
+    from audioclf.training import runs
+
+    at = new_app("predict")
+    at.selectbox(key="pr_run").set_value(small_run).run()
+    at.file_uploader(key="pr_batch_0").set_value([("a.wav", _clip("rain", 5), "audio/wav"),
+                                                  ("b.wav", _clip("siren", 6), "audio/wav")]).run()
+    at.button(key="pr_go").click().run()
+    clean(at)
+    at.selectbox(key="pr_fix_row").set_value(1).run()
+    said = next(d.value for d in at.dataframe if "file" in d.value.columns)["predicted"].iloc[1]
+    other = next(lab for lab in runs.load_run(small_run).labels if lab != said)
+    at.selectbox(key="pr_fix_1_class").set_value(other).run()
+    at.button(key="pr_fix_1_add").click().run()
+    clean(at)
+    assert "Added to the data set" in texts(at.success)
+    assert any(p.read_bytes() == _clip("siren", 6) for p in (dataset_folder(small_run) / other).glob("correction-*"))
+
+
 def test_corrections_in_read_only_mode_only_when_the_owner_allows(home, small_run, monkeypatch):
     monkeypatch.setenv("AUDIOCLF_READONLY", "1")
     at = new_app("predict")

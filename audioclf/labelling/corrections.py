@@ -95,8 +95,8 @@ def _wav_bytes(clip: audio.Clip) -> bytes:
 
 
 def correction_audio(source, *, start: float | None = None, end: float | None = None,
-                     sr: int | None = None) -> tuple[bytes, float, float]:
-    """WAV (or the original) bytes of the corrected stretch and its start/end in seconds.
+                     sr: int | None = None) -> tuple[bytes | Path, float, float]:
+    """WAV bytes of the corrected stretch (or the original file or bytes) and its start/end in seconds.
 
     ``source`` is a file path, the bytes of an audio file, an :class:`audio.Clip` or a
     float array of samples at ``sr``; ``start``/``end`` (s) pick a stretch of it.
@@ -120,7 +120,7 @@ def correction_audio(source, *, start: float | None = None, end: float | None = 
     path = Path(source)
     info = audio.probe(path)  # AudioError for anything unreadable
     if start is None and end is None:
-        return path.read_bytes(), 0.0, info.duration
+        return path, 0.0, info.duration  # add_clip copies the file itself
     a, b = float(start or 0.0), float(info.duration if end is None else end)
     if not 0 <= a < b:
         raise CorrectionError(f"Start {a:g} s and end {b:g} s do not make a stretch of {path.name}.")

@@ -65,7 +65,7 @@ def save_dataset(session: Session, dataset: str, *, into_existing: bool = False)
             continue
         seg = Segment(clip.source, clip.start, clip.end)
         filename = Path(clip_name(clip.recording, seg)).with_suffix(src.suffix or ".wav").name
-        add_clip(root, group.label, filename, src.read_bytes())
+        add_clip(root, group.label, filename, src)  # copied a block at a time
         counts[group.label] = counts.get(group.label, 0) + 1
     write_json(root / DATASET_SETTINGS, {"group_pattern": GROUP_PATTERN, "labelling_session": session.name})
     session.saved.append(root.name)

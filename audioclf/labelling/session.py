@@ -162,9 +162,9 @@ def list_sessions() -> list[str]:
 RECORDINGS = ".recordings"  # <workspace>/labelling/.recordings/<session>/: uploaded recordings
 
 
-def stage_recordings(name: str, files: Sequence[tuple[str, bytes]]) -> tuple[Path, list[list[str]]]:
-    """Keep uploaded recordings ``(filename, bytes)`` for session ``name`` (a file kept whole is
-    read from here later); returns the folder and ``[filename, why]`` of the uploads refused."""
+def stage_recordings(name: str, files: Sequence[tuple[str, bytes | Path]]) -> tuple[Path, list[list[str]]]:
+    """Keep uploaded recordings ``(filename, bytes or a file)`` for session ``name`` (a file kept
+    whole is read from here later); returns the folder and ``[filename, why]`` of those refused."""
     from audioclf import audio
 
     workspace.require_writable("start a labelling session")
@@ -184,7 +184,10 @@ def stage_recordings(name: str, files: Sequence[tuple[str, bytes]]) -> tuple[Pat
         target, n = folder / base, 2
         while target.exists():
             target, n = folder / f"{Path(base).stem}-{n}{Path(base).suffix}", n + 1
-        target.write_bytes(data)
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            target.write_bytes(bytes(data))
+        else:
+            shutil.copyfile(data, target)
     return folder, refused
 
 
