@@ -32,7 +32,8 @@ def test_read_only_reads_the_environment(monkeypatch, value, expected):
 def test_library_refuses_training_and_deleting_runs(demo_run, readonly):
     from audioclf.datasets import SplitConfig
     from audioclf.features import MFCCConfig
-    from audioclf.training import RunConfig, run as training, runs
+    from audioclf import training
+    from audioclf.training import RunConfig, runs
 
     before = sorted(r.id for r in runs.list_runs())
     cfg = RunConfig(dataset="demo", split=SplitConfig(), features=MFCCConfig())
