@@ -79,6 +79,22 @@ def factors(text: str) -> tuple[float, ...]:
     return _number_list(text, float, "factors like 0.9,1.1")
 
 
+def finetune_blocks(text: str) -> int:
+    """'2' -> 2; 'all' -> every block (training.config.FINETUNE_ALL); 'none' or 'off' -> 0."""
+    from ..training.config import FINETUNE_ALL
+
+    word = text.strip().lower()
+    if word in ("all", "whole"):
+        return FINETUNE_ALL
+    if word in ("none", "off", "frozen"):
+        return 0
+    try:
+        return int(word)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of blocks (0-{FINETUNE_ALL}) or 'all', "
+                                         f"got {text!r}") from None
+
+
 epochs_or_none = _or_none(int, ("none", "off", "0"), "a whole number of epochs or 'none'")
 rate = _or_none(int, ("native", "none", "file"), "a sample rate in Hz or 'native'")
 
@@ -173,6 +189,11 @@ def _train_table() -> dict[str, Option]:
                             "'none' keeps it constant", parse=epochs_or_none),
         "warp_augment": Option("mfcc: extra training copies with the frequency axis scaled by each factor, "
                                "e.g. 0.9,1.1; 'none' for no copies", parse=factors),
+        "finetune_blocks": Option("efficientat: also train the network's last N blocks with the model "
+                                  "(16 or 'all': all of it; 0 keeps it frozen); slower per epoch, the run's "
+                                  "model then holds the fine-tuned network", parse=finetune_blocks),
+        "backbone_learning_rate": Option("with --finetune-blocks: Adam learning rate of the network's blocks",
+                                         flags=("--backbone-learning-rate", "--backbone-lr")),
     }
 
 

@@ -100,7 +100,7 @@ def score_fold(job: tuple) -> dict:
     from ..training.fit import fit
 
     run_cfg, train, val, test, labels = job
-    model, info = fit(run_cfg.model, run_cfg.train, train, val, len(labels))
+    model, info = fit(run_cfg.model, run_cfg.train, train, val, len(labels), features=run_cfg.features)
     m = evaluate(test.y, predict_proba(model, test.x), labels, paths=test.paths)
     return {"macro_f1": m.macro_f1, "accuracy": m.accuracy, "epochs": info["epochs_trained"]}
 
@@ -180,7 +180,7 @@ def cross_validate(cfg, k: int = 5, progress: Callable[[dict], None] | None = No
         fold = part.fold
         emit({"phase": "training", "fold": fold.number, "folds": n, "groups": list(fold.groups)})
         model, info = fit(part.cfg.model, part.cfg.train, part.train, part.val, len(labels),
-                          should_stop=should_stop)
+                          should_stop=should_stop, features=part.cfg.features)
         if info["cancelled"]:
             raise Cancelled()
         m = evaluate(part.test.y, predict_proba(model, part.test.x), labels, paths=part.test.paths)

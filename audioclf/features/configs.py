@@ -27,8 +27,9 @@ ENV_YAMNET = "AUDIOCLF_YAMNET"
 EFFICIENTAT_SR = 32000
 EFFICIENTAT_DEFAULT = "mn04_as"
 # "frames": the last feature map averaged over frequency, one vector per 0.32 s;
-# "windows": the clip embedding of each 0.96 s window, every 0.32 s (features/efficientat/features.py).
-EFFICIENTAT_SEQUENCES = ("frames", "windows")
+# "windows": the clip embedding of each 0.96 s window, every 0.32 s (features/efficientat/features.py);
+# "mel": the network's input, one 128-band log-mel frame per 10 ms (what a fine-tuned run's model takes).
+EFFICIENTAT_SEQUENCES = ("frames", "windows", "mel")
 MFCC_RATES = (16000, 22050, 44100)  # offered in the app; any positive rate (or None) works
 
 
@@ -152,8 +153,10 @@ class EfficientATConfig:
     :func:`audioclf.features.efficientat.resolve_checkpoint` (the path, then
     ``$AUDIOCLF_EFFICIENTAT``, the workspace, the release) and read by its safe
     reader, never imported or unpickled freely. ``sequence`` is "frames" (one
-    vector per 0.32 s from one pass over the clip) or "windows" (the embedding of
-    each 0.96 s window, every 0.32 s).
+    vector per 0.32 s from one pass over the clip), "windows" (the embedding of
+    each 0.96 s window, every 0.32 s) or "mel" (the network's own input, the
+    normalised log-mel, one frame per 10 ms: the features of a run that fine-tunes
+    the network, whose model holds it).
     """
 
     kind: ClassVar[str] = "efficientat"

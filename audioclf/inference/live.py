@@ -165,6 +165,8 @@ def efficientat_frames(samples: int, sequence: str) -> int:
     from ..features.efficientat.features import window_starts
 
     mel = frontend.num_frames(samples)
+    if sequence == "mel":
+        return mel
     return len(window_starts(mel)) if sequence == "windows" else -(-mel // params.TIME_REDUCTION)
 
 

@@ -26,6 +26,10 @@ MIN_EPOCHS = 15
 BATCH_SIZE = 32
 
 
+FINETUNE_ALL = 16  # finetune_blocks that trains the whole network: its 15 blocks and the stem
+FINETUNE_SEQUENCE = "mel"  # a fine-tuning run's EfficientAT features: the network's own input
+
+
 class TrainingError(AudioclfError):
     """A training run that cannot start or go on; message is for people."""
 
@@ -49,6 +53,11 @@ class TrainConfig:
     # voices a little higher or lower than the training speakers'. MFCC features only
     # (ignored for others); validation and test clips are never warped.
     warp_augment: tuple[float, ...] = (0.9, 1.1)
+    # EfficientAT features only: train the network's last N blocks (and its last
+    # convolution) with the model, at backbone_learning_rate (a pretrained network
+    # wants smaller steps than a new head); 0 keeps it frozen, FINETUNE_ALL trains all of it.
+    finetune_blocks: int = 0
+    backbone_learning_rate: float = 1e-4
 
     def __post_init__(self) -> None:
         if not 0 < float(self.learning_rate) <= 1:
@@ -68,6 +77,12 @@ class TrainConfig:
         if any(not 0.5 <= w <= 2.0 for w in warps):
             raise TrainingError(f"Warp factors must be between 0.5 and 2, got {warps}.")
         object.__setattr__(self, "warp_augment", warps)
+        if not 0 <= int(self.finetune_blocks) <= FINETUNE_ALL:
+            raise TrainingError(f"Fine-tune 0 (the network frozen) to {FINETUNE_ALL - 1} of EfficientAT's blocks, "
+                                f"or {FINETUNE_ALL} for all of it; got {self.finetune_blocks}.")
+        object.__setattr__(self, "finetune_blocks", int(self.finetune_blocks))
+        if not 0 < float(self.backbone_learning_rate) <= 1:
+            raise TrainingError(f"Backbone learning rate must be in (0, 1], got {self.backbone_learning_rate}.")
         if self.reduce_lr is not None and int(self.reduce_lr) < 1:
             raise TrainingError(f"Reduce-LR patience must be at least 1 epoch (or none), got {self.reduce_lr}.")
 
@@ -130,6 +145,25 @@ class RunConfig:
             model, train = resolve_settings(self.features.kind, dict(self.overrides))
             object.__setattr__(self, "model", self.model or model)
             object.__setattr__(self, "train", self.train or train)
+        self._check_finetune()
+
+    def _check_finetune(self) -> None:
+        """Fine-tuning needs EfficientAT, whose features are then its log-mels (the model holds the network)."""
+        blocks = self.train.finetune_blocks if self.train is not None \
+            else dict(self.overrides).get("train.finetune_blocks", 0)
+        if not blocks:
+            return
+        kind = getattr(self.features, "kind", None)
+        if kind != "efficientat":
+            raise TrainingError("Fine-tuning trains EfficientAT's blocks: choose EfficientAT features "
+                                f"(not {'Auto' if self.is_auto else kind}) or fine-tune 0 blocks.")
+        if self.features.sequence != FINETUNE_SEQUENCE:
+            object.__setattr__(self, "features", replace(self.features, sequence=FINETUNE_SEQUENCE))
+
+    @property
+    def finetunes(self) -> bool:
+        """True when the run trains EfficientAT's top blocks with its model."""
+        return self.train is not None and self.train.finetune_blocks > 0
 
     @property
     def is_auto(self) -> bool:

@@ -37,7 +37,8 @@ def class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
 def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: SplitData | StoreSplit,
         val: SplitData | StoreSplit | None,
         n_classes: int, *, on_epoch: Progress | None = None,
-        should_stop: Callable[[], bool] | None = None, callbacks: Sequence = (), initial=None):
+        should_stop: Callable[[], bool] | None = None, callbacks: Sequence = (), initial=None,
+        features=None):
     """Build and train a model on in-memory sequences, or streamed from a feature store
     (:class:`~audioclf.training.streaming.StoreSplit`); returns (model, info dict).
 
@@ -49,6 +50,9 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: SplitData | Store
     (batch, members, classes). `initial`, a trained Keras model of the same
     architecture, is where training starts (a warm start: a retrain on a grown data
     set); `info["warm_start"]` then says whether its weights fitted and were used.
+    With ``train_cfg.finetune_blocks`` the sequences are EfficientAT's log-mels and
+    `features` the run's EfficientATConfig: the network's top blocks train with the
+    model (:mod:`~audioclf.training.finetune`; `info["finetune"]` says what it cost).
     """
     from ..model.building import build_model, configure_tensorflow, members_view
 
@@ -56,6 +60,9 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: SplitData | Store
     import keras
 
     keras.utils.set_random_seed(int(train_cfg.seed))
+    if train_cfg.finetune_blocks:
+        return _fit_finetune(model_cfg, train_cfg, features, train, val, n_classes, on_epoch, should_stop,
+                             callbacks, initial)
     streamed = isinstance(train, StoreSplit)  # from a feature store, within a memory budget
     mean, var = train.input_stats(model_cfg) if streamed else input_stats(model_cfg, train.x)
     dims = train.dims if streamed else train.x[0].shape[1]
@@ -77,8 +84,20 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: SplitData | Store
         val_ds = val.dataset(VAL_BATCH, None)
     else:
         val_ds = batching.dataset(val.x, val.y, None, VAL_BATCH, None)
+    info = run_fit(trainee, train_cfg, train_ds, val_ds, on_epoch, should_stop, callbacks)
+    if warm is not None:
+        info["warm_start"] = warm
+    return model, info
+
+
+def run_fit(trainee, train_cfg: TrainConfig, train_ds, val_ds, on_epoch: Progress | None,
+            should_stop: Callable[[], bool] | None, callbacks: Sequence = ()) -> dict:
+    """``trainee.fit`` with the schedule of `train_cfg` (early stopping, reduce-LR), progress and
+    cancel; returns the info of :func:`fit` (epochs_trained, train_seconds, best_epoch, cancelled)."""
+    import keras
+
     epochs = int(train_cfg.epochs)
-    monitor = MONITOR if has_val else "loss"
+    monitor = MONITOR if val_ds is not None else "loss"
     progress = progress_callback(epochs, on_epoch, should_stop)
     extra = list(callbacks)
     callbacks = [*extra, progress]
@@ -96,12 +115,26 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: SplitData | Store
     losses = hist.history.get(monitor, [])
     start = int(train_cfg.min_epochs)
     watched = train_cfg.patience is not None and len(losses) > start
-    info = {"epochs_trained": len(losses), "train_seconds": round(time.perf_counter() - t0, 2),
+    return {"epochs_trained": len(losses), "train_seconds": round(time.perf_counter() - t0, 2),
             "best_epoch": start + int(np.argmin(losses[start:])) + 1 if watched else len(losses),
             "cancelled": progress.cancelled}
-    if warm is not None:
-        info["warm_start"] = warm
-    return model, info
+
+
+def _fit_finetune(model_cfg, train_cfg, features, train, val, n_classes, on_epoch, should_stop, callbacks,
+                  initial):
+    from .finetune import build_finetune
+
+    ft = build_finetune(model_cfg, train_cfg, features, train, val, n_classes)
+    cw = class_weights(train.y, n_classes) if train_cfg.class_weights else None
+    w = None if cw is None else cw[train.y].astype(np.float32)
+    train_ds = batching.dataset(ft.train_x, train.y, w, int(train_cfg.batch_size), int(train_cfg.seed))
+    val_ds = batching.dataset(ft.val_x, val.y, None, VAL_BATCH, None) if ft.val_x else None
+    info = run_fit(ft.trainee, train_cfg, train_ds, val_ds, on_epoch, should_stop, callbacks)
+    info["finetune"] = ft.record(train_cfg, info)
+    if initial is not None:
+        info["warm_start"] = {"used": False, "why": "from the official weights: a fine-tuning run does not "
+                                                    "start from an earlier run's model"}
+    return ft.model, info
 
 
 def warm_start(model, initial) -> dict:

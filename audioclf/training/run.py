@@ -107,7 +107,7 @@ def _run(cfg: RunConfig, run_id: str, emit: Progress, stop: Callable[[], bool],
     initial = runs.load_model(warm_start) if warm_start else None
     data = gathered.parts if store is not None else gathered.data
     model, info = fit(cfg.model, cfg.train, train_data, data["val"], len(labels),
-                      on_epoch=on_epoch, should_stop=stop, initial=initial)
+                      on_epoch=on_epoch, should_stop=stop, initial=initial, features=cfg.features)
     if warm_start:
         info["warm_start"] = {"from": warm_start, **info["warm_start"]}
     if info["cancelled"]:

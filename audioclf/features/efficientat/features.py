@@ -17,6 +17,10 @@ Two sequences (``EfficientATConfig.sequence``):
     log-mel; the last window is padded with the log-mel of silence), every
     0.32 s; a clip of one window or less is one window. About three times the
     network's work of ``frames``.
+``mel``
+    the network's input itself, the normalised log-mel (frames, 128), one frame
+    per 10 ms, without scores: what a run fine-tuning the network trains on
+    (its model holds the network, see ``training.finetune``).
 
 Scores are AudioSet tag probabilities (sigmoid of the logits) per step: of each
 window for ``windows``; for ``frames``, the network's classifier head applied to
@@ -54,8 +58,10 @@ def extract_efficientat(clip: Clip, config: EfficientATConfig) -> Features:
 def extract_efficientat_many(clips: Sequence[Clip], config: EfficientATConfig,
                              model: EfficientATModel | None = None) -> list[Features]:
     """:func:`extract_efficientat` for many clips, batching the network's calls across clips."""
-    model = model or load_model(config.model)
     waves = [to_32k(c) for c in clips]
+    if config.sequence == "mel":
+        return [mel_features(w, config, c.silent) for w, c in zip(waves, clips)]
+    model = model or load_model(config.model)
     if config.sequence == "windows":
         parts = _window_parts(model, waves)
     else:
@@ -67,6 +73,13 @@ def extract_efficientat_many(clips: Sequence[Clip], config: EfficientATConfig,
     return [Features(values=np.ascontiguousarray(seq, dtype=np.float32), times=times, names=names, config=config,
                      scores=sigmoid(logits), silent=c.silent)
             for (seq, logits, times), c in zip(parts, clips)]
+
+
+def mel_features(waveform: np.ndarray, config: EfficientATConfig, silent: bool | None = None) -> Features:
+    """The ``mel`` sequence of a 32 kHz waveform: (frames, 128), frame times, no scores."""
+    mel = np.ascontiguousarray(frontend.log_mel(waveform).T, dtype=np.float32)
+    return Features(values=mel, times=frontend.frame_times(len(mel)),
+                    names=tuple(f"mel_{i}" for i in range(params.N_MELS)), config=config, silent=silent)
 
 
 def window_starts(n_frames: int) -> np.ndarray:
