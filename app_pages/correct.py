@@ -16,6 +16,7 @@ from app_pages.common import RUN_KEY, guard, md, read_only
 NEW_CLASS = "a new class..."
 PENDING_RUN = "_pending_run"  # a retrained run the run pickers switch to on the next rerun
 LAST_RETRAIN = "_last_retrain"  # (parent run, RetrainResult) shown until the next retrain
+ADDED = "_correction_added"  # the last correction's message, shown by retrain_panel after the rerun
 
 
 def allowed() -> bool:
@@ -50,8 +51,9 @@ def wrong_control(run_id: str, key: str, labels, *, predicted: str = "", source=
                 from audioclf.labelling.corrections import add_correction
 
                 added = add_correction(run_id, label, source, start=start, end=end, predicted=predicted)
-                st.success(f"Added to the data set as **{md(added.label)}** ({md(added.path.name)}). "
-                           "Retrain to learn from it.", icon=":material/check:")
+                st.session_state[ADDED] = (f"Added to the data set as **{md(added.label)}** "
+                                           f"({md(added.path.name)}). Retrain to learn from it.")
+                st.rerun()  # the whole page: its retrain button counts the new correction
 
 
 def retrain_panel(run_id: str, key: str) -> None:
@@ -60,6 +62,9 @@ def retrain_panel(run_id: str, key: str) -> None:
         return
     from audioclf.labelling import corrections
 
+    added = st.session_state.pop(ADDED, None)
+    if added:
+        st.success(added, icon=":material/check:")
     pending = []
     with guard("Reading the corrections"):
         pending = corrections.corrections_since(run_id)
