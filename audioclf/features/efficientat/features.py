@@ -125,6 +125,16 @@ def _window_parts(model: EfficientATModel, waves: list[np.ndarray]):
 
 
 _HEADS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_CONTROLLER: list = []
+
+
+def blas_controller():
+    """threadpoolctl's controller, made once: finding the thread pools costs ~9 ms a time (a live label's budget)."""
+    if not _CONTROLLER:
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0]
 
 
 def head_weights(model: EfficientATModel) -> tuple[np.ndarray, ...]:
@@ -142,10 +152,8 @@ def head_logits(model: EfficientATModel, vectors: np.ndarray) -> np.ndarray:
     Call it once for many rows: on a busy machine waking BLAS's thread pool for a
     small product cost 40x the product itself, so it runs on this thread alone.
     """
-    from threadpoolctl import threadpool_limits
-
     w1, b1, w2, b2 = head_weights(model)
-    with threadpool_limits(limits=1, user_api="blas"):
+    with blas_controller().limit(limits=1, user_api="blas"):
         h = np.asarray(vectors, np.float32) @ w1 + b1
         h = h * np.clip(h + 3.0, 0.0, 6.0) / 6.0  # Hardswish
         return h @ w2 + b2
