@@ -10,6 +10,7 @@ from audioclf.model import ModelConfig
 from audioclf.model.configs import ACTIVATIONS, KINDS, MAX_MEMBERS, POOLINGS
 # light: TensorFlow is imported by the training process
 from audioclf.training import AutoFeatures, RunConfig, TrainConfig, default_feature_kind, not_applicable
+from audioclf.training.config import FINETUNE_ALL
 from audioclf.training.defaults import AUTO
 from audioclf.training.prepare import MAX_FOLDS, MIN_FOLDS
 from app_pages import efficientat_panel
@@ -40,6 +41,12 @@ RATES = {"16000 Hz": 16000, "22050 Hz": 22050, "44100 Hz": 44100, "native (each 
 UNITS = (16, 32, 48, 64, 96, 128, 192, 256)
 BATCHES = (16, 32, 64, 128)
 LEARNING_RATES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
+BACKBONE_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3)
+FINETUNE_CHOICES = (0, 1, 2, 3, 4, FINETUNE_ALL)
+FINETUNE_HELP = ("Train EfficientAT's last blocks together with the model, at their own (smaller) learning rate, "
+                 "instead of only reading its frozen features. The lower blocks still run once per clip, but "
+                 "every epoch runs the fine-tuned blocks forwards and backwards: slower per epoch the more "
+                 "blocks, and the run's model holds the network (docs/RESULTS.md has what it gained and cost).")
 N_FFTS = (256, 512, 1024, 2048, 4096)
 HOPS = (64, 128, 256, 512, 1024)
 
@@ -62,7 +69,8 @@ def preset_values(cfg: dict) -> dict:
     values = {"tr_feat": next(k for k, v in FEATURE_KINDS.items() if v == f["kind"]),
               "tr_model": m["kind"], "tr_split": s["method"]}
     if f["kind"] == "efficientat":
-        values.update(tr_eat_model=f.get("model") or "", tr_eat_seq=f.get("sequence", "frames"))
+        seq = f.get("sequence", "frames")
+        values.update(tr_eat_model=f.get("model") or "", tr_eat_seq=seq if seq in EAT_SEQUENCES else "frames")
     if f["kind"] in ("mfcc", "spectral"):
         values.update(tr_sr=next((k for k, v in RATES.items() if v == f.get("sr")), list(RATES)[0]),
                       tr_nmfcc=f["n_mfcc"], tr_nfft=f["n_fft"], tr_hop=f["hop_length"], tr_nmels=f["n_mels"])
@@ -81,6 +89,8 @@ def preset_values(cfg: dict) -> dict:
                   tr_patience=t["patience"] if t["patience"] else "none", tr_min_epochs=t["min_epochs"],
                   tr_weights=bool(t["class_weights"]), tr_warp=bool(t["warp_augment"]),
                   tr_reduce_lr=t["reduce_lr"] is not None, tr_val=float(s["val"]), tr_seed=s["seed"],
+                  tr_finetune=int(t.get("finetune_blocks", 0)),
+                  tr_backbone_lr=float(t.get("backbone_learning_rate", TrainConfig().backbone_learning_rate)),
                   tr_name=cfg.get("name", ""))
     if s["method"] != "fixed":
         values["tr_test"] = float(s["test"])
@@ -182,7 +192,8 @@ def widget_defaults(feature_kind: str, model_kind: str) -> dict:
             "tr_lr": t.learning_rate, "tr_batch": t.batch_size, "tr_epochs": t.epochs,
             "tr_patience": t.patience if t.patience else "none", "tr_min_epochs": t.min_epochs,
             "tr_weights": t.class_weights, "tr_warp": bool(t.warp_augment),
-            "tr_reduce_lr": t.reduce_lr is not None}
+            "tr_reduce_lr": t.reduce_lr is not None, "tr_finetune": t.finetune_blocks,
+            "tr_backbone_lr": t.backbone_learning_rate}
 
 
 def follow_defaults(feature_kind: str, model_kind: str) -> dict:
@@ -249,12 +260,22 @@ def train_fields(feature_kind: str):
                        help=warp_na or "Extra training copies with the frequency axis scaled, "
                                        "so the model hears higher and lower voices.")
     reduce_lr = st.checkbox("Halve the learning rate on plateaus", key="tr_reduce_lr")
+    finetune, backbone_lr = 0, d["tr_backbone_lr"]
+    if feature_kind == "efficientat":
+        finetune = st.selectbox("Fine-tune EfficientAT's top blocks", FINETUNE_CHOICES, key="tr_finetune",
+                                format_func=lambda n: "none (frozen, fastest)" if n == 0 else
+                                "all of it" if n == FINETUNE_ALL else f"the last {plural(n, 'block')}",
+                                help=FINETUNE_HELP)
+        backbone_lr = st.select_slider("Fine-tuned blocks' learning rate",  # in a form: never disabled by the above
+                                       _options(BACKBONE_RATES, d["tr_backbone_lr"], "tr_backbone_lr"),
+                                       key="tr_backbone_lr", help="Adam's rate for the fine-tuned blocks only.")
     return lambda seed: TrainConfig(learning_rate=lr, batch_size=batch, epochs=int(epochs),
                                     patience=None if patience == "none" else int(patience),
                                     min_epochs=int(min_epochs),
                                     class_weights=weights, seed=seed,
                                     warp_augment=WARPS if warp and not warp_na else (),
-                                    reduce_lr=REDUCE_LR if reduce_lr else None)
+                                    reduce_lr=REDUCE_LR if reduce_lr else None,
+                                    finetune_blocks=int(finetune), backbone_learning_rate=float(backbone_lr))
 
 
 NO_VAL_HELP = ("0: no validation clips; every clip that is not test trains, and early stopping "

@@ -88,3 +88,34 @@ def test_explore_without_efficientat_says_how_to_get_it():
     assert "is not downloaded yet" in texts(at.info)
     assert any("Download mn04_as" in b.label for b in at.button)
     assert len(at.get("plotly_chart")) == 7 and not at.error
+
+
+def test_train_fine_tunes_efficientat_from_the_form(monkeypatch, efficientat_pt):
+    """The form offers fine-tuning with EfficientAT only; a run started with it trains the last block."""
+    import time
+
+    from audioclf.training import run_status, runs
+
+    monkeypatch.setenv("AUDIOCLF_EFFICIENTAT", str(efficientat_pt))
+    at = new_app("train")
+    at.selectbox(key="tr_feat").set_value("MFCC sequence").run()
+    assert "tr_finetune" not in [w.key for w in at.selectbox]  # only EfficientAT has blocks to fine-tune
+    at.selectbox(key="tr_feat").set_value(EAT).run()
+    at.selectbox(key="tr_model").set_value("baseline").run()
+    assert at.selectbox(key="tr_finetune").value == 0 and at.select_slider(key="tr_backbone_lr").value == 1e-4
+    at.selectbox(key="tr_finetune").set_value(1)
+    at.select_slider(key="tr_backbone_lr").set_value(3e-4)
+    at.number_input(key="tr_epochs").set_value(1)
+    at.button(key=SUBMIT).click().run()
+    assert not at.exception, at.exception
+    assert not at.error, texts(at.error)
+    run_id = at.session_state["active_run"]
+    deadline = time.time() + 600
+    while not (status := run_status(run_id)).final:
+        assert time.time() < deadline, f"training did not finish: {status}"
+        time.sleep(1)
+    assert status.state == "done", status.message
+    run = runs.load_run(run_id)
+    assert run.config["train"]["finetune_blocks"] == 1 and run.config["features"]["sequence"] == "mel"
+    assert run.config["train"]["backbone_learning_rate"] == 3e-4
+    assert run.metrics["finetune"]["changed_share"] > 0

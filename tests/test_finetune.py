@@ -129,3 +129,41 @@ def test_a_finetuned_run_labels_a_live_stream(finetuned_run):
     y = np.resize(synth_clip("siren", np.random.default_rng([5, CLASSES.index("siren")]), 32000), 3 * 32000)
     preds = [p for i in range(0, len(y), 3200) for p in live.feed(y[i:i + 3200], 32000)]
     assert len(preds) >= 3 and all(p.probs.shape == (len(CLASSES),) for p in preds)
+
+
+def test_the_tune_space_varies_finetuning_for_efficientat_only():
+    from audioclf.datasets import SplitConfig
+    from audioclf.tuning import apply_params, check_space, parse_vary
+    from audioclf.tuning.space import SearchSpace, suggest
+
+    base = RunConfig(dataset="d", split=SplitConfig(), features=EfficientATConfig())
+    tuned = apply_params(base, {"train.finetune_blocks": 2, "train.backbone_learning_rate": 3e-4})
+    assert tuned.finetunes and tuned.features.sequence == "mel" and tuned.train.backbone_learning_rate == 3e-4
+    assert apply_params(tuned, {"train.finetune_blocks": 0}).features.sequence == "frames"  # frozen again
+    assert not apply_params(tuned, {"features.kind": "mfcc"}).finetunes  # MFCC has no blocks: dropped
+    space = SearchSpace((parse_vary("features.kind=efficientat,mfcc"), parse_vary("train.finetune_blocks=0,1,2")))
+    check_space(space, base)
+
+    class Trial:  # what Optuna's trial answers, first choice each time
+        def suggest_categorical(self, name, choices):
+            return choices[-1]
+
+    assert suggest(Trial(), space, base) == {"features.kind": "mfcc"}  # no fine-tuning asked of MFCC
+
+
+def test_a_search_trial_fine_tunes_and_is_scored_through_the_network(efficientat_pt, workspace_home):
+    from audioclf.datasets import SplitConfig, make_demo_dataset
+    from audioclf.tuning import TuneConfig, parse_vary, run_study
+    from audioclf.tuning.space import SearchSpace
+
+    root = make_demo_dataset(workspace_home / "tune_ft", clips_per_class=5, seed=3)
+    base = RunConfig(dataset=str(root), split=SplitConfig(val=0.4, test=0.0, seed=0),
+                     features=EfficientATConfig(model=str(efficientat_pt)),
+                     overrides={"model.kind": "baseline", "train.epochs": 1, "train.patience": None})
+    cfg = TuneConfig(base=base, space=SearchSpace((parse_vary("train.finetune_blocks=1"),
+                                                   parse_vary("train.seed=0,1"))),
+                     trials=1, workers=1, final_run=False)
+    result = run_study(cfg)
+    assert result.n_complete == 1 and 0.0 <= result.best_value <= 1.0, result.message
+    assert result.best_config["train"]["finetune_blocks"] == 1
+    assert result.best_config["features"]["sequence"] == "mel"

@@ -247,9 +247,13 @@ def _val_value(run_cfg, data: TrialData, trial, stop, deadline):
     if not tr.x or not va.x:
         raise TuningError("No training or validation clip could be read.")
     n = len(data.labels)
-    cb = _callback_types()[1](stop, deadline, trial, va, n)
-    model, info = fit(run_cfg.model, run_cfg.train, tr, va, n, callbacks=[cb])
-    status = "cancelled" if cb.cancelled else "out_of_time" if cb.out_of_time else "pruned" if cb.pruned else ""
+    # A fine-tuning trial trains on the network's inner feature maps, not on `va`'s log-mels: it is
+    # scored once at the end, through the whole network, and never pruned on the way.
+    stop_only, scored = _callback_types()
+    cb = stop_only(stop, deadline) if run_cfg.finetunes else scored(stop, deadline, trial, va, n)
+    model, info = fit(run_cfg.model, run_cfg.train, tr, va, n, callbacks=[cb], features=run_cfg.features)
+    pruned = getattr(cb, "pruned", False)
+    status = "cancelled" if cb.cancelled else "out_of_time" if cb.out_of_time else "pruned" if pruned else ""
     if status:
         return 0.0, info["epochs_trained"], status
     return _score(model, va, n), info["epochs_trained"], ""
@@ -274,7 +278,8 @@ def _cv_value(cfg: TuneConfig, run_cfg, data: TrialData, trial, stop, deadline):
     scores, epochs = [], 0
     for part in k_fold(folds, run_cfg, data.labels, features_of):
         cb = _callback_types()[0](stop, deadline)
-        model, info = fit(run_cfg.model, run_cfg.train, part.train, part.val, n, callbacks=[cb])
+        model, info = fit(run_cfg.model, run_cfg.train, part.train, part.val, n, callbacks=[cb],
+                          features=run_cfg.features)
         epochs += info["epochs_trained"]
         if cb.cancelled:
             return 0.0, epochs, "cancelled"

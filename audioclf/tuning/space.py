@@ -239,6 +239,8 @@ def _applies(name: str, values: dict, base: RunConfig) -> bool:
     if section == "features" and key != "kind":
         kind = values.get("features.kind", base.features.kind)
         return key in feature_fields(kind)
+    if name in ("train.finetune_blocks", "train.backbone_learning_rate"):  # EfficientAT's blocks only
+        return values.get("features.kind", base.features.kind) == "efficientat"
     if name in ("model.rnn_layers", "model.rnn_units", "model.pooling", "model.clip_norm",
                 "model.clip_scale", "model.time_mask", "model.feature_mask", "model.input_noise"):
         return values.get("model.kind", base.model.kind) != "baseline"
@@ -275,6 +277,10 @@ def apply_params(base: RunConfig, values: dict[str, Any]) -> RunConfig:
         m["dense_units"] = [int(values.get("model.dense_units", 64))]
     t = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("train.")}
     train = replace(base.train, **t) if t else base.train
+    if kind != "efficientat" and train.finetune_blocks:  # only EfficientAT has blocks to fine-tune
+        train = replace(train, finetune_blocks=0)
+    if kind == "efficientat" and not train.finetune_blocks and base.finetunes and "features.sequence" not in values:
+        feats = replace(feats, sequence="frames")  # a frozen trial of a fine-tuning base: the network's sequence
     return replace(base, features=feats, model=ModelConfig.from_dict(m), train=train)
 
 
