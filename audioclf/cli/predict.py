@@ -166,7 +166,8 @@ def run_export(args: argparse.Namespace) -> int:
 EXPORT = Command("export", "export a run as a bundle that runs without audioclf",
                  "Write a finished run's model as TFLite (model.tflite), a TensorFlow SavedModel and the Keras "
                  "file, with labels.json, features.json, a standalone predict.py (numpy, soundfile, soxr, "
-                 "ai-edge-litert, librosa for MFCCs) and its requirements.txt, into a new folder; YAMNet runs "
-                 "include yamnet.tflite. Prints the folder.", export_arguments, run_export)
+                 "ai-edge-litert, librosa for MFCCs, scipy for EfficientAT) and its requirements.txt, into a new "
+                 "folder; YAMNet runs include yamnet.tflite, EfficientAT runs efficientat.tflite. Prints the "
+                 "folder.", export_arguments, run_export)
 
 COMMANDS = (PREDICT, EXPORT)

@@ -15,7 +15,10 @@ A bundle folder holds:
 * ``labels.json``, ``features.json`` (the run's feature config), ``run.json``
   (run id, scores, the suggested "not sure" threshold, what converted);
 * ``predict.py`` (:mod:`audioclf.export.standalone`), ``requirements.txt``, ``README.md``;
-* ``yamnet.tflite`` for YAMNet runs (the model the run's features came from).
+* ``yamnet.tflite`` for YAMNet runs (the model the run's features came from);
+* ``efficientat.tflite`` for EfficientAT runs: the network, batch 1 and any number of
+  frames (:mod:`audioclf.export.backbone`), checked against audioclf's Keras network
+  at export; ``predict.py`` computes its log-mel input in NumPy.
 
 Why batch 1 for TFLite: recurrent layers become TFLite ``WHILE`` loops over
 tensor lists, and the converter's built-in ops need those lists' element shape
@@ -40,6 +43,7 @@ import numpy as np
 
 from ..errors import AudioclfError
 from ..training import runs
+from . import backbone as backbone_tflite
 
 BUNDLE_README = "README.md"
 TFLITE = "model.tflite"
@@ -52,7 +56,12 @@ LAYERS = "audioclf_layers.py"
 YAMNET_FILE = "yamnet.tflite"
 # What predict.py needs, pinned to the versions audioclf is tested with.
 BASE_REQUIREMENTS = ("numpy==2.4.6", "soundfile==0.14.0", "soxr==1.1.0", "ai-edge-litert==2.3.0")
-LIBROSA_REQUIREMENT = "librosa==0.11.0"  # MFCC and spectral features only
+LIBROSA_REQUIREMENT = "librosa==0.11.0"
+LIBROSA_KINDS = ("mfcc", "spectral")
+# EfficientAT's front end: scipy's float32 FFT, as audioclf's (numpy's rounds differently in quiet bins)
+SCIPY_REQUIREMENT = "scipy==1.17.1"
+# The bundle's TFLite backbone must give the features the run was trained on (float32 rounding apart).
+BACKBONE_MAX_DIFF = 1e-3
 
 Progress = Callable[[str], None]
 
@@ -83,17 +92,13 @@ def export_run(run_id: str, out_dir: str | Path, *, progress: Progress | None = 
     run = runs.load_run(run_id)
     if run.info.state != "done":
         raise ExportError(f"Run {run_id} is {run.info.state}, not done: it has no model to export.")
-    if run.config.get("features", {}).get("kind") == "efficientat":
-        # The standalone predict.py has no EfficientAT front end and network yet: refuse
-        # rather than write a bundle that cannot compute the run's features.
-        raise ExportError(f"Run {run_id} uses EfficientAT features, which the portable bundle cannot compute "
-                          "yet; predict with audioclf (Predict page, `audioclf predict --run`).")
     out = Path(out_dir).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ExportError(f"{out} exists and is not an empty folder; choose a new one.")
     out.mkdir(parents=True, exist_ok=True)
     features = config_to_dict(config_from_dict(run.config["features"]))
     yamnet_src = _yamnet_source(features) if features["kind"] == "yamnet" else None
+    efficientat = _efficientat_model(features) if features["kind"] == "efficientat" else None
 
     say("Loading the model")
     model = runs.load_model(run_id)
@@ -111,18 +116,23 @@ def export_run(run_id: str, out_dir: str | Path, *, progress: Progress | None = 
     if yamnet_src is not None:
         shutil.copy2(yamnet_src, out / YAMNET_FILE)
         features["model"] = YAMNET_FILE  # the copy beside predict.py
+    backbone = {}
+    if efficientat is not None:
+        backbone = _write_efficientat(efficientat, out / backbone_tflite.EFFICIENTAT_FILE, say)
+        features["model"] = backbone_tflite.EFFICIENTAT_FILE
     from ..inference.confidence import run_threshold
 
     info = {"run_id": run_id, "name": run.info.name, "model": run.config.get("model", {}).get("kind"),
             "features": features["kind"], "threshold": run_threshold(run_id),
             "val_macro_f1": run.info.val_macro_f1, "test_macro_f1": run.info.test_macro_f1,
             "tflite": not error, "tflite_error": error, "input_dims": dims,
-            "pad_value": _pad_value()}
+            "pad_value": _pad_value(), **backbone}
     _write_json(out / runs.LABELS, list(run.labels))
     _write_json(out / FEATURES, features)
     _write_json(out / RUN_INFO, info)
     shutil.copy2(Path(__file__).with_name("standalone.py"), out / SCRIPT)
-    reqs = list(BASE_REQUIREMENTS) + ([] if features["kind"] == "yamnet" else [LIBROSA_REQUIREMENT])
+    reqs = list(BASE_REQUIREMENTS) + ([LIBROSA_REQUIREMENT] if features["kind"] in LIBROSA_KINDS else []) \
+        + ([SCIPY_REQUIREMENT] if features["kind"] == "efficientat" else [])
     (out / "requirements.txt").write_text("\n".join(reqs) + "\n", encoding="utf-8")
     (out / BUNDLE_README).write_text(readme(info, list(run.labels), features), encoding="utf-8")
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
@@ -203,6 +213,31 @@ def _yamnet_source(features: dict) -> Path:
     return Path(spec)
 
 
+def _efficientat_model(features: dict):
+    from ..features.efficientat import EfficientATUnavailable, load_model
+
+    try:
+        return load_model(features.get("model", ""), download=False)
+    except EfficientATUnavailable as exc:
+        raise ExportError(f"This run's EfficientAT weights are not on this machine, and the bundle needs "
+                          f"them: {exc}") from None
+
+
+def _write_efficientat(model, path: Path, say: Progress) -> dict:
+    """Write ``efficientat.tflite``, checked against Keras; what run.json records about it."""
+    say("Converting EfficientAT to TFLite")
+    try:
+        data, diff = backbone_tflite.checked_efficientat(model)
+    except backbone_tflite.BackboneError as exc:
+        raise ExportError(str(exc)) from None
+    if diff > BACKBONE_MAX_DIFF:
+        raise ExportError(f"EfficientAT as TFLite differs from audioclf's network by {diff:.2g} (more than "
+                          f"{BACKBONE_MAX_DIFF:g}); the bundle would not compute the run's features.")
+    path.write_bytes(data)
+    return {"backbone": {"file": path.name, "checkpoint": model.name, "sha256": model.sha256,
+                         "max_abs_diff": diff}}
+
+
 def _pad_value() -> float:
     from ..model.sequences import PAD_VALUE
 
@@ -240,9 +275,7 @@ def readme(info: dict, labels: list[str], features: dict) -> str:
     threshold = info.get("threshold")
     tflite = ("`model.tflite` converted with TFLite built-in ops." if info["tflite"] else
               f"No `model.tflite`: {info['tflite_error']} Use `saved_model/` with TensorFlow.")
-    yamnet = ("\nThe features come from YAMNet: `yamnet.tflite` (the model this run was trained with, "
-              "Apache-2.0, from tensorflow/models) is included; `--yamnet PATH` uses another copy.\n"
-              if features["kind"] == "yamnet" else "")
+    source = _source_note(features, info.get("backbone") or {})
     return f"""# audioclf model: {info.get('name') or info['run_id']}
 
 A sound classifier trained with audioclf (run `{info['run_id']}`, {info['model']} on {features['kind']}
@@ -261,7 +294,7 @@ python -m venv .venv && .venv/bin/pip install -r requirements.txt
 Below a probability of {threshold if threshold is not None else 0} (the run's suggested "not sure" threshold:
 95% of its correct validation predictions are at least this confident) the label is `unknown`,
 none of the classes; `--threshold 0` turns that off, `--threshold 0.8` sets another.
-{yamnet}
+{source}
 ## Files
 
 | File | What |
@@ -269,7 +302,7 @@ none of the classes; `--threshold 0` turns that off, `--threshold 0.8` sets anot
 | `model.tflite` | the classifier for ai-edge-litert / TFLite: input `[1, frames, {info['input_dims']}]` float32 features of ONE clip (any number of frames), output `[1, {len(labels)}]` class probabilities |
 | `saved_model/` | the same for TensorFlow: `tf.saved_model.load("saved_model").serve(x)` with `x` `[clips, frames, {info['input_dims']}]`; pad shorter clips AFTER their last frame with {info['pad_value']:g} (the model masks padding) |
 | `model.keras`, `audioclf_layers.py` | the Keras file as trained: `import audioclf_layers` (registers its custom layers), then `keras.models.load_model("model.keras")` |
-| `labels.json` | class names in the order of the model's outputs |
+{_backbone_row(features)}| `labels.json` | class names in the order of the model's outputs |
 | `features.json` | the feature settings: {features['kind']} ({settings}) |
 | `run.json` | run id, scores, the suggested threshold, what converted |
 | `predict.py`, `requirements.txt` | the standalone classifier and what it needs |
@@ -290,6 +323,35 @@ tensor lists whose element shape (batch x units) TFLite's built-in ops need to k
 otherwise the converter asks for `SELECT_TF_OPS` (the Flex delegate), which ai-edge-litert does not
 include. One clip per call needs no padding, so nothing is lost.
 """
+
+
+def _source_note(features: dict, backbone: dict) -> str:
+    """Where a pretrained run's features come from, for the README ("" for MFCC and spectral runs)."""
+    if features["kind"] == "yamnet":
+        return ("\nThe features come from YAMNet: `yamnet.tflite` (the model this run was trained with, "
+                "Apache-2.0, from tensorflow/models) is included; `--yamnet PATH` uses another copy.\n")
+    if features["kind"] != "efficientat":
+        return ""
+    return f"""
+The features come from EfficientAT (Schmid et al. 2023, MIT licence), checkpoint `{backbone.get('checkpoint')}`:
+`efficientat.tflite` is its network with BatchNorm folded in, as audioclf runs it, checked at export
+against audioclf's Keras network (largest difference {backbone.get('max_abs_diff', 0.0):.2g}).
+`predict.py` computes its input in NumPy from the clip at 32 kHz (pre-emphasis 0.97; centred STFT,
+n_fft 1024, hop 320, a symmetric Hann of 800; 128 Kaldi mel bands 0-15 kHz; log(x + 1e-5);
+(x + 4.5) / 5), then the `{features.get('sequence')}` sequence as audioclf does: `frames` is the last
+feature map averaged over frequency, one step per 0.32 s from one pass over the clip; `windows` the
+network's clip embedding of each 0.96 s window, every 0.32 s.
+"""
+
+
+def _backbone_row(features: dict) -> str:
+    if features["kind"] == "yamnet":
+        return "| `yamnet.tflite` | YAMNet: 0.975 s of 16 kHz audio in, its 1024-d embedding is the feature |\n"
+    if features["kind"] == "efficientat":
+        return ("| `efficientat.tflite` | EfficientAT: signature `serving_default`, input `mel` `[1, 128, frames, 1]` "
+                "(one clip's normalised log-mel, any number of frames), outputs `embedding`, `sequence` "
+                "`[1, steps, C]`, `hidden`, `logits` (527 AudioSet classes) |\n")
+    return ""
 
 
 def _score(v) -> str:

@@ -5,10 +5,12 @@
 
 This file is copied into every export bundle as ``predict.py`` (see
 ``audioclf.export``). It needs only numpy, soundfile, soxr and ai-edge-litert,
-plus librosa for MFCC and spectral features; it computes the same features as
+plus librosa for MFCC and spectral features and scipy for EfficientAT; it computes the same features as
 audioclf (decoding, mono mix, soxr HQ resampling, silence trim, centred
 zero-padded STFT, Slaney mel bank, MFCC) and runs the bundle's ``model.tflite``
-on them. YAMNet runs use the bundle's ``yamnet.tflite`` (or ``--yamnet PATH``).
+on them. YAMNet runs use the bundle's ``yamnet.tflite`` (or ``--yamnet PATH``);
+EfficientAT runs its NumPy front end (Kaldi mel banks, as the official model)
+and the bundle's ``efficientat.tflite``.
 It must not import audioclf: it runs where audioclf is not installed.
 """
 from __future__ import annotations
@@ -30,6 +32,11 @@ UNKNOWN = "unknown"
 YAMNET_SR, YAMNET_WINDOW, YAMNET_HOP = 16000, 15600, 7680
 YAMNET_EMBEDDING = "yamnet_frames/global_average_pooling2d/Mean"
 ROLL_PERCENT, DELTA_WIDTH = 0.85, 9
+# EfficientAT's front end (audioclf.features.efficientat.params): 32 kHz, 10 ms log-mel frames.
+EAT_SR, EAT_N_FFT, EAT_WIN, EAT_HOP, EAT_MELS, EAT_FMAX = 32000, 1024, 800, 320, 128, 15000.0
+EAT_PREEMPHASIS, EAT_LOG_OFFSET, EAT_SHIFT, EAT_SCALE = 0.97, 1e-5, 4.5, 5.0
+# The network's step is 32 mel frames (0.32 s); "windows" are 3 steps (0.96 s) every step.
+EAT_STEP_FRAMES, EAT_WINDOW_FRAMES = 32, 96
 
 
 # ---------------------------------------------------------------- audio
@@ -171,6 +178,89 @@ class YAMNet:
         return np.stack(out)
 
 
+# ---------------------------------------------------------------- EfficientAT
+
+
+def eat_window() -> np.ndarray:
+    """A symmetric Hann window of 800 samples centred in 1024 zeros (as torch.stft pads it)."""
+    n = np.arange(EAT_WIN, dtype=np.float64)
+    hann = (0.5 - 0.5 * np.cos(2.0 * np.pi * n / (EAT_WIN - 1))).astype(np.float32)
+    out = np.zeros(EAT_N_FFT, np.float32)
+    left = (EAT_N_FFT - EAT_WIN) // 2
+    out[left:left + EAT_WIN] = hann
+    return out
+
+
+def kaldi_mel(freq) -> np.ndarray:
+    return 1127.0 * np.log1p(np.asarray(freq, dtype=np.float64) / 700.0)
+
+
+def eat_mel_banks() -> np.ndarray:
+    """(128, 513) Kaldi-style triangles, linear in mel, 0-15 kHz; the Nyquist bin gets no weight."""
+    lo, hi = kaldi_mel(0.0), kaldi_mel(EAT_FMAX)
+    edges = lo + (hi - lo) / (EAT_MELS + 1) * np.arange(EAT_MELS + 2)[:, None]
+    left, centre, right = edges[:-2], edges[1:-1], edges[2:]
+    mel = kaldi_mel(np.arange(EAT_N_FFT // 2) * (EAT_SR / EAT_N_FFT))[None, :]
+    banks = np.zeros((EAT_MELS, EAT_N_FFT // 2 + 1), np.float32)
+    banks[:, :-1] = np.maximum(0.0, np.minimum((mel - left) / (centre - left), (right - mel) / (right - centre)))
+    return banks
+
+
+def eat_log_mel(y: np.ndarray) -> np.ndarray:
+    """EfficientAT's input for 32 kHz mono samples: (128, frames) normalised log-mel, 10 ms per frame."""
+    y = np.asarray(y, np.float32).ravel()
+    min_samples = EAT_N_FFT // 2 + 2  # centred reflect padding needs more samples than it adds
+    if y.size < min_samples:
+        y = np.pad(y, (0, min_samples - y.size))
+    y = y[1:] - np.float32(EAT_PREEMPHASIS) * y[:-1]
+    padded = np.pad(y, EAT_N_FFT // 2, mode="reflect")
+    import scipy.fft  # not numpy.fft: the same float32 transform as audioclf's, so the same rounding
+
+    spec = scipy.fft.rfft(np.lib.stride_tricks.sliding_window_view(padded, EAT_N_FFT)[::EAT_HOP] * eat_window(),
+                          axis=-1)
+    power = (spec.real ** 2 + spec.imag ** 2).astype(np.float32)
+    mel = power @ eat_mel_banks().T
+    out = (np.log(mel + np.float32(EAT_LOG_OFFSET)) + np.float32(EAT_SHIFT)) / np.float32(EAT_SCALE)
+    return np.ascontiguousarray(out.T, dtype=np.float32)
+
+
+def eat_windows(mel: np.ndarray) -> list[np.ndarray]:
+    """0.96 s windows of a log-mel every 0.32 s, the last padded with the log-mel of silence; a shorter clip is one."""
+    n = mel.shape[1]
+    if n <= EAT_WINDOW_FRAMES:
+        return [mel]
+    starts = np.arange(1 + -(-(n - EAT_WINDOW_FRAMES) // EAT_STEP_FRAMES)) * EAT_STEP_FRAMES
+    silence = (np.log(EAT_LOG_OFFSET) + EAT_SHIFT) / EAT_SCALE
+    padded = np.full((mel.shape[0], starts[-1] + EAT_WINDOW_FRAMES), silence, np.float32)
+    padded[:, :n] = mel
+    return [padded[:, s:s + EAT_WINDOW_FRAMES] for s in starts]
+
+
+class EfficientAT:
+    """EfficientAT's features from its TFLite file: the frame sequence, or window embeddings."""
+
+    def __init__(self, path: Path, sequence: str):
+        from ai_edge_litert.interpreter import Interpreter
+
+        if not Path(path).is_file():
+            raise SystemExit(f"predict.py: no EfficientAT model at {path}")
+        if sequence not in ("frames", "windows"):
+            raise SystemExit(f"predict.py: unknown EfficientAT sequence {sequence!r} in features.json")
+        self.sequence = sequence
+        self.runner = Interpreter(model_path=str(path)).get_signature_runner("serving_default")
+
+    def run(self, mel: np.ndarray) -> dict[str, np.ndarray]:
+        """The network's outputs for one (128, frames) log-mel (batch axis dropped)."""
+        out = self.runner(mel=np.ascontiguousarray(mel[None, :, :, None], dtype=np.float32))
+        return {k: np.asarray(v, np.float32)[0] for k, v in out.items()}
+
+    def __call__(self, y: np.ndarray) -> np.ndarray:
+        mel = eat_log_mel(y)
+        if self.sequence == "frames":
+            return self.run(mel)["sequence"]
+        return np.stack([self.run(w)["embedding"] for w in eat_windows(mel)])
+
+
 # ---------------------------------------------------------------- the classifier
 
 
@@ -193,15 +283,19 @@ class Classifier:
         self.output = self.it.get_output_details()[0]["index"]
         self.kind = self.features["kind"]
         self.yamnet = YAMNet(Path(yamnet) if yamnet else folder / "yamnet.tflite") if self.kind == "yamnet" else None
+        self.efficientat = EfficientAT(folder / self.features.get("model", "efficientat.tflite"),
+                                       self.features.get("sequence", "frames")) if self.kind == "efficientat" else None
 
     def rate(self) -> int | None:
-        return YAMNET_SR if self.kind == "yamnet" else self.features.get("sr")
+        return {"yamnet": YAMNET_SR, "efficientat": EAT_SR}.get(self.kind, self.features.get("sr"))
 
     def extract(self, path: str) -> np.ndarray:
         """The (frames, dims) features audioclf would compute for this file."""
         y, sr = load(path, self.rate())
         if self.kind == "yamnet":
             return self.yamnet(y)
+        if self.kind == "efficientat":
+            return self.efficientat(y)
         if self.kind == "mfcc":
             return mfcc_features(y, sr, self.features)
         return spectral_features(y, sr, self.features)
