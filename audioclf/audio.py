@@ -221,6 +221,50 @@ def stream_audio(
         yield info, _blocks(snd, info, label, max_seconds, sr)
 
 
+def stream_pieces(
+    source: Source,
+    sr: int,
+    seconds: float,
+    overlap: float = 0.0,
+    *,
+    max_seconds: float | None = MAX_SECONDS,
+    name: str | None = None,
+) -> Iterator[tuple[float, Clip, bool]]:
+    """A file as consecutive mono clips at ``sr``: ``(start s, Clip, last)`` for pieces of
+    ``seconds`` (the last one shorter), each starting ``overlap`` s before the previous ends.
+
+    For work on a long file in the memory of one piece: the whole clip is never held,
+    at the file's rate or at ``sr``. The same checks and messages as :func:`load_audio`;
+    each piece is scaled into [-1, 1] on its own. Close the generator (or use it up)
+    to close the file.
+    """
+    size = max(1, int(round(seconds * sr)))
+    step = size - min(size - 1, max(0, int(round(overlap * sr))))
+    label, short = _label(source, name), _short_name(source, name)
+    with stream_audio(source, sr=sr, max_seconds=max_seconds, name=name) as (info, blocks):
+        stream = (soxr.ResampleStream(info.sr, sr, 1, dtype="float32", quality=RESAMPLE_QUALITY)
+                  if sr != info.sr else None)
+        buf, start, done = np.zeros(0, np.float32), 0, False
+        while not done:
+            block = next(blocks, None)
+            if block is None:
+                done = True
+                mono = stream.resample_chunk(np.zeros(0, np.float32), last=True) if stream else None
+            else:
+                mono = block[:, 0] if block.shape[1] == 1 else block.mean(axis=1)
+                mono = stream.resample_chunk(mono) if stream else mono.copy()
+            if mono is not None and len(mono):
+                buf = np.concatenate([buf, mono])
+            # A piece is full, and not the last, once a sample beyond it has arrived.
+            while len(buf) > size:
+                yield start / sr, Clip(_to_unit_range(buf[:size].copy(), inplace=True), sr, short), False
+                buf, start = buf[step:], start + step
+        if start == 0 and not len(buf):
+            raise AudioError(f"{label} contains no audio samples; record or choose a clip with sound in it.")
+        if len(buf):
+            yield start / sr, Clip(_to_unit_range(buf.copy(), inplace=True), sr, short), True
+
+
 def _blocks(snd: sf.SoundFile, info: AudioInfo, label: str, max_seconds: float | None,
             sr: int | None) -> Iterator[np.ndarray]:
     per_block = max(1, limits.DECODE_BLOCK_SAMPLES // info.channels // SILENCE_BLOCK) * SILENCE_BLOCK

@@ -84,6 +84,10 @@ ANALYSIS_MAX_STFT_BYTES: int = _env("ANALYSIS_MAX_STFT_MB", 32, unit=MB)
 # A clip longer than this is answered from its windows (the mean of their probabilities):
 # a recurrent model run over 10 minutes in one pass took 20 s and 600 MB, the windows 2 s.
 PREDICT_WHOLE_MAX_SECONDS: float = _env("PREDICT_WHOLE_MAX_SECONDS", 60.0, whole=False)
+# Such a clip is decoded, and its features made, this many seconds at a time (pieces
+# overlapping by one window): a feature network's maps over a whole long clip cost
+# far more than the clip (EfficientAT's over 10 minutes, most of a GB).
+PREDICT_PIECE_SECONDS: float = _env("PREDICT_PIECE_SECONDS", 30.0, whole=False)
 
 # --- the app --------------------------------------------------------------------------------
 

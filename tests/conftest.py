@@ -123,6 +123,20 @@ def trained_run(fsdd_small, workspace_home) -> str:
 
 
 @pytest.fixture(scope="session")
+def eat_demo_run(workspace_home, efficientat_pt, tmp_path_factory) -> str:
+    """A small real run on the synthesised demo set (8 clips per class): EfficientAT + dense baseline."""
+    from audioclf.datasets import SplitConfig, make_demo_dataset
+    from audioclf.features import EfficientATConfig
+    from audioclf.training import RunConfig, train
+
+    root = make_demo_dataset(tmp_path_factory.mktemp("demo") / "demo8", clips_per_class=8)
+    cfg = RunConfig(dataset=str(root), split=SplitConfig(val=0.25, test=0.25, seed=0),
+                    features=EfficientATConfig(model=str(efficientat_pt)), name="demo efficientat",
+                    overrides={"model.kind": "baseline", "train.epochs": 15, "train.patience": None})
+    return train(cfg)
+
+
+@pytest.fixture(scope="session")
 def demo_run(workspace_home, yamnet_tflite) -> str:
     """A small real run on the synthesised demo data set (8 clips per class): YAMNet + dense baseline.
 

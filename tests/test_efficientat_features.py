@@ -135,19 +135,6 @@ def test_a_small_efficientat_run_trains_and_predicts(esc_tiny, efficientat_pt):
     assert pred.top_label == "rooster"
 
 
-@pytest.fixture(scope="module")
-def eat_demo_run(efficientat_pt, tmp_path_factory):
-    """A small real run on the synthesised demo set (8 clips per class): EfficientAT + dense baseline."""
-    from audioclf.datasets import SplitConfig, make_demo_dataset
-    from audioclf.training import RunConfig, train
-
-    root = make_demo_dataset(tmp_path_factory.mktemp("demo") / "demo8", clips_per_class=8)
-    cfg = RunConfig(dataset=str(root), split=SplitConfig(val=0.25, test=0.25, seed=0),
-                    features=EfficientATConfig(model=str(efficientat_pt)), name="demo efficientat",
-                    overrides={"model.kind": "baseline", "train.epochs": 15, "train.patience": None})
-    return train(cfg)
-
-
 def test_live_labels_an_efficientat_run_over_whole_steps(eat_demo_run):
     from audioclf.datasets import synth_clip
     from audioclf.datasets.demo import CLASSES

@@ -118,3 +118,52 @@ def test_a_batch_gives_each_clip_its_own_windows(predictor, fsdd_small):
         assert np.allclose(pred.window_probs, alone.window_probs, atol=1e-5)
         assert np.allclose(pred.probs, alone.probs, atol=1e-5)
     assert len(batch[0].window_times) > len(batch[2].window_times) > 0 and len(batch[1].window_times) == 0
+
+
+def _long_wav(path: Path, seconds: float = 20.0, sr: int = 16000) -> Path:
+    """Tones that change every 2.5 s, a little noise: windows with different answers."""
+    rng = np.random.default_rng(7)
+    t = np.arange(int(seconds * sr)) / sr
+    y = 0.3 * np.sin(2 * np.pi * (300 + 150 * (np.floor(t / 2.5) % 4)) * t) + 0.01 * rng.standard_normal(t.size)
+    sf.write(path, y.astype(np.float32), sr)
+    return path
+
+
+def test_stream_pieces_cover_the_file_once_with_their_overlap(tmp_path):
+    from audioclf.audio import stream_pieces
+
+    path = _long_wav(tmp_path / "long.wav", seconds=10.0)
+    whole = load_audio(path, sr=8000)
+    pieces = list(stream_pieces(path, 8000, 3.0, 1.0))
+    assert [s for s, _, _ in pieces] == [0.0, 2.0, 4.0, 6.0, 8.0] and [last for *_, last in pieces] == [0] * 4 + [1]
+    assert all(len(p.samples) == 24000 for _, p, _ in pieces[:-1]) and len(pieces[-1][1].samples) == 16000
+    for start, piece, _ in pieces:  # the same samples as one decode at that rate
+        a = int(start * 8000)
+        assert np.allclose(piece.samples, whole.samples[a:a + len(piece.samples)], atol=1e-4)
+    assert pieces[-1][0] + pieces[-1][1].duration == pytest.approx(whole.duration)
+
+
+def test_a_long_clip_is_answered_a_piece_at_a_time_with_the_windows_of_one_pass(demo_run, tmp_path, monkeypatch):
+    """Major 3: past limits.PREDICT_WHOLE_MAX_SECONDS a file is streamed through the features
+    in pieces of limits.PREDICT_PIECE_SECONDS; pieces start on the window grid, so (YAMNet's
+    frames being local) each window is the one a pass over the whole clip cuts."""
+    from audioclf import features, limits
+
+    predictor = Predictor.load(demo_run)
+    path = _long_wav(tmp_path / "long.wav")
+    monkeypatch.setattr(limits, "PREDICT_WHOLE_MAX_SECONDS", 5.0)
+    whole = predictor.predict_clip(load_audio(path, sr=16000))  # whole-clip features, then windows
+    monkeypatch.setattr(limits, "PREDICT_PIECE_SECONDS", 6.0)
+    seen = []
+    real = features.extract
+    monkeypatch.setattr(features, "extract", lambda clip, cfg: seen.append(clip.duration) or real(clip, cfg))
+    streamed = predictor.predict_audio(path)
+    assert len(seen) > 3 and max(seen) <= 6.0 + 1e-6  # never more than a piece (nor the frame-step probe)
+    assert np.allclose(streamed.window_times, whole.window_times, atol=1e-3)
+    assert np.allclose(streamed.window_probs, whole.window_probs, atol=1e-4)
+    assert np.allclose(streamed.probs, whole.probs, atol=1e-4) and streamed.duration == pytest.approx(20.0)
+    assert streamed.name == "long.wav" and not streamed.silent
+    assert [s.label for s in streamed.segments()] == [s.label for s in whole.segments()]
+    # The batch path streams such a file too.
+    (result,) = predictor.predict_files([path])
+    assert np.allclose(result.prediction.window_probs, streamed.window_probs)

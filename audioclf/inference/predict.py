@@ -243,12 +243,49 @@ class Predictor:
 
     def predict_audio(self, source, *, name: str | None = None, threshold: float = 0.0) -> Prediction:
         """Predict a file or bytes, decoded straight at the rate this run's features need
-        (a long 44.1 kHz upload is never held at 44.1 kHz)."""
-        from ..audio import load_audio
+        (a long 44.1 kHz upload is never held at 44.1 kHz). Past limits.PREDICT_WHOLE_MAX_SECONDS
+        the clip is streamed: see :meth:`predict_long_audio`."""
+        from ..audio import load_audio, probe
         from ..features import target_rate
 
+        if probe(source, name=name).duration > limits.PREDICT_WHOLE_MAX_SECONDS:
+            return self.predict_long_audio(source, name=name, threshold=threshold)
         clip = load_audio(source, sr=target_rate(self.features_cfg), name=name)
         return self.predict_clip(clip, threshold=threshold)
+
+    def predict_long_audio(self, source, *, name: str | None = None, threshold: float = 0.0) -> Prediction:
+        """Predict a long file or bytes from its windows, a piece at a time.
+
+        The clip is decoded, and its features made, in pieces of limits.PREDICT_PIECE_SECONDS
+        overlapping by one window; each window is cut from the features of one piece, and the
+        clip's answer is the mean of its windows' probabilities. Memory is that of one piece,
+        whatever the clip's length (a feature network run over a whole 10-minute clip held
+        most of a GB). A clip of one piece gets the windows :meth:`predict_clip` gives it.
+        """
+        from ..audio import probe, stream_pieces
+        from ..features import extract, target_rate
+
+        sr = target_rate(self.features_cfg) or probe(source, name=name).sr
+        # Pieces start on the window grid (a whole number of window hops apart), so each
+        # window is the one a pass over the whole clip would cut, from the piece it starts in.
+        hop = _window_hop_seconds(self._frame_step(sr))
+        advance = hop * max(1, int((limits.PREDICT_PIECE_SECONDS - WINDOW_SECONDS) // hop))
+        times, probs, silent, end, short = [], [], True, 0.0, ""
+        for start, piece, last in stream_pieces(source, sr, advance + WINDOW_SECONDS, WINDOW_SECONDS,
+                                                name=name):
+            features = extract(piece, self.features_cfg)
+            self._check(features)
+            wins = _windows(features) or [(0.0, features.values)]
+            if not last:  # windows from `advance` on are the next piece's
+                wins = [(t, w) for t, w in wins if t < advance - hop / 2] or wins[:1]
+            times.extend(start + t for t, _ in wins)
+            probs.append(self._probs([w for _, w in wins]))
+            silent, end, short = silent and piece.silent, start + piece.duration, piece.name
+            del features, wins, piece  # before the next piece is decoded
+        window_probs = np.concatenate(probs)
+        return Prediction(labels=self.labels, probs=window_probs.mean(axis=0),
+                          window_times=np.array(times, np.float32), window_probs=window_probs,
+                          silent=silent, name=short, threshold=float(threshold), duration=end)
 
     def predict_clip(self, clip, *, threshold: float = 0.0) -> Prediction:
         """Predict one `audio.Clip` (resampled as the run's features need)."""
@@ -256,6 +293,14 @@ class Predictor:
 
         return self.predict_features(extract(clip, self.features_cfg), silent=clip.silent,
                                      name=clip.name, threshold=threshold)
+
+    def _frame_step(self, sr: int) -> float:
+        """Seconds between this run's feature frames, from the features of a few seconds of noise."""
+        from ..audio import Clip
+        from ..features import extract
+
+        noise = np.random.default_rng(0).standard_normal(int(2 * WINDOW_SECONDS * sr)).astype(np.float32)
+        return _step(extract(Clip(0.01 * noise, sr), self.features_cfg))
 
     def predict_files(self, paths: Sequence[str | Path],
                       progress: Callable[[int, int], None] | None = None, *,
@@ -269,9 +314,18 @@ class Predictor:
         from ..features import extract_many
 
         paths = [str(p) for p in paths]
-        feats = extract_many(paths, self.features_cfg, progress=progress) if paths else []
+        long = {p for p in paths if _is_long(p)}  # streamed, never whole (nor cached)
+        short = [p for p in paths if p not in long]
+        feats = dict(zip(short, extract_many(short, self.features_cfg, progress=progress))) if short else {}
         ok, results = [], []
-        for p, f in zip(paths, feats):
+        for p in paths:
+            if p in long:
+                try:
+                    results.append(FileResult(p, prediction=self.predict_long_audio(p, threshold=threshold)))
+                except AudioclfError as e:
+                    results.append(FileResult(p, error=str(e)))
+                continue
+            f = feats[p]
             if isinstance(f, Exception):
                 results.append(FileResult(p, error=str(f)))
                 continue
@@ -291,6 +345,17 @@ class Predictor:
         return results
 
 
+def _is_long(path: str) -> bool:
+    """Longer than limits.PREDICT_WHOLE_MAX_SECONDS by its header (a bad file is not: its error
+    comes from the usual path)."""
+    from ..audio import AudioError, probe
+
+    try:
+        return probe(path).duration > limits.PREDICT_WHOLE_MAX_SECONDS
+    except AudioError:
+        return False
+
+
 def _step(features) -> float:
     """Seconds between frames (0 for a clip of one frame)."""
     times = np.asarray(features.times, dtype=np.float64)
@@ -306,6 +371,17 @@ def _duration(features) -> float:
     return float(max(0.0, times[0] - step / 2) + times[-1] - times[0] + step)
 
 
+def _window_frames(step: float) -> tuple[int, int]:
+    """(frames per window, frames between window starts) for frames ``step`` s apart."""
+    size = max(1, int(round(WINDOW_SECONDS / step)))
+    return size, max(1, int(round(size * WINDOW_HOP)))
+
+
+def _window_hop_seconds(step: float) -> float:
+    """Seconds between the starts of consecutive windows (as :func:`_windows` cuts them)."""
+    return _window_frames(step)[1] * step if step > 0 else WINDOW_SECONDS * WINDOW_HOP
+
+
 def _windows(features):
     """(start time, frames) windows of WINDOW_SECONDS over a long clip; none for short clips."""
     times = np.asarray(features.times, dtype=np.float64)
@@ -316,8 +392,7 @@ def _windows(features):
     duration = times[-1] - times[0] + step
     if step <= 0 or duration <= WINDOW_SECONDS:
         return []
-    size = max(1, int(round(WINDOW_SECONDS / step)))
-    hop = max(1, int(round(size * WINDOW_HOP)))
+    size, hop = _window_frames(step)
     starts = list(range(0, n - size + 1, hop))
     if starts[-1] + size < n:  # cover the end of the clip too
         starts.append(n - size)
