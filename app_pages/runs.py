@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from audioclf import jobs
 from audioclf.insight import plotting
 from audioclf.training import runs
 from app_pages.common import RUN_KEY, code, guard, md, read_only, run_state_sentence
@@ -99,7 +100,7 @@ def show_run(run_id: str) -> None:
     if run.info.state != "done":
         (st.error if run.info.state == "failed" else st.info)(
             run_state_sentence(run.info.state, run.info.message))
-    if run.info.state not in runs.FINAL_STATES and not read_only():  # a shared demo stops nothing
+    if run.info.state not in jobs.FINAL_STATES and not read_only():  # a shared demo stops nothing
         if st.button("Cancel this run", key="runs_cancel", icon=":material/stop_circle:"):
             from audioclf.training import cancel_run
 

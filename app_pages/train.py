@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from audioclf import jobs
 from audioclf.datasets import METHODS, SplitConfig, has_background
 from audioclf.features import MFCCConfig, SpectralConfig
 from audioclf.insight import plotting
@@ -436,7 +437,7 @@ def show_status(run_id: str) -> bool:
     from audioclf.training import cancel_run, run_status, runs
 
     s = run_status(run_id)
-    train_cfg = (runs.read_json(runs.run_dir(run_id) / runs.CONFIG, {}) or {}).get("train") or {}
+    train_cfg = (jobs.read_json(runs.run_dir(run_id) / runs.CONFIG, {}) or {}).get("train") or {}
     stops_early = train_cfg.get("patience") is not None and early_stopping_note(train_cfg) is None
     st.subheader(f"Run {run_id}")
     choice = runs.read_status(run_id).get("feature_choice")

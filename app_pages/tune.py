@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from audioclf import jobs
 from audioclf import tuning
 from audioclf.datasets import METHODS, SplitConfig
 from audioclf.features import CONFIG_TYPES
@@ -48,7 +49,7 @@ def active_study() -> str | None:
     mine = st.session_state.get(ACTIVE_STUDY_KEY)
     if mine and any(s["study"] == mine for s in studies):
         return mine
-    live = [s for s in studies if s["state"] not in tuning.FINAL_STATES]
+    live = [s for s in studies if s["state"] not in jobs.FINAL_STATES]
     return live[0]["study"] if live else None
 
 
@@ -100,7 +101,7 @@ def show_study(study: str, live: bool) -> bool:
         with guard("Cancelling"):
             tuning.cancel_tuning(study)
             st.rerun()
-    return state in tuning.FINAL_STATES
+    return state in jobs.FINAL_STATES
 
 
 def show_best(study: str, result, status: dict) -> None:
@@ -237,11 +238,11 @@ st.caption("Let Optuna search the settings: it trains many small configurations 
            "trains the best one as a run scored once on the test split.")
 with guard("Reading studies"):
     study = active_study()
-    live_now = bool(study) and tuning.read_status(study).get("state") not in tuning.FINAL_STATES
+    live_now = bool(study) and tuning.read_status(study).get("state") not in jobs.FINAL_STATES
     if live_now:
         monitor(study)
         st.divider()
-    finished = [s["study"] for s in tuning.list_studies() if s["state"] in tuning.FINAL_STATES]
+    finished = [s["study"] for s in tuning.list_studies() if s["state"] in jobs.FINAL_STATES]
     if finished:
         mine = st.session_state.get(ACTIVE_STUDY_KEY)
         if mine in finished and st.session_state.get(SHOWN_KEY) != mine:

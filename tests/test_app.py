@@ -380,7 +380,9 @@ def test_compare_defaults_to_runs_with_scores(trained_run):
     """A newer cancelled run has no scores to compare (issue 11, item 10)."""
     from audioclf.training import runs
 
-    cancelled = runs.create_run(runs.read_json(runs.run_dir(trained_run) / runs.CONFIG))
+    from audioclf import jobs
+
+    cancelled = runs.create_run(jobs.read_json(runs.run_dir(trained_run) / runs.CONFIG))
     runs.update_status(cancelled, state="cancelled", message="Cancelled.")
     try:
         at = new_app("runs")

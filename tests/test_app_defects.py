@@ -207,6 +207,7 @@ def test_training_progress_promises_early_stopping_only_when_it_can_act(
     The run folder is written here, as a training process would, with a live process."""
     import shutil
 
+    from audioclf import jobs
     from audioclf.training import runs
 
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
@@ -214,7 +215,7 @@ def test_training_progress_promises_early_stopping_only_when_it_can_act(
         "epochs": LONG_EPOCHS, "patience": patience, "min_epochs": min_epochs}})
     try:
         runs.update_status(run_id, state="training", epoch=3, epochs=LONG_EPOCHS, started=time.time(),
-                           pid=proc.pid, pid_started=runs.process_start_time(proc.pid))
+                           pid=proc.pid, pid_started=jobs.process_start_time(proc.pid))
         at = new_app("train", dataset="tones")
         assert f"epoch 3 / {LONG_EPOCHS}" in progress_text(at)
         assert ("early stopping may end it sooner" in progress_text(at)) == promise

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from audioclf import jobs
 from audioclf.evaluation import suggest_threshold
 from audioclf.evaluation.threshold import MAX_THRESHOLD, WINDOW_THRESHOLD_KEY, live_windows, window_frames
 from audioclf.features import MFCCConfig, YAMNetConfig
@@ -86,8 +87,8 @@ def test_a_run_without_the_entry_gets_it_from_its_predictions_csv():
     y = np.where(rng.uniform(size=60) < 0.8, probs.argmax(1), (probs.argmax(1) + 1) % 3)
     run_id = runs.create_run({"name": "old"})
     path = runs.run_dir(run_id)
-    runs.write_json(path / runs.LABELS, list(LABELS))
-    runs.write_json(path / runs.METRICS, {"val": {"macro_f1": 0.5}})
+    jobs.write_json(path / runs.LABELS, list(LABELS))
+    jobs.write_json(path / runs.METRICS, {"val": {"macro_f1": 0.5}})
     rows = [[f"x{i}.wav", "val" if i < 40 else "test", LABELS[t], LABELS[int(pr.argmax())], *pr.round(6)]
             for i, (t, pr) in enumerate(zip(y, probs))]
     runs.write_csv(path / runs.PREDICTIONS, ["path", "split", "true", "predicted", "p_a", "p_b", "p_c"], rows)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from audioclf import jobs
 from audioclf.audio import Clip, load_audio
 from audioclf.features import MFCCConfig, extract
 from audioclf.inference import FeatureMismatchError, PredictError, Predictor
@@ -69,7 +70,7 @@ def test_predict_files_reports_errors_per_file_and_flags_silence(predictor, fsdd
 def test_unfinished_run_cannot_be_loaded(trained_run):
     from audioclf.training import runs
 
-    run_id = runs.create_run(runs.read_json(runs.run_dir(trained_run) / runs.CONFIG))
+    run_id = runs.create_run(jobs.read_json(runs.run_dir(trained_run) / runs.CONFIG))
     with pytest.raises(PredictError, match="not done"):
         Predictor.load(run_id)
     runs.delete_run(run_id)

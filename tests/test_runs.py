@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from audioclf import jobs
 from audioclf.training import runs
 
 
@@ -30,7 +31,7 @@ def test_best_run_picks_highest_validation_f1(trained_run):
 
 
 def test_delete_run(trained_run):
-    run_id = runs.create_run(runs.read_json(runs.run_dir(trained_run) / runs.CONFIG))
+    run_id = runs.create_run(jobs.read_json(runs.run_dir(trained_run) / runs.CONFIG))
     runs.update_status(run_id, state="failed", message="test")
     assert run_id in {r.id for r in runs.list_runs()}
     runs.delete_run(run_id)
@@ -42,7 +43,7 @@ def test_delete_run(trained_run):
 
 
 def test_run_with_dead_process_reads_as_interrupted(trained_run):
-    run_id = runs.create_run(runs.read_json(runs.run_dir(trained_run) / runs.CONFIG))
+    run_id = runs.create_run(jobs.read_json(runs.run_dir(trained_run) / runs.CONFIG))
     runs.update_status(run_id, state="training", pid=2 ** 22 - 7)  # no such process
     st = runs.run_status(run_id)
     assert st.state == "failed" and "nterrupted" in st.message
@@ -69,8 +70,8 @@ def test_load_model_refuses_files_that_are_not_our_models(tmp_path, trained_run)
 def test_atomic_writes_leave_no_temporary_files(tmp_path):
     target = tmp_path / "status.json"
     for i in range(5):
-        runs.write_json(target, {"i": i})
-    assert runs.read_json(target) == {"i": 4}
+        jobs.write_json(target, {"i": i})
+    assert jobs.read_json(target) == {"i": 4}
     assert [p.name for p in tmp_path.iterdir()] == ["status.json"]
 
 
@@ -90,7 +91,7 @@ def test_active_runs_are_the_unfinished_runs_with_a_live_process():
             made.append(run_id)
             return run_id
 
-        training = run(state="training", pid=alive.pid, pid_started=runs.process_start_time(alive.pid))
+        training = run(state="training", pid=alive.pid, pid_started=jobs.process_start_time(alive.pid))
         starting = run(state="queued")  # created just now, its process is being started
         run(state="training", pid=2 ** 22 - 7)  # process gone: failed, not active
         run(state="cancelled", message="Cancelled.")

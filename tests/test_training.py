@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from audioclf import jobs
 from audioclf.datasets import DatasetError, SplitConfig
 from audioclf.features import MFCCConfig
 from audioclf.model import ModelConfig, ModelError
@@ -27,7 +28,7 @@ def _cfg(dataset, **kw) -> RunConfig:
 
 def test_run_folder_is_complete(trained_run):
     path = runs.run_dir(trained_run)
-    for name in (runs.CONFIG, runs.STATUS, runs.HISTORY, runs.LABELS, runs.MODEL, runs.METRICS,
+    for name in (runs.CONFIG, jobs.STATUS, runs.HISTORY, runs.LABELS, runs.MODEL, runs.METRICS,
                  runs.PREDICTIONS):
         assert (path / name).is_file(), name
     status = runs.read_status(trained_run)
@@ -126,13 +127,13 @@ def test_killed_run_reads_as_failed_not_complete(fsdd_small):
     cfg = _cfg(fsdd_small, train=TrainConfig(epochs=500, patience=None, batch_size=4, warp_augment=()))
     run_id = start_training(cfg)
     st = _wait_for(run_id, lambda s: s.state == "training")
-    pid = runs.read_json(runs.run_dir(run_id) / runs.STATUS)["pid"]
+    pid = jobs.read_json(runs.run_dir(run_id) / jobs.STATUS)["pid"]
     os.killpg(pid, signal.SIGKILL)
     st = _wait_for(run_id, lambda s: s.final, timeout=10)
     assert st.state == "failed" and "nterrupted" in st.message
     info = {r.id: r for r in runs.list_runs()}[run_id]
     assert info.state == "failed"
-    assert runs.read_json(runs.run_dir(run_id) / runs.STATUS)["state"] == "training"  # file untouched
+    assert jobs.read_json(runs.run_dir(run_id) / jobs.STATUS)["state"] == "training"  # file untouched
 
 
 def test_default_config_learns_the_demo_data_set(tmp_path):
@@ -166,11 +167,11 @@ def test_finished_and_cancelled_background_runs_leave_no_zombie(fsdd_small):
                                                                 warp_augment=())))
     cancel_id = start_training(_cfg(fsdd_small, train=TrainConfig(epochs=500, patience=None, batch_size=4,
                                                                   warp_augment=())))
-    pids = {run_id: runs.read_json(runs.run_dir(run_id) / runs.STATUS)["pid"] for run_id in (done_id, cancel_id)}
+    pids = {run_id: jobs.read_json(runs.run_dir(run_id) / jobs.STATUS)["pid"] for run_id in (done_id, cancel_id)}
     _wait_for(cancel_id, lambda s: s.state == "training", timeout=180)
     assert cancel_run(cancel_id) == "cancelled"
     end = time.time() + 180
-    while runs.read_status(done_id).get("state") not in runs.FINAL_STATES:  # status file only: no reaping
+    while runs.read_status(done_id).get("state") not in jobs.FINAL_STATES:  # status file only: no reaping
         assert time.time() < end, "the short run did not finish"
         time.sleep(0.5)
     assert runs.read_status(done_id)["state"] == "done"

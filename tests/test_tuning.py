@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from audioclf import jobs
 from audioclf import tuning
 from audioclf.datasets import SplitConfig, load_dataset, split_dataset
 from audioclf.features import MFCCConfig
@@ -207,15 +208,16 @@ def test_cancel_stops_a_background_search_within_seconds(tiny):
     deadline = time.time() + DEADLINE
     while not any(r["state"] == "running" for r in tuning.leaderboard(study)):
         assert time.time() < deadline, tuning.read_status(study)
-        assert tuning.read_status(study)["state"] not in tuning.FINAL_STATES, tuning.read_status(study)
+        assert tuning.read_status(study)["state"] not in jobs.FINAL_STATES, tuning.read_status(study)
         time.sleep(0.5)
     status = tuning.read_status(study)
     t0 = time.time()
     assert tuning.cancel_tuning(study) == "cancelled"
     assert time.time() - t0 < 10
-    pids = [status["pid"], *tuning.read_status(study).get("worker_pids", [])]
-    while any(runs.pid_alive(pid) for pid in pids):  # exiting (TensorFlow's threads) takes a moment
-        assert time.time() - t0 < 15, [pid for pid in pids if runs.pid_alive(pid)]
+    pids = [status["pid"], *(pid for pid, _ in tuning.read_status(study).get("workers", []))]
+    assert len(pids) == 3  # the search and its two workers
+    while any(jobs.pid_alive(pid) for pid in pids):  # exiting (TensorFlow's threads) takes a moment
+        assert time.time() - t0 < 15, [pid for pid in pids if jobs.pid_alive(pid)]
         time.sleep(0.2)
     assert all(r["state"] != "running" for r in tuning.leaderboard(study))
     assert tuning.summarize(study).run_id is None
@@ -245,7 +247,7 @@ def test_tune_page_runs_a_search_and_opens_the_best_config_in_the_train_form(tin
     assert not at.error, [e.value for e in at.error]
     study = at.session_state["active_study"]
     deadline = time.time() + DEADLINE
-    while tuning.read_status(study).get("state") not in tuning.FINAL_STATES:
+    while tuning.read_status(study).get("state") not in jobs.FINAL_STATES:
         assert time.time() < deadline, tuning.read_status(study)
         time.sleep(1)
     assert tuning.read_status(study)["state"] == "done", tuning.read_status(study)

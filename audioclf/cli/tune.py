@@ -5,6 +5,7 @@ import argparse
 import time
 from typing import Callable
 
+from .. import jobs
 from .common import (EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, CLIError, Command, StopFlag, add_engine_arguments,
                      add_format_argument, err, extraction_events, fmt, format_table, import_tensorflow_quietly,
                      write_rows)
@@ -152,7 +153,7 @@ def _print_study(study: str, result, format: str, top: int) -> None:
     print(f"\nstudy      {study}: {result.state}{note}")
     print(f"trials     {result.n_trials} ({result.n_complete} finished, {result.n_pruned} pruned, "
           f"{result.n_failed} failed)" + (f"; the last search took {result.seconds:.0f} s"
-                                          if result.state in tuning.FINAL_STATES else ""))
+                                          if result.state in jobs.FINAL_STATES else ""))
     if result.best_trial is not None:
         print(f"best       trial {result.best_trial}: val macro F1 {fmt(result.best_value)}")
         for k, v in sorted(result.best_params.items()):

@@ -125,7 +125,8 @@ def cross_validate(cfg, k: int = 5, progress: Callable[[dict], None] | None = No
     from ..model.building import predict_proba
     from ..training.feature_choice import choose_features, feature_config
     from ..training.fit import fit
-    from ..training.prepare import MAX_FOLDS, MIN_FOLDS, Cancelled, gather_features, prepare_run, warp_factors
+    from ..jobs import Cancelled
+    from ..training.prepare import MAX_FOLDS, MIN_FOLDS, gather_features, prepare_run, warp_factors
 
     if not MIN_FOLDS <= int(k) <= MAX_FOLDS:
         raise EvaluationError(f"k must be between {MIN_FOLDS} and {MAX_FOLDS}, got {k}.")

@@ -39,6 +39,7 @@ from typing import Callable
 import numpy as np
 import soundfile as sf
 
+from .. import jobs
 from audioclf import audio, workspace
 from audioclf.datasets import add_clip, load_dataset, split_folders
 from audioclf.errors import AudioclfError
@@ -64,7 +65,7 @@ class CorrectionError(AudioclfError):
 
 def dataset_folder(run_id: str) -> Path:
     """The data set folder a run's clips came from (for a retrain: its parent's folder)."""
-    record = runs.read_json(runs.run_dir(run_id) / RETRAIN_RECORD, None)
+    record = jobs.read_json(runs.run_dir(run_id) / RETRAIN_RECORD, None)
     if record and record.get("dataset"):
         return Path(record["dataset"])
     config = runs.load_run(run_id).config
@@ -327,7 +328,7 @@ def _retrain(run_id, *, warm, progress, should_stop) -> RetrainResult:
     new_id = train(new_cfg, progress=progress, should_stop=should_stop, warm_start=run_id if warm_ok else None)
     if runs.read_status(new_id).get("state") != "done":
         raise CorrectionError(f"The retrain {new_id} did not finish: {runs.read_status(new_id).get('message', '')}")
-    metrics = runs.read_json(runs.run_dir(new_id) / runs.METRICS, {}) or {}
+    metrics = jobs.read_json(runs.run_dir(new_id) / runs.METRICS, {}) or {}
     warm_used = bool((metrics.get("warm_start") or {}).get("used", False))
     if warm_ok and not warm_used:
         why = (metrics.get("warm_start") or {}).get("why") or "from scratch: the weights did not fit the model"
@@ -337,11 +338,11 @@ def _retrain(run_id, *, warm, progress, should_stop) -> RetrainResult:
     result = RetrainResult(run_id=new_id, parent=run_id, warm=warm_used, why=why, before=before, after=after,
                            split=split_name, seconds=round(time.perf_counter() - t0, 2),
                            corrections=len(corrected), dropped=dropped)
-    runs.write_json(runs.run_dir(new_id) / RETRAIN_RECORD, {
+    jobs.write_json(runs.run_dir(new_id) / RETRAIN_RECORD, {
         **asdict(result), "dataset": str(folder), "manifest": str(manifest), "group_pattern": pattern})
     return result
 
 
 def retrain_record(run_id: str) -> dict | None:
     """What :func:`retrain` wrote for a run it made (None for other runs)."""
-    return runs.read_json(runs.run_dir(run_id) / RETRAIN_RECORD, None)
+    return jobs.read_json(runs.run_dir(run_id) / RETRAIN_RECORD, None)

@@ -13,12 +13,12 @@ from audioclf.training.config import RunConfig, TrainConfig, TrainingError, reso
 from audioclf.training.defaults import AutoFeatures, default_feature_kind, model_defaults, not_applicable, train_values
 from audioclf.training.feature_choice import choose_features, feature_config
 from audioclf.training.fit import class_weights, fit
-from audioclf.training.prepare import (Cancelled, SplitData, check_features, cv_folds, fold_split, gather_features,
+from audioclf.training.prepare import (SplitData, check_features, cv_folds, fold_split, gather_features,
                                        natural_key, prepare_run, resolve_dataset)
 from audioclf.training.run import train
 from audioclf.training.runs import RunError, active_runs, list_runs, load_run, read_status
 
-__all__ = ["AutoFeatures", "Cancelled", "RunConfig", "RunError", "SplitData", "TrainConfig", "TrainingError",
+__all__ = ["AutoFeatures", "RunConfig", "RunError", "SplitData", "TrainConfig", "TrainingError",
            "active_runs", "cancel_run", "check_features", "choose_features", "class_weights", "cv_folds",
            "default_feature_kind", "feature_config", "fit", "fold_split", "gather_features", "list_runs",
            "load_run", "model_defaults", "natural_key", "not_applicable", "prepare_run", "read_status",

@@ -2,12 +2,10 @@
 (started by :func:`audioclf.training.background.start_training`)."""
 from __future__ import annotations
 
-import os
 import sys
 import time
-from pathlib import Path
 
-from .. import workspace
+from .. import jobs
 from . import runs
 from .config import RunConfig
 from .run import train
@@ -15,16 +13,14 @@ from .run import train
 
 def main(argv: list[str]) -> int:
     """Entry point of a background run: `python -m audioclf.training <run_dir>`."""
-    path = Path(argv[0]).resolve()
-    os.environ[workspace.ENV_HOME] = str(path.parent.parent)
-    cancel = path / runs.CANCEL
+    path, should_stop = jobs.enter(argv[0])
     try:
-        cfg = RunConfig.from_dict(runs.read_json(path / runs.CONFIG, {}))
+        cfg = RunConfig.from_dict(jobs.read_json(path / runs.CONFIG, {}))
     except (ValueError, KeyError) as e:
         runs.update_status(path.name, state="failed", message=str(e), finished=time.time())
         return 1
     try:
-        train(cfg, run_id=path.name, should_stop=cancel.exists)
+        train(cfg, run_id=path.name, should_stop=should_stop)
     except Exception as e:  # already recorded in status.json; one line for the log
         print(f"training failed: {e}", file=sys.stderr)
         return 1

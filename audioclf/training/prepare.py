@@ -20,6 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .. import workspace
+from ..jobs import Cancelled
 from ..model.configs import ModelConfig
 from .config import RunConfig, TrainingError
 from .defaults import AUTO
@@ -27,10 +28,6 @@ from .feature_choice import usable_candidates
 
 MIN_TRAIN_PER_CLASS = 2
 MIN_FOLDS, MAX_FOLDS = 2, 20  # cross-validation folds, wherever they are asked for
-
-
-class Cancelled(Exception):
-    """Raised inside a run when its `should_stop()` said so (not an error: the run ends "cancelled")."""
 
 
 @dataclass

@@ -20,7 +20,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .. import jobs
 from .. import workspace
+from ..jobs import Cancelled
 from ..evaluation.metrics import evaluate
 from ..evaluation.threshold import THRESHOLD_KEY, WINDOW_THRESHOLD_KEY, threshold_record, window_record
 from ..model.building import predict_proba
@@ -28,7 +30,7 @@ from . import runs
 from .config import RunConfig, TrainingError
 from .feature_choice import choose_features, feature_config
 from .fit import fit
-from .prepare import Cancelled, gather_features, prepare_run, warp_factors
+from .prepare import gather_features, prepare_run, warp_factors
 
 STATUS_EVERY = 0.5  # seconds between status.json rewrites while extracting
 
@@ -57,7 +59,7 @@ def train(cfg: RunConfig, *, progress: Progress | None = None,
         raise TrainingError("train() needs a RunConfig.")
     run_id = run_id or runs.create_run(cfg.to_dict())
     t0 = time.time()
-    runs.update_status(run_id, pid=os.getpid(), pid_started=runs.process_start_time(os.getpid()),
+    runs.update_status(run_id, pid=os.getpid(), pid_started=jobs.process_start_time(os.getpid()),
                        started=t0)
     emit = progress or (lambda event: None)
     stop = should_stop or (lambda: False)
@@ -66,7 +68,7 @@ def train(cfg: RunConfig, *, progress: Progress | None = None,
     except Cancelled:
         runs.update_status(run_id, state="cancelled", message="Cancelled.", finished=time.time())
     except BaseException as e:
-        if runs.is_disk_full(e):  # one sentence, not "[Errno 28]"; the temp files are gone already
+        if jobs.is_disk_full(e):  # one sentence, not "[Errno 28]"; the temp files are gone already
             msg = runs.disk_full_message(runs.run_dir(run_id))
             runs.update_status(run_id, state="failed", message=msg, finished=time.time())
             raise TrainingError(msg) from None
@@ -94,7 +96,7 @@ def _run(cfg: RunConfig, run_id: str, emit: Progress, stop: Callable[[], bool],
     if not train_data or not len(train_data):
         raise TrainingError("No training clip could be read: " + "; ".join(gathered.problems[:3]))
     path = runs.run_dir(run_id)
-    runs.write_json(path / runs.LABELS, labels)
+    jobs.write_json(path / runs.LABELS, labels)
     epochs = int(cfg.train.epochs)
     runs.update_status(run_id, state="training", epoch=0, epochs=epochs, done=0, total=epochs,
                        message="Training", problems=gathered.problems[:50])
@@ -147,7 +149,7 @@ def _run(cfg: RunConfig, run_id: str, emit: Progress, stop: Callable[[], bool],
     except BaseException:
         tmp_model.unlink(missing_ok=True)  # a full disk leaves no half-written model behind
         raise
-    runs.write_json(path / runs.METRICS, metrics)
+    jobs.write_json(path / runs.METRICS, metrics)
     runs.write_csv(path / runs.PREDICTIONS, header, rows)
     # Last write: only now does the run look complete.
     runs.update_status(run_id, state="done", message="Done", finished=time.time(), eta=0)
@@ -168,7 +170,7 @@ def _choose_features(cfg: RunConfig, run_id: str, prepared, emit: Progress, stop
     choice = choose_features([*split.train, *split.val], prepared.labels, cfg.features,
                              progress=on_extract, seed=int(cfg.split.seed))
     resolved = cfg.resolved(feature_config(choice.winner, cfg.features))
-    runs.write_json(runs.run_dir(run_id) / runs.CONFIG, resolved.to_dict())
+    jobs.write_json(runs.run_dir(run_id) / runs.CONFIG, resolved.to_dict())
     runs.update_status(run_id, feature_choice=choice.to_dict(), message=f"Auto chose {choice.reason}")
     emit({"phase": "chosen", **choice.to_dict()})
     return resolved, choice

@@ -18,7 +18,6 @@ while its state is not final reads as "failed" (interrupted).
 from __future__ import annotations
 
 import csv
-import errno
 import json
 import os
 import secrets
@@ -28,21 +27,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from .. import workspace
+from .. import jobs, workspace
+from ..jobs import FINAL_STATES, STATUS, read_json, write_json
 from ..errors import AudioclfError
 
 CONFIG = "config.json"
-STATUS = "status.json"
 HISTORY = "history.jsonl"
 LABELS = "labels.json"
 MODEL = "model.keras"
 METRICS = "metrics.json"
 PREDICTIONS = "predictions.csv"
-CANCEL = "cancel"  # its presence asks a background run to stop
-LOG = "log.txt"
 
 STATES = ("queued", "extracting", "training", "done", "failed", "cancelled")
-FINAL_STATES = ("done", "failed", "cancelled")
 INTERRUPTED = "Interrupted: the training process ended without finishing (killed or crashed)."
 # A queued run gets its process id within a second of being created; one still without
 # one after this long was never started (its starter died) and is not in progress.
@@ -110,14 +106,6 @@ class Run:
 
 # ---------------------------------------------------------------- low-level I/O
 
-NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    """True for an OSError that says the disk (or the user's quota) is full."""
-    return isinstance(exc, OSError) and exc.errno in NO_SPACE
-
-
 def disk_full_message(where: Path) -> str:
     """What a person reads when a run could not be written for lack of space."""
     try:
@@ -126,54 +114,6 @@ def disk_full_message(where: Path) -> str:
         free = "no room"
     return (f"The disk is full: there was no room to write the run in {where} ({free}). "
             "Free some space (old runs, the feature cache) and train again.")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` so readers see either the old or the new file, never half of one.
-
-    On failure (a full disk) the temporary file is removed again and the error raised.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(3)}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def overwrite_in_place(path: Path, text: str) -> bool:
-    """Rewrite an existing file in its own blocks (no new file: works on a full disk when
-    `text` is no longer than the file). False if it is longer or the write fails."""
-    data = text.encode("utf-8")
-    try:
-        if len(data) > path.stat().st_size:
-            return False
-        with open(path, "r+b") as f:
-            f.write(data)
-            f.truncate()
-        return True
-    except OSError:
-        return False
-
-
-def write_json(path: Path, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, default=_json_default))
-
-
-def _json_default(o: Any) -> Any:
-    if hasattr(o, "tolist"):  # numpy scalars and arrays
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def read_json(path: Path, default: Any = None) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return default
 
 
 def write_csv(path: Path, header: list[str], rows: Iterable[list]) -> None:
@@ -222,33 +162,15 @@ def create_run(config: dict) -> str:
 
 
 def update_status(run_id: str, **fields: Any) -> dict:
-    """Merge `fields` into status.json (only the run's own process writes it).
-
-    On a full disk a final state is still recorded, rewriting the file in place (the
-    whole status compactly, or just the final fields), so the run does not read as
-    killed; otherwise the error is raised.
-    """
-    path = run_dir(run_id) / STATUS
-    status = read_json(path, {}) or {}
-    status.update(fields, updated=time.time())
-    try:
-        write_json(path, status)
-    except OSError as exc:
-        if not (is_disk_full(exc) and fields.get("state") in FINAL_STATES):
-            raise
-        brief = {k: status[k] for k in ("state", "message", "finished", "started", "pid", "pid_started",
-                                        "updated") if k in status}
-        for text in (json.dumps(status, default=_json_default), json.dumps(brief, default=_json_default)):
-            if overwrite_in_place(path, text):
-                return status
-        raise
-    return status
+    """Merge `fields` into status.json (only the run's own process writes it); a final state is
+    recorded even on a full disk (see :func:`audioclf.jobs.update_status`)."""
+    return jobs.update_status(run_dir(run_id), **fields)
 
 
 def append_history(run_id: str, row: dict) -> None:
     """Append one epoch to history.jsonl (one short write, so lines stay whole)."""
     with open(run_dir(run_id) / HISTORY, "a", encoding="utf-8") as f:
-        f.write(json.dumps(row, default=_json_default) + "\n")
+        f.write(json.dumps(row, default=jobs.json_default) + "\n")
 
 
 def read_history(run_id: str) -> list[dict]:
@@ -264,56 +186,9 @@ def read_history(run_id: str) -> list[dict]:
     return rows
 
 
-def process_start_time(pid: int) -> str | None:
-    """Kernel start time of `pid` (guards against pid reuse); None off Linux."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
-def pid_alive(pid: int | None, started: str | None = None) -> bool:
-    """True if process `pid` still runs (zombies and reused pids count as gone)."""
-    if not pid:
-        return False
-    try:
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our own finished child: reap it
-            return False
-    except ChildProcessError:
-        pass
-    except OSError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    except OSError:
-        pass
-    if started is not None:
-        now = process_start_time(pid)
-        if now is not None and now != started:
-            return False
-    return True
-
-
 def read_status(run_id: str) -> dict:
     """status.json, with a not-final run whose process is gone reported as failed."""
-    status = read_json(run_dir(run_id) / STATUS, {}) or {}
-    state = status.get("state", "failed")
-    if state not in FINAL_STATES and status.get("pid") \
-            and not pid_alive(status["pid"], status.get("pid_started")):
-        # Re-read: the process may have written its final state just before exiting.
-        status = read_json(run_dir(run_id) / STATUS, {}) or status
-        if status.get("state") not in FINAL_STATES:
-            status = {**status, "state": "failed", "message": INTERRUPTED, "interrupted": True}
-    return status
+    return jobs.read_status(run_dir(run_id), INTERRUPTED)
 
 
 def run_status(run_id: str) -> RunStatus:

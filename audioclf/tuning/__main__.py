@@ -2,13 +2,9 @@
 (started by :func:`audioclf.tuning.search.start_tuning` and by a search for its workers)."""
 from __future__ import annotations
 
-import os
 import sys
-from pathlib import Path
 
-from .. import workspace
-from ..training import runs
-from ..training.prepare import Cancelled
+from .. import jobs
 from .search import optimize, run_study
 
 
@@ -26,21 +22,19 @@ def main(argv: list[str]) -> int:
     p.add_argument("--trials", type=int)
     p.add_argument("--timeout", type=float)
     args = p.parse_args(argv)
-    path = Path(args.folder).resolve()
-    os.environ[workspace.ENV_HOME] = str(path.parent.parent)
-    cancel = path / runs.CANCEL
+    path, should_stop = jobs.enter(args.folder)
     if args.worker:
         from ..model.building import configure_tensorflow
 
         configure_tensorflow()
         try:
-            optimize(path.name, worker=args.index, stop=cancel.exists, target=args.target,
+            optimize(path.name, worker=args.index, stop=should_stop, target=args.target,
                      deadline=args.deadline)
-        except Cancelled:
+        except jobs.Cancelled:
             return 0
         return 0
     try:
-        run_study(study=path.name, trials=args.trials, timeout=args.timeout, should_stop=cancel.exists)
+        run_study(study=path.name, trials=args.trials, timeout=args.timeout, should_stop=should_stop)
     except Exception as e:  # recorded in status.json; one line for the log
         print(f"search failed: {e}", file=sys.stderr)
         return 1

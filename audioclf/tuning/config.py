@@ -11,7 +11,6 @@ SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("median", "hyperband", "none")
 OBJECTIVES = ("val", "cv")
 STATES = ("queued", "extracting", "searching", "training", "done", "failed", "cancelled")
-FINAL_STATES = ("done", "failed", "cancelled")
 
 
 @dataclass(frozen=True)

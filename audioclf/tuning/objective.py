@@ -17,10 +17,11 @@ from typing import Callable
 
 import numpy as np
 
+from ..jobs import Cancelled
 from ..model.sequences import pad_sequences, padded_length
 from ..training.config import RunConfig, TrainConfig
 from ..training.fit import VAL_BATCH, fit
-from ..training.prepare import Cancelled, SplitData
+from ..training.prepare import SplitData
 from .config import TuneConfig
 from .space import TuningError, apply_params, feature_fields, suggest, values_of
 

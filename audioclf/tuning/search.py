@@ -17,27 +17,22 @@ shared database URL in ``TuneConfig.storage``) can join a study.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import threading
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Callable
 
-from .. import workspace
+from .. import jobs, workspace
+from ..jobs import Cancelled
 from ..training import runs
 from ..training.config import RunConfig
-from ..training.prepare import Cancelled
-from .config import FINAL_STATES, TuneConfig, TuneResult
+from .config import TuneConfig, TuneResult
 from .objective import OutOfTime, TrialData, make_objective, prepare, search_items
 from .space import TuningError, check_space
-from .studies import (check_idle, create_study, fail_running, leaderboard, load_config, open_study, read_status,
+from .studies import (INTERRUPTED, check_idle, create_study, fail_running, leaderboard, load_config, open_study,
                       study_dir, summarize, update_status)
 
 ENTRY_MODULE = "audioclf.tuning"  # `python -m` entry point of a search and of its trial workers
-CANCEL_WAIT = 5.0  # seconds cancel_tuning waits for a graceful stop before killing
-WORKER_STOP_WAIT = 2.0  # ... and the search waits for its workers, so it ends well within that
+WORKER_STOP_WAIT = 2.0  # a cancelled search waits this long for its workers, well within jobs.CANCEL_WAIT
 POLL = 0.2  # seconds between the coordinator's looks at its workers
 SMALL_TRIAL_CLIPS = 3000  # up to this many training clips a trial is small: one core per trial
 MIN_TRIALS_FOR_WORKERS = 4  # fewer trials run in the calling process
@@ -113,7 +108,7 @@ def run_study(cfg: TuneConfig | None = None, study: str | None = None, *, trials
     emit = progress or (lambda e: None)
     stop = should_stop or (lambda: False)
     path = study_dir(study)
-    update_status(study, pid=os.getpid(), pid_started=runs.process_start_time(os.getpid()),
+    update_status(study, pid=os.getpid(), pid_started=jobs.process_start_time(os.getpid()),
                   started=time.time(), state="extracting", message="Extracting features", finished=None)
     t0 = time.time()
     try:
@@ -127,7 +122,7 @@ def run_study(cfg: TuneConfig | None = None, study: str | None = None, *, trials
         update_status(study, state="failed", message=msg, finished=time.time())
         raise
     finally:
-        (path / runs.CANCEL).unlink(missing_ok=True)
+        (path / jobs.CANCEL).unlink(missing_ok=True)
     return result
 
 
@@ -246,34 +241,20 @@ def _report(study: str, emit, target, before) -> None:
           "best_value": r.best_value, "pruned": r.n_pruned, "complete": r.n_complete})
 
 
-def _child_env(**extra: str) -> dict:
-    """Environment of a search or worker process: this workspace, and this copy of audioclf."""
-    here = str(Path(__file__).resolve().parents[2])
-    path = os.environ.get("PYTHONPATH", "")
-    return {**os.environ, workspace.ENV_HOME: str(workspace.home()), "TF_CPP_MIN_LOG_LEVEL": "3",
-            "PYTHONUNBUFFERED": "1", "PYTHONPATH": here + (os.pathsep + path if path else ""), **extra}
-
-
 def _search_workers(study, emit, stop, target, deadline, before, n: int) -> None:
     path = study_dir(study)
-    env = _child_env(AUDIOCLF_TF_THREADS="1", OMP_NUM_THREADS="1")
-    procs = []
-    with open(path / runs.LOG, "ab") as log:
-        for w in range(n):
-            cmd = [sys.executable, "-m", ENTRY_MODULE, "--worker", str(path), "--index", str(w)]
-            if target is not None:
-                cmd += ["--target", str(target)]
-            if deadline is not None:
-                cmd += ["--deadline", repr(deadline)]
-            procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, start_new_session=True))
-    update_status(study, worker_pids=[p.pid for p in procs])
+    env = jobs.child_env(AUDIOCLF_TF_THREADS="1", OMP_NUM_THREADS="1")
+    args = [*(["--target", str(target)] if target is not None else []),
+            *(["--deadline", repr(deadline)] if deadline is not None else [])]
+    procs = [jobs.spawn(path, ENTRY_MODULE, ["--worker", "--index", str(w), *args], env) for w in range(n)]
+    # Listed with their start times: a cancel from another process kills exactly these.
+    update_status(study, workers=[[p.pid, jobs.process_start_time(p.pid)] for p in procs])
     last = 0.0
     try:
         while any(p.poll() is None for p in procs):
             if stop():
-                (path / runs.CANCEL).touch()
-                _stop_procs(procs, WORKER_STOP_WAIT)
+                (path / jobs.CANCEL).touch()
+                jobs.stop_processes(procs, WORKER_STOP_WAIT)
                 fail_running(study)
                 raise Cancelled()
             if time.time() - last > 1.0:
@@ -281,24 +262,12 @@ def _search_workers(study, emit, stop, target, deadline, before, n: int) -> None
                 _report(study, emit, target, before)
             time.sleep(POLL)
     finally:
-        _stop_procs(procs, grace=0.0 if all(p.poll() is not None for p in procs) else CANCEL_WAIT)
+        jobs.stop_processes(procs, grace=0.0 if all(p.poll() is not None for p in procs) else jobs.CANCEL_WAIT)
     _report(study, emit, target, before)
     bad = [p.returncode for p in procs if p.returncode not in (0, None)]
     if bad and summarize(study).n_complete == 0:
-        tail = (path / runs.LOG).read_text(errors="replace").strip().splitlines()[-3:]
+        tail = (path / jobs.LOG).read_text(errors="replace").strip().splitlines()[-3:]
         raise TuningError("The search's worker processes failed: " + " | ".join(tail))
-
-
-def _stop_procs(procs, grace: float = CANCEL_WAIT) -> None:
-    end = time.time() + grace
-    while time.time() < end and any(p.poll() is None for p in procs):
-        time.sleep(0.05)
-    from ..training.background import kill_group
-
-    for p in procs:
-        if p.poll() is None:
-            kill_group(p.pid)  # SIGTERM, then SIGKILL: its feature workers go too
-        p.poll()
 
 
 def _final_run(study: str, result: TuneResult, emit, stop) -> str:
@@ -320,9 +289,6 @@ def _final_run(study: str, result: TuneResult, emit, stop) -> str:
     return run_id
 
 
-_children: dict[str, subprocess.Popen] = {}
-
-
 def start_tuning(cfg: TuneConfig | None = None, study: str | None = None, *, trials: int | None = None,
                  timeout: float | None = None, name: str = "") -> str:
     """Start `run_study` in a new process (a new study from `cfg`, or resume `study`); returns its name."""
@@ -336,55 +302,16 @@ def start_tuning(cfg: TuneConfig | None = None, study: str | None = None, *, tri
     else:
         check_idle(study)
         update_status(study, state="queued", message="Queued", finished=None, run_id=None)
-    path = study_dir(study)
-    (path / runs.CANCEL).unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", ENTRY_MODULE, str(path)]
-    if trials is not None:
-        cmd += ["--trials", str(int(trials))]
-    if timeout is not None:
-        cmd += ["--timeout", repr(float(timeout))]
-    env = _child_env()
-    with open(path / runs.LOG, "ab") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
-    _children[study] = proc
-    # Reap the search the moment it exits, as training runs are: a search that ends on its own
-    # would otherwise stay a <defunct> child of the app's server.
-    threading.Thread(target=proc.wait, name=f"reap-{study}", daemon=True).start()
-    update_status(study, pid=proc.pid, pid_started=runs.process_start_time(proc.pid), created=time.time())
+    args = [*(["--trials", str(int(trials))] if trials is not None else []),
+            *(["--timeout", repr(float(timeout))] if timeout is not None else [])]
+    jobs.start(study_dir(study), ENTRY_MODULE, args)
+    update_status(study, created=time.time())
     return study
 
 
-def cancel_tuning(study: str, wait: float = CANCEL_WAIT) -> str:
+def cancel_tuning(study: str, wait: float = jobs.CANCEL_WAIT) -> str:
     """Ask a search to stop; kill it (and its workers) if it has not after `wait` s. Returns its state."""
     workspace.require_writable("cancel a hyperparameter search")
-    path = study_dir(study)
-    status = read_status(study)
-    if status.get("state") in FINAL_STATES:
-        return status["state"]
-    (path / runs.CANCEL).touch()
-    deadline = time.time() + wait
-    while time.time() < deadline:
-        _reap(study)
-        state = read_status(study).get("state")
-        if state in FINAL_STATES and not read_status(study).get("interrupted"):
-            return state
-        time.sleep(0.1)
-    from ..training.background import kill_group
-
-    status = read_status(study)  # worker pids are written once the search has started them
-    for pid in [status.get("pid"), *(status.get("worker_pids") or [])]:
-        if pid and pid != os.getpid() and runs.pid_alive(pid):
-            kill_group(pid)
-    _reap(study)
-    fail_running(study)
-    if (runs.read_json(path / runs.STATUS, {}) or {}).get("state") not in FINAL_STATES:
-        update_status(study, state="cancelled", message="Cancelled.", finished=time.time())
-    (path / runs.CANCEL).unlink(missing_ok=True)
-    return read_status(study).get("state", "cancelled")
-
-
-def _reap(study: str) -> None:
-    proc = _children.get(study)
-    if proc is not None and proc.poll() is not None:
-        _children.pop(study, None)
+    state = jobs.cancel(study_dir(study), wait, INTERRUPTED)
+    fail_running(study)  # trials of killed workers
+    return state

@@ -13,9 +13,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .. import workspace
+from .. import jobs, workspace
+from ..jobs import FINAL_STATES
 from ..training import runs
-from .config import FINAL_STATES, TuneConfig, TuneResult
+from .config import TuneConfig, TuneResult
 from .space import TuningError
 
 TUNING = "tuning"  # workspace sub-folder of studies
@@ -23,6 +24,7 @@ TUNE_CONFIG = "tune.json"
 DB_NAME = "optuna.sqlite"
 HEARTBEAT = 10  # seconds; a trial silent for GRACE is failed (its worker was killed)
 GRACE = 30
+INTERRUPTED = "Interrupted: the search process ended without finishing (killed or crashed)."
 PRUNE_WARMUP_SHARE = 0.2  # the median pruner leaves the first fifth of the epochs alone
 
 
@@ -48,7 +50,7 @@ def list_studies() -> list[dict]:
     for path in tuning_dir().iterdir():
         if (path / TUNE_CONFIG).is_file():
             st = read_status(path.name)
-            cfg = runs.read_json(path / TUNE_CONFIG, {}) or {}
+            cfg = jobs.read_json(path / TUNE_CONFIG, {}) or {}
             out.append({"study": path.name, "state": st.get("state", "failed"),
                         "created": st.get("created", path.stat().st_mtime),
                         "dataset": (cfg.get("base") or {}).get("dataset", ""),
@@ -70,34 +72,22 @@ def create_study(cfg: TuneConfig, name: str = "") -> str:
         path.mkdir()
     except FileExistsError:
         raise TuningError(f"A study named {base!r} exists already; resume it or choose another name.") from None
-    runs.write_json(path / TUNE_CONFIG, cfg.to_dict())
-    runs.write_json(path / runs.STATUS, {"state": "queued", "created": time.time(), "updated": time.time()})
+    jobs.write_json(path / TUNE_CONFIG, cfg.to_dict())
+    jobs.write_json(path / jobs.STATUS, {"state": "queued", "created": time.time(), "updated": time.time()})
     return base
 
 
 def load_config(study: str) -> TuneConfig:
-    return TuneConfig.from_dict(runs.read_json(study_dir(study) / TUNE_CONFIG, {}) or {})
+    return TuneConfig.from_dict(jobs.read_json(study_dir(study) / TUNE_CONFIG, {}) or {})
 
 
 def update_status(study: str, **values: Any) -> dict:
-    path = study_dir(study) / runs.STATUS
-    status = runs.read_json(path, {}) or {}
-    status.update(values, updated=time.time())
-    runs.write_json(path, status)
-    return status
+    return jobs.update_status(study_dir(study), **values)
 
 
 def read_status(study: str) -> dict:
     """status.json; a not-final study whose process is gone reads as failed (interrupted)."""
-    path = study_dir(study) / runs.STATUS
-    status = runs.read_json(path, {}) or {}
-    if status.get("state") not in FINAL_STATES and status.get("pid") \
-            and not runs.pid_alive(status["pid"], status.get("pid_started")):
-        status = runs.read_json(path, {}) or status
-        if status.get("state") not in FINAL_STATES:
-            status = {**status, "state": "failed", "interrupted": True,
-                      "message": "Interrupted: the search process ended without finishing (killed or crashed)."}
-    return status
+    return jobs.read_status(study_dir(study), INTERRUPTED)
 
 
 def check_idle(study: str) -> None:
