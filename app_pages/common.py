@@ -23,6 +23,8 @@ DATASET_PARAM = "dataset"  # ...and its URL query parameter: a reload or a new t
 PENDING_DATASET_KEY = "_pending_dataset"  # set by a page, applied before the sidebar renders
 RUN_KEY = "run_id"  # run chosen on Runs/Predict
 ACTIVE_RUN_KEY = "active_run"  # background training started from this session
+SPLIT_NAMES = {"stratified": "Random, stratified by class", "group": "By group (e.g. speaker)",
+               "fixed": "Fixed train/val/test folders"}  # the split methods, as the forms name them
 TRAIN_PRESET_KEY = "_train_preset"  # a RunConfig dict the Train form fills itself with (e.g. from Tune)
 
 log = logging.getLogger("audioclf.app")

@@ -4,40 +4,42 @@ from __future__ import annotations
 import streamlit as st
 
 from audioclf import jobs
-from audioclf.datasets import METHODS, SplitConfig, has_background
+from audioclf.datasets import FSDD_SPEAKER_PATTERN, METHODS, SplitConfig, has_background
 from audioclf.features import MFCCConfig, SpectralConfig
 from audioclf.insight import plotting
 from audioclf.model import ModelConfig
 from audioclf.model.configs import ACTIVATIONS, KINDS, MAX_MEMBERS, POOLINGS
 # light: TensorFlow is imported by the training process
-from audioclf.training import AutoFeatures, RunConfig, TrainConfig, default_feature_kind, not_applicable
+from audioclf.training import (AutoFeatures, RunConfig, TrainConfig, default_feature_kind, not_applicable,
+                               resolve_settings)
 from audioclf.training.config import FINETUNE_ALL
-from audioclf.training.defaults import AUTO
+from audioclf.training.defaults import AUTO, DEFAULT_MODEL_KIND
 from audioclf.training.prepare import MAX_FOLDS, MIN_FOLDS
 from app_pages import efficientat_panel
-from app_pages.common import (plural, ACTIVE_RUN_KEY, DATASET_KEY, TRAIN_PRESET_KEY, code, current_dataset,
+from app_pages.common import (plural, ACTIVE_RUN_KEY, DATASET_KEY, SPLIT_NAMES, TRAIN_PRESET_KEY, code,
+                              current_dataset,
                               fmt_seconds, guard, run_state_sentence)
 
 POLL_SECONDS = 1.0
 PENDING_KEY = "pending_run"  # a RunConfig asked for while another run was in progress
-FEATURE_KINDS = {"Auto: let my data choose (pretrained models or MFCC)": AUTO, "MFCC sequence": "mfcc",
+FEATURE_CHOICES = {"Auto: let my data choose (pretrained models or MFCC)": AUTO, "MFCC sequence": "mfcc",
                  "Spectral frames (MFCC, centroid, roll-off, ZCR, chroma, RMS)": "spectral",
                  "YAMNet embeddings (pretrained)": "yamnet",
                  "EfficientAT embeddings (pretrained, AudioSet)": "efficientat"}
 EAT_SEQUENCES = {"frames": "Frames: the last feature map, every 0.32 s",
                  "windows": "Windows: a clip embedding per 0.96 s, every 0.32 s"}
 DEFAULTS_KEY = "_tr_defaults"  # the per-feature defaults the fields were last filled with
-WARPS = TrainConfig().warp_augment or (0.9, 1.1)
-REDUCE_LR = TrainConfig().reduce_lr or 3
+FRAME_TRAIN = resolve_settings("mfcc")[1]  # where the warp factors and the LR schedule come from
+WARPS = FRAME_TRAIN.warp_augment
+REDUCE_LR = FRAME_TRAIN.reduce_lr
 AUTO_HELP = ("Before training, each feature type that can run here (EfficientAT and YAMNet embeddings, "
              "MFCCs) is scored by a quick cross-validation on the training clips (never the test clips); the "
              "best one trains, with its own recommended model and training settings. The pretrained models "
              "usually win on environmental sounds, MFCC on speech.")
 MODEL_NAMES = {"bilstm": "Bidirectional LSTM", "lstm": "LSTM", "gru": "GRU", "simplernn": "SimpleRNN",
                "baseline": "Dense baseline (clip mean and std)"}
-SPLIT_NAMES = {"stratified": "Random, stratified by class", "group": "By group (e.g. speaker)",
-               "fixed": "Fixed train/val/test folders", "kfold": "k-fold cross-validation (not saved)"}
 KFOLD = "kfold"
+SPLIT_CHOICES = {**SPLIT_NAMES, KFOLD: "k-fold cross-validation (not saved)"}
 RATES = {"16000 Hz": 16000, "22050 Hz": 22050, "44100 Hz": 44100, "native (each file's rate)": None}
 UNITS = (16, 32, 48, 64, 96, 128, 192, 256)
 BATCHES = (16, 32, 64, 128)
@@ -67,7 +69,7 @@ def _select(label, values, default, **kw):
 def preset_values(cfg: dict) -> dict:
     """The Train form's widget values for a RunConfig dict (the Tune page's best config)."""
     f, m, t, s = cfg["features"], cfg["model"], cfg["train"], cfg["split"]
-    values = {"tr_feat": next(k for k, v in FEATURE_KINDS.items() if v == f["kind"]),
+    values = {"tr_feat": next(k for k, v in FEATURE_CHOICES.items() if v == f["kind"]),
               "tr_model": m["kind"], "tr_split": s["method"]}
     if f["kind"] == "efficientat":
         seq = f.get("sequence", "frames")
@@ -133,7 +135,7 @@ def auto_note():
 def auto_train_fields():
     """With Auto, only the epoch budget is the user's; returns overrides instead of a TrainConfig."""
     # No help icon: the field keeps the same accessible name as the other feature types' epochs field.
-    epochs = st.number_input("Epochs (maximum)", 1, 1000, value=TrainConfig().epochs, key="tr_auto_epochs")
+    epochs = st.number_input("Epochs (maximum)", 1, 1000, value=FRAME_TRAIN.epochs, key="tr_auto_epochs")
     return lambda seed: {"train.seed": seed, "train.epochs": int(epochs)}
 
 
@@ -303,7 +305,7 @@ def split_fields(method: str):
         test = st.slider("Test share", 0.05, 0.4, base.test, step=0.05, key="tr_test")
     pattern = None
     if method == "group" or by_group:
-        pattern = st.text_input("Group regex (first group = group id)", r"^\d+_([A-Za-z]+)_", key="tr_group",
+        pattern = st.text_input("Group regex (first group = group id)", FSDD_SPEAKER_PATTERN, key="tr_group",
                                 help="Clips whose file names give the same group never end up in two "
                                      "splits. The default takes the speaker of FSDD names like 3_jackson_12.wav.")
     seed = st.number_input("Seed", 0, 2**31 - 1, base.seed, key="tr_seed")
@@ -445,7 +447,7 @@ def show_status(run_id: str) -> bool:
         st.caption(f"Auto chose {choice['reason']}.")
     if s.state in ("queued", "extracting"):
         frac = s.phase_done / s.phase_total if s.phase_total else 0.0
-        doing = "Choosing the feature type" if s.message == "Choosing the feature type" else "Extracting features"
+        doing = "Choosing the feature type" if s.phase == runs.CHOOSING else "Extracting features"
         st.progress(frac, text=f"{doing}: {s.phase_done} / {s.phase_total} clips"
                     if s.phase_total else "Starting (loading the data set and TensorFlow)...")
     elif s.state == "training":
@@ -520,17 +522,17 @@ top = st.columns(4)
 yamnet_missing = yamnet_reason()
 eat_missing = efficientat_panel.reason()
 pretrained = not yamnet_missing or not eat_missing
-feature_names = [n for n, k in FEATURE_KINDS.items() if not (k == AUTO and not pretrained)]
+feature_names = [n for n, k in FEATURE_CHOICES.items() if not (k == AUTO and not pretrained)]
 default_kind = default_feature_kind(pretrained)
 if st.session_state.get("tr_feat") not in feature_names:
-    st.session_state["tr_feat"] = next(n for n in feature_names if FEATURE_KINDS[n] == default_kind)
-feature_kind = FEATURE_KINDS[top[0].selectbox(
+    st.session_state["tr_feat"] = next(n for n in feature_names if FEATURE_CHOICES[n] == default_kind)
+feature_kind = FEATURE_CHOICES[top[0].selectbox(
     "Features", feature_names, key="tr_feat",
     help=AUTO_HELP if pretrained else "Auto (a pretrained model or MFCC, whichever suits the data) needs YAMNet "
                                       "or EfficientAT weights: " + yamnet_missing)]
-model_kind = top[1].selectbox("Model", KINDS, index=KINDS.index(ModelConfig().kind),
+model_kind = top[1].selectbox("Model", KINDS, index=KINDS.index(DEFAULT_MODEL_KIND),
                               format_func=MODEL_NAMES.get, key="tr_model")
-split_method = top[2].selectbox("Split", [*METHODS, KFOLD], format_func=SPLIT_NAMES.get, key="tr_split")
+split_method = top[2].selectbox("Split", [*METHODS, KFOLD], format_func=SPLIT_CHOICES.get, key="tr_split")
 blocked = ""  # why the chosen features cannot train here
 if feature_kind == "efficientat":
     _, blocked = efficientat_panel.choose_model(top[3])

@@ -6,14 +6,14 @@ import streamlit as st
 
 from audioclf import jobs
 from audioclf import tuning
-from audioclf.datasets import METHODS, SplitConfig
+from audioclf.datasets import FSDD_SPEAKER_PATTERN, METHODS, SplitConfig
 from audioclf.features import CONFIG_TYPES
 from audioclf.training import RunConfig, resolve_settings  # light: TensorFlow runs in the search process
 from audioclf.training.prepare import MAX_FOLDS, MIN_FOLDS
 from app_pages import efficientat_panel
+from app_pages.common import (plural, DATASET_KEY, SPLIT_NAMES, TRAIN_PRESET_KEY, code, current_dataset, dataset_names,
+                              fmt_seconds, guard, md, select_dataset)
 from app_pages.engine_panel import engine_choice
-from app_pages.common import (plural, DATASET_KEY, TRAIN_PRESET_KEY, code, current_dataset, dataset_names, fmt_seconds,
-                              guard, md, select_dataset)
 
 POLL_SECONDS = 2.0
 ROW_PX = 35  # data editor row height: the space table shows every row without scrolling
@@ -26,8 +26,6 @@ OBJECTIVE_NAMES = {"val": "Validation macro F1", "cv": "Mean macro F1 of a k-fol
 SAMPLER_NAMES = {"tpe": "TPE (learns where good settings are)", "random": "Random", "grid": "Grid"}
 PRUNER_NAMES = {"median": "Median: stop trials below the median so far", "hyperband": "Hyperband",
                 "none": "None: every trial runs to the end"}
-SPLIT_NAMES = {"stratified": "Random, stratified by class", "group": "By group (e.g. speaker)",
-               "fixed": "Fixed train/val/test folders"}
 # Offered unticked below the default space: settings a user may want to add.
 EXTRA_PARAMS = {
     "mfcc": ("features.n_mfcc=13,20,40", "features.sr=16000,22050", "model.pooling=last,mean,meanmax",
@@ -201,7 +199,7 @@ def new_search(ds) -> None:
             test = st.slider("Test share", 0.0 if method == "fixed" else 0.05, 0.4,
                              0.0 if method == "fixed" else base_split.test, step=0.05, key="tu_test",
                              disabled=method == "fixed")
-            pattern = st.text_input("Group regex (first group = group id)", r"^\d+_([A-Za-z]+)_",
+            pattern = st.text_input("Group regex (first group = group id)", FSDD_SPEAKER_PATTERN,
                                     key="tu_group", disabled=method != "group")
             seed = st.number_input("Seed", 0, 2**31 - 1, base_split.seed, key="tu_seed")
         st.markdown("**What varies**")

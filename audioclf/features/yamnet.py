@@ -39,7 +39,7 @@ WINDOW = 15600  # 0.975 s: 96 log-mel frames of 25 ms every 10 ms
 HOP = 7680  # 0.48 s
 EMBEDDING_DIM = 1024
 NUM_CLASSES = 521
-BATCH = 4  # windows per TFLite call; larger batches were no faster on 2 cores
+BATCH = 4  # windows per TFLite call (docs/RESULTS.md, "Measurements behind settings in the code")
 
 DEFAULT_HANDLE = "https://tfhub.dev/google/yamnet/1"
 ENV_MODEL = "AUDIOCLF_YAMNET"

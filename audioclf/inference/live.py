@@ -36,6 +36,7 @@ import numpy as np
 
 from ..audio import AudioError, Clip, SILENCE_DB, is_silent
 from ..errors import AudioclfError
+from ..model.sequences import PAD_MULTIPLE  # window lengths round up as in training and predict_proba
 from .confidence import UNKNOWN
 
 DEFAULT_WINDOW = 1.5  # s of audio behind each label
@@ -45,7 +46,6 @@ MIN_HOP, MAX_HOP = 0.1, 2.0
 HISTORY = 240  # labels kept for the rolling chart (2 min at the default hop)
 MAX_EVENTS = 200  # events kept in the log
 SILENCE = "silence"  # a window with no sound in it: no class is claimed
-PAD_MULTIPLE = 8  # window lengths round up to this many frames, as in training.predict_proba
 WARM_UP_RATE = 48000  # browsers send 48 kHz; runs with a fixed feature rate ignore it
 QUEUE_BLOCKS = 500  # blocks a LiveSession buffers before dropping the oldest (10 s of 20 ms blocks)
 KEEP_SECONDS = 30.0  # recent stream audio held in memory (never stored) so a wrong label can be corrected

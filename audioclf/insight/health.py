@@ -67,7 +67,7 @@ LONG_MIN_SECONDS = 5.0  # ...and than this
 NEAR_FRACTION = 0.1  # near duplicate: closer than this share of the median nearest-neighbour distance
 MAX_NEAR_GROUPS = 50
 FOLDS = 5
-PCA_DIMS = 64  # logistic regression on 1024-d YAMNet vectors takes ~5x longer for the same ranking
+PCA_DIMS = 64  # the same ranking as all 1024 YAMNet dimensions, much sooner (docs/RESULTS.md)
 LOGREG_C = 0.1
 TOP_SUSPECTS = 20
 FEW_CLIPS = 5
@@ -351,7 +351,7 @@ def out_of_fold_probabilities(x: np.ndarray, y: np.ndarray, *, folds: int = FOLD
     model = make_pipeline(StandardScaler(), PCA(dims, random_state=seed),
                           LogisticRegression(C=LOGREG_C, max_iter=300))
     cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    # One BLAS thread: on a busy machine several threads per fit were 4x slower, not faster.
+    # One BLAS thread: more threads per small fit were slower on a busy machine (docs/RESULTS.md).
     with threadpool_limits(1), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ConvergenceWarning: 300 iterations rank as well as 3,000
         return cross_val_predict(model, x, y, cv=cv, method="predict_proba")

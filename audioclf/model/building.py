@@ -32,7 +32,7 @@ def predict_proba(model, seqs: Sequence[np.ndarray], batch_size: int = 64) -> np
     for i in range(0, len(order), batch_size):
         idx = order[i:i + batch_size]
         # Round lengths up like training does: predict_on_batch's compiled function is
-        # reused across batches (eager calls of a recurrent layer are 10-100x slower).
+        # reused across batches (eager calls of a recurrent layer are far slower).
         xb = pad_sequences([seqs[j] for j in idx], padded_length([len(seqs[j]) for j in idx]))
         probs[idx] = np.asarray(model.predict_on_batch(xb))
     return probs

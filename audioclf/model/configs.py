@@ -1,8 +1,8 @@
 """Model configs: the architecture of a classifier, validated when it is made (no TensorFlow).
 
-    from audioclf.model.configs import ModelConfig
-
-    ModelConfig(kind="bilstm", rnn_units=(128, 64)).to_dict()["rnn_units"]   # [128, 64]
+    >>> from audioclf.model.configs import ModelConfig
+    >>> ModelConfig(kind="bilstm", rnn_units=(128, 64)).to_dict()["rnn_units"]
+    [128, 64]
 """
 from __future__ import annotations
 
@@ -56,8 +56,8 @@ class ModelConfig:
     feature_mask: int = 3
     # Copies of the network (from different random starts, with their own masks and
     # noise) trained side by side on the same batches; the model outputs the mean of
-    # their probabilities. Averaging cancels much of one network's luck: on held-out
-    # FSDD speakers macro F1 varies by +-5 points between seeds of a single network.
+    # their probabilities. Averaging cancels much of one network's luck with its seed
+    # (docs/RESULTS.md, "Spoken digits").
     members: int = 1
 
     def __post_init__(self) -> None:

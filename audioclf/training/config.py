@@ -16,14 +16,6 @@ from ..errors import AudioclfError
 from ..model.configs import ModelConfig
 from .defaults import AUTO, AutoFeatures, model_defaults, train_values
 
-EPOCHS = 40
-PATIENCE = 10
-# Early stopping neither stops nor picks its best epoch before this one. On held-out
-# FSDD speakers the validation loss often bottomed out at epochs 1-5 while the test
-# speaker's F1 still rose: macro F1 0.825/0.808 (seeds 0/1) stopping at the first
-# minimum, 0.840/0.837 watching from epoch 16.
-MIN_EPOCHS = 15
-BATCH_SIZE = 32
 
 
 FINETUNE_ALL = 16  # finetune_blocks that trains the whole network: its 15 blocks and the stem
@@ -39,10 +31,13 @@ class TrainConfig:
     """Optimiser and schedule: Adam learning rate, batch size, epochs, early stopping."""
 
     learning_rate: float = 3e-3
-    batch_size: int = BATCH_SIZE
-    epochs: int = EPOCHS
-    patience: int | None = PATIENCE  # None: no early stopping, keep the last epoch
-    min_epochs: int = MIN_EPOCHS  # early stopping watches (and restores) only later epochs
+    batch_size: int = 32
+    epochs: int = 40
+    patience: int | None = 10  # None: no early stopping, keep the last epoch
+    # Early stopping neither stops nor picks its best epoch before this one: on small
+    # validation sets the loss often bottoms out in the first epochs while held-out
+    # F1 still rises (docs/RESULTS.md, "Spoken digits (FSDD), the MFCC defaults").
+    min_epochs: int = 15
     class_weights: bool = True
     seed: int = 0
     # Halve the learning rate when the monitored loss has not improved for this many

@@ -1,8 +1,16 @@
 """Model and training defaults per feature type, and the feature type a new user gets.
 
-    from audioclf.training.defaults import model_defaults, train_defaults
-    model_defaults("yamnet", "bilstm")   # ModelConfig suited to YAMNet embeddings
-    train_defaults("mfcc")               # TrainConfig suited to MFCC frames
+    >>> from audioclf.training.defaults import model_defaults, train_values
+    >>> model_defaults("yamnet", "bilstm").clip_norm   # a ModelConfig suited to YAMNet embeddings
+    False
+    >>> train_values("yamnet")                         # what differs from TrainConfig's own defaults
+    {'min_epochs': 5, 'warp_augment': ()}
+
+This is the one table of defaults: ModelConfig's and TrainConfig's own field values
+are the frame-feature defaults, and ``MODEL_DEFAULTS`` / ``TRAIN_DEFAULTS`` say what
+each feature type changes. Everything reads it through
+:func:`audioclf.training.config.resolve_settings` (the CLI, the Train and Tune pages,
+``RunConfig`` and so ``train()``).
 
 Frame features (MFCC, spectral) describe 16-32 ms of spectrum each: per-clip
 mean/variance normalisation removes a microphone's or a voice's colouring,
@@ -27,9 +35,9 @@ from typing import Any, ClassVar
 from ..errors import AudioclfError
 from ..model.configs import ModelConfig
 
-FEATURE_KINDS = ("mfcc", "spectral", "yamnet", "efficientat")
+FEATURE_KINDS = ("mfcc", "spectral", "yamnet", "efficientat")  # features.CONFIG_TYPES, in the order forms list them
 PRETRAINED_KINDS = ("efficientat", "yamnet")  # feature types that need a network's weights
-DEFAULT_MODEL_KIND = "gru"
+DEFAULT_MODEL_KIND = ModelConfig.kind
 
 # Differences from ModelConfig's / TrainConfig's own defaults (which suit frame features).
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -73,7 +81,7 @@ def check_kind(feature_kind: str) -> str:
 
 def model_defaults(feature_kind: str, model_kind: str | None = None) -> ModelConfig:
     """The ModelConfig a `feature_kind` run of `model_kind` (default GRU) starts from."""
-    values = MODEL_DEFAULTS[check_kind(feature_kind)]
+    values = MODEL_DEFAULTS.get(check_kind(feature_kind), {})
     kind = model_kind or DEFAULT_MODEL_KIND
     if kind == "baseline":  # no recurrent layers to size
         return ModelConfig(kind=kind, rnn_units=(), **values)
@@ -82,12 +90,12 @@ def model_defaults(feature_kind: str, model_kind: str | None = None) -> ModelCon
 
 def train_values(feature_kind: str) -> dict[str, Any]:
     """TrainConfig fields that differ from its own defaults for `feature_kind`."""
-    return dict(TRAIN_DEFAULTS[check_kind(feature_kind)])
+    return dict(TRAIN_DEFAULTS.get(check_kind(feature_kind), {}))
 
 
 def not_applicable(feature_kind: str) -> dict[str, str]:
     """{"train.warp_augment": reason, ...}: settings that mean nothing for `feature_kind`."""
-    return dict(NOT_APPLICABLE[check_kind(feature_kind)])
+    return dict(NOT_APPLICABLE.get(check_kind(feature_kind), {}))
 
 
 AUTO = "auto"

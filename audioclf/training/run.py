@@ -83,7 +83,7 @@ def _run(cfg: RunConfig, run_id: str, emit: Progress, stop: Callable[[], bool],
     if stop():  # cancelled while queued
         raise Cancelled()
     prepared = prepare_run(cfg)
-    labels, split = prepared.labels, prepared.split
+    labels = prepared.labels
     choice = None
     if cfg.is_auto:
         cfg, choice = _choose_features(cfg, run_id, prepared, emit, stop)
@@ -98,13 +98,13 @@ def _run(cfg: RunConfig, run_id: str, emit: Progress, stop: Callable[[], bool],
     path = runs.run_dir(run_id)
     jobs.write_json(path / runs.LABELS, labels)
     epochs = int(cfg.train.epochs)
-    runs.update_status(run_id, state="training", epoch=0, epochs=epochs, done=0, total=epochs,
-                       message="Training", problems=gathered.problems[:50])
+    runs.update_status(run_id, state="training", phase=runs.TRAINING, epoch=0, epochs=epochs, done=0,
+                       total=epochs, message="Training", problems=gathered.problems[:50])
 
     def on_epoch(row: dict) -> None:
         runs.append_history(run_id, row)
         runs.update_status(run_id, epoch=row["epoch"], done=row["epoch"], eta=row["eta"])
-        emit({"phase": "training", **row})
+        emit({"phase": runs.TRAINING, **row})
 
     initial = runs.load_model(warm_start) if warm_start else None
     data = gathered.parts if store is not None else gathered.data
@@ -114,7 +114,7 @@ def _run(cfg: RunConfig, run_id: str, emit: Progress, stop: Callable[[], bool],
         info["warm_start"] = {"from": warm_start, **info["warm_start"]}
     if info["cancelled"]:
         raise Cancelled()
-    runs.update_status(run_id, message="Evaluating")
+    runs.update_status(run_id, phase=runs.EVALUATING, message="Evaluating")
     metrics: dict[str, Any] = {k: v for k, v in info.items() if k != "cancelled"}
     metrics.update(n_train=len(train_data), skipped=len(gathered.problems))
     if store is not None:
@@ -159,13 +159,14 @@ def _choose_features(cfg: RunConfig, run_id: str, prepared, emit: Progress, stop
     """Auto: pick the feature type on the training and validation clips (never test) and
     rewrite the run's config as what it will train, so the run reads like any other."""
     split = prepared.split
-    runs.update_status(run_id, state="extracting", done=0, total=0, message="Choosing the feature type")
+    runs.update_status(run_id, state="extracting", phase=runs.CHOOSING, done=0, total=0,
+                       message="Choosing the feature type")
 
     def on_extract(done: int, total: int) -> None:
         if stop():
             raise Cancelled()
-        emit({"phase": "choosing", "done": done, "total": total})
-        runs.update_status(run_id, done=done, total=total, message="Choosing the feature type")
+        emit({"phase": runs.CHOOSING, "done": done, "total": total})
+        runs.update_status(run_id, done=done, total=total)
 
     choice = choose_features([*split.train, *split.val], prepared.labels, cfg.features,
                              progress=on_extract, seed=int(cfg.split.seed))
@@ -195,10 +196,10 @@ def _gather(cfg: RunConfig, run_id: str, prepared, emit: Progress, stop: Callabl
     last = [0.0]
 
     def on_extract(done: int, total: int) -> None:
-        emit({"phase": "extracting", "done": done, "total": total})
+        emit({"phase": runs.EXTRACTING, "done": done, "total": total})
         if time.time() - last[0] > STATUS_EVERY or done == total:  # don't rewrite status per clip
             last[0] = time.time()
-            runs.update_status(run_id, state="extracting", done=done, total=total,
+            runs.update_status(run_id, state="extracting", phase=runs.EXTRACTING, done=done, total=total,
                                message="Extracting features")
 
     return gather_features({"train": split.train, "val": split.val, "test": split.test}, cfg.features,

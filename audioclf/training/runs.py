@@ -39,6 +39,9 @@ METRICS = "metrics.json"
 PREDICTIONS = "predictions.csv"
 
 STATES = ("queued", "extracting", "training", "done", "failed", "cancelled")
+# What a run is doing (status.json "phase", and the "phase" of its progress events).
+CHOOSING, EXTRACTING, TRAINING, EVALUATING = "choosing", "extracting", "training", "evaluating"
+PHASES = (CHOOSING, EXTRACTING, TRAINING, EVALUATING)
 INTERRUPTED = "Interrupted: the training process ended without finishing (killed or crashed)."
 # A queued run gets its process id within a second of being created; one still without
 # one after this long was never started (its starter died) and is not in progress.
@@ -59,6 +62,7 @@ class RunStatus:
 
     run_id: str
     state: str
+    phase: str = ""  # one of PHASES ("" while queued)
     phase_done: int = 0
     phase_total: int = 0
     epoch: int = 0
@@ -198,7 +202,7 @@ def run_status(run_id: str) -> RunStatus:
     started = s.get("started")
     end = s.get("finished") or (time.time() if s.get("state") not in FINAL_STATES else s.get("updated"))
     return RunStatus(
-        run_id=run_id, state=s.get("state", "failed"),
+        run_id=run_id, state=s.get("state", "failed"), phase=s.get("phase", ""),
         phase_done=int(s.get("done", 0)), phase_total=int(s.get("total", 0)),
         epoch=int(s.get("epoch", 0)), epochs=int(s.get("epochs", 0)), history=history,
         message=s.get("message", ""),
