@@ -1,12 +1,12 @@
 """The suggested confidence threshold of a run, from its validation predictions.
 
-Below the threshold a prediction reads "unknown" (see :mod:`audioclf.inference.confidence`)::
+Below the threshold a prediction reads "unknown" (see :mod:`audioclf.inference.confidence`):
 
-    import numpy as np
-    from audioclf.evaluation.threshold import suggest_threshold
-
-    probs = np.array([[0.9, 0.1]] * 19 + [[0.6, 0.4]])
-    suggest_threshold(probs, [0] * 20)   # 0.9: 95% of the correct answers reach it
+    >>> import numpy as np
+    >>> from audioclf.evaluation.threshold import suggest_threshold
+    >>> probs = np.array([[0.9, 0.1]] * 19 + [[0.6, 0.4]])
+    >>> suggest_threshold(probs, [0] * 20)   # 95% of the correct answers reach it
+    0.9
 """
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
 """Feature configs: frozen, hashable settings of each feature type, with their dict form and cache key.
 
-Each config has a class attribute ``kind``; ``CONFIG_TYPES`` maps a kind to its class::
+Each config has a class attribute ``kind``; ``CONFIG_TYPES`` maps a kind to its class:
 
-    from audioclf.features.configs import MFCCConfig, config_from_dict, config_to_dict
-
-    cfg = MFCCConfig(n_mfcc=13)
-    config_from_dict(config_to_dict(cfg)) == cfg   # True
+    >>> from audioclf.features.configs import MFCCConfig, config_from_dict, config_to_dict
+    >>> cfg = MFCCConfig(n_mfcc=13)
+    >>> config_from_dict(config_to_dict(cfg)) == cfg
+    True
 """
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """What a search varies: parameters, search spaces, parsing their text form, applying values to a run config.
 
-    from audioclf.tuning.space import default_space, parse_vary
-
-    space = default_space("mfcc").with_param(parse_vary("model.kind=gru,lstm"))
-    [p.name for p in space.varying()][:2]   # ['model.rnn_layers', 'model.rnn_units']
+    >>> from audioclf.tuning.space import default_space, parse_vary
+    >>> space = default_space("mfcc").with_param(parse_vary("model.kind=gru,lstm"))
+    >>> [p.name for p in space.varying()][:2]
+    ['model.rnn_layers', 'model.rnn_units']
 """
 from __future__ import annotations
 
