@@ -4,7 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from audioclf import jobs
-from audioclf.datasets import FSDD_SPEAKER_PATTERN, METHODS, SplitConfig, has_background
+from audioclf.datasets import FSDD_SPEAKER_PATTERN, MAX_FOLDS, METHODS, MIN_FOLDS, SplitConfig, has_background
 from audioclf.features import MFCCConfig, SpectralConfig
 from audioclf.insight import plotting
 from audioclf.model import ModelConfig
@@ -14,7 +14,6 @@ from audioclf.training import (AutoFeatures, RunConfig, TrainConfig, default_fea
                                resolve_settings)
 from audioclf.training.config import FINETUNE_ALL
 from audioclf.training.defaults import AUTO, DEFAULT_MODEL_KIND
-from audioclf.training.prepare import MAX_FOLDS, MIN_FOLDS
 from app_pages import efficientat_panel
 from app_pages.common import (plural, ACTIVE_RUN_KEY, DATASET_KEY, SPLIT_NAMES, TRAIN_PRESET_KEY, code,
                               current_dataset,
@@ -316,7 +315,7 @@ def split_fields(method: str):
 
 def cross_validate(cfg, k: int) -> None:
     """k-fold cross-validation in this session (blocking, with progress); scores are shown, not saved."""
-    from audioclf.evaluation import cross_validate as run_cv
+    from audioclf.training import cross_validate as run_cv
 
     with st.status(f"{k}-fold cross-validation...", expanded=True) as status:
         bar = st.progress(0.0, text="Extracting features")

@@ -6,10 +6,9 @@ import streamlit as st
 
 from audioclf import jobs
 from audioclf import tuning
-from audioclf.datasets import FSDD_SPEAKER_PATTERN, METHODS, SplitConfig
+from audioclf.datasets import FSDD_SPEAKER_PATTERN, MAX_FOLDS, METHODS, MIN_FOLDS, SplitConfig
 from audioclf.features import CONFIG_TYPES
 from audioclf.training import RunConfig, resolve_settings  # light: TensorFlow runs in the search process
-from audioclf.training.prepare import MAX_FOLDS, MIN_FOLDS
 from app_pages import efficientat_panel
 from app_pages.common import (plural, DATASET_KEY, SPLIT_NAMES, TRAIN_PRESET_KEY, code, current_dataset, dataset_names,
                               fmt_seconds, guard, md, select_dataset)

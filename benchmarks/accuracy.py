@@ -73,7 +73,7 @@ PLAIN_EPOCHS, PLAIN_PATIENCE, PLAIN_BATCH = 30, 10, 32
 def load(data: str, group_pattern: str | None):
     """(Dataset, groups per item in natural order) of a preset name or a folder."""
     from audioclf.datasets import ensure_demo_dataset, load_dataset
-    from audioclf.training import natural_key
+    from audioclf.datasets import natural_key
 
     folder, pattern, _ = PRESETS.get(data, (Path(data), None, "share"))
     folder = folder or ensure_demo_dataset()

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 import audioclf
-from audioclf.datasets import SplitConfig, load_dataset
+from audioclf.datasets import SplitConfig, cv_folds, fold_split, load_dataset
 from audioclf.errors import AudioclfError
 from audioclf.features import MFCCConfig, YAMNetConfig
 from audioclf.model import ModelConfig
-from audioclf.training import RunConfig, TrainConfig, cv_folds, fold_split, prepare_run, runs
+from audioclf.training import RunConfig, TrainConfig, prepare_run, runs
 
 TINY = ModelConfig(kind="gru", rnn_units=(8,), dense_units=(), time_mask=0, feature_mask=0)
 SPEAKER = r"^\d+_([a-z]+)_"
@@ -139,7 +139,7 @@ def test_a_folds_validation_part_is_split_like_train_splits(fsdd_small):
     ds = load_dataset(fsdd_small)
     cfg = SplitConfig(method="group", val=0.3, group_pattern=SPEAKER)
     for fold in cv_folds(ds, cfg, 3):
-        split = fold_split(fold, cfg, ds.labels)
+        split = fold_split(fold, cfg)
         train_g, val_g = {i.group for i in split.train}, {i.group for i in split.val}
         assert train_g and val_g and not train_g & val_g and not (train_g | val_g) & set(fold.groups)
         assert split.test == fold.test
@@ -147,7 +147,7 @@ def test_a_folds_validation_part_is_split_like_train_splits(fsdd_small):
 
 def test_cross_validation_trains_with_the_warped_copies_train_adds(fsdd_small):
     """Issue 10 item 4: the same recipe as train(), warped copies included (they were left out)."""
-    from audioclf.evaluation import cross_validate
+    from audioclf.training import cross_validate
 
     cfg = _cfg(fsdd_small, split=SplitConfig(val=0.0), model=ModelConfig(kind="baseline", dense_units=(8,)),
                train=TrainConfig(epochs=1, patience=None, batch_size=16, warp_augment=(0.93, 1.07)))

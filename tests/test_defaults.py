@@ -129,7 +129,8 @@ def test_a_saved_config_without_trim_db_keeps_meaning_no_trim():
 
 
 def test_early_stopping_waits_for_min_epochs():
-    from audioclf.training import SplitData, fit
+    from audioclf.model.sequences import SplitData
+    from audioclf.training import fit
 
     rng = np.random.default_rng(0)
     x = [rng.normal(size=(12, 4)).astype(np.float32) for _ in range(24)]

@@ -6,7 +6,8 @@ import pytest
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
 from audioclf.datasets import SplitConfig
-from audioclf.evaluation import EvaluationError, Metrics, cross_validate, evaluate
+from audioclf.evaluation import EvaluationError, Metrics, evaluate
+from audioclf.training import cross_validate
 from audioclf.features import MFCCConfig
 from audioclf.model import ModelConfig
 from audioclf.training import RunConfig, TrainConfig

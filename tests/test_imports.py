@@ -123,6 +123,43 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return out
 
 
+# Packages (and top-level modules) by capability, lowest first: each imports only those before
+# it (and its own modules), counting imports inside functions. docs/ARCHITECTURE.md has one
+# section per entry saying what it does. "audioclf" is the front door, which imports lazily.
+PACKAGE_ORDER = ["audioclf", "errors", "workspace", "limits", "audio", "jobs", "features", "datasets", "engines",
+                 "model", "evaluation", "training", "tuning", "inference", "export", "insight", "labelling",
+                 "cli", "__main__"]
+
+
+def _package(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def _order_violations(graph: dict[str, set[str]], order: list[str]) -> list[str]:
+    rank = {p: i for i, p in enumerate(order)}
+    out = [f"{m}: package {_package(m)!r} is not in PACKAGE_ORDER" for m in graph if _package(m) not in rank]
+    for mod, targets in graph.items():
+        for target in targets:
+            a, b = _package(mod), _package(target)
+            if a != b and a in rank and b in rank and rank[b] > rank[a]:
+                out.append(f"{mod} imports {target}: {a} may only import packages before it")
+    return sorted(out)
+
+
+def test_packages_import_only_earlier_packages():
+    graph, _ = _graph()
+    assert _order_violations(graph, PACKAGE_ORDER) == []
+
+
+def test_the_order_checker_sees_an_upward_import():
+    graph = {"audioclf.model.building": {"audioclf.training.fit"}, "audioclf.training.fit": set(),
+             "audioclf.newpkg.x": set()}
+    assert _order_violations(graph, PACKAGE_ORDER) == [
+        "audioclf.model.building imports audioclf.training.fit: model may only import packages before it",
+        "audioclf.newpkg.x: package 'newpkg' is not in PACKAGE_ORDER"]
+
+
 def test_no_module_imports_another_modules_underscore_names():
     _, private = _graph()
     assert not private, "\n".join(private)

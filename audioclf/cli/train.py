@@ -117,7 +117,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def _cross_validate(args: argparse.Namespace) -> int:
     """--cv K: k folds of a run's config (a run id) or of the options' config (a data set)."""
-    from ..evaluation.cross_validation import cross_validate
+    from ..training.crossval import cross_validate
     from ..training import runs
     from ..training.prepare import prepare_run
 

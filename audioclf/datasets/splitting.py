@@ -7,12 +7,14 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
 from audioclf.datasets.base import SPLITS, Dataset, DatasetError, Item
 
 METHODS = ("stratified", "group", "fixed")
+MIN_FOLDS, MAX_FOLDS = 2, 20  # cross-validation folds, wherever they are asked for
 # The speaker in FSDD's "7_jackson_32.wav"; offered as a preset by the app.
 FSDD_SPEAKER_PATTERN = r"^\d+_([A-Za-z]+)_"
 
@@ -219,6 +221,58 @@ def kfold_splits(
                 )
         folds = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(items, labels)
     return [([items[i] for i in tr], [items[i] for i in te]) for tr, te in folds]
+
+
+def natural_key(text: str) -> tuple:
+    """Sort key that puts "fold2" before "fold10" and "1" before "10"."""
+    return tuple((0, int(t), "") if t.isdigit() else (1, 0, t.lower()) for t in re.split(r"(\d+)", str(text)) if t)
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One cross-validation fold: clips to train on, clips to score, and the groups it holds out."""
+
+    number: int  # 1-based
+    train: list
+    test: list
+    groups: tuple[str, ...] = ()  # held-out groups (by-group folds), in natural order
+
+
+def cv_folds(ds: Dataset, cfg: SplitConfig, k: int) -> list[Fold]:
+    """k cross-validation folds of `ds`, by group when `cfg.method` is "group".
+
+    By-group folds honour `cfg.group_pattern` and are numbered in the natural
+    order of the groups they hold out: with ESC-10's five official folds, fold 1
+    holds out group "1".
+    """
+    if not MIN_FOLDS <= int(k) <= MAX_FOLDS:
+        raise DatasetError(f"Cross-validation needs between {MIN_FOLDS} and {MAX_FOLDS} folds, got {k}.")
+    by_group = getattr(cfg, "method", "") == "group"
+    pattern = getattr(cfg, "group_pattern", None) if by_group else None
+    out = []
+    for train, test in kfold_splits(ds, int(k), seed=cfg.seed, by_group=by_group, group_pattern=pattern):
+        groups = tuple(sorted({it.group for it in test}, key=natural_key)) if by_group else ()
+        out.append((train, test, groups))
+    if by_group:
+        out.sort(key=lambda f: natural_key(f[2][0]) if f[2] else ())
+    return [Fold(i + 1, list(tr), list(te), g) for i, (tr, te, g) in enumerate(out)]
+
+
+def fold_split(fold: Fold, cfg: SplitConfig, seed_offset: int = 0) -> Split:
+    """The fold's training clips split into train and validation as `split_dataset` would split a data set.
+
+    The validation share `cfg.val` of the fold's training clips is held out (by
+    group for a group split, so no group is in both), for early stopping; the
+    fold's test clips are scored. Returns a Split with `test` = fold.test.
+    """
+    val = float(getattr(cfg, "val", 0.0))
+    method = "group" if getattr(cfg, "method", "") == "group" else "stratified"
+    if val <= 0:
+        return Split(list(fold.train), [], list(fold.test), config=SplitConfig(method, 0.0, 0.0))
+    # Items of a by-group fold carry their group already: no pattern needed again.
+    sub = Dataset(name=f"fold {fold.number}", root=Path("."), items=list(fold.train))
+    inner = split_dataset(sub, SplitConfig(method=method, val=val, test=0.0, seed=int(cfg.seed) + seed_offset))
+    return Split(inner.train, inner.val, list(fold.test), config=inner.config)
 
 
 def check_trainable(obj: Dataset | Split, cfg: SplitConfig | None = None) -> None:

@@ -1,5 +1,5 @@
-"""The model's input contract, in numpy: how feature sequences are padded and
-what the per-clip normalisation needs. No TensorFlow.
+"""The model's input contract, in numpy: how feature sequences are padded, what the
+per-clip normalisation needs, and `SplitData` (sequences, labels and paths of some clips). No TensorFlow.
 
 Shared by `audioclf.model.building` (statistics, inference), `audioclf.model.layers`
 (the Keras layers that mask and normalise inside a saved model) and
@@ -8,6 +8,7 @@ Shared by `audioclf.model.building` (statistics, inference), `audioclf.model.lay
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -53,3 +54,31 @@ def pad_sequences(seqs: Sequence[np.ndarray], length: int | None = None) -> np.n
         n = min(len(s), length)
         out[i, :n] = s[:n]
     return out
+
+
+@dataclass
+class SplitData:
+    """Feature sequences, integer labels and source paths of one part of a data set."""
+
+    x: list[np.ndarray]
+    y: np.ndarray
+    paths: list[str]
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def take(self, idx: Sequence[int]) -> "SplitData":
+        """The clips at positions `idx`, in that order."""
+        return SplitData([self.x[i] for i in idx], np.asarray(self.y)[list(idx)].astype(np.int64),
+                         [self.paths[i] for i in idx])
+
+    def select(self, paths: Sequence[str]) -> "SplitData":
+        """The clips whose path is in `paths`, in `paths`' order (paths without features are left out)."""
+        pos = {p: i for i, p in enumerate(self.paths)}
+        return self.take([pos[str(p)] for p in paths if str(p) in pos])
+
+    @staticmethod
+    def concat(parts: Sequence["SplitData"]) -> "SplitData":
+        return SplitData([x for d in parts for x in d.x],
+                         np.concatenate([np.asarray(d.y, np.int64) for d in parts]) if parts else np.zeros(0, np.int64),
+                         [p for d in parts for p in d.paths])

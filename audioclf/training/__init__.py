@@ -13,13 +13,13 @@ from audioclf.training.config import RunConfig, TrainConfig, TrainingError, reso
 from audioclf.training.defaults import AutoFeatures, default_feature_kind, model_defaults, not_applicable, train_values
 from audioclf.training.feature_choice import choose_features, feature_config
 from audioclf.training.fit import class_weights, fit
-from audioclf.training.prepare import (SplitData, check_features, cv_folds, fold_split, gather_features,
-                                       natural_key, prepare_run, resolve_dataset)
+from audioclf.training.crossval import cross_validate
+from audioclf.training.prepare import check_features, gather_features, prepare_run, resolve_dataset
 from audioclf.training.run import train
 from audioclf.training.runs import RunError, active_runs, list_runs, load_run, read_status
 
-__all__ = ["AutoFeatures", "RunConfig", "RunError", "SplitData", "TrainConfig", "TrainingError",
-           "active_runs", "cancel_run", "check_features", "choose_features", "class_weights", "cv_folds",
-           "default_feature_kind", "feature_config", "fit", "fold_split", "gather_features", "list_runs",
-           "load_run", "model_defaults", "natural_key", "not_applicable", "prepare_run", "read_status",
+__all__ = ["AutoFeatures", "RunConfig", "RunError", "TrainConfig", "TrainingError",
+           "active_runs", "cancel_run", "check_features", "choose_features", "class_weights", "cross_validate", "cv_folds",
+           "default_feature_kind", "feature_config", "fit", "gather_features", "list_runs",
+           "load_run", "model_defaults", "not_applicable", "prepare_run", "read_status",
            "resolve_dataset", "resolve_settings", "run_status", "runs", "start_training", "train", "train_values"]

@@ -2,8 +2,8 @@
 
     model, info = fit(ModelConfig(), TrainConfig(), train_data, val_data, n_classes)
 
-`train_data`/`val_data` are `prepare.SplitData` (sequences, integer labels).
-Used by `training.train` and `evaluation.cross_validate` alike. TensorFlow is
+`train_data`/`val_data` are `model.sequences.SplitData` (sequences, integer labels).
+Used by `training.train`, `training.cross_validate` and tuning trials alike. TensorFlow is
 imported inside `fit`.
 """
 from __future__ import annotations
@@ -15,9 +15,9 @@ import numpy as np
 
 from ..model.building import input_stats
 from ..model.configs import ModelConfig
+from ..model.sequences import SplitData
 from . import batching
 from .config import TrainConfig
-from .prepare import SplitData
 from .streaming import StoreSplit
 
 MONITOR = "val_loss"  # smoother than val_accuracy on small validation sets

@@ -12,7 +12,6 @@ one progress sequence whose total includes the warped training copies.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable, Sequence
@@ -22,40 +21,12 @@ import numpy as np
 from .. import workspace
 from ..jobs import Cancelled
 from ..model.configs import ModelConfig
+from ..model.sequences import SplitData
 from .config import RunConfig, TrainingError
 from .defaults import AUTO
 from .feature_choice import usable_candidates
 
 MIN_TRAIN_PER_CLASS = 2
-MIN_FOLDS, MAX_FOLDS = 2, 20  # cross-validation folds, wherever they are asked for
-
-
-@dataclass
-class SplitData:
-    """Feature sequences, integer labels and source paths of one part of a data set."""
-
-    x: list[np.ndarray]
-    y: np.ndarray
-    paths: list[str]
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def take(self, idx: Sequence[int]) -> "SplitData":
-        """The clips at positions `idx`, in that order."""
-        return SplitData([self.x[i] for i in idx], np.asarray(self.y)[list(idx)].astype(np.int64),
-                         [self.paths[i] for i in idx])
-
-    def select(self, paths: Sequence[str]) -> "SplitData":
-        """The clips whose path is in `paths`, in `paths`' order (paths without features are left out)."""
-        pos = {p: i for i, p in enumerate(self.paths)}
-        return self.take([pos[str(p)] for p in paths if str(p) in pos])
-
-    @staticmethod
-    def concat(parts: Sequence["SplitData"]) -> "SplitData":
-        return SplitData([x for d in parts for x in d.x],
-                         np.concatenate([np.asarray(d.y, np.int64) for d in parts]) if parts else np.zeros(0, np.int64),
-                         [p for d in parts for p in d.paths])
 
 
 @dataclass
@@ -66,17 +37,7 @@ class Prepared:
     dataset: object  # datasets.Dataset
     labels: list[str]
     split: object | None = None  # datasets.Split (None when cross-validating)
-    folds: list["Fold"] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Fold:
-    """One cross-validation fold: clips to train on, clips to score, and the groups it holds out."""
-
-    number: int  # 1-based
-    train: list
-    test: list
-    groups: tuple[str, ...] = ()  # held-out groups (by-group folds), in natural order
+    folds: list = field(default_factory=list)  # datasets.Fold
 
 
 def resolve_dataset(name: str, group_pattern: str | None = None):
@@ -140,7 +101,7 @@ def prepare_run(cfg: RunConfig, *, folds: int | None = None, dataset=None) -> Pr
     `cfg.dataset` (a page's cached copy), else it is loaded here. Cheap next to
     feature extraction: no features, no TensorFlow.
     """
-    from ..datasets import check_trainable, split_dataset
+    from ..datasets import check_trainable, cv_folds, split_dataset
 
     if not isinstance(cfg, RunConfig):
         raise TrainingError("A run needs a RunConfig.")
@@ -156,57 +117,6 @@ def prepare_run(cfg: RunConfig, *, folds: int | None = None, dataset=None) -> Pr
     split = split_dataset(ds, cfg.split)
     check_split(split, labels)
     return Prepared(cfg, ds, labels, split=split)
-
-
-def natural_key(text: str) -> tuple:
-    """Sort key that puts "fold2" before "fold10" and "1" before "10"."""
-    return tuple((0, int(t), "") if t.isdigit() else (1, 0, t.lower()) for t in re.split(r"(\d+)", str(text)) if t)
-
-
-def cv_folds(ds, split_cfg, k: int) -> list[Fold]:
-    """k cross-validation folds of `ds`, by group when `split_cfg.method` is "group".
-
-    By-group folds honour `split_cfg.group_pattern` and are numbered in the natural
-    order of the groups they hold out: with ESC-10's five official folds, fold 1
-    holds out group "1".
-    """
-    from ..datasets import DatasetError, kfold_splits
-
-    if not MIN_FOLDS <= int(k) <= MAX_FOLDS:
-        raise DatasetError(f"Cross-validation needs between {MIN_FOLDS} and {MAX_FOLDS} folds, got {k}.")
-    by_group = getattr(split_cfg, "method", "") == "group"
-    pattern = getattr(split_cfg, "group_pattern", None) if by_group else None
-    pairs = kfold_splits(ds, int(k), seed=split_cfg.seed, by_group=by_group, group_pattern=pattern)
-    out = []
-    for train, test in pairs:
-        groups = tuple(sorted({it.group for it in test}, key=natural_key)) if by_group else ()
-        out.append((train, test, groups))
-    if by_group:
-        out.sort(key=lambda f: natural_key(f[2][0]) if f[2] else ())
-    return [Fold(i + 1, list(tr), list(te), g) for i, (tr, te, g) in enumerate(out)]
-
-
-def fold_split(fold: Fold, split_cfg, labels: Sequence[str], seed_offset: int = 0):
-    """The fold's training clips split into train and validation as `train()` would split a data set.
-
-    The validation share `split_cfg.val` of the fold's training clips is held out
-    (by group for a group split, so no group is in both), for early stopping;
-    the fold's test clips are scored. Returns a datasets.Split with `test` = fold.test.
-    """
-    from ..datasets import Dataset, Split, SplitConfig, split_dataset
-
-    val = float(getattr(split_cfg, "val", 0.0))
-    method = "group" if getattr(split_cfg, "method", "") == "group" else "stratified"
-    if val <= 0:
-        split = Split(list(fold.train), [], list(fold.test), config=SplitConfig(method, 0.0, 0.0))
-    else:
-        # Items of a by-group fold carry their group already: no pattern needed again.
-        sub = Dataset(name=f"fold {fold.number}", root=Path("."), items=list(fold.train))
-        inner = split_dataset(sub, SplitConfig(method=method, val=val, test=0.0,
-                                               seed=int(split_cfg.seed) + seed_offset))
-        split = Split(inner.train, inner.val, list(fold.test), config=inner.config)
-    check_training_part(split.train, labels)
-    return split
 
 
 # ---------------------------------------------------------------- features

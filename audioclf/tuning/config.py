@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from ..datasets.splitting import MAX_FOLDS, MIN_FOLDS
 from ..training.config import RunConfig
-from ..training.prepare import MAX_FOLDS, MIN_FOLDS
 from .space import SearchSpace, TuningError, default_space
 
 SAMPLERS = ("tpe", "random", "grid")

@@ -18,10 +18,9 @@ from typing import Callable
 import numpy as np
 
 from ..jobs import Cancelled
-from ..model.sequences import pad_sequences, padded_length
+from ..model.sequences import SplitData, pad_sequences, padded_length
 from ..training.config import RunConfig, TrainConfig
 from ..training.fit import VAL_BATCH, fit
-from ..training.prepare import SplitData
 from .config import TuneConfig
 from .space import TuningError, apply_params, feature_fields, suggest, values_of
 
@@ -65,10 +64,11 @@ def _check_objective(cfg: TuneConfig, labels, train, val) -> None:
         raise TuningError(f"The data set is too small for {cfg.folds}-fold cross-validation: each class needs "
                           f"at least {need} clips outside the test split ({MIN_CV_PER_CLASS} per fold); "
                           f"{', '.join(few[:5])} have fewer. Use fewer folds or the val objective.")
-    from ..training.prepare import fold_split
+    from ..datasets import fold_split
+    from ..training.prepare import check_training_part
 
     for fold in search_folds(cfg, train + val):  # each fold holds a validation part out of its training clips
-        fold_split(fold, cfg.base.split, labels, seed_offset=fold.number - 1)
+        check_training_part(fold_split(fold, cfg.base.split, seed_offset=fold.number - 1).train, labels)
 
 
 def feature_configs(cfg: TuneConfig) -> list:
@@ -296,8 +296,7 @@ def _cv_value(cfg: TuneConfig, run_cfg, data: TrialData, trial, stop, deadline):
 
 def search_folds(cfg: TuneConfig, items) -> list:
     """The cv objective's folds of the search's clips (training plus validation, never test)."""
-    from ..datasets import Dataset
-    from ..training.prepare import cv_folds
+    from ..datasets import Dataset, cv_folds
 
     # Items carry their groups already (the split applied the pattern): no pattern needed again.
     return cv_folds(Dataset("search", Path("."), list(items)), replace(cfg.base.split, group_pattern=None),
