@@ -12,9 +12,8 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from .. import workspace
-from ..training import runs
-from ..training.prepare import Cancelled
+from .. import jobs, workspace
+from ..jobs import Cancelled
 from .space import TuningError
 from .studies import fail_running, study_dir, summarize, update_status
 
@@ -36,7 +35,7 @@ def search_on_ray(engine, study: str, worker: Callable, stop: Callable[[], bool]
     try:
         while tasks.pending():
             if stop():
-                (study_dir(study) / runs.CANCEL).touch()
+                (study_dir(study) / jobs.CANCEL).touch()
                 tasks.wait(STOP_GRACE)
                 tasks.cancel()
                 fail_running(study)

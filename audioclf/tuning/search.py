@@ -209,7 +209,7 @@ def ray_worker(home: str, study: str, index: int, target: int | None, deadline: 
 
     configure_tensorflow(1)
     try:
-        optimize(study, worker=index, stop=(study_dir(study) / runs.CANCEL).exists, target=target,
+        optimize(study, worker=index, stop=lambda: jobs.cancel_requested(study_dir(study)), target=target,
                  deadline=deadline)
     except Cancelled:
         pass
