@@ -202,13 +202,13 @@ def test_flac_bomb_is_refused_from_its_header_everywhere(flac_bomb, flac_bomb_12
     before decoding by every entry point: load_audio (Predict, Present, Explore), check_audio
     and add_clip (Data), the health check, probe (data-set listing)."""
     from audioclf import datasets
-    from audioclf.insight import health
+    from audioclf.insight import clipstats
 
     assert flac_bomb.stat().st_size < 4 * MB
     for bomb in (flac_bomb, flac_bomb_120):
         for call in (lambda: load_audio(bomb), lambda: load_audio(bomb, sr=16000),
                      lambda: load_audio(bomb.read_bytes(), name=bomb.name), lambda: check_audio(bomb),
-                     lambda: probe(bomb), lambda: health.read_stats(bomb)):
+                     lambda: probe(bomb), lambda: clipstats.read_stats(bomb)):
             with pytest.raises(AudioError, match="655,350 Hz, outside the 1,000 to 384,000 Hz"):
                 call()
     ds = datasets.create_dataset("hostile_bomb")
