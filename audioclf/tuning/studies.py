@@ -24,6 +24,8 @@ TUNE_CONFIG = "tune.json"
 DB_NAME = "optuna.sqlite"
 HEARTBEAT = 10  # seconds; a trial silent for GRACE is failed (its worker was killed)
 GRACE = 30
+STOPPED_ATTR = "stopped_trials"  # study attribute: trials failed because the search was cancelled
+STOPPED_NOTE = "stopped: the search was cancelled"
 INTERRUPTED = "Interrupted: the search process ended without finishing (killed or crashed)."
 PRUNE_WARMUP_SHARE = 0.2  # the median pruner leaves the first fifth of the epochs alone
 
@@ -194,6 +196,7 @@ def leaderboard(study: str) -> list[dict]:
     rows = []
     rank = {TrialState.COMPLETE: 0, TrialState.RUNNING: 1, TrialState.PRUNED: 2, TrialState.FAIL: 3,
             TrialState.WAITING: 4}
+    stopped = set(s.user_attrs.get(STOPPED_ATTR, []))
     for t in s.get_trials(deepcopy=False):
         last = t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else None
         seconds = t.user_attrs.get("seconds")
@@ -204,7 +207,8 @@ def leaderboard(study: str) -> list[dict]:
                      "macro_f1": t.value if t.state == TrialState.COMPLETE else None,
                      "last_reported": last, "epochs": t.user_attrs.get("epochs", len(t.intermediate_values)),
                      "seconds": seconds, **{k: v for k, v in sorted(t.params.items())},
-                     "note": t.user_attrs.get("error", ""), "_rank": rank.get(t.state, 5)})
+                     "note": t.user_attrs.get("error", "") or (STOPPED_NOTE if t.number in stopped else ""),
+                     "_rank": rank.get(t.state, 5)})
     rows.sort(key=lambda r: (r["_rank"], -(r["macro_f1"] or 0), -r["trial"]))
     for r in rows:
         r.pop("_rank")
@@ -259,15 +263,16 @@ def fail_running(study: str) -> int:
         s = optuna.load_study(study_name=study, storage=storage)
     except KeyError:
         return 0
-    n = 0
+    stopped = []
     for t in s.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         try:
-            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-            storage.set_trial_user_attr(t._trial_id, "error", "stopped: the search was cancelled")
-            n += 1
-        except RuntimeError:  # finished meanwhile
+            s.tell(t.number, state=TrialState.FAIL)
+        except (RuntimeError, ValueError):  # finished meanwhile
             continue
-    return n
+        stopped.append(t.number)
+    if stopped:  # the leaderboard's note for them (a finished trial's own attributes are read-only)
+        s.set_user_attr(STOPPED_ATTR, sorted({*s.user_attrs.get(STOPPED_ATTR, []), *stopped}))
+    return len(stopped)
 
 
 def delete_study(study: str) -> None:
