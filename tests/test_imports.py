@@ -126,8 +126,8 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 # Packages (and top-level modules) by capability, lowest first: each imports only those before
 # it (and its own modules), counting imports inside functions. docs/ARCHITECTURE.md has one
 # section per entry saying what it does. "audioclf" is the front door, which imports lazily.
-PACKAGE_ORDER = ["audioclf", "errors", "workspace", "limits", "audio", "jobs", "features", "datasets", "engines",
-                 "model", "evaluation", "training", "tuning", "inference", "export", "insight", "labelling",
+PACKAGE_ORDER = ["audioclf", "errors", "progress", "workspace", "limits", "audio", "jobs", "features", "datasets",
+                 "engines", "model", "evaluation", "training", "tuning", "inference", "export", "insight", "labelling",
                  "cli", "__main__"]
 
 

@@ -134,7 +134,7 @@ def metrics_rows(metrics: dict) -> list[dict]:
 
 # ---------------------------------------------------------------- progress and interruption
 
-class Progress:
+class ProgressBar:
     """`done/total` on stderr: one rewritten line on a terminal, a few lines otherwise."""
 
     def __init__(self, label: str, quiet: bool = False):
@@ -161,7 +161,7 @@ class Progress:
 def extraction_events(quiet: bool) -> Callable[[dict], bool]:
     """A handler of the library's progress events that draws their "extracting" phase and
     says (True) that it took the event, so a command's own handler only sees the rest."""
-    bar = Progress("extracting features", quiet)
+    bar = ProgressBar("extracting features", quiet)
 
     def on_event(e: dict) -> bool:
         if e.get("phase") != "extracting":

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from .common import (EXIT_ERROR, EXIT_OK, Command, Progress, add_data_argument, add_engine_arguments,
+from .common import (EXIT_ERROR, EXIT_OK, Command, ProgressBar, add_data_argument, add_engine_arguments,
                      add_format_argument, err, format_table, load_dataset, print_fields, write_rows)
 from .options import add_feature_arguments, feature_config
 
@@ -52,9 +52,9 @@ def download_arguments(p: argparse.ArgumentParser) -> None:
 def run_download(args: argparse.Namespace) -> int:
     from ..datasets.download import ESC50_URL, download_esc50
 
-    bar = Progress("downloading (MB)", args.quiet)
+    bar = ProgressBar("downloading (MB)", args.quiet)
     path = download_esc50(args.dest, url=args.url or ESC50_URL,
-                          progress=lambda done, total: bar(done >> 20, max(1, total >> 20)))
+                          progress=lambda done, total: bar(done >> 20, total >> 20))
     print(path)
     return EXIT_OK
 
@@ -88,7 +88,7 @@ def run_extract(args: argparse.Namespace) -> int:
     stats = CacheStats()
     paths = [str(it.path) for it in ds.items]
     results = extract_many(paths, cfg, cache=not args.no_cache, n_jobs=args.jobs,
-                           progress=Progress(f"extracting {cfg.kind}", args.quiet), stats=stats)
+                           progress=ProgressBar(f"extracting {cfg.kind}", args.quiet), stats=stats)
     good = [r for r in results if not isinstance(r, Exception)]
     frames = sorted(r.n_frames for r in good)
     print_fields({"data set": ds.name, "clips": stats.total, "classes": len(ds.labels), "features": cfg.kind,
@@ -111,7 +111,7 @@ def _extract_with_engine(args: argparse.Namespace, cfg) -> int:
     source = args.data if args.data.lower().endswith(MANIFESTS) or "://" in args.data else load_dataset(args.data)
     with get_engine(args.engine or "local", args.address) as engine:
         result = engine.extract(source, cfg, store=args.store,
-                                progress=Progress(f"extracting {cfg.kind} ({engine.name})", args.quiet))
+                                progress=ProgressBar(f"extracting {cfg.kind} ({engine.name})", args.quiet))
     print_fields({"engine": result.engine, "clips": result.total, "extracted": result.extracted,
                   "already stored": result.skipped, "unreadable": len(result.errors),
                   "store": result.store or "the workspace's feature cache", "seconds": round(result.seconds, 2),
@@ -143,11 +143,11 @@ def run_check(args: argparse.Namespace) -> int:
 
     cfg = feature_config(args, auto_ok=False)
     ds = load_dataset(args.data)
-    bars: dict[str, Progress] = {}
+    bars: dict[str, ProgressBar] = {}
 
     def progress(stage: str, done: int, total: int) -> None:
         if stage not in bars:
-            bars[stage] = Progress(CHECK_STAGES.get(stage, stage).format(kind=cfg.kind), args.quiet)
+            bars[stage] = ProgressBar(CHECK_STAGES.get(stage, stage).format(kind=cfg.kind), args.quiet)
         bars[stage](done, total)
 
     report = check_dataset(ds, cfg, top=args.top, progress=progress)

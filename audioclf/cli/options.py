@@ -22,7 +22,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from .common import CLIError, Progress, err, fmt
+from .common import CLIError, ProgressBar, err, fmt
 
 UNSET = object()  # an option not given (None is a value: --sr native, --patience none)
 # The feature types `--features` offers (with auto): those feature_config() can make. The networks'
@@ -473,6 +473,6 @@ def chosen(cfg):
 
     prepared = prepare_run(cfg)
     choice = choose_features([*prepared.split.train, *prepared.split.val], prepared.labels, cfg.features,
-                             progress=Progress("choosing the feature type", False), seed=int(cfg.split.seed))
+                             progress=ProgressBar("choosing the feature type", False), seed=int(cfg.split.seed))
     err(f"auto: {choice.reason}")
     return cfg.resolved(config_of(choice.winner, cfg.features))

@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from .common import (EXIT_ERROR, EXIT_OK, CLIError, Command, Progress, add_format_argument, err, format_table,
+from .common import (EXIT_ERROR, EXIT_OK, CLIError, Command, ProgressBar, add_format_argument, err, format_table,
                      import_tensorflow_quietly, write_rows)
 
 SMALL_BATCH = 20  # fewer files than this predict without a progress bar
@@ -58,7 +58,7 @@ def run_predict(args: argparse.Namespace) -> int:
         if not paths:
             raise CLIError("No audio files to predict.")
         results = predictor.predict_files(paths, threshold=threshold,
-                                          progress=Progress("predicting", args.quiet or len(paths) < SMALL_BATCH))
+                                          progress=ProgressBar("predicting", args.quiet or len(paths) < SMALL_BATCH))
     if args.segments:
         segments = [{"path": r.path, **seg.to_dict()} for r in results if r.prediction
                     for seg in r.prediction.segments()]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
-from .common import (EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, CLIError, Command, Progress, StopFlag,
+from .common import (EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, CLIError, Command, ProgressBar, StopFlag,
                      add_data_argument, add_format_argument, epoch_line, err, extraction_events, format_table,
                      import_tensorflow_quietly, load_dataset, metrics_rows, write_rows)
 from .options import add_run_arguments, run_config, stored_run_config
@@ -158,7 +158,7 @@ def _evaluate_on(run, args: argparse.Namespace) -> int:
     ds = load_dataset(args.data)
     import_tensorflow_quietly()
     pred = Predictor.load(run.info.id)
-    results = pred.predict_files([it.path for it in ds.items], progress=Progress("predicting", args.quiet))
+    results = pred.predict_files([it.path for it in ds.items], progress=ProgressBar("predicting", args.quiet))
     ok = [(it, r) for it, r in zip(ds.items, results) if r.prediction is not None]
     for r in results:
         if r.error:

@@ -15,12 +15,12 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
-from collections.abc import Callable
 from os import PathLike
 from pathlib import Path
 
 from audioclf.datasets.archive import ArchiveError, safe_extract
 from audioclf.errors import AudioclfError
+from audioclf.progress import Progress
 
 ESC50_URL = "https://github.com/karoldvl/ESC-50/archive/master.zip"
 ESC50_DIRNAME = "esc50"
@@ -29,7 +29,6 @@ CHUNK_BYTES = 1 << 16
 TIMEOUT_SECONDS = 30
 NETWORK_SCHEMES = ("http", "https", "ftp")
 
-Progress = Callable[[int, int | None], None]
 
 
 class DownloadError(AudioclfError):
@@ -55,7 +54,7 @@ def _sha256(path: Path) -> str:
 
 
 def download_file(url: str, dest: str | PathLike, progress: Progress | None = None) -> Path:
-    """Download `url` to `dest` in chunks, atomically; `progress(done, total or None)`."""
+    """Download `url` to `dest` in chunks, atomically; `progress(done, total)` (total 0: not known)."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
@@ -63,7 +62,7 @@ def download_file(url: str, dest: str | PathLike, progress: Progress | None = No
         with os.fdopen(fd, "wb") as out:
             with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as resp:
                 length = resp.headers.get("Content-Length")
-                total = int(length) if length and length.isdigit() else None
+                total = int(length) if length and length.isdigit() else 0
                 done = 0
                 if progress:
                     progress(done, total)

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 from audioclf.errors import AudioclfError
 
-Progress = Callable[[int, int], None]
 STORE_SHARD_ROWS = 256  # clips per shard when the local engine fills a store
 QUIET_LOGGERS = ("ray", "ray.data")
 

@@ -11,7 +11,8 @@ import socket
 import time
 from typing import Any, Callable, Iterable, Sequence, TypeVar
 
-from audioclf.engines.base import STORE_SHARD_ROWS, ClusterInfo, ExtractResult, NodeInfo, Progress
+from audioclf.engines.base import STORE_SHARD_ROWS, ClusterInfo, ExtractResult, NodeInfo
+from audioclf.progress import Progress
 from audioclf.engines.manifest import is_uri, read_manifest
 from audioclf.features import FeatureConfig, Features, config_key
 

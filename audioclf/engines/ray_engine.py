@@ -19,7 +19,8 @@ import sys
 from typing import Any, Callable, Iterable, TypeVar
 
 from audioclf import workspace
-from audioclf.engines.base import ClusterInfo, EngineError, ExtractResult, NodeInfo, Progress, quiet
+from audioclf.engines.base import ClusterInfo, EngineError, ExtractResult, NodeInfo, quiet
+from audioclf.progress import Progress
 from audioclf.engines.manifest import is_uri, read_manifest
 from audioclf.features import FeatureConfig, config_key
 

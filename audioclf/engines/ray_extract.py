@@ -22,7 +22,8 @@ import pyarrow as pa
 import ray
 
 from audioclf.audio import AudioError, Clip
-from audioclf.engines.base import ExtractResult, Progress, quiet
+from audioclf.engines.base import ExtractResult, quiet
+from audioclf.progress import Progress
 from audioclf.engines.work import decode, extract_clips
 from audioclf.features import FeatureConfig, Features, config_from_dict, config_to_dict
 

@@ -63,7 +63,7 @@ SCIPY_REQUIREMENT = "scipy==1.17.1"
 # The bundle's TFLite backbone must give the features the run was trained on (float32 rounding apart).
 BACKBONE_MAX_DIFF = 1e-3
 
-Progress = Callable[[str], None]
+Say = Callable[[str], None]  # a line of text about what is being done
 
 
 class ExportError(AudioclfError):
@@ -80,7 +80,7 @@ class ExportResult:
     files: list[str] = field(default_factory=list)
 
 
-def export_run(run_id: str, out_dir: str | Path, *, progress: Progress | None = None) -> ExportResult:
+def export_run(run_id: str, out_dir: str | Path, *, progress: Say | None = None) -> ExportResult:
     """Write the bundle of a finished run into ``out_dir`` (created; must be empty or new).
 
     Raises ExportError for an unfinished run, a non-empty destination or a
@@ -140,7 +140,7 @@ def export_run(run_id: str, out_dir: str | Path, *, progress: Progress | None = 
     return ExportResult(out, not error, error, files)
 
 
-def bundle_zip(run_id: str, *, progress: Progress | None = None) -> bytes:
+def bundle_zip(run_id: str, *, progress: Say | None = None) -> bytes:
     """The bundle of a run as zip bytes (one top folder named after the run), for downloads."""
     with tempfile.TemporaryDirectory(prefix="audioclf-export-") as tmp:
         name = f"audioclf-{run_id}"

@@ -22,7 +22,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -30,13 +30,13 @@ from audioclf import workspace
 from audioclf.audio import AudioError, fingerprint
 from audioclf.features import FeatureConfig, Features, config_key, config_to_dict
 from audioclf.features.parallel import default_jobs, extract_chunks, plan_jobs
+from audioclf.progress import Progress
 
 DB_NAME = "features.sqlite"
 QUERY_BATCH = 500  # stay under SQLite's bound-parameter limit
 FLUSH_ROWS = 256  # write computed rows in batches: one transaction per few hundred clips
 LOCK_TIMEOUT_S = 60.0
 
-Progress = Callable[[int, int], None]
 PathLike = str | os.PathLike
 
 __all__ = ["DB_NAME", "CacheStats", "cache_size", "clear_cache", "default_jobs", "extract_many"]

@@ -40,7 +40,6 @@ import warnings
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -48,6 +47,7 @@ from audioclf import audio
 from audioclf.audio import AudioError
 from audioclf.errors import AudioclfError
 from audioclf.features import FeatureConfig, MFCCConfig
+from audioclf.progress import Stages  # stages "reading", "features", "checking"
 from audioclf.insight.clipstats import CLIPPED_MIN, CLIPPED_SHARE, ClipStats, clip_stats
 
 SEVERITIES = ("high", "medium", "low")
@@ -68,7 +68,6 @@ FEW_CLIPS = 5
 IMBALANCE_LOW, IMBALANCE_MEDIUM, IMBALANCE_HIGH = 1.5, 3.0, 10.0
 SPLIT_ORDER = {"train": 0, "val": 1, "test": 2, None: 3}
 
-Progress = Callable[[str, int, int], None]  # (stage, done, total); stages "reading", "features", "checking"
 
 
 class HealthError(AudioclfError):
@@ -397,7 +396,7 @@ def class_findings(counts: dict[str, int]) -> list[Finding]:
 
 
 def check_dataset(ds, config: FeatureConfig | None = None, *, top: int | None = TOP_SUSPECTS,
-                  folds: int = FOLDS, seed: int = 0, progress: Progress | None = None) -> HealthReport:
+                  folds: int = FOLDS, seed: int = 0, progress: Stages | None = None) -> HealthReport:
     """Run every check on a data set.
 
     Parameters

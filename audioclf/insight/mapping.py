@@ -21,13 +21,14 @@ import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from audioclf.audio import AudioError
 from audioclf.errors import AudioclfError
 from audioclf.features import FeatureConfig, Features, extract_many, summarize, summary_names
+from audioclf.progress import Progress
 
 PROJECTIONS = ("pca", "umap", "tsne")
 PROJECTION_NAMES = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}
@@ -37,7 +38,6 @@ TSNE_PERPLEXITY = 30.0
 UMAP_NEIGHBOURS = 15
 MIN_CLIPS = 3  # fewer points make no map
 
-Progress = Callable[[int, int], None]
 
 
 class MappingError(AudioclfError):

@@ -20,20 +20,19 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
 from audioclf.audio import AudioError, load_audio
 from audioclf.errors import AudioclfError
 from audioclf.features import SpectralConfig, extract_many, summarize, summary_names
+from audioclf.progress import Progress
 
 PROFILE_FRAMES = 64
 PROFILE_MELS = 64
 MAX_PER_CLASS = 20
 SEED = 0
 
-Progress = Callable[[int, int], None]
 
 
 class ProfileError(AudioclfError):

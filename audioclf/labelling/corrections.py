@@ -46,6 +46,7 @@ from audioclf.errors import AudioclfError
 from audioclf.labelling.segmenting import Segment, clip_name, read_segment
 from audioclf.labelling.session import sessions_dir
 from audioclf.training import runs
+from ..progress import OnEvent
 
 RETRAINS = "retrains"  # <workspace>/labelling/retrains/<stamp>/<data set>.csv: the pinned splits
 CORRECTIONS_LOG = "corrections.jsonl"
@@ -286,7 +287,7 @@ def score(run_id: str, paths: list[str], truth: list[str], corrected: list[dict]
                  (right, len(corrected)))
 
 
-def retrain(run_id: str, *, warm: bool | None = None, progress: Callable[[dict], None] | None = None,
+def retrain(run_id: str, *, warm: bool | None = None, progress: OnEvent | None = None,
             should_stop: Callable[[], bool] | None = None) -> RetrainResult:
     """Train run ``run_id``'s settings again on its data set as it is now, in this process.
 

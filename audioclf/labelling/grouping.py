@@ -43,6 +43,7 @@ from audioclf.audio import AudioError
 from audioclf.errors import AudioclfError
 from audioclf.features import FeatureConfig, MFCCConfig, YAMNetConfig, config_from_dict, extract_many
 from audioclf.insight.mapping import SILENCE_SCORE, clip_vector
+from audioclf.progress import Progress
 
 EMBEDDERS = ("auto", "efficientat", "yamnet", "mfcc")
 PREFERENCE = ("efficientat", "yamnet", "mfcc")  # best first, by grouping quality on ESC-10
@@ -53,7 +54,6 @@ MIN_CLIPS = 3
 N_EXAMPLES = 3
 SILENCE_TAG = "Silence"  # AudioSet's name, in YAMNet's and EfficientAT's class lists
 
-Progress = Callable[[int, int], None]
 
 
 class GroupingError(AudioclfError):

@@ -27,7 +27,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from os import PathLike
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -37,6 +37,7 @@ from audioclf.errors import AudioclfError
 from audioclf.features import config_to_dict
 from audioclf.labelling import grouping, naming
 from audioclf.labelling.segmenting import CutConfig, Segment, clip_name, cut_all, write_segment
+from ..progress import Stages
 
 LABELLING = "labelling"
 SESSION_FILE = "session.json"
@@ -44,7 +45,6 @@ EMBEDDING_FILE = "embedding.npz"
 CLIPS = "clips"
 VERSION = 1
 
-Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
 class LabellingError(AudioclfError):
@@ -251,7 +251,7 @@ def recording_keys(paths: Sequence[Path]) -> dict[Path, str]:
 def create_session(name: str, sources: Sequence[str | PathLike], *, cut: CutConfig = CutConfig(),
                    embedder: str = "auto", features=None, k: int | None = None,
                    method: str = "spectral", k_range: tuple[int, int] = grouping.K_RANGE, seed: int = 0,
-                   progress: Progress | None = None) -> Session:
+                   progress: Stages | None = None) -> Session:
     """Cut the recordings in ``sources``, embed and group the clips, and keep it all as a session.
 
     ``features`` overrides the embedder's feature config (e.g. a YAMNet model path);
@@ -306,7 +306,7 @@ def create_session(name: str, sources: Sequence[str | PathLike], *, cut: CutConf
 
 
 def _write_clips(folder: Path, segments: list[Segment], keys: dict[Path, str], cut: CutConfig,
-                 emit: Progress) -> list[ClipEntry]:
+                 emit: Stages) -> list[ClipEntry]:
     (folder / CLIPS).mkdir()
     clips = []
     for i, seg in enumerate(segments):

@@ -15,6 +15,7 @@ from ..evaluation.cross_validation import CVResult, k_fold
 from ..evaluation.metrics import EvaluationError, evaluate
 from ..jobs import Cancelled
 from ..model.building import predict_proba
+from ..progress import OnEvent
 from .feature_choice import choose_features, feature_config
 from .fit import fit
 from .prepare import check_training_part, gather_features, prepare_run, warp_factors
@@ -31,7 +32,7 @@ def score_fold(job: tuple) -> dict:
     return {"macro_f1": m.macro_f1, "accuracy": m.accuracy, "epochs": info["epochs_trained"]}
 
 
-def cross_validate(cfg, k: int = 5, progress: Callable[[dict], None] | None = None,
+def cross_validate(cfg, k: int = 5, progress: OnEvent | None = None,
                    should_stop: Callable[[], bool] | None = None, engine=None) -> CVResult:
     """Train and score one model per fold of `cfg`'s data set (nothing is saved).
 

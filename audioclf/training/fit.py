@@ -16,6 +16,7 @@ import numpy as np
 from ..model.building import input_stats
 from ..model.configs import ModelConfig
 from ..model.sequences import SplitData
+from ..progress import OnEvent
 from . import batching
 from .config import TrainConfig
 from .streaming import StoreSplit
@@ -25,7 +26,6 @@ LR_FACTOR = 0.5  # reduce_lr: multiply the rate by this on a plateau
 MIN_LR_RATIO = 1 / 32  # ... but never below this share of the initial rate
 VAL_BATCH = 64
 
-Progress = Callable[[dict], None]
 
 
 def class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
@@ -36,7 +36,7 @@ def class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
 
 def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: SplitData | StoreSplit,
         val: SplitData | StoreSplit | None,
-        n_classes: int, *, on_epoch: Progress | None = None,
+        n_classes: int, *, on_epoch: OnEvent | None = None,
         should_stop: Callable[[], bool] | None = None, callbacks: Sequence = (), initial=None,
         features=None):
     """Build and train a model on in-memory sequences, or streamed from a feature store
@@ -90,7 +90,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: SplitData | Store
     return model, info
 
 
-def run_fit(trainee, train_cfg: TrainConfig, train_ds, val_ds, on_epoch: Progress | None,
+def run_fit(trainee, train_cfg: TrainConfig, train_ds, val_ds, on_epoch: OnEvent | None,
             should_stop: Callable[[], bool] | None, callbacks: Sequence = ()) -> dict:
     """``trainee.fit`` with the schedule of `train_cfg` (early stopping, reduce-LR), progress and
     cancel; returns the info of :func:`fit` (epochs_trained, train_seconds, best_epoch, cancelled)."""
@@ -151,7 +151,7 @@ def warm_start(model, initial) -> dict:
     return {"used": True, "why": "warm start from the current model's weights"}
 
 
-def progress_callback(epochs: int, on_epoch: Progress | None, should_stop: Callable[[], bool] | None):
+def progress_callback(epochs: int, on_epoch: OnEvent | None, should_stop: Callable[[], bool] | None):
     """A Keras callback that reports each epoch and stops when asked (polled every batch).
 
     Its `cancelled` attribute tells afterwards whether `should_stop` ended training.

@@ -26,6 +26,7 @@ from ..jobs import Cancelled
 from ..evaluation.metrics import evaluate
 from ..evaluation.threshold import THRESHOLD_KEY, WINDOW_THRESHOLD_KEY, threshold_record, window_record
 from ..model.building import predict_proba
+from ..progress import OnEvent
 from . import runs
 from .config import RunConfig, TrainingError
 from .feature_choice import choose_features, feature_config
@@ -34,10 +35,9 @@ from .prepare import gather_features, prepare_run, warp_factors
 
 STATUS_EVERY = 0.5  # seconds between status.json rewrites while extracting
 
-Progress = Callable[[dict], None]
 
 
-def train(cfg: RunConfig, *, progress: Progress | None = None,
+def train(cfg: RunConfig, *, progress: OnEvent | None = None,
           should_stop: Callable[[], bool] | None = None, run_id: str | None = None,
           warm_start: str | None = None, store: str | None = None,
           memory_budget: int | str | None = None) -> str:
@@ -78,7 +78,7 @@ def train(cfg: RunConfig, *, progress: Progress | None = None,
     return run_id
 
 
-def _run(cfg: RunConfig, run_id: str, emit: Progress, stop: Callable[[], bool],
+def _run(cfg: RunConfig, run_id: str, emit: OnEvent, stop: Callable[[], bool],
          warm_start: str | None = None, store: str | None = None, memory_budget=None) -> None:
     if stop():  # cancelled while queued
         raise Cancelled()
@@ -155,7 +155,7 @@ def _run(cfg: RunConfig, run_id: str, emit: Progress, stop: Callable[[], bool],
     runs.update_status(run_id, state="done", message="Done", finished=time.time(), eta=0)
 
 
-def _choose_features(cfg: RunConfig, run_id: str, prepared, emit: Progress, stop: Callable[[], bool]):
+def _choose_features(cfg: RunConfig, run_id: str, prepared, emit: OnEvent, stop: Callable[[], bool]):
     """Auto: pick the feature type on the training and validation clips (never test) and
     rewrite the run's config as what it will train, so the run reads like any other."""
     split = prepared.split
@@ -177,7 +177,7 @@ def _choose_features(cfg: RunConfig, run_id: str, prepared, emit: Progress, stop
     return resolved, choice
 
 
-def _gather_store(cfg: RunConfig, run_id: str, prepared, emit: Progress, stop: Callable[[], bool],
+def _gather_store(cfg: RunConfig, run_id: str, prepared, emit: OnEvent, stop: Callable[[], bool],
                   store: str, memory_budget):
     """The split from a feature store (filled first with what it lacks), each part a StoreSplit."""
     from .from_store import gather_from_store
@@ -190,7 +190,7 @@ def _gather_store(cfg: RunConfig, run_id: str, prepared, emit: Progress, stop: C
     return gather_from_store(cfg, prepared, store, memory_budget, progress=on_extract, should_stop=stop)
 
 
-def _gather(cfg: RunConfig, run_id: str, prepared, emit: Progress, stop: Callable[[], bool]):
+def _gather(cfg: RunConfig, run_id: str, prepared, emit: OnEvent, stop: Callable[[], bool]):
     """Features of the split and the warped training copies, reported as one extraction phase."""
     split = prepared.split
     last = [0.0]

@@ -23,6 +23,7 @@ from typing import Callable
 
 from .. import jobs, workspace
 from ..jobs import Cancelled
+from ..progress import OnEvent
 from ..training import runs
 from ..training.config import RunConfig
 from .config import TuneConfig, TuneResult
@@ -37,7 +38,6 @@ POLL = 0.2  # seconds between the coordinator's looks at its workers
 SMALL_TRIAL_CLIPS = 3000  # up to this many training clips a trial is small: one core per trial
 MIN_TRIALS_FOR_WORKERS = 4  # fewer trials run in the calling process
 SEARCH_SECONDS_PER_TRIAL_MIN = 5.0  # a timeout below this per worker cannot finish a trial
-Progress = Callable[[dict], None]
 
 
 def auto_workers(n_train: int, n_trials: int | None) -> int:
@@ -82,7 +82,7 @@ def optimize(study: str, *, worker: int = 0, stop: Callable[[], bool] | None = N
 
 
 def run_study(cfg: TuneConfig | None = None, study: str | None = None, *, trials: int | None = None,
-              timeout: float | None = None, progress: Progress | None = None,
+              timeout: float | None = None, progress: OnEvent | None = None,
               should_stop: Callable[[], bool] | None = None, workers: int | None = None,
               final_run: bool | None = None) -> TuneResult:
     """Run a search in this process (its trials in worker processes when more than one) and
