@@ -199,3 +199,15 @@ def test_library_modules_import_without_tensorflow(module):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_the_front_door_loads_its_names_on_first_use():
+    code = ("import sys, audioclf; light = not any(m.startswith('audioclf.') for m in sys.modules); "
+            "names = [audioclf.load_dataset, audioclf.RunConfig, audioclf.train, audioclf.Predictor, "
+            "audioclf.check_dataset]; "
+            "print(light, [f'{n.__module__}.{n.__name__}' for n in names], 'tensorflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ("True ['audioclf.datasets.loading.load_dataset', 'audioclf.training.config.RunConfig', "
+                                  "'audioclf.training.run.train', 'audioclf.inference.predict.Predictor', "
+                                  "'audioclf.insight.health.check_dataset'] False")
