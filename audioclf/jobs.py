@@ -310,13 +310,17 @@ def cancel(folder: Path, wait: float = CANCEL_WAIT, interrupted: str = INTERRUPT
             return status["state"]
         time.sleep(0.1)
     status = read_json(folder / STATUS, {}) or {}  # workers are listed once the job has started them
+    unknown = False
     for pid, started in [(status.get("pid"), status.get("pid_started")), *(status.get("workers") or [])]:
         if owns(folder, pid, started):
             kill_group(pid)
+        elif pid and pid != os.getpid() and pid_alive(pid, started):
+            unknown = True  # alive but not provably the job's: left alone
     _wait_for_children(folder, KILL_GRACE)
     if (read_json(folder / STATUS, {}) or {}).get("state") not in FINAL_STATES:
         update_status(folder, state="cancelled", message="Cancelled.", finished=time.time())
-    (folder / CANCEL).unlink(missing_ok=True)
+    if not unknown:  # else the request stays, for a job process that may yet read it
+        (folder / CANCEL).unlink(missing_ok=True)
     return read_status(folder, interrupted).get("state", "cancelled")
 
 

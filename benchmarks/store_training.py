@@ -51,7 +51,7 @@ def main() -> None:
     from audioclf.model import predict_proba
     from audioclf.training.config import resolve_settings
     from audioclf.training.fit import fit
-    from audioclf.training.prepare import SplitData
+    from audioclf.model.sequences import SplitData
     from audioclf.training.streaming import StoreSplit, parse_bytes
 
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")

@@ -41,7 +41,10 @@ def test_a_job_started_here_is_owned_cancelled_killed_and_reaped(tmp_path, sleep
     proc = jobs.start(folder, "sleeper", env=sleeper_env)
     status = jobs.read_status(folder)
     assert status["pid"] == proc.pid and status["state"] == "queued"
-    assert jobs.owns(folder, proc.pid, status["pid_started"])
+    deadline = time.time() + 30  # until the child has exec'd, its command line is still ours
+    while not jobs.owns(folder, proc.pid, status["pid_started"]):
+        assert time.time() < deadline
+        time.sleep(0.05)
     assert not jobs.owns(job_folder(tmp_path, "other"), proc.pid, status["pid_started"])  # not that job's
     t0 = time.time()
     assert jobs.cancel(folder, wait=0.3) == "cancelled"

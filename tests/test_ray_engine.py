@@ -184,7 +184,7 @@ def test_a_search_and_cross_validation_run_on_the_cluster(engine, cluster, works
     again = tuning.run_study(study=result.study, trials=50, should_stop=running.is_set)
     assert again.state == "cancelled" and 2 < again.n_trials < 52, again
     assert all(r["state"] != "running" for r in tuning.leaderboard(result.study))
-    from audioclf.evaluation.cross_validation import cross_validate
+    from audioclf.training import cross_validate
 
     cv = cross_validate(base, k=2, engine=engine)  # the folds as tasks, on the trial workers' processes
     assert cv.k == 2 and len(cv.macro_f1) == 2 and all(0.0 <= f <= 1.0 for f in cv.macro_f1)

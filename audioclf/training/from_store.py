@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from .prepare import Cancelled
+from ..jobs import Cancelled
 from .streaming import StoreSplit, parse_bytes
 
 DEFAULT_BUDGET = "200MB"
