@@ -128,8 +128,8 @@ def test_training_stores_a_live_window_threshold(trained_run):
 
 def test_an_older_run_falls_back_to_its_clip_threshold_capped():
     run_id = runs.create_run({"name": "old"})
-    runs.write_json(runs.run_dir(run_id) / runs.LABELS, list(LABELS))
-    runs.write_json(runs.run_dir(run_id) / runs.METRICS, {"threshold": {"value": 0.99, "correct_below": 0.05}})
+    jobs.write_json(runs.run_dir(run_id) / runs.LABELS, list(LABELS))
+    jobs.write_json(runs.run_dir(run_id) / runs.METRICS, {"threshold": {"value": 0.99, "correct_below": 0.05}})
     try:
         assert run_threshold(run_id, live=True) == run_threshold(run_id) == MAX_THRESHOLD
         text = threshold_text(threshold_info(run_id, live=True))
