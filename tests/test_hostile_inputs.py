@@ -789,11 +789,12 @@ def _tiny_run_config(dataset: Path):
 
 
 def _assert_failed_cleanly(home: Path) -> None:
+    from audioclf import jobs
     from audioclf.training import runs
 
     (run,) = [r for r in runs.list_runs()]
     assert run.state == "failed"
-    status = runs.read_json(runs.run_dir(run.id) / runs.STATUS)
+    status = jobs.read_json(runs.run_dir(run.id) / jobs.STATUS)
     assert status["message"].startswith("The disk is full: there was no room to write the run in ")
     litter = [p.name for p in home.rglob(".*") if p.name.endswith((".tmp", ".keras"))]
     assert litter == [], f"temporary files left: {litter}"
