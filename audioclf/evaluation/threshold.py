@@ -4,9 +4,11 @@ Below the threshold a prediction reads "unknown" (see :mod:`audioclf.inference.c
 
     >>> import numpy as np
     >>> from audioclf.evaluation.threshold import suggest_threshold
-    >>> probs = np.array([[0.9, 0.1]] * 19 + [[0.6, 0.4]])
+    >>> probs = np.array([[0.7, 0.3]] * 19 + [[0.6, 0.4]])
     >>> suggest_threshold(probs, [0] * 20)   # 95% of the correct answers reach it
-    0.9
+    0.7
+    >>> suggest_threshold(np.array([[0.99, 0.01]] * 20), [0] * 20)   # never above MAX_THRESHOLD
+    0.8
 """
 from __future__ import annotations
 
