@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import EXIT_OK, CLIError, Command, Progress, add_format_argument, err, write_rows
+from .common import EXIT_OK, CLIError, Command, ProgressBar, add_format_argument, err, write_rows
 
 CUTS = ("events", "fixed", "whole")
 EMBEDDERS = ("auto", "efficientat", "yamnet", "mfcc")
@@ -36,10 +36,10 @@ def run_label(args: argparse.Namespace) -> int:
         raise CLIError(f"--k must be a positive number of groups, got {args.k}.")
     cut = CutConfig(method=args.cut, length=args.length, hop=args.hop)
     name = args.session or lab.unique_name(folder.resolve().stem or "recordings")
-    bars: dict[str, Progress] = {}
+    bars: dict[str, ProgressBar] = {}
 
     def progress(stage: str, done: int, total: int) -> None:
-        bars.setdefault(stage, Progress(stage, args.quiet))(done, total)
+        bars.setdefault(stage, ProgressBar(stage, args.quiet))(done, total)
 
     s = lab.create_session(name, [folder], cut=cut, embedder=args.embedder, k=args.k, progress=progress)
     for path, why in s.problems[:10]:
