@@ -19,7 +19,7 @@ def mn04(efficientat_pt):
 @pytest.mark.parametrize("blocks", [1, 2, FINETUNE_ALL])
 def test_the_cut_network_gives_the_frame_sequence_whatever_the_padding(mn04, blocks):
     """Lower part once per clip, then the top on a padded batch: each clip's sequence is the network's own."""
-    from audioclf.features.efficientat import finetune as parts
+    from audioclf.model import backbone as parts
     from audioclf.features.efficientat import log_mel
     from audioclf.model.sequences import PAD_VALUE, pad_sequences
 
@@ -86,7 +86,7 @@ def finetuned_run(efficientat_pt, tmp_path_factory):
 
 def test_a_finetuned_run_moves_the_backbone_and_predicts_through_it(finetuned_run, mn04):
     from audioclf.audio import load_audio
-    from audioclf.features.efficientat import finetune as parts
+    from audioclf.model import backbone as parts
     from audioclf.inference import Predictor
     from audioclf.training import runs
 

@@ -82,10 +82,9 @@ def custom_objects() -> dict[str, Any]:
     Imports `audioclf.model.layers`, which registers them with Keras (and imports TensorFlow).
     """
     configure_tensorflow()
-    from ..features.efficientat import finetune
-    from . import layers
+    from . import backbone, layers
 
-    return {**layers.CUSTOM_OBJECTS, **finetune.CUSTOM_OBJECTS}
+    return {**layers.CUSTOM_OBJECTS, **backbone.CUSTOM_OBJECTS}
 
 
 def build_model(cfg: ModelConfig, n_features: int, n_classes: int, *,

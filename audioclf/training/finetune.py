@@ -60,7 +60,7 @@ class FineTune:
 
     def record(self, train_cfg: TrainConfig, info: dict) -> dict:
         """metrics.json's "finetune": blocks, rates, the share of the top's weights that moved, timings."""
-        from ..features.efficientat import finetune as parts
+        from ..model import backbone as parts
 
         return {"blocks": int(train_cfg.finetune_blocks), "network": self.network.name,
                 "backbone_learning_rate": float(train_cfg.backbone_learning_rate),
@@ -80,7 +80,7 @@ def build_finetune(model_cfg: ModelConfig, train_cfg: TrainConfig, features_cfg,
 
     import keras
 
-    from ..features.efficientat import finetune as parts
+    from ..model import backbone as parts
     from ..features.efficientat import load_model
     from ..model.building import build_model, members_view
 
