@@ -167,3 +167,27 @@ def test_a_search_trial_fine_tunes_and_is_scored_through_the_network(efficientat
     assert result.n_complete == 1 and 0.0 <= result.best_value <= 1.0, result.message
     assert result.best_config["train"]["finetune_blocks"] == 1
     assert result.best_config["features"]["sequence"] == "mel"
+
+
+def test_fine_tuning_stops_early_and_cancels(efficientat_pt):
+    """fit's schedule holds for fine-tuning: early stopping on the validation loss, and a cancel between batches."""
+    from audioclf.model import ModelConfig
+    from audioclf.training.prepare import SplitData  # defined in model.sequences since the structure step
+    from audioclf.training.fit import fit
+
+    rng = np.random.default_rng(1)
+
+    def data(n):  # log-mel-like noise with labels nothing can learn: validation loss rises early
+        return SplitData([rng.normal(-1, 0.5, (64, 128)).astype(np.float32) for i in range(n)],
+                         np.arange(n) % 2, [f"c{i}" for i in range(n)])
+
+    features = EfficientATConfig(model=str(efficientat_pt), sequence="mel")
+    model_cfg = ModelConfig(kind="baseline", dense_units=(16,))
+    train_cfg = TrainConfig(finetune_blocks=1, epochs=40, patience=2, min_epochs=0, reduce_lr=None, batch_size=8,
+                            learning_rate=1e-2, backbone_learning_rate=1e-2)
+    rows = []
+    model, info = fit(model_cfg, train_cfg, data(12), data(6), 2, features=features, on_epoch=rows.append)
+    assert info["epochs_trained"] < 40 and len(rows) == info["epochs_trained"] and not info["cancelled"]
+    assert info["finetune"]["blocks"] == 1 and model.input_shape[-1] == 128
+    _, info = fit(model_cfg, train_cfg, data(12), data(6), 2, features=features, should_stop=lambda: True)
+    assert info["cancelled"] and info["epochs_trained"] == 1

@@ -185,11 +185,11 @@ def mel_frames(mel: np.ndarray) -> np.ndarray:
 
 
 def run_part(part: NetworkPart, seqs: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """``part`` on each (frames, dims) sequence, batching sequences of equal length; one array per input."""
-    import tensorflow as tf
+    """``part`` on each (frames, dims) sequence, batching sequences of equal length; one array per input.
 
-    fn = tf.function(lambda x: part(x), reduce_retracing=True,
-                     input_signature=[tf.TensorSpec((None, None, part.in_freq * part.in_channels), tf.float32)])
+    Eager: a run calls it a few dozen times, once per batch of clips, where tracing
+    the stages into a graph took longer than running them.
+    """
     out: list[np.ndarray | None] = [None] * len(seqs)
     by_length: dict[int, list[int]] = {}
     for i, s in enumerate(seqs):
@@ -198,7 +198,7 @@ def run_part(part: NetworkPart, seqs: Sequence[np.ndarray]) -> list[np.ndarray]:
         step = max(1, PART_BATCH_FRAMES // max(frames, 1))
         for start in range(0, len(members), step):
             chunk = members[start:start + step]
-            got = np.asarray(fn(np.stack([np.asarray(seqs[i], np.float32) for i in chunk])))
+            got = np.asarray(part(np.stack([np.asarray(seqs[i], np.float32) for i in chunk])))
             for j, i in enumerate(chunk):
                 out[i] = got[j]
     return out  # type: ignore[return-value]
