@@ -172,7 +172,7 @@ def test_a_search_trial_fine_tunes_and_is_scored_through_the_network(efficientat
 def test_fine_tuning_stops_early_and_cancels(efficientat_pt):
     """fit's schedule holds for fine-tuning: early stopping on the validation loss, and a cancel between batches."""
     from audioclf.model import ModelConfig
-    from audioclf.training.prepare import SplitData  # defined in model.sequences since the structure step
+    from audioclf.model.sequences import SplitData
     from audioclf.training.fit import fit
 
     rng = np.random.default_rng(1)
