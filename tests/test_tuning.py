@@ -328,3 +328,29 @@ def test_a_study_running_elsewhere_is_not_run_twice(tiny):
             start()
     tuning.update_status(study, state="cancelled")
     assert tuning.delete_study(study) is None and study not in [s["study"] for s in tuning.list_studies()]
+
+
+def test_a_study_on_a_journal_file_runs_resumes_and_lists(tiny, capsys):
+    """`--storage journal` (shared disk, where SQLite's locks are unsafe): the same search, resumable."""
+    from audioclf.cli import main
+
+    args = ["tune", str(tiny), *TINY_FLAGS, *SPACE_FLAGS, "--trials", "2", "--workers", "2", "--study", "journal",
+            "--storage", "journal", "--no-run", "--format", "json", "-q"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)[0]
+    assert out["state"] == "done" and out["n_trials"] == 2
+    folder = tuning.study_dir("journal")
+    assert (folder / tuning.studies.JOURNAL_NAME).stat().st_size > 0
+    assert not (folder / tuning.studies.DB_NAME).exists()
+    import optuna
+
+    url = tuning.studies.storage_url("journal")
+    left = optuna.load_study(study_name="journal", storage=tuning.studies.open_storage(url)).ask()  # a killed worker's
+    assert main(["tune", "--resume", "journal", "--trials", "1", "--workers", "1", "--no-run", "--format", "json",
+                 "-q"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["n_trials"] == 4
+    trials = optuna.load_study(study_name="journal", storage=tuning.studies.open_storage(url)).trials
+    assert trials[left.number].state == optuna.trial.TrialState.FAIL  # no heartbeat: failed on resume
+    assert sum(t.state.is_finished() for t in trials) == 4
+    assert main(["studies", "show", "journal", "--format", "csv"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 1 + 4

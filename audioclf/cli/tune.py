@@ -44,6 +44,10 @@ def tune_arguments(p: argparse.ArgumentParser) -> None:
     add_engine_arguments(g)
     g.add_argument("--workers", type=int, help="trials at once (default: 2 on a multi-core machine for small "
                    "data sets, else 1)")
+    g.add_argument("--storage", default="", metavar="URL",
+                   help="where the trials live: an Optuna RDB URL (postgresql://...), 'journal' (a journal file "
+                        "in the study folder: for a workspace on shared disk such as NFS) or journal:PATH "
+                        "(default: SQLite in the study folder)")
     g.add_argument("--study", help="a name for the new study (default: study-<time>)")
     g.add_argument("--resume", metavar="STUDY", help="continue this study with more trials")
     g.add_argument("--no-run", action="store_true", help="do not train the best config as a run")
@@ -72,7 +76,8 @@ def _tune_config(args: argparse.Namespace):
     cfg = tuning.TuneConfig(base=base, space=space, objective=args.objective, folds=args.folds,
                             trials=trials, timeout=args.timeout, sampler=args.sampler, pruner=args.pruner,
                             workers=args.workers, seed=base.train.seed, final_run=not args.no_run,
-                            engine=args.engine or "local", address=args.address or "")
+                            engine=args.engine or "local", address=args.address or "",
+                            storage=args.storage)
     tuning.check_space(cfg.space, cfg.base, cfg.sampler)
     tuning.search_items(cfg)  # a bad split or objective fails before anything is written
     return cfg

@@ -19,7 +19,8 @@ class TuneConfig:
 
     `trials` and/or `timeout` (seconds) bound the search; `folds` is k for the "cv"
     objective; `workers` is how many trials run at once (None: 2 on a multi-core
-    machine when trials are small, else 1); `storage` an Optuna database URL
+    machine when trials are small, else 1); `storage` an Optuna database URL,
+    "journal" (a journal file in the study folder, for shared disk) or "journal:PATH"
     (default: SQLite in the study folder). `engine` "ray" runs the trials as tasks on the
     Ray cluster at `address` ("" = $AUDIOCLF_RAY_ADDRESS, else a local Ray instance); its
     nodes must reach the workspace and `storage` (shared disk, or a database URL).

@@ -29,8 +29,8 @@ from ..training.config import RunConfig
 from .config import TuneConfig, TuneResult
 from .objective import OutOfTime, TrialData, make_objective, prepare, search_items
 from .space import TuningError, check_space
-from .studies import (INTERRUPTED, check_idle, create_study, fail_running, leaderboard, load_config, open_study,
-                      study_dir, summarize, update_status)
+from .studies import (INTERRUPTED, JOURNAL, check_idle, create_study, fail_running, leaderboard, load_config,
+                      open_study, storage_url, study_dir, summarize, update_status)
 
 ENTRY_MODULE = "audioclf.tuning"  # `python -m` entry point of a search and of its trial workers
 WORKER_STOP_WAIT = 2.0  # a cancelled search waits this long for its workers, well within jobs.CANCEL_WAIT
@@ -149,6 +149,8 @@ def _run(cfg: TuneConfig, study: str, trials, timeout, emit, stop, workers, t0) 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study_obj)  # trials of a killed worker, when resuming
+    if storage_url(study).startswith(f"{JOURNAL}:"):
+        fail_running(study)  # a journal has no heartbeats; no worker runs this study yet
     before = len(study_obj.trials)
     add = trials if trials is not None else cfg.trials
     target = before + int(add) if add is not None else None

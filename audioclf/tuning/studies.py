@@ -22,6 +22,8 @@ from .space import TuningError
 TUNING = "tuning"  # workspace sub-folder of studies
 TUNE_CONFIG = "tune.json"
 DB_NAME = "optuna.sqlite"
+JOURNAL = "journal"  # TuneConfig.storage for an Optuna journal file (shared disk)
+JOURNAL_NAME = "optuna.journal"
 HEARTBEAT = 10  # seconds; a trial silent for GRACE is failed (its worker was killed)
 GRACE = 30
 STOPPED_ATTR = "stopped_trials"  # study attribute: trials failed because the search was cancelled
@@ -101,15 +103,30 @@ def check_idle(study: str) -> None:
 
 
 def storage_url(study: str, cfg: TuneConfig | None = None) -> str:
+    """Where the study's trials live: `cfg.storage`, else SQLite in the study folder.
+
+    ``journal`` means an Optuna journal file in the study folder, ``journal:PATH`` one at
+    PATH: the storage for a workspace on shared disk (NFS), where SQLite's locks are not
+    safe; anything else is an RDB URL (``postgresql://...``, ``sqlite:///...``).
+    """
     cfg = cfg or load_config(study)
+    if cfg.storage == JOURNAL:
+        return f"{JOURNAL}:{study_dir(study) / JOURNAL_NAME}"
     return cfg.storage or f"sqlite:///{study_dir(study) / DB_NAME}"
 
 
 def open_storage(url: str):
-    import optuna
-
+    """The Optuna storage behind `url` (see `storage_url`)."""
     import warnings
 
+    import optuna
+
+    if url.startswith(f"{JOURNAL}:"):
+        from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+        path = url[len(JOURNAL) + 1:]
+        # The open lock (O_CREAT | O_EXCL) holds on NFS, where the default symlink lock may not.
+        return optuna.storages.JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna, and what we need
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
