@@ -2,7 +2,7 @@
 
 The browser sends the microphone over WebRTC (streamlit-webrtc, its aiortc
 backend); each batch of audio frames is pushed, without waiting, into an
-`audioclf.inference.live.LiveSession` kept in the user's session, which labels it on a
+`audioclf.inference.LiveSession` kept in the user's session, which labels it on a
 thread of its own. While the stream plays, one small fragment redraws the big
 label every REFRESH s and another the rolling probability chart and the event
 log every DETAILS_REFRESH s (each redraw is a rerun on the server, which also
@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from audioclf.inference import live
+from audioclf.inference import LiveSession, live
 from audioclf.inference.confidence import UNKNOWN, UNKNOWN_TEXT, threshold_info, threshold_text
 
 REFRESH = 0.25  # s between redraws of the live label: adds REFRESH / 2 on average to its latency
@@ -71,7 +71,7 @@ def webrtc_problem() -> str:
     return ""
 
 
-def _session(key: str, predictor, window: float, hop: float, threshold: float) -> live.LiveSession:
+def _session(key: str, predictor, window: float, hop: float, threshold: float) -> LiveSession:
     """This user's LiveSession for these settings (a new one when they change)."""
     settings = (predictor.run_id, window, hop, threshold)
     state = st.session_state.get(key)
@@ -82,7 +82,7 @@ def _session(key: str, predictor, window: float, hop: float, threshold: float) -
     classifier = live.LiveClassifier(predictor, window=window, hop=hop, threshold=threshold)
     with st.spinner("Preparing the model for live audio..."):
         classifier.warm_up()
-    session = live.LiveSession(classifier)
+    session = LiveSession(classifier)
     st.session_state[key] = (settings, session)
     return session
 
@@ -135,7 +135,7 @@ def show_details(snap, labels: tuple[str, ...], *, compact: bool = False) -> Non
             st.caption("None yet: a class appears here when a window is given it.")
 
 
-def correct_events(session: live.LiveSession, predictor, key: str) -> None:
+def correct_events(session: LiveSession, predictor, key: str) -> None:
     """"Wrong? This is ..." for a detected event whose audio is still held (the last
     live.KEEP_SECONDS of the stream, in memory only)."""
     from app_pages.correct import allowed, wrong_control

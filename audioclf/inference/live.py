@@ -20,42 +20,32 @@ window afresh, which costs a few milliseconds (EfficientAT's squeeze-excitation
 blocks average over their whole input, so no step of one window can be reused in
 the next; its window is a whole number of the network's 0.32 s steps).
 
-:class:`LiveSession` runs a classifier on a thread of its own so that a caller
-delivering audio (a WebRTC callback) never waits for a model.
+The stream's audio itself (format, resampling, the last seconds held) is
+:mod:`~audioclf.inference.stream`; the event log :mod:`~audioclf.inference.events`;
+:class:`~audioclf.inference.session.LiveSession` runs a classifier on a thread of its own.
 """
 from __future__ import annotations
 
 import collections
-import logging
-import queue
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..audio import AudioError, Clip, SILENCE_DB, is_silent
-from ..errors import AudioclfError
 from ..model.sequences import PAD_MULTIPLE  # window lengths round up as in training and predict_proba
 from .confidence import UNKNOWN
+from .events import LiveEvent, extend_events
+from .stream import LiveError, RecentAudio, StreamResampler, to_mono_float
 
 DEFAULT_WINDOW = 1.5  # s of audio behind each label
 DEFAULT_HOP = 0.5  # s between labels
 MIN_WINDOW, MAX_WINDOW = 0.5, 2.0  # MAX_WINDOW: predict.WINDOW_SECONDS, the longest one-window clip
 MIN_HOP, MAX_HOP = 0.1, 2.0
 HISTORY = 240  # labels kept for the rolling chart (2 min at the default hop)
-MAX_EVENTS = 200  # events kept in the log
 SILENCE = "silence"  # a window with no sound in it: no class is claimed
 WARM_UP_RATE = 48000  # browsers send 48 kHz; runs with a fixed feature rate ignore it
-QUEUE_BLOCKS = 500  # blocks a LiveSession buffers before dropping the oldest (10 s of 20 ms blocks)
 KEEP_SECONDS = 30.0  # recent stream audio held in memory (never stored) so a wrong label can be corrected
-
-
-log = logging.getLogger(__name__)
-
-
-class LiveError(AudioclfError):
-    """Bad live settings or audio; the message is for people."""
 
 
 @dataclass(frozen=True)
@@ -79,75 +69,6 @@ class LivePrediction:
     def is_class(self) -> bool:
         """True when the label names one of the run's classes."""
         return self.label not in (UNKNOWN, SILENCE)
-
-
-@dataclass
-class LiveEvent:
-    """A stretch of the stream given one class: consecutive windows with that label."""
-
-    label: str
-    start: float  # s, stream time of the first window's start
-    end: float  # s, stream time of the last window's end
-    peak: float  # highest confidence
-    windows: int = 1
-
-    def to_dict(self) -> dict:
-        return {"label": self.label, "start": round(self.start, 2), "end": round(self.end, 2),
-                "peak": round(self.peak, 4), "windows": self.windows}
-
-
-class _Resampler:
-    """Streaming resampler (soxr) from whatever rate arrives to the features' rate."""
-
-    def __init__(self, target: int | None):
-        self.target = target
-        self.source: int | None = None
-        self._stream = None
-
-    def rate(self) -> int | None:
-        return self.target or self.source
-
-    def __call__(self, y: np.ndarray, sr: int) -> np.ndarray:
-        if sr != self.source:
-            if self.source is not None:
-                raise LiveError(f"The stream's sample rate changed from {self.source} to {sr} Hz; "
-                                "reset the classifier first.")
-            self.source = sr
-            if self.target and self.target != sr:
-                import soxr
-
-                self._stream = soxr.ResampleStream(sr, self.target, 1, dtype="float32", quality="HQ")
-        if self._stream is None:
-            return y
-        return self._stream.resample_chunk(y)
-
-
-def to_mono_float(samples: np.ndarray, channels: int = 1) -> np.ndarray:
-    """Mono float32 in [-1, 1] from int16/int32/float PCM, interleaved or (channels, n) planar.
-
-    Parameters
-    ----------
-    samples : np.ndarray
-        1-D interleaved samples (``channels`` of them per instant), or 2-D
-        (channels, n) planar samples.
-    channels : int
-        Channels of interleaved 1-D input (ignored for 2-D input).
-    """
-    y = np.asarray(samples)
-    if y.dtype.kind == "i":
-        y = y.astype(np.float32) / float(np.iinfo(y.dtype).max + 1)
-    elif y.dtype.kind == "u":
-        mid = float(np.iinfo(y.dtype).max + 1) / 2
-        y = (y.astype(np.float32) - mid) / mid
-    else:
-        y = y.astype(np.float32, copy=False)
-    if y.ndim == 2:
-        return y.mean(axis=0) if y.shape[0] > 1 else y[0]
-    if y.ndim != 1:
-        raise LiveError(f"PCM blocks must be 1-D or (channels, samples), got shape {y.shape}.")
-    if channels > 1:
-        y = y[: len(y) // channels * channels].reshape(-1, channels).mean(axis=1)
-    return y
 
 
 def efficientat_window(window: float, sr: int) -> int:
@@ -224,15 +145,12 @@ class LiveClassifier:
     def reset(self) -> None:
         """Forget the stream (audio, labels and events); the next block starts at time 0."""
         window, hop = self._requested
-        self._resample = _Resampler(getattr(self.predictor.features_cfg, "sr", None))
+        self._resample = StreamResampler(getattr(self.predictor.features_cfg, "sr", None))
         self._buf = np.zeros(0, np.float32)
         self._buf_start = 0  # stream index of self._buf[0]
         self._n = 0  # samples received, at the features' rate
         self._frames: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # YAMNet frame k -> (embedding, scores)
-        # (stream index of its first sample, block): the last keep_seconds, in blocks, so that
-        # keeping them costs an append per block, never a copy of the whole history.
-        self._recent: collections.deque[tuple[int, np.ndarray]] = collections.deque()
-        self._recent_n = 0
+        self._recent = RecentAudio(self.keep_seconds)
         self._window_s, self._hop_s = window, hop
         self._win = self._hop = self._due = 0  # in samples, once the rate is known
         self.history.clear()
@@ -323,26 +241,13 @@ class LiveClassifier:
         if y.size:
             y = y.astype(np.float32, copy=False)
             self._buf = np.concatenate([self._buf, y])
-            self._recent.append((self._n, y))
-            self._recent_n += y.size
+            self._recent.append(self._n, y, self.sample_rate or 0)
             self._n += y.size
-            keep = int(self.keep_seconds * (self.sample_rate or 0))
-            while self._recent and self._recent_n - self._recent[0][1].size >= keep:
-                self._recent_n -= self._recent.popleft()[1].size
 
     def recent_audio(self, start: float, end: float) -> Clip | None:
         """The stream's audio from ``start`` to ``end`` s while it is still held (the last
         ``keep_seconds``), at the classifier's rate; None when none of it is."""
-        sr = self.sample_rate
-        if not sr or end <= start:
-            return None
-        a, b = int(round(start * sr)), int(round(end * sr))
-        parts = [block[max(0, a - first):max(0, b - first)] for first, block in self._recent
-                 if first < b and first + block.size > a]
-        parts = [p for p in parts if p.size]
-        if not parts:
-            return None
-        return Clip(samples=np.concatenate(parts), sr=int(sr), name=f"live {start:.1f}-{end:.1f} s")
+        return self._recent.clip(start, end, self.sample_rate)
 
     def _trim(self) -> None:
         # Keep what the next window needs: from (next due - window) on.
@@ -452,110 +357,5 @@ class LiveClassifier:
         """Extend the current event, or open a new one when a class starts."""
         if not p.is_class:
             return
-        last = self.events[-1] if self.events else None
-        start = p.time - self._window_s
-        # The same class within one hop of the last event's end continues that event.
-        if last is not None and last.label == p.label and start <= last.end + 1e-6:
-            last.end = p.time
-            last.peak = max(last.peak, p.confidence)
-            last.windows += 1
-            return
-        self.events.append(LiveEvent(p.label, max(0.0, start), p.time, p.confidence))
-        del self.events[:-MAX_EVENTS]
+        extend_events(self.events, p.label, p.time - self._window_s, p.time, p.confidence)
 
-
-@dataclass
-class LiveSnapshot:
-    """What a page shows: the latest labels and events, copied under the session's lock."""
-
-    history: list[LivePrediction]
-    events: list[LiveEvent]
-    stream_seconds: float
-    window_seconds: float
-    hop_seconds: float
-    skipped: int
-    error: str = ""
-    running: bool = False
-    latency: dict = field(default_factory=dict)
-
-
-class LiveSession:
-    """A :class:`LiveClassifier` on a worker thread: :meth:`push` never waits for the model.
-
-    ``push`` queues PCM blocks (dropping the oldest when the queue is full); the
-    worker feeds them to the classifier in order. :meth:`snapshot` copies the
-    current state for display from any thread.
-    """
-
-    def __init__(self, classifier: LiveClassifier):
-        self.classifier = classifier
-        self._queue: queue.Queue = queue.Queue(maxsize=QUEUE_BLOCKS)
-        self._lock = threading.Lock()
-        self._error = ""
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="audioclf-live", daemon=True)
-        self._thread.start()
-
-    def push(self, samples: np.ndarray, sr: int, channels: int = 1) -> None:
-        """Queue a PCM block (from any thread); never blocks."""
-        while True:
-            try:
-                self._queue.put_nowait((samples, sr, channels))
-                return
-            except queue.Full:
-                try:
-                    self._queue.get_nowait()
-                except queue.Empty:
-                    pass
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                item = self._queue.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            try:
-                with self._lock:
-                    self.classifier.feed(*item)
-            except ValueError as exc:  # AudioError, LiveError, PredictError: messages for people
-                with self._lock:
-                    self._error = str(exc)
-            except Exception as exc:  # noqa: BLE001 - a bug: keep the thread, say what happened
-                log.exception("live classification failed")
-                with self._lock:
-                    self._error = f"unexpected error: {type(exc).__name__}: {exc}"
-
-    def snapshot(self) -> LiveSnapshot:
-        """A copy of the latest labels, events and timing."""
-        with self._lock:
-            c = self.classifier
-            history = list(c.history)
-            lat = np.array([p.latency for p in history]) if history else np.zeros(0)
-            return LiveSnapshot(
-                history=history, events=[LiveEvent(**vars(e)) for e in c.events],
-                stream_seconds=c.stream_seconds, window_seconds=c.window_seconds,
-                hop_seconds=c.hop_seconds, skipped=c.skipped, error=self._error,
-                running=self._thread.is_alive(),
-                latency={"median": float(np.median(lat)), "p95": float(np.percentile(lat, 95))}
-                if lat.size else {})
-
-    def recent_audio(self, start: float, end: float) -> Clip | None:
-        """:meth:`LiveClassifier.recent_audio`, under the session's lock."""
-        with self._lock:
-            return self.classifier.recent_audio(start, end)
-
-    def reset(self) -> None:
-        """Forget the stream; queued blocks are dropped."""
-        while True:
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                break
-        with self._lock:
-            self.classifier.reset()
-            self._error = ""
-
-    def stop(self, timeout: float = 2.0) -> None:
-        """End the worker thread."""
-        self._stop.set()
-        self._thread.join(timeout)

@@ -1,0 +1,121 @@
+"""A live classifier on a thread of its own, so that a caller delivering audio (a WebRTC
+callback) never waits for a model::
+
+    session = LiveSession(LiveClassifier(Predictor.load(run_id)))
+    session.push(block, sr=48000)        # from the audio thread; never blocks
+    session.snapshot().events            # from the page, any time
+    session.stop()
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..audio import Clip
+from .events import LiveEvent
+from .live import LiveClassifier, LivePrediction
+
+QUEUE_BLOCKS = 500  # blocks a LiveSession buffers before dropping the oldest (10 s of 20 ms blocks)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LiveSnapshot:
+    """What a page shows: the latest labels and events, copied under the session's lock."""
+
+    history: list[LivePrediction]
+    events: list[LiveEvent]
+    stream_seconds: float
+    window_seconds: float
+    hop_seconds: float
+    skipped: int
+    error: str = ""
+    running: bool = False
+    latency: dict = field(default_factory=dict)
+
+
+class LiveSession:
+    """A :class:`~audioclf.inference.live.LiveClassifier` on a worker thread: :meth:`push` never waits for the model.
+
+    ``push`` queues PCM blocks (dropping the oldest when the queue is full); the
+    worker feeds them to the classifier in order. :meth:`snapshot` copies the
+    current state for display from any thread.
+    """
+
+    def __init__(self, classifier: LiveClassifier):
+        self.classifier = classifier
+        self._queue: queue.Queue = queue.Queue(maxsize=QUEUE_BLOCKS)
+        self._lock = threading.Lock()
+        self._error = ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="audioclf-live", daemon=True)
+        self._thread.start()
+
+    def push(self, samples: np.ndarray, sr: int, channels: int = 1) -> None:
+        """Queue a PCM block (from any thread); never blocks."""
+        while True:
+            try:
+                self._queue.put_nowait((samples, sr, channels))
+                return
+            except queue.Full:
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    pass
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                item = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            try:
+                with self._lock:
+                    self.classifier.feed(*item)
+            except ValueError as exc:  # AudioError, LiveError, PredictError: messages for people
+                with self._lock:
+                    self._error = str(exc)
+            except Exception as exc:  # noqa: BLE001 - a bug: keep the thread, say what happened
+                log.exception("live classification failed")
+                with self._lock:
+                    self._error = f"unexpected error: {type(exc).__name__}: {exc}"
+
+    def snapshot(self) -> LiveSnapshot:
+        """A copy of the latest labels, events and timing."""
+        with self._lock:
+            c = self.classifier
+            history = list(c.history)
+            lat = np.array([p.latency for p in history]) if history else np.zeros(0)
+            return LiveSnapshot(
+                history=history, events=[LiveEvent(**vars(e)) for e in c.events],
+                stream_seconds=c.stream_seconds, window_seconds=c.window_seconds,
+                hop_seconds=c.hop_seconds, skipped=c.skipped, error=self._error,
+                running=self._thread.is_alive(),
+                latency={"median": float(np.median(lat)), "p95": float(np.percentile(lat, 95))}
+                if lat.size else {})
+
+    def recent_audio(self, start: float, end: float) -> Clip | None:
+        """:meth:`LiveClassifier.recent_audio`, under the session's lock."""
+        with self._lock:
+            return self.classifier.recent_audio(start, end)
+
+    def reset(self) -> None:
+        """Forget the stream; queued blocks are dropped."""
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        with self._lock:
+            self.classifier.reset()
+            self._error = ""
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """End the worker thread."""
+        self._stop.set()
+        self._thread.join(timeout)
