@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from audioclf import jobs
 from audioclf.datasets import FSDD_SPEAKER_PATTERN, MAX_FOLDS, METHODS, MIN_FOLDS, SplitConfig, has_background
 from audioclf.features import MFCCConfig, SpectralConfig
-from audioclf.insight import plotting
 from audioclf.model import ModelConfig
 from audioclf.model.configs import ACTIVATIONS, KINDS, MAX_MEMBERS, POOLINGS
 # light: TensorFlow is imported by the training process
@@ -14,12 +12,10 @@ from audioclf.training import (AutoFeatures, RunConfig, TrainConfig, default_fea
                                resolve_settings)
 from audioclf.training.config import FINETUNE_ALL
 from audioclf.training.defaults import AUTO, DEFAULT_MODEL_KIND
-from app_pages import efficientat_panel
+from app_pages import efficientat_panel, run_panel
 from app_pages.common import (plural, ACTIVE_RUN_KEY, DATASET_KEY, SPLIT_NAMES, TRAIN_PRESET_KEY, code,
-                              current_dataset,
-                              fmt_seconds, guard, run_state_sentence)
+                              current_dataset, guard)
 
-POLL_SECONDS = 1.0
 PENDING_KEY = "pending_run"  # a RunConfig asked for while another run was in progress
 FEATURE_CHOICES = {"Auto: let my data choose (pretrained models or MFCC)": AUTO, "MFCC sequence": "mfcc",
                  "Spectral frames (MFCC, centroid, roll-off, ZCR, chroma, RMS)": "spectral",
@@ -407,101 +403,22 @@ def pending_prompt() -> None:
         st.rerun()
 
 
-def run_to_show() -> tuple[str | None, int]:
-    """(run id, runs in progress): the newest run in progress, else this session's
-    last run, else the workspace's newest run (its final state, also in a new session)."""
-    from audioclf.training import active_runs, list_runs
-
-    busy = active_runs()
-    if busy:
-        return busy[0].id, len(busy)
-    runs = list_runs()
-    mine = st.session_state.get(ACTIVE_RUN_KEY)
-    if mine and any(r.id == mine for r in runs):
-        return mine, 0
-    return (runs[0].id if runs else None), 0
-
-
-def early_stopping_note(train_cfg: dict) -> str | None:
-    """Why early stopping cannot act in a run, if it cannot."""
-    patience, epochs = train_cfg.get("patience"), int(train_cfg.get("epochs") or 0)
-    min_epochs = int(train_cfg.get("min_epochs") or 0)
-    if patience is not None and min_epochs >= epochs:
-        return (f"Early stopping cannot act in this run: it starts after epoch {min_epochs} and "
-                f"the run has {epochs} epoch(s), so all of them train and the last is kept. "
-                "Lower “Early stopping starts after epoch” below the number of epochs to use it.")
-    return None
-
-
-def show_status(run_id: str) -> bool:
-    """Progress of one run; returns True when it has finished."""
-    from audioclf.training import cancel_run, run_status, runs
-
-    s = run_status(run_id)
-    train_cfg = (jobs.read_json(runs.run_dir(run_id) / runs.CONFIG, {}) or {}).get("train") or {}
-    stops_early = train_cfg.get("patience") is not None and early_stopping_note(train_cfg) is None
-    st.subheader(f"Run {run_id}")
-    choice = runs.read_status(run_id).get("feature_choice")
-    if choice:
-        st.caption(f"Auto chose {choice['reason']}.")
-    if s.state in ("queued", "extracting"):
-        frac = s.phase_done / s.phase_total if s.phase_total else 0.0
-        doing = "Choosing the feature type" if s.phase == runs.CHOOSING else "Extracting features"
-        st.progress(frac, text=f"{doing}: {s.phase_done} / {s.phase_total} clips"
-                    if s.phase_total else "Starting (loading the data set and TensorFlow)...")
-    elif s.state == "training":
-        st.progress(s.epoch / s.epochs if s.epochs else 0.0,
-                    text=f"Training: epoch {s.epoch} / {s.epochs}"
-                         + (" (early stopping may end it sooner)" if stops_early else ""))
-    if not s.final and (note := early_stopping_note(train_cfg)):
-        st.warning(note, icon=":material/info:")
-    c = st.columns(4)
-    c[0].metric("State", s.state)
-    c[1].metric("Elapsed", fmt_seconds(s.elapsed))
-    c[2].metric("Remaining (estimate)", fmt_seconds(s.eta) if not s.final else "-")
-    if s.history:
-        last = s.history[-1]
-        acc = last.get("val_accuracy", last.get("accuracy"))
-        c[3].metric("Validation accuracy" if "val_accuracy" in last else "Accuracy",
-                    f"{acc:.3f}" if acc is not None else "-")
-        st.plotly_chart(plotting.learning_curves(list(s.history)), key=f"curves_{run_id}")
-    if s.state == "done":
-        st.success("Training finished. See its evaluation on the Runs page.", icon=":material/check_circle:")
-        st.page_link("app_pages/runs.py", label="Open Runs", icon=":material/leaderboard:")
-    elif s.state == "failed":
-        st.error(run_state_sentence(s.state, s.message), icon=":material/error:")
-    elif s.state == "cancelled":
-        st.warning(run_state_sentence(s.state, s.message), icon=":material/cancel:")
-    elif st.button("Cancel training", key=f"cancel_{run_id}", icon=":material/stop_circle:"):
-        with guard("Cancelling"):
-            cancel_run(run_id)
-            st.rerun()
-    return s.final
-
-
-@st.fragment(run_every=POLL_SECONDS)
-def monitor(run_id: str) -> None:
-    # Only this fragment reruns every second; a full rerun once the run ends swaps in the static view.
-    if show_status(run_id):
-        st.rerun()
-
-
 st.title("Train")
 apply_preset()
 ds, summary = current_dataset()
 run_id, n_busy = None, 0
 with guard("Reading runs"):
-    run_id, n_busy = run_to_show()
+    run_id, n_busy = run_panel.run_to_show()
 if run_id:
     if n_busy:
         if n_busy > 1:
             st.info(f"{n_busy} runs are in progress; the newest is shown. See them all on the Runs page.")
-        monitor(run_id)
+        run_panel.monitor(run_id)
     else:
         from audioclf.training import read_status
 
         with st.expander(f"Last run: {run_id} ({read_status(run_id).get('state', '?')})", expanded=True):
-            show_status(run_id)
+            run_panel.show_status(run_id)
     st.divider()
 
 if ds is None:
