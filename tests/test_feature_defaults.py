@@ -34,6 +34,19 @@ def test_each_feature_type_has_its_own_defaults_and_user_values_stay():
     assert model_defaults("yamnet", "baseline").rnn_units == ()
 
 
+def test_efficientat_gets_the_measured_event_embedding_defaults():
+    from audioclf.features import EfficientATConfig
+
+    mfcc = RunConfig("d", SplitConfig(), MFCCConfig())
+    eat = RunConfig("d", SplitConfig(), EfficientATConfig())
+    # The choice docs/RESULTS.md measured: the frame sequence into a GRU, never centred on its own clip.
+    assert eat.features.sequence == "frames" and eat.model.kind == "gru"
+    assert not eat.model.clip_norm and not eat.model.clip_scale and eat.model.time_mask < mfcc.model.time_mask
+    assert eat.train.warp_augment == () and eat.train.min_epochs < mfcc.train.min_epochs
+    mine = RunConfig("d", SplitConfig(), EfficientATConfig(), overrides={"model.time_mask": 0, "model.kind": "baseline"})
+    assert (mine.model.time_mask, mine.model.kind, mine.model.rnn_units) == (0, "baseline", ())
+
+
 def test_auto_keeps_model_and_training_open_until_the_choice():
     cfg = RunConfig("d", SplitConfig(), AutoFeatures(), overrides={"model.kind": "lstm"})
     assert cfg.is_auto and cfg.model is None and cfg.train is None
