@@ -32,7 +32,9 @@ EXTRA_PARAMS = {
     "spectral": ("features.n_mfcc=13,20", "model.pooling=last,mean,meanmax", "model.members=1,3"),
     "yamnet": ("model.pooling=last,mean,meanmax", "model.input_noise=0:0.5:0.1", "model.members=1,3"),
     "efficientat": ("features.sequence=frames,windows", "model.pooling=last,mean,meanmax",
-                    "model.input_noise=0:0.5:0.1", "model.members=1,3"),
+                    "model.input_noise=0:0.5:0.1", "model.members=1,3",
+                    # fine-tuning trials cost several times a frozen one per epoch: offered, not ticked
+                    "train.finetune_blocks=0,1,2", "train.backbone_learning_rate=3e-5:3e-4:log"),
 }
 SPACE_HELP = ("Values are a list (gru, lstm), a range low:high, a log range low:high:log or a stepped "
               "range low:high:step; one value sets that setting for every trial. Add rows for other "

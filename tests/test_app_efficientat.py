@@ -119,3 +119,14 @@ def test_train_fine_tunes_efficientat_from_the_form(monkeypatch, efficientat_pt)
     assert run.config["train"]["finetune_blocks"] == 1 and run.config["features"]["sequence"] == "mel"
     assert run.config["train"]["backbone_learning_rate"] == 3e-4
     assert run.metrics["finetune"]["changed_share"] > 0
+
+
+def test_tune_offers_fine_tuning_for_efficientat_unticked(monkeypatch, efficientat_pt):
+    monkeypatch.setenv("AUDIOCLF_EFFICIENTAT", str(efficientat_pt))
+    at = new_app("tune")
+    at.selectbox(key="tu_feat").set_value("efficientat").run()
+    assert not at.exception, at.exception
+    space = next(d.value for d in at.dataframe if "setting" in getattr(d.value, "columns", ()))
+    rows = {r["setting"]: r for r in space.to_dict("records")}
+    assert rows["train.finetune_blocks"]["values"] == "0,1,2" and not rows["train.finetune_blocks"]["vary"]
+    assert not rows["train.backbone_learning_rate"]["vary"]
