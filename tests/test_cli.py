@@ -2,6 +2,7 @@
 entry point. One tiny real training run (MFCC + GRU on a small FSDD subset) is shared."""
 from __future__ import annotations
 
+import argparse
 import contextlib
 import csv
 import io
@@ -80,6 +81,27 @@ def test_help_of_each_subcommand(command):
     assert code == 0
     assert out.startswith(f"usage: audioclf {command}")
     assert len(out.splitlines()) > 5  # a description and options, not just a usage line
+
+
+def _choices(command: str, flag: str) -> tuple:
+    sub = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return tuple(next(a for a in sub.choices[command]._actions if flag in a.option_strings).choices)
+
+
+def test_option_lists_are_the_librarys():
+    """The CLI lists some choices itself (importing the library to build --help would cost seconds);
+    they must be the library's own."""
+    from audioclf.labelling.grouping import EMBEDDERS
+    from audioclf.labelling.segmenting import METHODS as CUTS
+    from audioclf.training.defaults import AUTO, FEATURE_KINDS
+    from audioclf.tuning.config import OBJECTIVES, PRUNERS, SAMPLERS
+
+    assert _choices("label", "--embedder") == EMBEDDERS
+    assert _choices("label", "--cut") == CUTS
+    assert _choices("train", "--features") == (AUTO, *FEATURE_KINDS)
+    assert _choices("tune", "--sampler") == SAMPLERS
+    assert _choices("tune", "--pruner") == PRUNERS
+    assert _choices("tune", "--objective") == OBJECTIVES
 
 
 def test_entry_point_runs_as_module():

@@ -19,12 +19,12 @@ from os import PathLike
 from pathlib import Path
 
 from audioclf.datasets.archive import ArchiveError, safe_extract
+from audioclf.datasets.base import ESC50_META
 from audioclf.errors import AudioclfError
 from audioclf.progress import Progress
 
 ESC50_URL = "https://github.com/karoldvl/ESC-50/archive/master.zip"
 ESC50_DIRNAME = "esc50"
-ESC50_META = "meta/esc50.csv"
 CHUNK_BYTES = 1 << 16
 TIMEOUT_SECONDS = 30
 NETWORK_SCHEMES = ("http", "https", "ftp")

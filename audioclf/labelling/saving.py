@@ -24,7 +24,8 @@ from pathlib import Path
 from audioclf import workspace
 from audioclf.datasets import DATASET_SETTINGS, DatasetError, add_clip, create_dataset, safe_name
 from audioclf.labelling.segmenting import Segment, clip_name
-from audioclf.labelling.session import LabellingError, Session, save, write_json
+from audioclf.jobs import write_json
+from audioclf.labelling.session import LabellingError, Session, save
 
 GROUP_PATTERN = r"^(.+)--\d+-\d+"  # the recording in "<recording>--<start ms>-<end ms>.wav"
 

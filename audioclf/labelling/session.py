@@ -32,6 +32,7 @@ from typing import Sequence
 import numpy as np
 
 from audioclf import workspace
+from audioclf.jobs import write_json  # atomic: a reader never sees half a file
 from audioclf.datasets import is_audio, is_hidden, safe_name
 from audioclf.errors import AudioclfError
 from audioclf.features import config_to_dict
@@ -121,13 +122,6 @@ def sessions_dir() -> Path:
     path = workspace.home() / LABELLING
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def write_json(path: Path, obj) -> None:
-    """Write JSON atomically (a reader never sees half a file)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
 
 
 def save(session: Session) -> None:

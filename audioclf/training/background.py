@@ -2,7 +2,7 @@
 
     run_id = start_training(cfg)   # returns at once; the run trains in its own process
     cancel_run(run_id)             # stops it within seconds
-    run_status(run_id)             # progress, from any process
+    runs.run_status(run_id)        # progress, from any process
 
 The child runs `python -m audioclf.training RUN_DIR` (`audioclf/training/__main__.py`)
 in its own process group, so a cancel also ends its feature workers.
@@ -22,12 +22,6 @@ def start_training(cfg) -> str:
     run_id = runs.create_run(cfg.to_dict())
     jobs.start(runs.run_dir(run_id), ENTRY_MODULE)
     return run_id
-
-
-def run_status(run_id: str) -> runs.RunStatus:
-    """`runs.run_status`, after reaping finished children (the status of a run is read often)."""
-    jobs.reap()
-    return runs.run_status(run_id)
 
 
 def cancel_run(run_id: str, wait: float = jobs.CANCEL_WAIT) -> str:

@@ -196,7 +196,8 @@ def read_status(run_id: str) -> dict:
 
 
 def run_status(run_id: str) -> RunStatus:
-    """The current state of a run, readable from any process."""
+    """The current state of a run, readable from any process (finished children of this one reaped first)."""
+    jobs.reap()
     s = read_status(run_id)
     history = tuple(read_history(run_id))
     started = s.get("started")
