@@ -10,6 +10,13 @@ over loopback (neither chromium nor aiortc offers loopback candidates). So that
 this traffic never leaves the test, server and browser run in a network
 namespace of their own (`unshare -n`, root) whose only non-loopback address is
 on a veth pair inside it.
+
+The server's first-start work (TensorFlow, the run's model, YAMNet and the live
+classifier's warm-up, all on first use) is done by a warm-up visit in the
+`browser` fixture, with its own budget: without it that work fell inside the
+test's first steps, and on a 2-core machine shared with other jobs (load 10-35)
+the first page alone could take longer than a step may (issue 21). A failure
+saves a screenshot and prints how long each step took and the server log.
 """
 from __future__ import annotations
 
@@ -33,13 +40,15 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 NETNS_ADDRESS = "10.213.0.1/24"  # exists only inside the test's own network namespace
 PORT = 8765  # the namespace is private, so any port is free
 START_TIMEOUT = 90
+WARM_TIMEOUT = 300  # s for the server's first-start work (the warm-up visit)
 PAGE_TIMEOUT = 90_000  # ms
-LIVE_TIMEOUT = 90_000  # ms, from Start to the siren label
 MAX_STARTS = 4
 STEADY_SECONDS = 20  # the siren must stay "siren" this long once it shows
 STUCK_SECONDS = 20  # a press that has neither connected nor given up by then is stopped
+# From the first Start to the siren label with its event logged: room for every press to
+# connect (or be stopped) and label; a guard against a hang, not a speed claim.
+LIVE_TIMEOUT = MAX_STARTS * 45_000  # ms
 VIEWPORT = {"width": 1440, "height": 1350}  # tall enough for the answer and the event log
-OTHER_CLASSES = ("dial_tone", "rain", "clock_ticks", "bird_chirps", "unknown")
 
 
 def netns_holder() -> subprocess.Popen:
@@ -125,8 +134,29 @@ def browser(server, siren_wav, tmp_path_factory):
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=str(wrapper), args=[
             *CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={siren_wav}"])
+        warm_up(b, *server[:2])
         yield b
         b.close()
+
+
+def warm_up(b, url: str, home: Path) -> None:
+    """One visit that makes the server do its first-start work: the Present page loads the
+    run's model and builds the Live tab's classifier (TensorFlow, YAMNet) in the server
+    process, where every later session finds them."""
+    page = b.new_page(viewport=VIEWPORT)
+    start = time.time()
+    try:
+        page.goto(url, timeout=WARM_TIMEOUT * 1000)
+        page.get_by_role("tab", name="Live microphone").wait_for(timeout=WARM_TIMEOUT * 1000)
+        page.locator('[data-testid="stStatusWidget"]').wait_for(
+            state="hidden", timeout=max(1.0, WARM_TIMEOUT - (time.time() - start)) * 1000)
+    except Exception as exc:  # noqa: BLE001 - the reason is the message below
+        print((home / "server.log").read_text()[-5000:])
+        pytest.fail(f"the app's first page did not finish within {WARM_TIMEOUT} s (load average "
+                    f"{os.getloadavg()[0]:.1f}): {type(exc).__name__}")
+    finally:
+        page.close()
+    print(f"warm-up: {time.time() - start:.1f} s (load average {os.getloadavg()[0]:.1f})")
 
 
 @pytest.fixture(scope="module")
@@ -167,32 +197,43 @@ def live_label_is(page, text: str) -> bool:
     return any(e.inner_text().strip() == text for e in page.locator('[data-testid="live-label"]').all())
 
 
+def event_logged(page) -> bool:
+    """The Live page's event log has a row (a table; "None yet" before the first event)."""
+    return page.locator('[data-testid="stDataFrame"]').count() > 0
+
+
 def start_until_label(page, text: str, shots: Path, home: Path) -> int:
-    """Press Start until the live label reads `text`; returns the presses it took.
+    """Press Start until one stream shows the live label `text` and has logged it as an event;
+    returns the presses it took.
 
     On a machine loaded far beyond its cores the server can answer WebRTC's
     connectivity checks late: the browser then drops the stream (the component
     shows Start again) or keeps connecting, as a user would see; they press
-    Stop and Start again, and so does this test, at most MAX_STARTS times.
+    Stop and Start again, and so does this test, at most MAX_STARTS times. A new
+    stream starts with an empty log, so label and log are checked on the same
+    stream: a separate wait for the log after the label failed whenever the
+    stream was dropped in between (issue 21).
     """
     deadline = time.time() + LIVE_TIMEOUT / 1000
     presses, pressed = 0, 0.0
     while time.time() < deadline:
-        if live_label_is(page, text):
+        heard = live_label_is(page, text)
+        if heard and event_logged(page):
             return presses
         waited = time.time() - pressed
         start = find_in_frames(page, lambda f: f.get_by_role("button", name="Start listening"))
         if start is not None and presses < MAX_STARTS and waited > 3:
             start.click()
             presses, pressed = presses + 1, time.time()
-        elif start is None and waited > STUCK_SECONDS:  # still connecting: stop, then start again
+        elif start is None and not heard and waited > STUCK_SECONDS:  # still connecting: stop, start again
             stop = find_in_frames(page, lambda f: f.get_by_role("button", name="Stop"))
             if stop is not None:
                 stop.click()
         page.wait_for_timeout(500)
     page.screenshot(path=shots / "live_failed.png", full_page=True)
     print((home / "server.log").read_text()[-5000:])
-    raise AssertionError(f"no '{text}' label within {LIVE_TIMEOUT / 1000:.0f} s ({presses} Start presses)")
+    raise AssertionError(f"no '{text}' label with its event logged within {LIVE_TIMEOUT / 1000:.0f} s "
+                         f"({presses} Start presses)")
 
 
 def no_exception(page) -> None:
@@ -200,15 +241,43 @@ def no_exception(page) -> None:
     assert page.get_by_text("Something went wrong").count() == 0
 
 
+class Steps:
+    """How long each step took; on a failure, a screenshot and the server log's tail."""
+
+    def __init__(self, page, shots: Path, home: Path) -> None:
+        self.page, self.shots, self.home = page, shots, home
+        self.start, self.done = time.time(), []
+
+    def __call__(self, what: str) -> None:
+        self.done.append(f"{time.time() - self.start:6.1f} s  {what} (load {os.getloadavg()[0]:.1f})")
+
+    def __enter__(self) -> "Steps":
+        return self
+
+    def __exit__(self, kind, exc, tb) -> None:
+        print("steps:\n  " + "\n  ".join(self.done))
+        if exc is not None:
+            self.page.screenshot(path=self.shots / "live_e2e_failed.png", full_page=True)
+            print(f"failed after the steps above; screenshot {self.shots / 'live_e2e_failed.png'}")
+            print((self.home / "server.log").read_text()[-5000:])
+
+
 @pytest.mark.xfail(strict=False, reason="issue 21, open: in the full clean-clone suite at 28a2948 the live label went siren -> 'listening...' -> siren within the 20 s watch (the stream restarted); passes alone")
 def test_live_microphone_and_presentation_in_a_real_browser(server, browser, shots, siren_wav):
     url, home, _ = server
     page = browser.new_page(viewport=VIEWPORT)
     page.set_default_timeout(PAGE_TIMEOUT)
+    with Steps(page, shots, home) as step:
+        walk(page, url, home, shots, siren_wav, step)
+    page.close()
 
+
+def walk(page, url: str, home: Path, shots: Path, siren_wav: Path, step: Steps) -> None:
+    """The visitor's walk: the presentation, an upload, the live microphone."""
     # Read-only: opens on the presentation; no Train page in the navigation.
     page.goto(url)
     page.locator("h1", has_text="demo yamnet").wait_for()
+    step('the presentation')
     settle(page)
     nav = page.locator('[data-testid="stSidebarNav"]').inner_text()
     assert "Present" in nav and "Live" in nav and "Train" not in nav
@@ -217,6 +286,7 @@ def test_live_microphone_and_presentation_in_a_real_browser(server, browser, sho
     answer = page.locator('[data-testid="present-answer"]')
     answer.wait_for()
     assert answer.inner_text().strip() == "siren"
+    step('its answer to an upload')
     settle(page)
     no_exception(page)
     page.screenshot(path=shots / "present.png", full_page=True)
@@ -224,11 +294,13 @@ def test_live_microphone_and_presentation_in_a_real_browser(server, browser, sho
     # Live: start the (fake) microphone; the siren must become the live label.
     page.locator('[data-testid="stSidebarNav"] a', has_text="Live").first.click()
     page.locator("h1", has_text="Live").wait_for()
+    step('the Live page')
     settle(page)
     start = time.time()
     attempts = start_until_label(page, "siren", shots, home)
     label = page.locator('[data-testid="live-label"]')
     first_label_s = time.time() - start
+    step('the live siren label, logged as an event')
     # Issue 21, major 11: with the run's suggested threshold a clean siren stays "siren" (not
     # "unknown") for 20 s: the threshold is set on live-length windows, not whole clips.
     seen = []
@@ -236,14 +308,12 @@ def test_live_microphone_and_presentation_in_a_real_browser(server, browser, sho
         page.wait_for_timeout(500)
         seen += [e.inner_text().strip() for e in label.all()]
     assert seen and set(seen) == {"siren"}, f"the live label left 'siren': {sorted(set(seen))}"
-    page.get_by_text("Detected events").first.wait_for()
-    page.locator('[data-testid="stDataFrame"]').first.wait_for()  # the event log has a row
+    step(f"{STEADY_SECONDS} s of 'siren'")
+    stop = find_in_frames(page, lambda f: f.get_by_role("button", name="Stop"))
     no_exception(page)
     page.screenshot(path=shots / "live.png", full_page=True)
-    stop = find_in_frames(page, lambda f: f.get_by_role("button", name="Stop"))
-    if stop is not None:  # (a dropped stream has already stopped)
+    if stop is not None:
         stop.click()
     in_frames(page, lambda f: f.get_by_role("button", name="Start listening"))
     no_exception(page)
-    print(f"first siren label {first_label_s:.1f} s after the first Start ({attempts} press(es))")
-    page.close()
+    step(f"stopped; first siren label {first_label_s:.1f} s after the first Start ({attempts} press(es))")
