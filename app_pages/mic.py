@@ -87,10 +87,16 @@ def _session(key: str, predictor, window: float, hop: float, threshold: float) -
     return session
 
 
-def big_label(p, *, size: str = "4.5rem") -> None:
-    """The current label, large, with its confidence."""
-    if p is None:
-        text, sub, colour = "listening...", "", "#9e9e9e"
+def big_label(p, *, size: str = "4.5rem", state: str = "live", note: str = "") -> None:
+    """A label, large, with its confidence; `state` (live, paused, stopped, waiting, idle) is also
+    the element's data-state. A paused or stopped label is the last one heard, dimmed, with `note`
+    saying when."""
+    opacity = "0.45" if state in ("paused", "stopped") else "1"
+    if state == "idle":
+        text, sub, colour, size = "Press Start listening", "then allow the microphone: what it hears is " \
+            "labelled here", "#9e9e9e", "2rem"
+    elif p is None:
+        text, sub, colour = "listening...", "the first label comes once a window of audio has arrived", "#9e9e9e"
     elif p.label == live.SILENCE:
         text, sub, colour = "silence", "no sound in the window", COLOURS[live.SILENCE]
     elif p.label == UNKNOWN:
@@ -98,18 +104,36 @@ def big_label(p, *, size: str = "4.5rem") -> None:
             COLOURS[UNKNOWN]
     else:
         text, sub, colour = p.label, f"{p.confidence:.0%} confident", "inherit"
+    if note:
+        sub = f"{note} ({sub})" if sub else note
     st.markdown(
-        f'<div data-testid="live-label" style="font-size:{size};font-weight:700;line-height:1.1;'
-        f'color:{colour}">{html.escape(text)}</div>'
+        f'<div data-testid="live-label" data-state="{state}" style="font-size:{size};font-weight:700;'
+        f'line-height:1.1;color:{colour};opacity:{opacity}">{html.escape(text)}</div>'
         f'<div style="font-size:1.3rem;opacity:0.8">{html.escape(sub)}</div>',
         unsafe_allow_html=True)
 
 
-def show_label(snap, *, compact: bool = False) -> None:
-    """The newest label of a LiveSnapshot, large (or why classification stopped)."""
+def show_label(snap, *, playing: bool = True, compact: bool = False) -> None:
+    """The newest label of a LiveSnapshot, large (or why classification stopped).
+
+    Once a label was shown it stays, marked as the last one heard, while the stream
+    pauses, after Stop and while a new stream fills its first window: a label that
+    vanished ("listening..." again) reads as the stream or the model having failed.
+    """
     if snap.error:
         st.error(f"Live classification stopped: {snap.error}", icon=":material/error:")
-    big_label(snap.history[-1] if snap.history else None, size="3.5rem" if compact else "4.5rem")
+    size = "3.5rem" if compact else "4.5rem"
+    if snap.last is None:
+        big_label(None, size=size, state="waiting" if playing else "idle")
+    elif playing and not snap.stale:
+        big_label(snap.last, size=size)
+    else:  # paused: this stream's, late; stopped: after Stop, or an earlier stream's
+        ago = f"last heard {snap.last_age:.0f} s ago" if snap.last_age >= 1 else "last heard just now"
+        if playing and snap.last_current:
+            big_label(snap.last, size=size, state="paused", note=f"{ago}; waiting for audio")
+        else:
+            big_label(snap.last, size=size, state="stopped",
+                      note=f"{ago}; " + ("waiting for this stream's first label" if playing else "stopped"))
 
 
 def show_details(snap, labels: tuple[str, ...], *, compact: bool = False) -> None:
@@ -211,12 +235,11 @@ def live_panel(predictor, key: str, *, compact: bool = False, threshold: float |
         session.reset()  # a new stream starts at time 0 with an empty log
     st.session_state[f"{key}_was_playing"] = playing
     if not playing:
-        st.caption("Press **Start listening** and allow the microphone: a label appears every "
-                   f"{hop:g} s. Nothing is stored: the last {live.KEEP_SECONDS:.0f} s stay in memory so "
-                   "that a wrong answer can be corrected.")
+        st.caption(f"Once listening, a label appears every {hop:g} s. Nothing is stored: the last "
+                   f"{live.KEEP_SECONDS:.0f} s stay in memory so that a wrong answer can be corrected.")
 
     def label() -> None:
-        show_label(session.snapshot(), compact=compact)
+        show_label(session.snapshot(), playing=playing, compact=compact)
 
     def details() -> None:
         show_details(session.snapshot(), predictor.labels, compact=compact)

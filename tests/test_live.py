@@ -156,6 +156,48 @@ def test_session_classifies_on_its_own_thread(yam):
     assert not session.snapshot().running
 
 
+def test_the_last_label_outlives_a_new_stream_marked_stale(yam, monkeypatch):
+    """Issue 21: the Live page went back to "listening..." when a stream restarted; the session
+    keeps its last label across reset (of the previous stream: stale) and while the stream
+    pauses (stale after STALE_HOPS hops), until the current stream labels again."""
+    from audioclf.inference import session as sessions
+
+    session = LiveSession(LiveClassifier(yam, threshold=0.0))
+
+    def push(label: str) -> None:
+        pcm = as_browser_pcm(demo_audio(label, RATE))
+        for i in range(0, len(pcm), 1920):
+            session.push(pcm[i:i + 1920], RATE, 2)
+
+    def wait(ok) -> sessions.LiveSnapshot:
+        deadline = time.time() + 30
+        while not ok(session.snapshot()) and time.time() < deadline:
+            time.sleep(0.05)
+        return session.snapshot()
+
+    try:
+        assert session.snapshot().last is None and session.snapshot().stale  # nothing heard yet
+        session.reset()  # a stream starts
+        push("siren")
+        snap = wait(lambda s: s.last is not None and s.last.label == "siren" and len(s.history) >= 3)
+        assert snap.last == snap.history[-1] and snap.last_current and not snap.stale
+        heard = snap.last
+        session.reset()  # Stop and Start again: a new stream, no label of its own yet
+        snap = session.snapshot()
+        assert snap.history == [] and snap.events == []
+        assert snap.last == heard and not snap.last_current and snap.stale
+        push("dial_tone")
+        seconds = len(demo_audio("dial_tone", RATE)) / RATE
+        snap = wait(lambda s: s.last_current and s.stream_seconds >= seconds - 0.1)  # all of it labelled
+        assert snap.last is not heard and snap.last.time == pytest.approx(snap.history[-1].time)
+        monkeypatch.setattr(sessions, "STALE_MIN_SECONDS", 0.0)  # then the stream pauses
+        time.sleep(sessions.STALE_HOPS * snap.hop_seconds + 0.1)
+        snap = session.snapshot()
+        assert snap.last_current and snap.last_age > sessions.STALE_HOPS * snap.hop_seconds and snap.stale
+    finally:
+        session.stop()
+
+
 def test_default_threshold_is_the_runs_suggestion(yam):
     """The one set on live-length windows (issue 21, major 11), else the clip one."""
     assert yam.suggested_live_threshold is not None

@@ -193,8 +193,17 @@ def in_frames(page, make, timeout: float = PAGE_TIMEOUT / 1000):
     raise AssertionError(f"not found in any frame: {[f.url for f in page.frames]}")
 
 
+def live_labels(page) -> list[tuple[str, str]]:
+    """(text, state) of each big live label: state live, paused (this stream's last label, no
+    newer one for a while: dimmed), stopped (after Stop, or an earlier stream's), waiting (a
+    stream that has not labelled yet) or idle (before Start)."""
+    return [(e.inner_text().strip(), e.get_attribute("data-state") or "")
+            for e in page.locator('[data-testid="live-label"]').all()]
+
+
 def live_label_is(page, text: str) -> bool:
-    return any(e.inner_text().strip() == text for e in page.locator('[data-testid="live-label"]').all())
+    """The label reads `text` and is of the current stream (not the last one heard before it)."""
+    return any(label == (text, state) for label in live_labels(page) for state in ("live", "paused"))
 
 
 def event_logged(page) -> bool:
@@ -262,7 +271,6 @@ class Steps:
             print((self.home / "server.log").read_text()[-5000:])
 
 
-@pytest.mark.xfail(strict=False, reason="issue 21, open: in the full clean-clone suite at 28a2948 the live label went siren -> 'listening...' -> siren within the 20 s watch (the stream restarted); passes alone")
 def test_live_microphone_and_presentation_in_a_real_browser(server, browser, shots, siren_wav):
     url, home, _ = server
     page = browser.new_page(viewport=VIEWPORT)
@@ -296,24 +304,37 @@ def walk(page, url: str, home: Path, shots: Path, siren_wav: Path, step: Steps) 
     page.locator("h1", has_text="Live").wait_for()
     step('the Live page')
     settle(page)
+    # Before Start the label says what to do (issue 21, minor: it said "listening...").
+    page.locator('[data-testid="live-label"][data-state="idle"]').wait_for()  # after the model's warm-up
+    assert live_labels(page) == [("Press Start listening", "idle")]
     start = time.time()
     attempts = start_until_label(page, "siren", shots, home)
-    label = page.locator('[data-testid="live-label"]')
     first_label_s = time.time() - start
     step('the live siren label, logged as an event')
     # Issue 21, major 11: with the run's suggested threshold a clean siren stays "siren" (not
     # "unknown") for 20 s: the threshold is set on live-length windows, not whole clips.
+    # Once shown, a label never gives way to "listening..." (issue 21): a pause in the stream
+    # shows the last one heard, dimmed ("paused"); the stream must still be labelling at the end.
     seen = []
     for _ in range(int(STEADY_SECONDS / 0.5)):
         page.wait_for_timeout(500)
-        seen += [e.inner_text().strip() for e in label.all()]
-    assert seen and set(seen) == {"siren"}, f"the live label left 'siren': {sorted(set(seen))}"
-    step(f"{STEADY_SECONDS} s of 'siren'")
+        seen.append(live_labels(page))
+    texts = {text for labels in seen for text, _ in labels}
+    states = [state for labels in seen for _, state in labels]
+    assert texts == {"siren"}, f"the live label left 'siren': {seen}"
+    assert set(states) <= {"live", "paused"}, f"the live label left this stream: {seen}"
+    tail = [state for labels in seen[-int(5 / 0.5):] for _, state in labels]
+    assert "live" in tail, f"no new label in the watch's last 5 s (the stream stopped): {seen}"
+    step(f"{STEADY_SECONDS} s of 'siren' ({states.count('paused')} of {len(states)} looks at a paused label)")
     stop = find_in_frames(page, lambda f: f.get_by_role("button", name="Stop"))
     no_exception(page)
     page.screenshot(path=shots / "live.png", full_page=True)
-    if stop is not None:
-        stop.click()
+    assert stop is not None, "the stream stopped by itself during the watch"
+    stop.click()
     in_frames(page, lambda f: f.get_by_role("button", name="Start listening"))
+    # After Stop the last label stays, marked as such (once the server has rerun the page).
+    page.locator('[data-testid="live-label"][data-state="stopped"]').wait_for()
+    assert live_labels(page) == [("siren", "stopped")], live_labels(page)
+    assert page.get_by_text("last heard").count() == 1
     no_exception(page)
     step(f"stopped; first siren label {first_label_s:.1f} s after the first Start ({attempts} press(es))")

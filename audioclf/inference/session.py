@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,6 +21,9 @@ from .events import LiveEvent
 from .live import LiveClassifier, LivePrediction
 
 QUEUE_BLOCKS = 500  # blocks a LiveSession buffers before dropping the oldest (10 s of 20 ms blocks)
+# A label is stale (shown as the last one heard, not as what is heard now) when no newer one
+# came for this many hops, or this many seconds if longer: the stream paused or stopped.
+STALE_HOPS, STALE_MIN_SECONDS = 4, 3.0
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +41,17 @@ class LiveSnapshot:
     error: str = ""
     running: bool = False
     latency: dict = field(default_factory=dict)
+    # The newest label of the session, kept across streams: what stays on screen between
+    # labels, after Stop and while a new stream fills its first window (None before any).
+    last: LivePrediction | None = None
+    last_age: float = 0.0  # s since `last` was made
+    last_current: bool = False  # `last` belongs to the current stream
+
+    @property
+    def stale(self) -> bool:
+        """True unless `last` is of the current stream and recent (see STALE_HOPS)."""
+        limit = max(STALE_MIN_SECONDS, STALE_HOPS * self.hop_seconds)
+        return self.last is None or not self.last_current or self.last_age > limit
 
 
 class LiveSession:
@@ -44,7 +59,9 @@ class LiveSession:
 
     ``push`` queues PCM blocks (dropping the oldest when the queue is full); the
     worker feeds them to the classifier in order. :meth:`snapshot` copies the
-    current state for display from any thread.
+    current state for display from any thread. :meth:`reset` starts a new stream;
+    the session's last label outlives it (``LiveSnapshot.last``), so a display never
+    goes blank once something was heard.
     """
 
     def __init__(self, classifier: LiveClassifier):
@@ -53,6 +70,9 @@ class LiveSession:
         self._lock = threading.Lock()
         self._error = ""
         self._stop = threading.Event()
+        self._last: LivePrediction | None = None
+        self._last_at = 0.0  # time.monotonic() when _last was made
+        self._stream = self._last_stream = 0  # streams started (resets); the one _last is of
         self._thread = threading.Thread(target=self._run, name="audioclf-live", daemon=True)
         self._thread.start()
 
@@ -76,7 +96,9 @@ class LiveSession:
                 continue
             try:
                 with self._lock:
-                    self.classifier.feed(*item)
+                    made = self.classifier.feed(*item)
+                    if made:
+                        self._last, self._last_at, self._last_stream = made[-1], time.monotonic(), self._stream
             except ValueError as exc:  # AudioError, LiveError, PredictError: messages for people
                 with self._lock:
                     self._error = str(exc)
@@ -97,7 +119,9 @@ class LiveSession:
                 hop_seconds=c.hop_seconds, skipped=c.skipped, error=self._error,
                 running=self._thread.is_alive(),
                 latency={"median": float(np.median(lat)), "p95": float(np.percentile(lat, 95))}
-                if lat.size else {})
+                if lat.size else {},
+                last=self._last, last_age=time.monotonic() - self._last_at if self._last else 0.0,
+                last_current=self._last is not None and self._last_stream == self._stream)
 
     def recent_audio(self, start: float, end: float) -> Clip | None:
         """:meth:`LiveClassifier.recent_audio`, under the session's lock."""
@@ -105,7 +129,8 @@ class LiveSession:
             return self.classifier.recent_audio(start, end)
 
     def reset(self) -> None:
-        """Forget the stream; queued blocks are dropped."""
+        """Start a new stream: forget the last one's audio, labels and events (queued blocks are
+        dropped); its last label stays as the session's ``last`` until the new stream labels."""
         while True:
             try:
                 self._queue.get_nowait()
@@ -114,6 +139,7 @@ class LiveSession:
         with self._lock:
             self.classifier.reset()
             self._error = ""
+            self._stream += 1
 
     def stop(self, timeout: float = 2.0) -> None:
         """End the worker thread."""
