@@ -20,8 +20,9 @@ from audioclf.export import ExportError, bundle_zip, convert_tflite, export_run,
 from audioclf.training import runs
 
 MAX_DIFF = 1e-3  # TFLite vs Keras probabilities
-KINDS = ["mfcc", "yamnet", "efficientat"]
-RUN_FIXTURES = {"mfcc": "trained_run", "yamnet": "yamnet_run", "efficientat": "efficientat_run"}
+KINDS = ["mfcc", "yamnet", "efficientat", "finetuned"]
+RUN_FIXTURES = {"mfcc": "trained_run", "yamnet": "yamnet_run", "efficientat": "efficientat_run",
+                "finetuned": "finetuned_run"}
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +54,21 @@ def efficientat_run(fsdd_small, efficientat_pt) -> str:
                     model=ModelConfig(kind="gru", rnn_units=(16,), dense_units=(16,)),
                     train=TrainConfig(epochs=3, patience=None, batch_size=8, learning_rate=3e-3,
                                       warp_augment=()))
+    return train(cfg)
+
+
+@pytest.fixture(scope="module")
+def finetuned_run(fsdd_small, efficientat_pt) -> str:
+    """A small run fine-tuning EfficientAT's last block with a dense head: its model holds the network."""
+    from audioclf.datasets import SplitConfig
+    from audioclf.features import EfficientATConfig
+    from audioclf.training import RunConfig, train
+
+    cfg = RunConfig(dataset=str(fsdd_small), split=SplitConfig(val=0.25, test=0.25, seed=0),
+                    features=EfficientATConfig(model=str(efficientat_pt)), name="finetuned-export",
+                    overrides={"model.kind": "baseline", "train.epochs": 2, "train.patience": None,
+                               "train.finetune_blocks": 1})
+    assert cfg.features.sequence == "mel"
     return train(cfg)
 
 
@@ -109,7 +125,11 @@ def test_bundle_files_and_tflite_equals_keras(kind, bundles, clips):
     assert json.loads((bundle / "labels.json").read_text()) == runs.load_run(run_id).labels
     reqs = (bundle / "requirements.txt").read_text()
     assert "ai-edge-litert" in reqs and ("librosa" in reqs) == (kind == "mfcc") and "audioclf" not in reqs
-    assert ("scipy" in reqs) == (kind == "efficientat")
+    assert ("scipy" in reqs) == (kind in ("efficientat", "finetuned"))
+    if kind == "finetuned":  # the model holds the network: it takes EfficientAT's 128 log-mel bands
+        info = json.loads((bundle / "run.json").read_text())
+        assert info["finetuned"] and info["input_dims"] == 128 and "backbone" not in info
+        assert "fine-tuned EfficientAT" in (bundle / "README.md").read_text()
     assert not re.search(r"^\s*(import|from)\s+audioclf", (bundle / "predict.py").read_text(), re.M)
 
     predictor = Predictor.load(run_id)

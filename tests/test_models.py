@@ -159,3 +159,25 @@ def test_ensemble_members_learn_apart_and_the_model_averages_them(fsdd_small):
     assert np.allclose(pred.probs, [float(row[f"p_{lab}"]) for lab in predictor.labels], atol=1e-5)
     with pytest.raises(ModelError, match="1 to 8 members"):
         ModelConfig(members=0)
+
+
+def test_mean_std_pooling_has_a_finite_gradient_for_one_frame_and_constant_clips():
+    """A fine-tuned backbone trains through the pooling: sqrt'(0) = inf made every weight before it NaN."""
+    import tensorflow as tf
+
+    from audioclf.model.layers import MaskedMeanStd
+
+    rng = np.random.default_rng(0)
+    x = np.stack([np.pad(rng.normal(size=(1, 4)), ((0, 4), (0, 0))),  # one real frame, then padding
+                  np.repeat(rng.normal(size=(1, 4)), 5, axis=0),  # a constant clip
+                  rng.normal(size=(5, 4))]).astype(np.float32)
+    mask = np.array([[True] + [False] * 4, [True] * 5, [True] * 5])
+    xt = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        out = MaskedMeanStd()(xt, mask=tf.constant(mask))
+        loss = tf.reduce_sum(out * tf.constant(rng.normal(size=(3, 8)).astype(np.float32)))
+    grad = tape.gradient(loss, xt).numpy()
+    assert np.isfinite(grad).all()
+    want = [np.concatenate([c[m].mean(axis=0), c[m].std(axis=0)]) for c, m in zip(x, mask)]
+    np.testing.assert_allclose(out.numpy(), want, atol=1e-6)

@@ -62,6 +62,7 @@ LIBROSA_KINDS = ("mfcc", "spectral")
 SCIPY_REQUIREMENT = "scipy==1.17.1"
 # The bundle's TFLite backbone must give the features the run was trained on (float32 rounding apart).
 BACKBONE_MAX_DIFF = 1e-3
+FINETUNE_SEQUENCE = "mel"  # training.config's: a fine-tuning run's features are EfficientAT's log-mels
 
 Say = Callable[[str], None]  # a line of text about what is being done
 
@@ -98,7 +99,9 @@ def export_run(run_id: str, out_dir: str | Path, *, progress: Say | None = None)
     out.mkdir(parents=True, exist_ok=True)
     features = config_to_dict(config_from_dict(run.config["features"]))
     yamnet_src = _yamnet_source(features) if features["kind"] == "yamnet" else None
-    efficientat = _efficientat_model(features) if features["kind"] == "efficientat" else None
+    # A fine-tuned run's model holds the network itself and takes its log-mels: no backbone file.
+    finetuned = features["kind"] == "efficientat" and features.get("sequence") == FINETUNE_SEQUENCE
+    efficientat = _efficientat_model(features) if features["kind"] == "efficientat" and not finetuned else None
 
     say("Loading the model")
     model = runs.load_model(run_id)
@@ -126,7 +129,7 @@ def export_run(run_id: str, out_dir: str | Path, *, progress: Say | None = None)
             "features": features["kind"], "threshold": run_threshold(run_id),
             "val_macro_f1": run.info.val_macro_f1, "test_macro_f1": run.info.test_macro_f1,
             "tflite": not error, "tflite_error": error, "input_dims": dims,
-            "pad_value": _pad_value(), **backbone}
+            "pad_value": _pad_value(), "finetuned": finetuned, **backbone}
     _write_json(out / runs.LABELS, list(run.labels))
     _write_json(out / FEATURES, features)
     _write_json(out / RUN_INFO, info)
@@ -332,6 +335,15 @@ def _source_note(features: dict, backbone: dict) -> str:
                 "Apache-2.0, from tensorflow/models) is included; `--yamnet PATH` uses another copy.\n")
     if features["kind"] != "efficientat":
         return ""
+    if features.get("sequence") == FINETUNE_SEQUENCE:
+        return """
+This run fine-tuned EfficientAT (Schmid et al. 2023, MIT licence): the model holds the whole network
+(its frozen lower blocks, the fine-tuned top, the head), so `model.tflite` and `saved_model/` take the
+network's input, the normalised log-mel `[frames, 128]`. `predict.py` computes it in NumPy from the clip
+at 32 kHz (pre-emphasis 0.97; centred STFT, n_fft 1024, hop 320, a symmetric Hann of 800; 128 Kaldi mel
+bands 0-15 kHz; log(x + 1e-5); (x + 4.5) / 5). `model.keras` holds audioclf's EfficientAT layers, which
+`audioclf_layers.py` does not carry: load it where audioclf is installed.
+"""
     return f"""
 The features come from EfficientAT (Schmid et al. 2023, MIT licence), checkpoint `{backbone.get('checkpoint')}`:
 `efficientat.tflite` is its network with BatchNorm folded in, as audioclf runs it, checked at export

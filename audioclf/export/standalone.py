@@ -283,8 +283,10 @@ class Classifier:
         self.output = self.it.get_output_details()[0]["index"]
         self.kind = self.features["kind"]
         self.yamnet = YAMNet(Path(yamnet) if yamnet else folder / "yamnet.tflite") if self.kind == "yamnet" else None
+        # "mel" (a fine-tuned run): model.tflite holds the network and takes its log-mels
         self.efficientat = EfficientAT(folder / self.features.get("model", "efficientat.tflite"),
-                                       self.features.get("sequence", "frames")) if self.kind == "efficientat" else None
+                                       self.features.get("sequence", "frames")) \
+            if self.kind == "efficientat" and self.features.get("sequence") != "mel" else None
 
     def rate(self) -> int | None:
         return {"yamnet": YAMNET_SR, "efficientat": EAT_SR}.get(self.kind, self.features.get("sr"))
@@ -295,7 +297,7 @@ class Classifier:
         if self.kind == "yamnet":
             return self.yamnet(y)
         if self.kind == "efficientat":
-            return self.efficientat(y)
+            return self.efficientat(y) if self.efficientat else np.ascontiguousarray(eat_log_mel(y).T)
         if self.kind == "mfcc":
             return mfcc_features(y, sr, self.features)
         return spectral_features(y, sr, self.features)

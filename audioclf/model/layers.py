@@ -46,7 +46,12 @@ class MaskedMeanStd(keras.layers.Layer):
         n = ops.maximum(ops.sum(w, axis=1), 1.0)
         mean = ops.sum(inputs * w, axis=1) / n
         var = ops.sum(ops.square(inputs - ops.expand_dims(mean, 1)) * w, axis=1) / n
-        return ops.concatenate([mean, ops.sqrt(ops.maximum(var, 0.0))], axis=-1)
+        # sqrt's gradient is infinite at 0 (a one-frame clip, a constant feature): harmless while only the
+        # layers after this train, NaN in every weight before it once a backbone fine-tunes through it.
+        # Same values, finite gradient: take the root of 1 where the variance is 0.
+        some = var > 0.0
+        std = ops.where(some, ops.sqrt(ops.where(some, var, 1.0)), 0.0)
+        return ops.concatenate([mean, std], axis=-1)
 
     def compute_mask(self, inputs, mask=None):
         return None
