@@ -43,6 +43,7 @@ import numpy as np
 
 from ..errors import AudioclfError
 from ..training import runs
+from ..training.config import FINETUNE_SEQUENCE
 from . import backbone as backbone_tflite
 
 BUNDLE_README = "README.md"
@@ -62,7 +63,6 @@ LIBROSA_KINDS = ("mfcc", "spectral")
 SCIPY_REQUIREMENT = "scipy==1.17.1"
 # The bundle's TFLite backbone must give the features the run was trained on (float32 rounding apart).
 BACKBONE_MAX_DIFF = 1e-3
-FINETUNE_SEQUENCE = "mel"  # training.config's: a fine-tuning run's features are EfficientAT's log-mels
 
 Say = Callable[[str], None]  # a line of text about what is being done
 
@@ -226,7 +226,7 @@ def _efficientat_model(features: dict):
                           f"them: {exc}") from None
 
 
-def _write_efficientat(model, path: Path, say: Progress) -> dict:
+def _write_efficientat(model, path: Path, say: Say) -> dict:
     """Write ``efficientat.tflite``, checked against Keras; what run.json records about it."""
     say("Converting EfficientAT to TFLite")
     try:
