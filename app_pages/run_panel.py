@@ -48,6 +48,10 @@ def show_status(run_id: str) -> bool:
     choice = runs.read_status(run_id).get("feature_choice")
     if choice:
         st.caption(f"Auto chose {choice['reason']}.")
+    if blocks := train_cfg.get("finetune_blocks"):
+        which = "block" if blocks == 1 else f"{blocks} blocks"
+        st.caption(f"Fine-tuning EfficientAT's last {which} with the model: each epoch runs them forwards "
+                   "and backwards, so it takes longer than with the network frozen.")
     if s.state in ("queued", "extracting"):
         frac = s.phase_done / s.phase_total if s.phase_total else 0.0
         doing = "Choosing the feature type" if s.phase == runs.CHOOSING else "Extracting features"

@@ -119,6 +119,11 @@ def show_run(run_id: str) -> None:
         c[2].metric("Clips", m.get("n", "-"))
         c[3].metric("Epochs", run.metrics.get("epochs_trained", "-"))
         c[4].metric("Training time", f"{run.metrics.get('train_seconds', 0):.0f} s")
+        if ft := run.metrics.get("finetune"):
+            which = "block" if ft["blocks"] == 1 else f"{ft['blocks']} blocks"
+            st.caption(f"Fine-tuned EfficientAT's last {which} with the model ({ft['changed_share']:.0%} "
+                       f"of their weights moved): {ft['seconds_per_epoch']:.1f} s per epoch, and "
+                       f"{ft['frozen_part_seconds']:.1f} s once for the frozen lower blocks.")
         left, right = st.columns(2)
         with left:
             norm = st.toggle("Normalise by true class", key="runs_norm")

@@ -119,6 +119,12 @@ def test_train_fine_tunes_efficientat_from_the_form(monkeypatch, efficientat_pt)
     assert run.config["train"]["finetune_blocks"] == 1 and run.config["features"]["sequence"] == "mel"
     assert run.config["train"]["backbone_learning_rate"] == 3e-4
     assert run.metrics["finetune"]["changed_share"] > 0
+    at.run()  # the finished run on the Train page, then on the Runs page
+    assert not at.exception, at.exception
+    assert "Fine-tuning EfficientAT's last block" in texts(at.caption)
+    at.switch_page("app_pages/runs.py").run()
+    assert not at.exception, at.exception
+    assert "Fine-tuned EfficientAT's last block" in texts(at.caption), texts(at.caption)
 
 
 def test_tune_offers_fine_tuning_for_efficientat_unticked(monkeypatch, efficientat_pt):
