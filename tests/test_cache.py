@@ -194,8 +194,9 @@ def test_bad_n_jobs(home, clips):
         extract_many(clips, CFG, n_jobs=0, cache=False)
 
 
-def test_yamnet_scores_survive_the_cache(home, fsdd_small, yamnet_tflite, tmp_path):
+def test_yamnet_scores_survive_the_cache(home, fsdd_small, yamnet_tflite, tmp_path, monkeypatch):
     pytest.importorskip("audioclf.features.yamnet")
+    monkeypatch.setenv("AUDIOCLF_YAMNET", str(yamnet_tflite))  # another workspace: the owner's setting
     from audioclf.features import YAMNetConfig
 
     bad = tmp_path / "bad.wav"

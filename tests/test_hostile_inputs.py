@@ -855,3 +855,97 @@ def test_no_room_for_the_model_removes_its_temporary_file(fsdd_small, tmp_path, 
     with pytest.raises(TrainingError, match="The disk is full"):
         train(_tiny_run_config(fsdd_small))
     _assert_failed_cleanly(tmp_path / "home")
+
+
+# ---------------------------------------------------------------- Major 7: a run's config runs foreign TensorFlow code
+
+@pytest.fixture(scope="module")
+def foreign_savedmodel(tmp_path_factory) -> tuple[Path, Path]:
+    """(a SavedModel with YAMNet's call signature whose graph writes a file, the file it writes)."""
+    import tensorflow as tf
+
+    root = tmp_path_factory.mktemp("foreign")
+    target = root / "written-by-the-model.txt"
+
+    class Foreign(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+        def __call__(self, waveform):
+            tf.io.write_file(str(target), "foreign code ran")
+            frames = 1 + tf.maximum(0, tf.shape(waveform)[0] - 15600) // 7680
+            return tf.zeros([frames, 521]), tf.zeros([frames, 1024]), tf.zeros([frames, 64])
+
+    tf.saved_model.save(Foreign(), str(root / "model"))
+    tf.saved_model.load(str(root / "model"))(tf.zeros([16000]))  # it really writes when it runs
+    assert target.read_text() == "foreign code ran"
+    target.unlink()
+    return root / "model", target
+
+
+def test_a_runs_config_cannot_load_a_foreign_savedmodel(foreign_savedmodel, demo_run, tmp_path, wav_file):
+    """Major 7: `audioclf predict --run` with a config.json whose features.model is a SavedModel
+    outside the trusted sources refuses it, clearly, before loading it; nothing is written."""
+    import shutil
+
+    from audioclf import workspace
+
+    model, target = foreign_savedmodel
+    forged = workspace.runs_dir() / f"{demo_run}-forged"
+    shutil.copytree(workspace.runs_dir() / demo_run, forged)
+    config = json.loads((forged / "config.json").read_text())
+    config["features"]["model"] = str(model)
+    (forged / "config.json").write_text(json.dumps(config))
+    try:
+        code, err = _run_cli("predict", "--run", forged.name, wav_file)
+    finally:
+        shutil.rmtree(forged)
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert f"Refusing to load the YAMNet model {model}" in err and "can run code on this machine" in err
+    assert "AUDIOCLF_YAMNET" in err and str(workspace.models_dir()) in err
+    assert not target.exists()
+
+
+def test_only_trusted_sources_of_yamnet_are_loaded(foreign_savedmodel, tmp_path, monkeypatch):
+    """Major 7: a config's YAMNet model loads only from the workspace's models folder, the owner's
+    $AUDIOCLF_YAMNET or TF Hub's YAMNet; other URLs (http, gs) and paths are refused unopened."""
+    from audioclf.audio import Clip
+    from audioclf.features import YAMNetConfig, extract
+    from audioclf.features import yamnet as Y
+    from audioclf import workspace
+
+    model, target = foreign_savedmodel
+    monkeypatch.delenv(Y.ENV_MODEL, raising=False)
+    for spec in (str(model), "https://example.com/yamnet/1", "gs://bucket/yamnet", "http://tfhub.dev/google/yamnet/1",
+                 str(workspace.models_dir() / ".." / "runs")):
+        with pytest.raises(Y.UntrustedModel, match="Refusing to load the YAMNet model"):
+            extract(Clip(np.zeros(16000, np.float32), 16000), YAMNetConfig(model=spec))
+        assert "Refusing to load" in Y.availability(spec)
+    assert not target.exists()
+    with pytest.raises(Y.YAMNetUnavailable, match="No YAMNet model at"):  # nothing there: say so instead
+        Y.check_source(str(tmp_path / "nowhere"))
+    assert Y.trusted_source("") and Y.trusted_source(Y.DEFAULT_HANDLE)
+    assert Y.trusted_source(str(workspace.models_dir() / "yamnet" / "yamnet.tflite"))
+    monkeypatch.setenv(Y.ENV_MODEL, str(model))  # the owner chose it: then it is theirs to run
+    assert Y.trusted_source(str(model)) and Y.trusted_source("")
+    monkeypatch.setenv(Y.ENV_MODEL, "gs://owners-bucket/yamnet")
+    assert Y.trusted_source("gs://owners-bucket/yamnet") and not Y.trusted_source("gs://other/yamnet")
+
+
+def test_a_config_names_an_efficientat_checkpoint_only_from_trusted_places(tmp_path, monkeypatch):
+    """Major 7: EfficientAT checkpoints a config names: official names (SHA-256 checked downloads),
+    the workspace's models folder or $AUDIOCLF_EFFICIENTAT's; any other path is refused unread."""
+    from audioclf import workspace
+    from audioclf.audio import Clip
+    from audioclf.features import EfficientATConfig, efficientat, extract
+
+    monkeypatch.delenv("AUDIOCLF_EFFICIENTAT", raising=False)
+    foreign = tmp_path / "mn04_as_mAP_432.pt"
+    foreign.write_bytes(b"PK not read")
+    with pytest.raises(efficientat.UntrustedCheckpoint, match="Refusing to load the EfficientAT model"):
+        extract(Clip(np.zeros(32000, np.float32), 32000), EfficientATConfig(model=str(foreign)))
+    assert "Refusing to load the EfficientAT model" in efficientat.availability(str(foreign))
+    efficientat.check_source("mn04_as")
+    efficientat.check_source(str(workspace.models_dir() / "efficientat" / foreign.name))
+    monkeypatch.setenv("AUDIOCLF_EFFICIENTAT", str(tmp_path))
+    efficientat.check_source(str(foreign))
+
+

@@ -231,8 +231,10 @@ def savedmodel_dir(tmp_path_factory) -> Path:
     return path
 
 
-def test_savedmodel_through_tensorflow_hub(savedmodel_dir):
+def test_savedmodel_through_tensorflow_hub(savedmodel_dir, monkeypatch):
     import tensorflow_hub as hub
+
+    monkeypatch.setenv(Y.ENV_MODEL, str(savedmodel_dir))  # a config may name only the owner's model
 
     raw = hub.load(str(savedmodel_dir))  # hub.load takes a local folder like a URL
     scores, emb, log_mel = raw(np.zeros(15600, np.float32))

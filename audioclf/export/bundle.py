@@ -207,8 +207,9 @@ def tflite_probabilities(tflite: bytes | str | Path, features: list[np.ndarray])
 
 
 def _yamnet_source(features: dict) -> Path:
-    from ..features.yamnet import resolve_spec
+    from ..features.yamnet import check_source, resolve_spec
 
+    check_source(features.get("model", ""))  # a run's config names it: copy only a trusted model
     spec = resolve_spec(features.get("model", ""))
     if not spec.endswith(".tflite") or not Path(spec).is_file():
         raise ExportError(f"This run's YAMNet model is {spec}, not a .tflite file: the bundle needs YAMNet "

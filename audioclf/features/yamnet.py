@@ -11,6 +11,13 @@ Where the model comes from (first match wins): ``YAMNetConfig.model``, then
 TF Hub (``https://tfhub.dev/google/yamnet/1``). A spec is a URL, a SavedModel
 folder or a ``.tflite`` file. Each model is loaded once per process.
 
+A SavedModel is a TensorFlow graph, and a graph can read, write and delete files,
+so ``YAMNetConfig.model`` (which a run's ``config.json``, a study or any settings
+file can set) may only name a trusted source: a file or folder in the workspace's
+models folder, the model ``$AUDIOCLF_YAMNET`` names (the owner's setting), or TF
+Hub's YAMNet. Anything else is refused with :class:`UntrustedModel` before it is
+opened.
+
 The shipped TFLite model takes one window per call and hides the embedding in
 an intermediate tensor. We rewrite its flatbuffer in memory so the embedding
 is a regular output and its fixed-size front end (reshape/gather constants)
@@ -32,7 +39,7 @@ import numpy as np
 from audioclf import workspace
 from audioclf.audio import AudioError, Clip, resample
 from audioclf.errors import AudioclfError
-from audioclf.features import Features, YAMNetConfig
+from audioclf.features import Features, YAMNetConfig, sources
 
 SAMPLE_RATE = 16000
 WINDOW = 15600  # 0.975 s: 96 log-mel frames of 25 ms every 10 ms
@@ -56,6 +63,10 @@ class YAMNetUnavailable(AudioclfError, RuntimeError):
     Also a RuntimeError, as it was before the library had one error base."""
 
 
+class UntrustedModel(YAMNetUnavailable):
+    """A config names a YAMNet model outside the trusted sources (see the module doc)."""
+
+
 NOT_SET_UP = "YAMNet is not set up on this machine (it would be downloaded from TF Hub). "
 
 
@@ -76,6 +87,8 @@ def availability(model: str = "") -> str | None:
     before minutes of work start. A TF Hub handle counts as available once TF Hub
     has it cached (e.g. after Explore's "Try downloading it from TF Hub").
     """
+    if not trusted_source(model) and not sources.missing(model):
+        return _refusal(model)
     spec = resolve_spec(model)
     if _is_url(spec):
         return None if _hub_cached(spec) else NOT_SET_UP + how_to_provide()
@@ -89,6 +102,7 @@ def availability(model: str = "") -> str | None:
 
 def require_available(model: str = "") -> None:
     """Raise :class:`YAMNetUnavailable` with :func:`availability`'s message if YAMNet is not available."""
+    check_source(model)
     reason = availability(model)
     if reason:
         raise YAMNetUnavailable(reason)
@@ -159,6 +173,7 @@ def extract_yamnet(clip: Clip, config: YAMNetConfig) -> Features:
 
 def extract_yamnet_many(clips: Sequence[Clip], config: YAMNetConfig) -> list[Features]:
     """Like :func:`extract_yamnet` for many clips, batching windows across clips (TFLite)."""
+    check_source(config.model)
     model = load_model(config.model)
     waves = [to_16k(c) for c in clips]
     if isinstance(model, TFLiteYAMNet):
@@ -203,6 +218,23 @@ def top_classes(scores: np.ndarray, k: int = 5, names: Sequence[str] | None = No
 
 _MODELS: dict[tuple, YAMNetModel] = {}
 _MODELS_LOCK = threading.Lock()
+
+
+def trusted_source(model: str) -> bool:
+    """True if a config may name ``model``: "", the workspace's models, ``$AUDIOCLF_YAMNET``'s or TF Hub's YAMNet."""
+    return sources.trusted(model, ENV_MODEL, known=(DEFAULT_HANDLE,))
+
+
+def check_source(model: str) -> None:
+    """Raise :class:`UntrustedModel`, saying what to do instead, unless :func:`trusted_source`."""
+    if not trusted_source(model):
+        if sources.missing(model):  # nothing there to load
+            raise YAMNetUnavailable(f"No YAMNet model at {sources.absolute(model)}. {how_to_provide()}")
+        raise UntrustedModel(_refusal(model))
+
+
+def _refusal(model: str) -> str:
+    return sources.refusal("YAMNet", model, ENV_MODEL, f"TF Hub ({DEFAULT_HANDLE})")
 
 
 def resolve_spec(model: str = "") -> str:

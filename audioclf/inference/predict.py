@@ -151,6 +151,18 @@ class FileResult:
     error: str = ""
 
 
+def check_model_source(features_cfg) -> None:
+    """Refuse a feature model a run's config may not name (:mod:`audioclf.features.sources`)."""
+    if features_cfg.kind == "yamnet":
+        from ..features.yamnet import check_source
+
+        check_source(features_cfg.model)
+    elif features_cfg.kind == "efficientat":
+        from ..features.efficientat import check_source
+
+        check_source(features_cfg.model)
+
+
 class Predictor:
     """A run's model, labels and feature config, ready to predict."""
 
@@ -177,8 +189,10 @@ class Predictor:
             raise PredictError(f"Run {run_id} is {run.info.state}, not done: it has no model to use.")
         if not run.labels:
             raise PredictError(f"Run {run_id} has no labels.json.")
+        features_cfg = config_from_dict(run.config["features"])
+        check_model_source(features_cfg)  # before anything is loaded: the config may name foreign code
         model = runs.load_model(run_id)
-        predictor = cls(model, run.labels, config_from_dict(run.config["features"]), run_id)
+        predictor = cls(model, run.labels, features_cfg, run_id)
         predictor.suggested_threshold = run_threshold(run_id)
         predictor.suggested_live_threshold = run_threshold(run_id, live=True)
         return predictor

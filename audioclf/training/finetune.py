@@ -81,7 +81,7 @@ def build_finetune(model_cfg: ModelConfig, train_cfg: TrainConfig, features_cfg,
     import keras
 
     from ..model import backbone as parts
-    from ..features.efficientat import load_model
+    from ..features.efficientat import check_source, load_model
     from ..model.building import build_model, members_view
 
     if getattr(features_cfg, "kind", "") != "efficientat" or features_cfg.sequence != FINETUNE_SEQUENCE:
@@ -89,6 +89,7 @@ def build_finetune(model_cfg: ModelConfig, train_cfg: TrainConfig, features_cfg,
                             f"EfficientATConfig(sequence={FINETUNE_SEQUENCE!r}) (RunConfig sets it).")
     if not hasattr(train, "x"):
         raise TrainingError("Fine-tuning EfficientAT trains from the clips, not from a feature store.")
+    check_source(features_cfg.model)  # a config may name only trusted checkpoints
     network = load_model(features_cfg.model)
     lower, top = parts.split_network(network, int(train_cfg.finetune_blocks))
     t0 = time.perf_counter()

@@ -65,6 +65,7 @@ def check_features(features_cfg) -> None:
     elif getattr(features_cfg, "kind", "") == "efficientat":
         from ..features import efficientat
 
+        efficientat.check_source(features_cfg.model)
         efficientat.resolve_checkpoint(features_cfg.model, download=True)
 
 

@@ -36,13 +36,15 @@ from audioclf.features.efficientat.model import (
 from audioclf.features.efficientat.params import CHECKPOINTS, DEFAULT_MODEL, SAMPLE_RATE
 from audioclf.features.efficientat.weights import (
     EfficientATUnavailable,
+    UntrustedCheckpoint,
     availability,
+    check_source,
     download_checkpoint,
     resolve_checkpoint,
 )
 
 __all__ = [
     "CHECKPOINTS", "DEFAULT_MODEL", "SAMPLE_RATE", "CheckpointError", "EfficientATModel", "EfficientATUnavailable",
-    "Embedding", "audioset_labels", "availability", "download_checkpoint", "embed", "load_model", "log_mel",
+    "Embedding", "UntrustedCheckpoint", "audioset_labels", "availability", "check_source", "download_checkpoint", "embed", "load_model", "log_mel",
     "read_state_dict", "resolve_checkpoint", "to_32k", "top_classes",
 ]

@@ -39,6 +39,7 @@ from audioclf.audio import Clip
 from audioclf.features import EfficientATConfig, Features
 from audioclf.features.efficientat import frontend, params
 from audioclf.features.efficientat.model import MAX_BATCH_FRAMES, EfficientATModel, load_model, to_32k
+from audioclf.features.efficientat.weights import check_source
 
 WINDOW_FRAMES = 3 * params.TIME_REDUCTION  # 0.96 s of mel frames: three steps of the frame sequence
 WINDOW_HOP_FRAMES = params.TIME_REDUCTION  # 0.32 s, the frame sequence's step
@@ -61,7 +62,9 @@ def extract_efficientat_many(clips: Sequence[Clip], config: EfficientATConfig,
     waves = [to_32k(c) for c in clips]
     if config.sequence == "mel":
         return [mel_features(w, config, c.silent) for w, c in zip(waves, clips)]
-    model = model or load_model(config.model)
+    if model is None:
+        check_source(config.model)  # a config (a run's config.json) may name only trusted checkpoints
+        model = load_model(config.model)
     if config.sequence == "windows":
         parts = _window_parts(model, waves)
     else:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from audioclf import workspace
 from audioclf.errors import AudioclfError
+from audioclf.features import sources
 from audioclf.features.efficientat import architecture, params
 from audioclf.features.efficientat.checkpoint import CheckpointError, read_state_dict
 
@@ -37,6 +38,10 @@ TIMEOUT_SECONDS = 30
 
 class EfficientATUnavailable(AudioclfError, RuntimeError):
     """No EfficientAT weights could be found or downloaded; the message says how to provide them."""
+
+
+class UntrustedCheckpoint(EfficientATUnavailable):
+    """A config names a checkpoint outside the models a config may name (see :func:`check_source`)."""
 
 
 def models_folder() -> Path:
@@ -61,6 +66,19 @@ def release_url(ckpt: params.Checkpoint) -> str:
 def is_path(spec: str) -> bool:
     """True if ``spec`` names a file rather than an official checkpoint."""
     return spec.endswith(".pt") or "/" in spec or os.sep in spec or spec.startswith("~")
+
+
+def check_source(spec: str) -> None:
+    """Raise :class:`UntrustedCheckpoint` for a path a config may not name (:mod:`audioclf.features.sources`).
+
+    Official names are always allowed: their downloads are checked (:func:`verify`). Called
+    wherever a config's checkpoint is used; ``load_model`` loads what the calling code names."""
+    if is_path(spec) and not sources.trusted(spec, ENV_WEIGHTS):
+        if sources.missing(spec):  # nothing there to read
+            raise EfficientATUnavailable(f"No EfficientAT checkpoint at {sources.absolute(spec)}. {how_to_provide()}")
+        raise UntrustedCheckpoint(sources.refusal(
+            "EfficientAT", spec, ENV_WEIGHTS, f"the official release by name ({', '.join(params.CHECKPOINTS)})",
+            risk="a config must not make audioclf read files from anywhere on this machine"))
 
 
 def checkpoint_info(name: str) -> params.Checkpoint:
@@ -100,8 +118,10 @@ def availability(spec: str = "") -> str | None:
     """None if ``spec``'s weights are on this machine (no download needed), else why not and how to get them.
 
     Cheap (nothing is read), so a form can say why EfficientAT can't run before work starts.
+    A path a config may not name (:func:`check_source`) is refused here too.
     """
     try:
+        check_source(spec)
         if local_checkpoint(spec) is not None:
             return None
     except EfficientATUnavailable as exc:
