@@ -949,3 +949,30 @@ def test_a_config_names_an_efficientat_checkpoint_only_from_trusted_places(tmp_p
     efficientat.check_source(str(foreign))
 
 
+# ---------------------------------------------------------------- Minor: a class folder that is a link
+
+def test_a_class_folder_that_is_a_link_is_not_written_through(tmp_path, monkeypatch):
+    """Minor (symlinked class folder): add_clip and relabel_clip refuse a class or split folder
+    that leads outside the data set; nothing is written outside the workspace."""
+    import io
+
+    from audioclf.datasets import DatasetError, add_clip, create_dataset, relabel_clip
+
+    monkeypatch.setenv("AUDIOCLF_HOME", str(tmp_path / "home"))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    root = create_dataset("linked")
+    (root / "cat").symlink_to(outside, target_is_directory=True)
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros(1600, np.float32), 16000, format="WAV")
+    with pytest.raises(DatasetError, match="'cat' in data set .* leads outside it .* Replace the link"):
+        add_clip(root, "cat", "meow.wav", buf.getvalue())
+    dog = add_clip(root, "dog", "woof.wav", buf.getvalue())
+    with pytest.raises(DatasetError, match="leads outside it"):
+        relabel_clip(dog, "cat")
+    (root / "train").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(DatasetError, match="leads outside it"):
+        add_clip(root, "bird", "tweet.wav", buf.getvalue(), split="train")
+    assert list(outside.iterdir()) == [] and dog.is_file()
+
+

@@ -94,6 +94,17 @@ def _claim(folder: Path, filename: str, src: Path) -> Path:
     raise DatasetError(f"Too many files named like {filename} in {folder}.")
 
 
+def _inside(folder: Path, root: Path) -> Path:
+    """`folder`, if it (links followed) lies inside the data set `root`; else DatasetError.
+
+    A class or split folder that is a link would let a write land outside the workspace."""
+    real = folder.resolve()
+    if not real.is_relative_to(root.resolve()):
+        raise DatasetError(f"'{folder.relative_to(root)}' in data set '{root.name}' leads outside it (to {real}), "
+                           "so nothing is written there. Replace the link with a real folder.")
+    return folder
+
+
 def _class_dir(ds_root: Path, label: str, split: str | None) -> Path:
     folder = ds_root
     if split is not None:
@@ -121,7 +132,9 @@ def add_clip(
         # e.g. a browser recording named "recording": take the extension from the header.
         fmt = audio.probe(data, name=name).format.lower()
         name = f"{Path(name).stem or 'clip'}.{FORMAT_EXTENSIONS.get(fmt, fmt)}"
+    _inside(folder, root)
     folder.mkdir(parents=True, exist_ok=True)
+    _inside(folder, root)  # again: a link may have appeared meanwhile
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".upload-")
     try:
         os.fchmod(fd, CLIP_MODE)  # mkstemp makes 0600; a clip is as readable as the demo's
@@ -191,7 +204,9 @@ def relabel_clip(path: str | PathLike, label: str) -> Path:
     folder = (root / split_dir if split_dir else root) / _check_name(label, "class")
     if folder == src.parent:
         return src
+    _inside(folder, root)
     folder.mkdir(parents=True, exist_ok=True)
+    _inside(folder, root)
     old_folder = src.parent
     target = _claim(folder, src.name, src)
     _remove_if_empty(old_folder, root)
