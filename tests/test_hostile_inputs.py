@@ -976,3 +976,36 @@ def test_a_class_folder_that_is_a_link_is_not_written_through(tmp_path, monkeypa
     assert list(outside.iterdir()) == [] and dog.is_file()
 
 
+# ---------------------------------------------------------------- Minor: pickle and h5 model files
+
+def test_pickle_and_h5_model_files_say_what_they_are(tmp_path):
+    """Minor (model-file errors said "File not found"): a pickle or an HDF5 file as a model says
+    what the file is and why audioclf will not open it; the pickle is never unpickled."""
+    import pickle
+
+    import h5py
+
+    from audioclf.training import runs
+
+    marker = tmp_path / "unpickled.txt"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.write_text, (marker, "the pickle ran"))
+
+    for name in ("model.keras", "model.pkl"):
+        (tmp_path / name).write_bytes(pickle.dumps(Payload()))
+        with pytest.raises(runs.ModelLoadError) as err:
+            runs.load_model(tmp_path / name)
+        assert f"{name} cannot be used as a model: it is a Python pickle, which runs code" in str(err.value)
+        assert "File not found" not in str(err.value)
+    with h5py.File(tmp_path / "model.h5", "w") as f:
+        f["weights"] = np.zeros(3)
+    for name in ("model.h5", "h5.keras"):
+        if name != "model.h5":
+            (tmp_path / name).write_bytes((tmp_path / "model.h5").read_bytes())
+        with pytest.raises(runs.ModelLoadError, match=f"{name} cannot be used as a model: it is an HDF5"):
+            runs.load_model(tmp_path / name)
+    assert not marker.exists()
+
+

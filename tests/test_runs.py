@@ -55,7 +55,7 @@ def test_load_model_refuses_files_that_are_not_our_models(tmp_path, trained_run)
 
     junk = tmp_path / "junk.keras"
     junk.write_bytes(np.random.default_rng(0).bytes(2048))
-    with pytest.raises(runs.ModelLoadError, match="not a model audioclf can load"):
+    with pytest.raises(runs.ModelLoadError, match="junk.keras cannot be used as a model: it is not a .keras file"):
         runs.load_model(junk)
     foreign = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)], name="someone_elses")
     foreign.save(tmp_path / "foreign.keras")

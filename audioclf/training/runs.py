@@ -318,6 +318,28 @@ def best_run() -> RunInfo | None:
 
 # ---------------------------------------------------------------- models
 
+# What a model file is, from its first bytes: a .keras file is a zip.
+_MAGIC = ((b"PK\x03\x04", None), (b"\x89HDF\r\n\x1a\n", "it is an HDF5 (.h5) file, Keras's legacy format, "
+          "which can carry code that safe mode does not stop"), (b"\x80", "it is a Python pickle, which runs "
+          "code when it is opened"), (b"\x93NUMPY", "it is a NumPy array file, not a model"))
+
+
+def _model_file_problem(path: Path) -> str | None:
+    """Why `path` is not a file Keras may open (None for a zip, as a .keras file is)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        return f"it cannot be read ({e.strerror or e})"
+    for magic, problem in _MAGIC:
+        if head.startswith(magic):
+            return problem if problem else (None if path.suffix == ".keras" else
+                                            f"its name ends in {path.suffix or 'nothing'}, not .keras")
+    if not head:
+        return "it is empty"
+    return "it is not a .keras file (those are zip files)"
+
+
 def load_model(run_id_or_path: str | os.PathLike):
     """Load a run's model (or a `.keras` file) with Keras safe mode.
 
@@ -330,6 +352,11 @@ def load_model(run_id_or_path: str | os.PathLike):
         path = run_dir(str(run_id_or_path)) / MODEL
     if not path.is_file():
         raise ModelLoadError(f"No model file at {path} (did the run finish?).")
+    problem = _model_file_problem(path)
+    if problem:
+        raise ModelLoadError(f"{path.name} cannot be used as a model: {problem}. audioclf loads only the "
+                             ".keras files its training saves (a zip, opened in Keras safe mode); retrain the "
+                             "run, or put back the model.keras it saved.")
     objs = building.custom_objects()
     import keras
 
