@@ -24,6 +24,7 @@ def runs_table(infos) -> pd.DataFrame:
         "data set": Path(r.dataset).name, "features": r.features, "model": r.model,
         "val macro F1": r.val_macro_f1, "val accuracy": r.val_accuracy,
         "test macro F1": r.test_macro_f1, "test accuracy": r.test_accuracy,
+        "skipped clips": f"{r.skipped} of {r.n_clips}" if r.skipped else "",
     } for r in infos])
 
 
@@ -100,6 +101,9 @@ def show_run(run_id: str) -> None:
     if run.info.state != "done":
         (st.error if run.info.state == "failed" else st.info)(
             run_state_sentence(run.info.state, run.info.message))
+    elif run.info.skipped:
+        st.warning(f"{run.info.skipped} of {run.info.n_clips} clips could not be read and were left out of "
+                   "this run: its scores are for the rest.", icon=":material/warning:")
     if run.info.state not in jobs.FINAL_STATES and not read_only():  # a shared demo stops nothing
         if st.button("Cancel this run", key="runs_cancel", icon=":material/stop_circle:"):
             from audioclf.training import cancel_run

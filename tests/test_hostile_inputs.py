@@ -1009,3 +1009,56 @@ def test_pickle_and_h5_model_files_say_what_they_are(tmp_path):
     assert not marker.exists()
 
 
+# ---------------------------------------------------------------- Minor: clips skipped during training
+
+def _dataset_with_broken_clips(root: Path, good: int, broken: int) -> Path:
+    from conftest import tone
+
+    for c, label in enumerate(("low", "high")):
+        (root / label).mkdir(parents=True)
+        for i in range(good):
+            sf.write(root / label / f"{label}_{i}.wav", tone(300 + 900 * c + 20 * i, 0.5), 16000)
+    for i in range(broken):  # what a clip deleted or cut while the run reads it looks like
+        (root / ("low", "high")[i % 2] / f"gone_{i}.wav").write_bytes(b"RIFF\x00\x00")
+    return root
+
+
+def _tiny_run(dataset: Path):
+    from audioclf.datasets import SplitConfig
+    from audioclf.features import MFCCConfig
+    from audioclf.model import ModelConfig
+    from audioclf.training import RunConfig, TrainConfig
+
+    return RunConfig(dataset=str(dataset), split=SplitConfig(val=0.25, test=0.25, seed=0), features=MFCCConfig(),
+                     model=ModelConfig(kind="gru", rnn_units=(8,), dense_units=(8,)),
+                     train=TrainConfig(epochs=1, patience=None, batch_size=8, warp_augment=()))
+
+
+def test_a_run_with_skipped_clips_says_so_and_too_many_fail_it(tmp_path, monkeypatch):
+    """Minor (121 of 400 clips skipped, run "done", nothing in `runs list`): a few skipped clips
+    show in the run's status, metrics and `runs list`; more than 10% fail the run, clearly."""
+    from audioclf.training import TrainingError, runs, train
+
+    monkeypatch.setenv("AUDIOCLF_HOME", str(tmp_path / "home"))  # its failed run is no other test's
+
+    run_id = train(_tiny_run(_dataset_with_broken_clips(tmp_path / "few", good=20, broken=2)))
+    status, info = runs.read_status(run_id), next(r for r in runs.list_runs() if r.id == run_id)
+    assert status["state"] == "done" and "2 of 42 clips could not be read and were left out" in status["message"]
+    assert runs.load_run(run_id).metrics["skipped"] == 2 and (info.skipped, info.n_clips) == (2, 42)
+    import contextlib
+    import io
+
+    from audioclf import cli
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main(["runs", "list", "--format", "json"]) == 0
+    row = next(r for r in json.loads(out.getvalue()) if r["id"] == run_id)
+    assert row["skipped"] == "2/42"
+
+    with pytest.raises(TrainingError, match=r"10 of 50 clips \(20%\) could not be read, more than 10%"):
+        train(_tiny_run(_dataset_with_broken_clips(tmp_path / "many", good=20, broken=10)))
+    failed = next(r for r in runs.list_runs() if r.dataset.endswith("many"))
+    assert failed.state == "failed" and "could not be read" in failed.message
+
+

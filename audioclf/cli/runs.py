@@ -27,7 +27,8 @@ def run_runs(args: argparse.Namespace) -> int:
     if action == "list":
         rows = [{"id": r.id, "name": r.name, "state": r.state, "data set": Path(r.dataset).name,
                  "features": r.features, "model": r.model, "val_f1": r.val_macro_f1,
-                 "test_f1": r.test_macro_f1, "test_acc": r.test_accuracy} for r in runs.list_runs()]
+                 "test_f1": r.test_macro_f1, "test_acc": r.test_accuracy,
+                 "skipped": f"{r.skipped}/{r.n_clips}" if r.skipped else ""} for r in runs.list_runs()]
         if not rows and args.format == "table":
             err("no runs yet; train one with `audioclf train DATA`")
         write_rows(rows, args.format)

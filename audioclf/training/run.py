@@ -34,6 +34,9 @@ from .fit import fit
 from .prepare import gather_features, prepare_run, warp_factors
 
 STATUS_EVERY = 0.5  # seconds between status.json rewrites while extracting
+# A run that cannot read more than this share of its clips fails: what is left is not the data
+# set the user chose (often it was changed or deleted while the run read it).
+MAX_SKIPPED_SHARE = 0.10
 
 
 
@@ -95,6 +98,9 @@ def _run(cfg: RunConfig, run_id: str, emit: OnEvent, stop: Callable[[], bool],
         train_data = gathered.training_set()
     if not train_data or not len(train_data):
         raise TrainingError("No training clip could be read: " + "; ".join(gathered.problems[:3]))
+    n_clips = len(split.train) + len(split.val) + len(split.test)
+    skipped = len(gathered.problems)
+    check_skipped(skipped, n_clips, gathered.problems)
     path = runs.run_dir(run_id)
     jobs.write_json(path / runs.LABELS, labels)
     epochs = int(cfg.train.epochs)
@@ -116,7 +122,7 @@ def _run(cfg: RunConfig, run_id: str, emit: OnEvent, stop: Callable[[], bool],
         raise Cancelled()
     runs.update_status(run_id, phase=runs.EVALUATING, message="Evaluating")
     metrics: dict[str, Any] = {k: v for k, v in info.items() if k != "cancelled"}
-    metrics.update(n_train=len(train_data), skipped=len(gathered.problems))
+    metrics.update(n_train=len(train_data), skipped=skipped, n_clips=n_clips)
     if store is not None:
         metrics["store"] = gathered.record()
     if choice is not None:
@@ -152,7 +158,24 @@ def _run(cfg: RunConfig, run_id: str, emit: OnEvent, stop: Callable[[], bool],
     jobs.write_json(path / runs.METRICS, metrics)
     runs.write_csv(path / runs.PREDICTIONS, header, rows)
     # Last write: only now does the run look complete.
-    runs.update_status(run_id, state="done", message="Done", finished=time.time(), eta=0)
+    runs.update_status(run_id, state="done", message=done_message(skipped, n_clips), finished=time.time(),
+                       eta=0, skipped=skipped, n_clips=n_clips)
+
+
+def check_skipped(skipped: int, n_clips: int, problems: list[str]) -> None:
+    """TrainingError if more than MAX_SKIPPED_SHARE of the clips could not be read."""
+    if n_clips and skipped > MAX_SKIPPED_SHARE * n_clips:
+        raise TrainingError(
+            f"{skipped} of {n_clips} clips ({skipped / n_clips:.0%}) could not be read, more than "
+            f"{MAX_SKIPPED_SHARE:.0%}, so no model was trained on the rest. Was the data set changed or "
+            f"deleted while the run read it? First problems: " + "; ".join(problems[:3]))
+
+
+def done_message(skipped: int, n_clips: int) -> str:
+    """The final status message: "Done", saying so when clips were skipped."""
+    if not skipped:
+        return "Done"
+    return f"Done, but {skipped} of {n_clips} clips could not be read and were left out (see the log)"
 
 
 def _choose_features(cfg: RunConfig, run_id: str, prepared, emit: OnEvent, stop: Callable[[], bool]):

@@ -93,6 +93,8 @@ class RunInfo:
     test_macro_f1: float | None = None
     test_accuracy: float | None = None
     message: str = ""
+    skipped: int = 0  # clips that could not be read and were left out
+    n_clips: int = 0  # clips of the data set the run was to use
 
 
 @dataclass
@@ -226,7 +228,8 @@ def _info(run_id: str) -> RunInfo:
         features=str(feats.get("kind", "")), model=str(model.get("kind", "")),
         val_macro_f1=val.get("macro_f1"), val_accuracy=val.get("accuracy"),
         test_macro_f1=test.get("macro_f1"), test_accuracy=test.get("accuracy"),
-        message=status.get("message", ""))
+        message=status.get("message", ""), skipped=int(metrics.get("skipped") or 0),
+        n_clips=int(metrics.get("n_clips") or 0))
 
 
 def list_runs() -> list[RunInfo]:
