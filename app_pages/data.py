@@ -207,9 +207,53 @@ def background_section(ds) -> None:
             st.rerun()
 
 
-def browse_tab(ds) -> None:
-    from audioclf import datasets
+EDIT_NOTE_KEY = "data_edit_note"  # (kind, message) of the last relabel/delete, shown once after it
 
+
+def edit_clip(path: str, action: str, label: str | None = None) -> None:
+    """A Browse button's callback: relabel or delete `path`, noting the outcome for the rerun.
+
+    A callback, not an `if st.button(...)`: it runs even when the clip is gone from the
+    list this rerun shows (moved or deleted in another tab), so that click is answered.
+    """
+    from audioclf import datasets
+    from audioclf.errors import AudioclfError
+
+    name = Path(path).name
+    if not Path(path).is_file():
+        st.session_state[EDIT_NOTE_KEY] = (
+            "warning", f"{code(name)} is no longer in this class: it was moved or deleted meanwhile "
+                       "(in another tab?). Nothing was changed; the list below is up to date now.")
+        return
+    try:
+        if action == "delete":
+            datasets.delete_clip(path)
+            done = f"Deleted {code(name)}."
+        else:
+            datasets.relabel_clip(path, label)
+            done = f"Moved {code(name)} to {code(label)}."
+    except (AudioclfError, OSError) as exc:
+        st.session_state[EDIT_NOTE_KEY] = ("error", f"Could not change {code(name)}: {md(str(exc))}")
+        return
+    st.session_state[EDIT_NOTE_KEY] = ("toast", done)
+
+
+def _moved(path: str, key: str) -> None:
+    label = st.session_state.get(key)
+    if label and label != "-":
+        edit_clip(path, "relabel", label)
+
+
+def show_edit_note() -> None:
+    kind, text = st.session_state.pop(EDIT_NOTE_KEY, (None, ""))
+    if kind == "toast":
+        st.toast(text)
+    elif kind:
+        getattr(st, kind)(text)
+
+
+def browse_tab(ds) -> None:
+    show_edit_note()
     if not ds.items:
         st.info("No clips yet.")
         return
@@ -225,22 +269,15 @@ def browse_tab(ds) -> None:
             continue
         others = [x for x in ds.labels if x != label]
         with move:
-            new = st.selectbox("Move to", ["-", *others], key=f"mv_{it.path}", label_visibility="collapsed",
-                               help="Relabel this clip")
-            if new != "-":
-                with guard(f"Relabelling {it.path.name}"):
-                    datasets.relabel_clip(it.path, new)
-                    st.toast(f"Moved {code(it.path.name)} to {code(new)}.")
-                    st.rerun()
+            key = f"mv_{it.path}"
+            st.selectbox("Move to", ["-", *others], key=key, label_visibility="collapsed",
+                         help="Relabel this clip", on_change=_moved, args=(str(it.path), key))
         # Keyed by the clip: an unkeyed popover is known by its place, so after a delete the
         # open one would reappear on the next clip in that place and a second click delete it too.
         with drop.popover(":material/delete:", help="Delete this clip", key=f"delpop_{it.path}"):
             st.write(f"Delete {code(it.path.name)} from disk?")
-            if st.button("Delete", key=f"del_{it.path}", type="primary"):
-                with guard(f"Deleting {it.path.name}"):
-                    datasets.delete_clip(it.path)
-                    st.toast(f"Deleted {code(it.path.name)}.")
-                    st.rerun()
+            st.button("Delete", key=f"del_{it.path}", type="primary", on_click=edit_clip,
+                      args=(str(it.path), "delete"))
 
 
 def new_tab() -> None:

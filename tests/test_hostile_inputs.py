@@ -1062,3 +1062,45 @@ def test_a_run_with_skipped_clips_says_so_and_too_many_fail_it(tmp_path, monkeyp
     assert failed.state == "failed" and "could not be read" in failed.message
 
 
+# ---------------------------------------------------------------- Minor: stale edits from a second tab
+
+def test_a_stale_edit_from_a_second_tab_says_so_and_refreshes(tmp_path, monkeypatch):
+    """Minor (stale edits failed silently): deleting or relabelling, in a second tab, a clip the
+    first tab already deleted or moved says so, changes nothing, and shows the list as it is."""
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import tone
+
+    monkeypatch.setenv("AUDIOCLF_HOME", str(tmp_path))
+    root = tmp_path / "datasets" / "pets"
+    for c, label in enumerate(("cat", "dog")):
+        (root / label).mkdir(parents=True)
+        for i in range(3):
+            sf.write(root / label / f"{label}_{i}.wav", tone(300 + 500 * c + 30 * i, 0.3), 16000)
+
+    def tab() -> AppTest:
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+        at.run()
+        at.switch_page("app_pages/data.py")
+        at.session_state["dataset"] = "pets"
+        at.session_state["data_tab"] = "Browse and edit"
+        at.run()
+        assert not at.exception, at.exception
+        return at
+
+    first, second, third = tab(), tab(), tab()
+    gone, moved = root / "cat" / "cat_0.wav", root / "cat" / "cat_1.wav"
+    first.button(key=f"del_{gone}").click().run()
+    first.selectbox(key=f"mv_{moved}").set_value("dog").run()
+    assert not gone.exists() and (root / "dog" / "cat_1.wav").exists() and not first.exception
+
+    second.button(key=f"del_{gone}").click().run()
+    warned = " ".join(w.value for w in second.warning)
+    assert "`cat_0.wav` is no longer in this class: it was moved or deleted meanwhile" in warned
+    shown = {b.key for b in second.button if b.key and b.key.startswith("del_")}
+    assert shown == {f"del_{root / 'cat' / 'cat_2.wav'}"}  # the list is the folder as it is now
+    third.selectbox(key=f"mv_{moved}").set_value("dog").run()
+    assert "`cat_1.wav` is no longer in this class" in " ".join(w.value for w in third.warning)
+    assert not second.exception and not third.exception and (root / "dog" / "cat_1.wav").exists()
+
+
