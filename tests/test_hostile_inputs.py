@@ -1104,3 +1104,44 @@ def test_a_stale_edit_from_a_second_tab_says_so_and_refreshes(tmp_path, monkeypa
     assert not second.exception and not third.exception and (root / "dog" / "cat_1.wav").exists()
 
 
+# ---------------------------------------------------------------- Minor: read-only mode in every entry point
+
+def test_every_entry_point_that_trains_or_writes_refuses_in_read_only_mode(tmp_path, monkeypatch, fsdd_small,
+                                                                           trained_run):
+    """Minor (`python -m audioclf.tuning --worker` trained in read-only mode): the tuning worker,
+    the training entry point and every CLI command that trains, deletes or writes refuse,
+    in one line, and nothing changes."""
+    from audioclf import tuning, workspace
+    from audioclf.datasets import SplitConfig
+    from audioclf.features import MFCCConfig
+    from audioclf.training import RunConfig, runs
+
+    base = RunConfig(dataset=str(fsdd_small), split=SplitConfig(val=0.25, test=0.25), features=MFCCConfig())
+    study = tuning.create_study(tuning.TuneConfig(base=base, space=tuning.SearchSpace(
+        (tuning.parse_param("model.kind", "gru,lstm"),)), trials=2, workers=1))
+    run_id = runs.create_run(base.to_dict())
+    before = sorted(r.id for r in runs.list_runs())
+    env = {**os.environ, "AUDIOCLF_READONLY": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    for module, args in (("audioclf.tuning", ["--worker", str(tuning.study_dir(study))]),
+                         ("audioclf.tuning", [str(tuning.study_dir(study))]),
+                         ("audioclf.training", [str(runs.run_dir(run_id))])):
+        proc = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, env=env,
+                              timeout=300, cwd=ROOT)
+        assert proc.returncode != 0 and "read-only mode" in proc.stdout + proc.stderr, (module, args, proc.stderr)
+    assert tuning.summarize(study).n_trials == 0 and runs.read_status(run_id).get("state") != "done"
+
+    monkeypatch.setenv("AUDIOCLF_READONLY", "1")
+    for argv in (["train", fsdd_small, "--epochs", "1"], ["evaluate", fsdd_small, "--cv", "2"],
+                 ["tune", fsdd_small, "--trials", "1"], ["tune", "--resume", study],
+                 ["runs", "delete", trained_run], ["runs", "cancel", run_id], ["studies", "delete", study],
+                 ["demo", "--dest", tmp_path / "demo"], ["download-esc50", "--dest", tmp_path / "esc50"]):
+        code, err = _run_cli(*argv)
+        assert code == 1 and "read-only mode" in err and len(err.strip().splitlines()) == 1, (argv, err)
+    assert sorted(r.id for r in runs.list_runs()) == before and tuning.study_dir(study).is_dir()
+    assert not (tmp_path / "demo").exists() and not (tmp_path / "esc50").exists()
+    monkeypatch.delenv("AUDIOCLF_READONLY")
+    import shutil
+
+    runs.delete_run(run_id)  # a queued run or study nobody starts would read as waiting to later tests
+    shutil.rmtree(tuning.study_dir(study))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from .. import workspace
 from ..datasets.splitting import MAX_FOLDS, MIN_FOLDS
 from ..evaluation.cross_validation import CVResult, k_fold
 from ..evaluation.metrics import EvaluationError, evaluate
@@ -49,6 +50,7 @@ def cross_validate(cfg, k: int = 5, progress: OnEvent | None = None,
     local: one fold after another here) trains the folds at once, one task each (`score_fold`);
     a Ray cluster's folds report when all are done and are not cancelled one by one.
     """
+    workspace.require_writable("train models to cross-validate")  # a shared demo trains nothing
     if not MIN_FOLDS <= int(k) <= MAX_FOLDS:
         raise EvaluationError(f"k must be between {MIN_FOLDS} and {MAX_FOLDS}, got {k}.")
     emit = progress or (lambda event: None)

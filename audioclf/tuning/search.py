@@ -60,6 +60,8 @@ def optimize(study: str, *, worker: int = 0, stop: Callable[[], bool] | None = N
     """
     import optuna
 
+    # Every way into a search refuses in read-only mode, a worker started by hand too.
+    workspace.require_writable("run a hyperparameter search")
     cfg = load_config(study)
     stop = stop or (lambda: False)
     study_obj = open_study(study, cfg, worker)
