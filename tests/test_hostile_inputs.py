@@ -1135,11 +1135,12 @@ def test_every_entry_point_that_trains_or_writes_refuses_in_read_only_mode(tmp_p
     for argv in (["train", fsdd_small, "--epochs", "1"], ["evaluate", fsdd_small, "--cv", "2"],
                  ["tune", fsdd_small, "--trials", "1"], ["tune", "--resume", study],
                  ["runs", "delete", trained_run], ["runs", "cancel", run_id], ["studies", "delete", study],
-                 ["demo", "--dest", tmp_path / "demo"], ["download-esc50", "--dest", tmp_path / "esc50"]):
+                 ["demo", "--dest", tmp_path / "demo"], ["download-esc50", "--dest", tmp_path / "esc50"],
+                 ["extract", fsdd_small, "--features", "mfcc", "--store", tmp_path / "store"]):
         code, err = _run_cli(*argv)
         assert code == 1 and "read-only mode" in err and len(err.strip().splitlines()) == 1, (argv, err)
     assert sorted(r.id for r in runs.list_runs()) == before and tuning.study_dir(study).is_dir()
-    assert not (tmp_path / "demo").exists() and not (tmp_path / "esc50").exists()
+    assert not any((tmp_path / name).exists() for name in ("demo", "esc50", "store"))
     monkeypatch.delenv("AUDIOCLF_READONLY")
     import shutil
 

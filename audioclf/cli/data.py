@@ -106,8 +106,11 @@ def run_extract(args: argparse.Namespace) -> int:
 
 def _extract_with_engine(args: argparse.Namespace, cfg) -> int:
     """`extract MANIFEST --engine ray --address ADDR --store DIR`: into a feature store, on any engine."""
+    from .. import workspace
     from ..engines import get_engine
 
+    if args.store:  # a folder of yours, like `demo --dest`: the workspace's own cache stays allowed
+        workspace.require_writable("fill a feature store (--store)")
     source = args.data if args.data.lower().endswith(MANIFESTS) or "://" in args.data else load_dataset(args.data)
     with get_engine(args.engine or "local", args.address) as engine:
         result = engine.extract(source, cfg, store=args.store,

@@ -104,8 +104,9 @@ def _tune_progress(quiet: bool) -> Callable[[dict], None]:
 
 
 def run_tune(args: argparse.Namespace) -> int:
-    from .. import tuning
+    from .. import tuning, workspace
 
+    workspace.require_writable("run a hyperparameter search")  # before a word about the study
     if args.resume:
         if args.data:
             raise CLIError("--resume continues a study with its own data set and settings; drop DATA.")
