@@ -98,7 +98,7 @@ def _run(cfg: RunConfig, run_id: str, emit: OnEvent, stop: Callable[[], bool],
         train_data = gathered.training_set()
     if not train_data or not len(train_data):
         raise TrainingError("No training clip could be read: " + "; ".join(gathered.problems[:3]))
-    n_clips = len(split.train) + len(split.val) + len(split.test)
+    n_clips = sum(len(part) for part in (prepared.split.train, prepared.split.val, prepared.split.test))
     skipped = len(gathered.problems)
     check_skipped(skipped, n_clips, gathered.problems)
     path = runs.run_dir(run_id)
