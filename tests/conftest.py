@@ -78,9 +78,15 @@ def yamnet_tflite(shared_dir, workspace_home) -> Path:
 
 
 @pytest.fixture(scope="session")
-def efficientat_pt(shared_dir) -> Path:
-    """The official EfficientAT mn04_as checkpoint (a torch.save zip, MIT licence)."""
-    return _shared("models", "efficientat", "mn04_as_mAP_432.pt")
+def efficientat_pt(shared_dir, workspace_home) -> Path:
+    """The official EfficientAT mn04_as checkpoint (a torch.save zip, MIT licence), linked into the
+    session workspace's models folder: a config may name a checkpoint only there (issue 21, major 7)."""
+    source = _shared("models", "efficientat", "mn04_as_mAP_432.pt")
+    folder = workspace_home / "models" / "shared-efficientat"
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / source.name).is_symlink():
+        (folder / source.name).symlink_to(source)
+    return folder / source.name
 
 
 @pytest.fixture(scope="session")
