@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from audioclf import jobs
 from audioclf.datasets import FSDD_SPEAKER_PATTERN, MAX_FOLDS, METHODS, MIN_FOLDS, SplitConfig, has_background
 from audioclf.features import MFCCConfig, SpectralConfig
 from audioclf.model import ModelConfig
@@ -339,10 +340,11 @@ def start(ds, make_features, make_model, make_train, make_split, name: str) -> N
     """Validate everything (the library's one pre-flight path), then start the background run
     (or cross-validate).
 
-    While another run is in progress nothing starts: the config waits in the
-    session for the user to cancel that run or keep it (see `pending_prompt`).
+    While another run or a search is in progress nothing starts (one job at a time,
+    `jobs.one_at_a_time`, as on the Tune page): the config waits in the session,
+    shown with a choice, for the user to start it or drop it (see `pending_prompt`).
     """
-    from audioclf.training import active_runs, prepare_run
+    from audioclf.training import prepare_run
 
     with guard("Cannot start training"):
         split, seed, k = make_split
@@ -358,18 +360,19 @@ def start(ds, make_features, make_model, make_train, make_split, name: str) -> N
             cross_validate(cfg, k)
             return
         prepare_run(cfg, dataset=ds)
-        if active_runs():
+        if jobs.active_jobs():
             st.session_state[PENDING_KEY] = cfg
             return
         launch(cfg)
 
 
 def launch(cfg) -> None:
-    """Start `cfg` in the background and show it."""
+    """Start `cfg` in the background and show it (`jobs.SlotTaken` if another job started meanwhile)."""
     from audioclf.training import start_training
 
+    with jobs.one_at_a_time():
+        run_id = start_training(cfg)
     st.session_state.pop(PENDING_KEY, None)
-    run_id = start_training(cfg)
     st.session_state[ACTIVE_RUN_KEY] = run_id
     # The button sits at the bottom of a long form; the run's progress shows at the top.
     st.toast(f"Run {code(run_id)} started: its progress is at the top of this page.",
@@ -377,28 +380,50 @@ def launch(cfg) -> None:
     st.rerun()
 
 
-def pending_prompt() -> None:
-    """A run was asked for while another trains: two runs at once would share the CPU."""
-    from audioclf.training import active_runs, cancel_run
+def busy_sentence(job: jobs.Job) -> str:
+    if job.kind == "run":
+        return f"Run {code(job.name)} is still in progress (watch it above)."
+    return f"The search {code(job.name)} on the Tune page is still {job.state}."
 
+
+def cancel_job(job: jobs.Job) -> None:
+    if job.kind == "run":
+        from audioclf.training import cancel_run
+
+        cancel_run(job.name)
+    else:
+        from audioclf import tuning
+
+        tuning.cancel_tuning(job.name)
+
+
+def pending_prompt() -> None:
+    """A run asked for while another job ran waits here, visibly, until the user starts or drops it.
+
+    It never starts on its own when the other job ends: the user may have left
+    the page, or started something else in another tab, meanwhile.
+    """
     cfg = st.session_state.get(PENDING_KEY)
     if cfg is None:
         return
-    busy = active_runs()
-    if not busy:  # the other run ended meanwhile
-        launch(cfg)
-    other = busy[0].id
-    st.warning(f"Run {code(other)} is still in progress (watch it above). Two runs at once "
-               "would each train at half speed, so the new one has not started.",
-               icon=":material/hourglass_top:")
+    busy = jobs.active_jobs()
+    label = f" {code(cfg.name)}" if cfg.name else ""
+    if busy:
+        st.warning(f"{busy_sentence(busy[0])} One training run or search runs at a time (two would each "
+                   f"go at half speed), so the new run{label} has not started.", icon=":material/hourglass_top:")
+        start_label = f"Cancel {busy[0].kind} {busy[0].name} and start the new one"
+    else:
+        st.info(f"The run{label} you asked for while another job was in progress has not started. "
+                "Nothing is running now: start it, or drop it.", icon=":material/pending_actions:")
+        start_label = "Start it now"
     left, right = st.columns(2)
-    if left.button(f"Cancel run {other} and start the new one", type="primary", key="pending_replace",
-                   icon=":material/swap_horiz:"):
-        with guard("Cancelling"):
-            for info in busy:
-                cancel_run(info.id)
+    if left.button(start_label, type="primary", key="pending_replace", icon=":material/play_arrow:"):
+        with guard("Cannot start the run"):
+            for job in busy:
+                cancel_job(job)
             launch(cfg)
-    if right.button("Keep the running one, drop the new one", key="pending_drop"):
+    if right.button("Drop the new run" if not busy else "Keep the running one, drop the new one",
+                    key="pending_drop", icon=":material/delete:"):
         st.session_state.pop(PENDING_KEY, None)
         st.rerun()
 

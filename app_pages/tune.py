@@ -56,9 +56,11 @@ def show_study(study: str, live: bool) -> bool:
     """Progress, leaderboard and figures of one study; returns True when it has finished."""
     status = tuning.read_status(study)
     state = status.get("state", "failed")
-    result = tuning.summarize(study)
-    board = tuning.leaderboard(study)
     st.subheader(f"Study {study}")
+    if state not in jobs.FINAL_STATES:  # first, so no slow or failing read below can hide it
+        cancel_button(study)
+    result = tuning.summarize(study)  # empty until the search has made its database (storage_ready)
+    board = tuning.leaderboard(study)
     if state in ("queued", "extracting"):
         total = status.get("total") or 0
         st.progress(status.get("done", 0) / total if total else 0.0,
@@ -66,10 +68,11 @@ def show_study(study: str, live: bool) -> bool:
                     else "Starting (loading the data set and TensorFlow)...")
     elif state == "searching":
         target, before = status.get("target"), int(status.get("n_before", 0))
+        # Both counts from the one leaderboard read: a trial starting between two reads made this negative.
         running = sum(r["state"] == "running" for r in board)
-        done = result.n_trials - before - running
+        done = max(0, len(board) - before - running)
         todo = (target - before) if target else None
-        frac = min(1.0, done / todo) if todo else 0.0
+        frac = min(1.0, done / todo) if todo and todo > 0 else 0.0
         text = f"{done} of {todo} trials finished" if todo else f"{done} trials finished (until the time limit)"
         st.progress(frac, text=f"{text}, {running} running")
     elif state == "training":
@@ -96,11 +99,14 @@ def show_study(study: str, live: bool) -> bool:
         st.error(f"The search failed: {md(status.get('message', ''))}", icon=":material/error:")
     elif state == "cancelled":
         st.warning("The search was cancelled. Resume it below to add trials.")
-    elif st.button("Cancel search", key=f"tu_cancel_{study}", icon=":material/stop_circle:"):
+    return state in jobs.FINAL_STATES
+
+
+def cancel_button(study: str) -> None:
+    if st.button("Cancel search", key=f"tu_cancel_{study}", icon=":material/stop_circle:"):
         with guard("Cancelling"):
             tuning.cancel_tuning(study)
             st.rerun()
-    return state in jobs.FINAL_STATES
 
 
 def show_best(study: str, result, status: dict) -> None:
@@ -134,7 +140,11 @@ def show_best(study: str, result, status: dict) -> None:
 @st.fragment(run_every=POLL_SECONDS)
 def monitor(study: str) -> None:
     # Only this fragment reruns while the search runs; a full rerun once it ends shows the static view.
-    if show_study(study, live=True):
+    # An error is shown in it and the next poll tries again (a raised one would end the polling).
+    ended = False
+    with guard("Reading the study"):
+        ended = show_study(study, live=True)
+    if ended:
         st.rerun()
 
 
@@ -145,8 +155,9 @@ def resume_form(study: str) -> None:
         minutes = c[1].number_input("Time limit (minutes, 0 = none)", 0.0, 1440.0, 0.0, key="tu_more_minutes")
         if st.form_submit_button("Resume the search", icon=":material/play_arrow:"):
             with guard("Cannot resume"):
-                st.session_state[ACTIVE_STUDY_KEY] = tuning.start_tuning(
-                    study=study, trials=int(more), timeout=minutes * 60 or None)
+                with jobs.one_at_a_time():  # one training run or search at a time, in every tab
+                    st.session_state[ACTIVE_STUDY_KEY] = tuning.start_tuning(
+                        study=study, trials=int(more), timeout=minutes * 60 or None)
                 st.rerun()
 
 
@@ -226,7 +237,8 @@ def new_search(ds) -> None:
         cfg = tuning.TuneConfig(base=base, space=space_from_rows(rows), objective=objective, folds=int(folds),
                                 trials=int(trials), timeout=minutes * 60 or None, sampler=sampler, pruner=pruner,
                                 engine=engine, address=address)
-        st.session_state[ACTIVE_STUDY_KEY] = tuning.start_tuning(cfg, name=name.strip())
+        with jobs.one_at_a_time():  # one training run or search at a time, in every tab (SlotTaken says which)
+            st.session_state[ACTIVE_STUDY_KEY] = tuning.start_tuning(cfg, name=name.strip())
         st.session_state.pop(VIEW_STUDY_KEY, None)
         st.rerun()
 
@@ -256,5 +268,10 @@ ds, summary = current_dataset()
 if ds is None:
     st.stop()
 st.subheader("New search")
+with guard("Reading jobs"):
+    if busy := jobs.active_jobs():
+        st.info(f"{busy[0].kind.capitalize()} {code(busy[0].name)} is still {busy[0].state}: a new search can "
+                "start once it has ended or been cancelled (one training run or search at a time).",
+                icon=":material/hourglass_top:")
 st.caption(f"Data set {code(st.session_state.get(DATASET_KEY))}: {plural(len(ds.items), 'clip')}, {plural(len(ds.labels), 'class')}.")
 new_search(ds)

@@ -8,6 +8,12 @@ output) and, while it is asked to stop, a ``cancel`` file::
     read_status(folder, INTERRUPTED)["state"]       # "training"; "failed" once its process is gone unfinished
     cancel(folder)                                  # ask, wait, then kill what is still running
 
+One slot: a workspace runs one background job (a training run or a search) at a
+time when started through :func:`one_at_a_time`, as the app does in every tab::
+
+    with one_at_a_time():        # SlotTaken (saying which job holds it) if one is in progress
+        start_training(cfg)
+
 The child's process group is its own, so killing it ends its feature workers
 too; a thread per child reaps it the moment it exits, so a long-lived server
 collects no ``<defunct>`` processes. A process is only ever killed when it is
@@ -18,6 +24,7 @@ the one the job started: its pid, its kernel start time and its command line
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import secrets
@@ -26,10 +33,13 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from . import workspace
+from .errors import AudioclfError
 
 STATUS = "status.json"
 LOG = "log.txt"
@@ -39,6 +49,11 @@ CANCEL_WAIT = 5.0  # seconds a cancel waits for a graceful stop before killing
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL, and after it
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)  # what a full disk (or quota) raises
 INTERRUPTED = "Interrupted: the process ended without finishing (killed or crashed)."
+# A job created this long ago with no process yet still counts as starting (its process is being started).
+START_GRACE = 120.0
+# Workspace folders holding jobs, and what a job in each is called.
+JOB_FOLDERS = {"run": workspace.RUNS, "search": workspace.TUNING}
+SLOT_LOCK = ".jobs.lock"  # in the workspace: held while a job is checked for and started
 
 _children: dict[str, subprocess.Popen] = {}
 _children_lock = threading.Lock()
@@ -46,6 +61,23 @@ _children_lock = threading.Lock()
 
 class Cancelled(Exception):
     """Raised inside a job when its `should_stop()` said so (not an error: the job ends "cancelled")."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job of this workspace in progress: ``kind`` "run" or "search", its run id or study name."""
+    kind: str
+    name: str
+    state: str
+    created: float
+
+
+class SlotTaken(AudioclfError):
+    """A job was asked to start while another is in progress (:func:`one_at_a_time`)."""
+
+    def __init__(self, holders: Sequence[Job]):
+        self.holders = list(holders)
+        super().__init__(slot_message(self.holders[0]))
 
 
 # ---------------------------------------------------------------- files
@@ -335,3 +367,52 @@ def _wait_for_children(folder: Path, timeout: float) -> None:
         except subprocess.TimeoutExpired:
             pass
     reap()
+
+
+# ---------------------------------------------------------------- one slot
+
+def in_progress(folder: Path, interrupted: str = INTERRUPTED) -> bool:
+    """Whether the job in `folder` is still working: not final with a live process, or created
+    moments ago (`START_GRACE`) with its process still being started."""
+    status = read_status(folder, interrupted)
+    if not status or status.get("state") in FINAL_STATES:
+        return False
+    return bool(status.get("pid")) or time.time() - float(status.get("created", 0)) <= START_GRACE
+
+
+def active_jobs() -> list[Job]:
+    """Every job of this workspace in progress (training runs and searches), newest first."""
+    out = []
+    for kind, sub in JOB_FOLDERS.items():
+        parent = workspace.home() / sub
+        for folder in parent.iterdir() if parent.is_dir() else ():
+            if (folder / STATUS).is_file() and in_progress(folder):
+                status = read_json(folder / STATUS, {}) or {}
+                out.append(Job(kind, folder.name, str(status.get("state", "queued")),
+                               float(status.get("created") or 0)))
+    return sorted(out, key=lambda j: (j.created, j.name), reverse=True)
+
+
+def slot_message(job: Job) -> str:
+    """Why nothing else starts while `job` is in progress."""
+    return (f"{job.kind.capitalize()} {job.name!r} is still {job.state}, and one training run or search runs at "
+            "a time (two would each go at half speed). Wait for it to end or cancel it, then start again.")
+
+
+@contextmanager
+def one_at_a_time() -> Iterator[None]:
+    """Start a job in this block only if no other is in progress (:class:`SlotTaken` otherwise).
+
+    The check and the start hold a lock on the workspace, so two tabs or processes
+    clicking Start at once start one job: the second sees the first's (created, so
+    in progress). The library's own start functions do not check: a script may run several.
+    """
+    with open(workspace.home() / SLOT_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            busy = active_jobs()
+            if busy:
+                raise SlotTaken(busy)
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

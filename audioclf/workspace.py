@@ -23,6 +23,7 @@ TRUE_WORDS = ("1", "true", "yes", "on")
 DATASETS = "datasets"
 CACHE = "cache"
 RUNS = "runs"
+TUNING = "tuning"  # hyperparameter studies
 MODELS = "models"
 
 

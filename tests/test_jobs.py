@@ -78,3 +78,34 @@ def test_a_job_whose_process_died_reads_as_interrupted(tmp_path):
     jobs.update_status(folder, state="training", pid=proc.pid, pid_started="0")
     status = jobs.read_status(folder, "gone")
     assert status["state"] == "failed" and status["interrupted"] and status["message"] == "gone"
+
+
+def test_one_job_at_a_time_across_runs_and_searches(tmp_path, monkeypatch):
+    """Issue 21, majors 8 and 10: a run or a search in progress (or one just created, whose process
+    is being started by another tab) holds the workspace's one slot; a finished one frees it."""
+    monkeypatch.setenv("AUDIOCLF_HOME", str(tmp_path))
+    with jobs.one_at_a_time():
+        pass  # nothing in progress
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    study = tmp_path / "tuning" / "s1"
+    study.mkdir(parents=True)
+    jobs.write_json(study / jobs.STATUS, {"state": "searching", "created": time.time(), "pid": proc.pid,
+                                          "pid_started": jobs.process_start_time(proc.pid)})
+    run = tmp_path / "runs" / "r1"
+    run.mkdir(parents=True)
+    jobs.write_json(run / jobs.STATUS, {"state": "queued", "created": time.time() + 1})
+    try:
+        assert [(j.kind, j.name) for j in jobs.active_jobs()] == [("run", "r1"), ("search", "s1")]
+        with pytest.raises(jobs.SlotTaken, match="Run 'r1' is still queued, and one training run or search"):
+            with jobs.one_at_a_time():
+                pytest.fail("a job started while another was in progress")
+        jobs.update_status(run, state="done")
+        with pytest.raises(jobs.SlotTaken, match="Search 's1' is still searching"):
+            with jobs.one_at_a_time():
+                pytest.fail("a job started while a search was in progress")
+    finally:
+        proc.kill()
+        proc.wait()
+    assert jobs.active_jobs() == []  # the search's process is gone: it reads as interrupted
+    with jobs.one_at_a_time():
+        pass

@@ -45,7 +45,7 @@ PHASES = (CHOOSING, EXTRACTING, TRAINING, EVALUATING)
 INTERRUPTED = "Interrupted: the training process ended without finishing (killed or crashed)."
 # A queued run gets its process id within a second of being created; one still without
 # one after this long was never started (its starter died) and is not in progress.
-START_GRACE = 120.0
+START_GRACE = jobs.START_GRACE
 
 
 class RunError(AudioclfError):

@@ -29,8 +29,8 @@ from ..training.config import RunConfig
 from .config import TuneConfig, TuneResult
 from .objective import OutOfTime, TrialData, make_objective, prepare, search_items
 from .space import TuningError, check_space
-from .studies import (INTERRUPTED, JOURNAL, check_idle, create_study, fail_running, leaderboard, load_config,
-                      open_study, storage_url, study_dir, summarize, update_status)
+from .studies import (INTERRUPTED, JOURNAL, STORAGE_READY, check_idle, create_study, fail_running, leaderboard,
+                      load_config, open_study, storage_url, study_dir, summarize, update_status)
 
 ENTRY_MODULE = "audioclf.tuning"  # `python -m` entry point of a search and of its trial workers
 WORKER_STOP_WAIT = 2.0  # a cancelled search waits this long for its workers, well within jobs.CANCEL_WAIT
@@ -146,6 +146,7 @@ def _run(cfg: TuneConfig, study: str, trials, timeout, emit, stop, workers, t0) 
     if stop():
         raise Cancelled()
     study_obj = open_study(study, cfg)
+    update_status(study, **{STORAGE_READY: True})  # readers may open the database now (studies.storage_ready)
     import warnings
 
     with warnings.catch_warnings():

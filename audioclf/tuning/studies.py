@@ -19,7 +19,7 @@ from ..training import runs
 from .config import TuneConfig, TuneResult
 from .space import TuningError
 
-TUNING = "tuning"  # workspace sub-folder of studies
+TUNING = workspace.TUNING  # workspace sub-folder of studies
 TUNE_CONFIG = "tune.json"
 DB_NAME = "optuna.sqlite"
 JOURNAL = "journal"  # TuneConfig.storage for an Optuna journal file (shared disk)
@@ -29,6 +29,8 @@ GRACE = 30
 STOPPED_ATTR = "stopped_trials"  # study attribute: trials failed because the search was cancelled
 STOPPED_NOTE = "stopped: the search was cancelled"
 INTERRUPTED = "Interrupted: the search process ended without finishing (killed or crashed)."
+# status.json field: the search has opened (created) the study's database, so readers may open it too.
+STORAGE_READY = "storage_ready"
 PRUNE_WARMUP_SHARE = 0.2  # the median pruner leaves the first fifth of the epochs alone
 
 
@@ -100,6 +102,22 @@ def check_idle(study: str) -> None:
     if st.get("state") not in (*FINAL_STATES, "queued", None) and st.get("pid") != os.getpid():
         raise TuningError(f"Study {study} is still {st.get('state')} in another process; wait for it, or "
                           f"cancel it (`audioclf studies cancel {study}`) first.")
+
+
+def storage_ready(study: str) -> bool:
+    """Whether the study's database may be opened to read it.
+
+    Opening an Optuna storage creates its tables when they are missing; a reader doing so
+    while the search process creates them makes one of the two fail ("table
+    trial_user_attributes already exists"). So the search alone creates it, and readers
+    wait until it has (a study without the mark: once it is searching or has ended with one).
+    """
+    st = read_status(study)
+    if st.get(STORAGE_READY) or st.get("state") in ("searching", "training"):
+        return True
+    url = storage_url(study)
+    on_file = not url.startswith("sqlite:///") or Path(url[len("sqlite:///"):]).is_file()
+    return st.get("state") in FINAL_STATES and "n_before" in st and on_file
 
 
 def storage_url(study: str, cfg: TuneConfig | None = None) -> str:
@@ -179,15 +197,17 @@ def open_study(study: str, cfg: TuneConfig | None = None, worker: int = 0):
 
 
 def summarize(study: str, seconds: float = 0.0) -> TuneResult:
-    """Counts and the best trial so far, read from the study's database."""
+    """Counts and the best trial so far, read from the study's database (none before it exists)."""
     import optuna
     from optuna.trial import TrialState
 
-    try:
-        s = optuna.load_study(study_name=study, storage=open_storage(storage_url(study)))
-        trials = s.get_trials(deepcopy=False)
-    except KeyError:
-        trials = []
+    trials = []
+    if storage_ready(study):
+        try:
+            trials = optuna.load_study(study_name=study, storage=open_storage(storage_url(study))).get_trials(
+                deepcopy=False)
+        except KeyError:
+            pass
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     best = max(complete, key=lambda t: t.value, default=None)
     st = read_status(study)
@@ -206,6 +226,8 @@ def leaderboard(study: str) -> list[dict]:
     import optuna
     from optuna.trial import TrialState
 
+    if not storage_ready(study):
+        return []
     try:
         s = optuna.load_study(study_name=study, storage=open_storage(storage_url(study)))
     except KeyError:
@@ -242,6 +264,8 @@ def figures(study: str, importances: bool = True) -> dict[str, Any]:
     import optuna
     from optuna.trial import TrialState
 
+    if not storage_ready(study):
+        return {}
     try:
         s = optuna.load_study(study_name=study, storage=open_storage(storage_url(study)))
     except KeyError:
@@ -275,6 +299,8 @@ def fail_running(study: str) -> int:
     import optuna
     from optuna.trial import TrialState
 
+    if not storage_ready(study):  # stopped before its search began: no trials
+        return 0
     storage = open_storage(storage_url(study))
     try:
         s = optuna.load_study(study_name=study, storage=storage)
