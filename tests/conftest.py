@@ -84,8 +84,9 @@ def efficientat_pt(shared_dir, workspace_home) -> Path:
     source = _shared("models", "efficientat", "mn04_as_mAP_432.pt")
     folder = workspace_home / "models" / "shared-efficientat"
     folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / source.name).is_symlink():
-        (folder / source.name).symlink_to(source)
+    for file in source.parent.iterdir():  # its label list and licence beside it, as in the release
+        if file.is_file() and not (folder / file.name).is_symlink():
+            (folder / file.name).symlink_to(file)
     return folder / source.name
 
 
