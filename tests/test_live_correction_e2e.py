@@ -1,0 +1,209 @@
+"""A wrong live answer, corrected three times in a real browser, is right afterwards.
+
+A run trained on the demo's sounds without sirens hears the fake microphone's
+siren as something else. Three times: listen, stop, "wrong? this is ..." a new
+class, siren, on the event. Then "Retrain": the new run listens to the same
+microphone and says "siren". The app is `audioclf app --readonly` with the
+owner's allowance for corrections (AUDIOCLF_READONLY_ALLOW=corrections), so the
+allowance is what lets a shared demo learn. Browser and server run in a network
+namespace of their own, as in tests/test_live_e2e.py (whose helpers this uses).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from test_live_e2e import (CHROMIUM, CHROMIUM_ARGS, LIVE_TIMEOUT, MAX_STARTS, PAGE_TIMEOUT, PORT, ROOT,
+                           START_TIMEOUT, STUCK_SECONDS, VIEWPORT, find_in_frames, in_frames, in_netns, netns_holder, no_exception, settle,
+                           start_until_label)
+
+pytestmark = pytest.mark.e2e
+
+WRONG = ("dial_tone", "rain", "clock_ticks", "bird_chirps")  # what a model without sirens may say
+CORRECTIONS = 3
+LISTEN_SECONDS = 4  # of siren in each stream whose event is corrected
+RETRAIN_TIMEOUT = 240_000  # ms
+SHOTS = Path(os.environ.get("AUDIOCLF_SCREENSHOTS") or "/tmp")
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory, yamnet_tflite):
+    """A workspace holding the demo data set without its sirens, and a small run trained on it."""
+    from audioclf.datasets import SplitConfig
+    from audioclf.datasets.demo import make_demo_dataset
+    from audioclf.features import YAMNetConfig
+    from audioclf.model import ModelConfig
+    from audioclf.training import RunConfig, TrainConfig, train
+
+    home = tmp_path_factory.mktemp("live_fix_home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AUDIOCLF_HOME", str(home))
+        root = make_demo_dataset(home / "datasets" / "no_sirens", clips_per_class=8)
+        shutil.rmtree(root / "siren")
+        train(RunConfig(dataset=str(root), split=SplitConfig(val=0.25, test=0.25, seed=0),
+                        features=YAMNetConfig(model=str(yamnet_tflite)), name="never heard a siren",
+                        model=ModelConfig(kind="baseline", dense_units=(32,)),
+                        train=TrainConfig(epochs=15, patience=None, batch_size=8, learning_rate=3e-3)))
+    return home
+
+
+@pytest.fixture(scope="module")
+def siren_wav(tmp_path_factory) -> Path:
+    """8 s of demo sirens (not in any data set here) for the fake microphone to loop."""
+    from audioclf.datasets.demo import synth_clip
+
+    y = np.concatenate([synth_clip("siren", np.random.default_rng([42, k])) for k in range(4)])
+    path = tmp_path_factory.mktemp("fake_mic_siren") / "siren.wav"
+    sf.write(path, np.resize(y, 8 * 16000), 16000, subtype="PCM_16")
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(home, yamnet_tflite):
+    if not Path(CHROMIUM).exists():
+        pytest.skip("install Debian's chromium: apt-get install -y chromium")
+    holder = netns_holder()
+    env = {**os.environ, "AUDIOCLF_HOME": str(home), "AUDIOCLF_YAMNET": str(yamnet_tflite),
+           "AUDIOCLF_READONLY_ALLOW": "corrections"}
+    env.pop("AUDIOCLF_READONLY", None)
+    env.pop("AUDIOCLF_EFFICIENTAT", None)
+    log = open(home / "server.log", "wb")
+    proc = subprocess.Popen(
+        [*in_netns(holder), sys.executable, "-m", "audioclf", "app", "--readonly", "--headless",
+         "--port", str(PORT), "--address", "127.0.0.1"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{PORT}"
+    probe = [*in_netns(holder), sys.executable, "-c",
+             f"import urllib.request; urllib.request.urlopen('{url}/_stcore/health', timeout=2)"]
+    deadline = time.time() + START_TIMEOUT
+    while subprocess.run(probe, capture_output=True).returncode != 0:
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            holder.kill()
+            pytest.fail("the app did not start:\n" + (home / "server.log").read_text()[-3000:])
+        time.sleep(0.5)
+    yield url, holder
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    holder.kill()
+    holder.wait()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(server, siren_wav, tmp_path_factory):
+    from playwright.sync_api import sync_playwright
+
+    _, holder = server
+    wrapper = tmp_path_factory.mktemp("chromium_fix") / "chromium-in-netns"
+    wrapper.write_text(f'#!/bin/sh\nexec {" ".join(in_netns(holder))} {CHROMIUM} "$@"\n')
+    wrapper.chmod(0o755)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(wrapper), args=[
+            *CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={siren_wav}"])
+        yield b
+        b.close()
+
+
+def live_labels(page) -> set[str]:
+    return {e.inner_text().strip() for e in page.locator('[data-testid="live-label"]').all()}
+
+
+def playing(page) -> bool:
+    """The server has this stream (the Start hint is gone and the component shows Stop)."""
+    return (page.get_by_text("allow the microphone").count() == 0
+            and find_in_frames(page, lambda f: f.get_by_role("button", name="Stop")) is not None)
+
+
+def listen_then_stop(page, shots: Path, home: Path) -> str:
+    """Start, let this stream run LISTEN_SECONDS past its first class label, Stop; returns the label.
+
+    The previous stream's label stays on the page after Stop, so a label counts only
+    once this stream plays. A stream still connecting after STUCK_SECONDS is stopped
+    and started again, as a user would (see start_until_label).
+    """
+    deadline = time.time() + LIVE_TIMEOUT / 1000
+    presses, pressed, label = 0, 0.0, ""
+    while time.time() < deadline and not label:
+        start = find_in_frames(page, lambda f: f.get_by_role("button", name="Start listening"))
+        waited = time.time() - pressed
+        if start is not None and presses < MAX_STARTS and waited > 3:
+            start.click()
+            presses, pressed = presses + 1, time.time()
+        elif start is None and waited > STUCK_SECONDS and not playing(page):
+            stop = find_in_frames(page, lambda f: f.get_by_role("button", name="Stop"))
+            if stop is not None:
+                stop.click()
+        page.wait_for_timeout(500)
+        if playing(page):
+            page.wait_for_timeout(1500)  # past the previous stream's label
+            label = next(iter(live_labels(page) & {*WRONG, "siren"}), "")
+    if not label:
+        page.screenshot(path=SHOTS / "listen_failed.png", full_page=True)
+        raise AssertionError(f"no class label within {LIVE_TIMEOUT / 1000:.0f} s ({presses} Start presses): "
+                             f"{live_labels(page)}")
+    page.wait_for_timeout(LISTEN_SECONDS * 1000)
+    label = next(iter(live_labels(page) & {*WRONG, "siren"}), label)
+    in_frames(page, lambda f: f.get_by_role("button", name="Stop")).click()
+    in_frames(page, lambda f: f.get_by_role("button", name="Start listening"))
+    settle(page)
+    return label
+
+
+def choose(page, label: str, option: str) -> None:
+    """Pick `option` in the Streamlit selectbox labelled `label`."""
+    page.locator('[data-testid="stSelectbox"]', has_text=label).last.click()
+    page.get_by_role("option", name=option, exact=True).click()
+    settle(page)
+
+
+def test_a_wrong_live_answer_corrected_three_times_is_right_afterwards(server, browser, home, tmp_path):
+    url, _ = server
+    page = browser.new_page(viewport=VIEWPORT)
+    page.set_default_timeout(PAGE_TIMEOUT)
+    page.goto(url)
+    settle(page)
+    page.locator('[data-testid="stSidebarNav"] a', has_text="Live").first.click()
+    page.locator("h1", has_text="Live").wait_for()
+    settle(page)
+    heard = []
+    for k in range(CORRECTIONS):
+        heard.append(listen_then_stop(page, tmp_path, home))
+        page.get_by_role("button", name="Refresh").click()  # the newest event first
+        settle(page)
+        page.locator('[data-testid="stSelectbox"]', has_text="Correct a detected event").wait_for()
+        page.screenshot(path=SHOTS / f"fix_{k}.png", full_page=True)
+        page.locator('[data-testid="stPopover"]', has_text="Wrong? This is").last.locator("button").first.click()
+        choose(page, "The right class", "a new class...")
+        page.get_by_label("New class name").fill("siren")
+        page.get_by_label("New class name").press("Enter")
+        settle(page)
+        page.get_by_role("button", name="Add it to the data set").click()
+        page.get_by_text("Added to the data set as").first.wait_for()
+        settle(page)
+        no_exception(page)
+    assert set(heard) <= set(WRONG), f"the run without sirens already said siren: {heard}"
+    corrections = sorted((home / "datasets" / "no_sirens" / "siren").glob("correction-*.wav"))
+    assert len(corrections) == CORRECTIONS
+
+    page.get_by_role("button", name=f"Retrain with {CORRECTIONS} correction(s)").click()
+    page.get_by_text("Retrained as run").first.wait_for(timeout=RETRAIN_TIMEOUT)
+    settle(page)
+    no_exception(page)
+    assert page.get_by_text("Corrections now right").count() == 1
+    # The retrained run is the selected one now: the same microphone is a siren.
+    start_until_label(page, "siren", tmp_path, home)
+    print(f"before: {heard}; after: siren")
+    page.close()
