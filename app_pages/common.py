@@ -259,6 +259,17 @@ def read_only() -> bool:
     return workspace.read_only()
 
 
+def picker_index(key: str, options: list, default: int) -> dict:
+    """The `index` argument of a selectbox with `key`: `default`, unless its state holds an option.
+
+    Passing an index beside a state set through st.session_state makes Streamlit warn on
+    the page, and the state is what the picker must show.
+    """
+    if key in st.session_state and st.session_state[key] not in options:
+        del st.session_state[key]  # a run deleted since
+    return {} if key in st.session_state else {"index": default}
+
+
 def choose_run(key: str, label: str = "Model (run)"):
     """A selectbox of finished runs, the best (validation macro F1) preselected; None if there is none.
 
@@ -285,7 +296,7 @@ def choose_run(key: str, label: str = "Model (run)"):
         return f"{r.id} {r.name}  ({r.model}/{r.features}, {score})"
 
     names = {r.id: describe(r) for r in done}
-    run_id = st.selectbox(label, ids, index=default, format_func=names.get, key=key,
+    run_id = st.selectbox(label, ids, format_func=names.get, key=key, **picker_index(key, ids, default),
                           help="The run with the best validation macro F1 is preselected.")
     st.session_state[RUN_KEY] = run_id
     return run_id

@@ -27,12 +27,14 @@ def allowed() -> bool:
 
 
 def apply_pending_run(key: str) -> None:
-    """Before a run picker with ``key`` renders: switch it to a run a retrain just made."""
+    """Before a run picker with ``key`` renders: switch it to a run a retrain just made.
+
+    The picker's own state is set (not dropped): a browser sends back the value it shows
+    with its next rerun, so a dropped state came back as the old run at the next click.
+    """
     pending = st.session_state.pop(PENDING_RUN, None)
     if pending:
-        # The picker is made afresh, preselecting RUN_KEY (setting its own key would clash
-        # with the index it is given).
-        st.session_state.pop(key, None)
+        st.session_state[key] = pending
         st.session_state[RUN_KEY] = pending
 
 

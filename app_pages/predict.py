@@ -12,7 +12,8 @@ from audioclf.inference import threshold_info, threshold_text
 from audioclf.inference.confidence import UNKNOWN, UNKNOWN_TEXT
 from audioclf.insight import plotting
 from audioclf.training import runs
-from app_pages.common import RUN_KEY, code, expand, guard, load_predictor, read_only, upload_limit_mb
+from app_pages.common import (RUN_KEY, code, expand, guard, load_predictor, picker_index, read_only,
+                              upload_limit_mb)
 from app_pages.correct import apply_pending_run, retrain_panel, wrong_control
 
 AUDIO_TYPES = ["wav", "flac", "ogg", "oga", "mp3"]
@@ -192,6 +193,7 @@ if not done:
 
 ids = [r.id for r in done]
 best = runs.best_run()
+apply_pending_run("pr_run")  # a retrain just made a new run: select it
 wanted = st.session_state.get(RUN_KEY)
 default = ids.index(wanted) if wanted in ids else ids.index(best.id) if best and best.id in ids else 0
 
@@ -204,8 +206,8 @@ def _score(r: runs.RunInfo) -> str:
 
 
 names = {r.id: f"{r.id} {r.name}  ({r.model}/{r.features}, {_score(r)})" for r in done}
-apply_pending_run("pr_run")
-run_id = st.selectbox("Model (run)", ids, index=default, format_func=names.get, key="pr_run",
+run_id = st.selectbox("Model (run)", ids, format_func=names.get, key="pr_run",
+                      **picker_index("pr_run", ids, default),
                       help="The run with the best validation macro F1 is preselected.")
 st.caption(f"Classes: {', '.join(code(label) for label in runs.load_run(run_id).labels)}")
 

@@ -1,9 +1,9 @@
 """A wrong live answer, corrected three times in a real browser, is right afterwards.
 
 A run trained on the demo's sounds without sirens hears the fake microphone's
-siren as something else. Three times: listen, stop, "wrong? this is ..." a new
-class, siren, on the event. Then "Retrain": the new run listens to the same
-microphone and says "siren". The app is `audioclf app --readonly` with the
+siren as something else. Listen, stop, and three of the stream's events get
+"wrong? this is ..." a new class, siren. Then "Retrain": the new run is selected,
+listens to the same microphone and says "siren". The app is `audioclf app --readonly` with the
 owner's allowance for corrections (AUDIOCLF_READONLY_ALLOW=corrections), so the
 allowance is what lets a shared demo learn. Browser and server run in a network
 namespace of their own, as in tests/test_live_e2e.py (whose helpers this uses).
@@ -22,14 +22,14 @@ import pytest
 import soundfile as sf
 
 from test_live_e2e import (CHROMIUM, CHROMIUM_ARGS, LIVE_TIMEOUT, MAX_STARTS, PAGE_TIMEOUT, PORT, ROOT,
-                           START_TIMEOUT, STUCK_SECONDS, VIEWPORT, find_in_frames, in_frames, in_netns, netns_holder, no_exception, settle,
-                           start_until_label)
+                           START_TIMEOUT, STUCK_SECONDS, VIEWPORT, find_in_frames, in_frames, in_netns, netns_holder,
+                           no_exception, settle)
 
 pytestmark = pytest.mark.e2e
 
 WRONG = ("dial_tone", "rain", "clock_ticks", "bird_chirps")  # what a model without sirens may say
 CORRECTIONS = 3
-LISTEN_SECONDS = 4  # of siren in each stream whose event is corrected
+LISTEN_SECONDS = 12  # of siren in the stream whose events are corrected
 RETRAIN_TIMEOUT = 240_000  # ms
 SHOTS = Path(os.environ.get("AUDIOCLF_SCREENSHOTS") or "/tmp")
 
@@ -117,22 +117,18 @@ def browser(server, siren_wav, tmp_path_factory):
         b.close()
 
 
-def live_labels(page) -> set[str]:
-    return {e.inner_text().strip() for e in page.locator('[data-testid="live-label"]').all()}
-
-
-def playing(page) -> bool:
-    """The server has this stream (the Start hint is gone and the component shows Stop)."""
-    return (page.get_by_text("allow the microphone").count() == 0
-            and find_in_frames(page, lambda f: f.get_by_role("button", name="Stop")) is not None)
+def live_labels(page, state: str | None = None) -> set[str]:
+    """The big label's text (only a label in `state`, e.g. "live": this stream's own)."""
+    sel = '[data-testid="live-label"]' + (f'[data-state="{state}"]' if state else "")
+    return {e.inner_text().strip() for e in page.locator(sel).all()}
 
 
 def listen_then_stop(page, shots: Path, home: Path) -> str:
     """Start, let this stream run LISTEN_SECONDS past its first class label, Stop; returns the label.
 
-    The previous stream's label stays on the page after Stop, so a label counts only
-    once this stream plays. A stream still connecting after STUCK_SECONDS is stopped
-    and started again, as a user would (see start_until_label).
+    The previous stream's label stays on the page (marked stopped), so only a label of
+    this stream (state "live") counts. A stream still connecting after STUCK_SECONDS is
+    stopped and started again, as a user would (see test_live_e2e.start_until_label).
     """
     deadline = time.time() + LIVE_TIMEOUT / 1000
     presses, pressed, label = 0, 0.0, ""
@@ -142,22 +138,21 @@ def listen_then_stop(page, shots: Path, home: Path) -> str:
         if start is not None and presses < MAX_STARTS and waited > 3:
             start.click()
             presses, pressed = presses + 1, time.time()
-        elif start is None and waited > STUCK_SECONDS and not playing(page):
+        elif start is None and waited > STUCK_SECONDS and not live_labels(page, "live"):
             stop = find_in_frames(page, lambda f: f.get_by_role("button", name="Stop"))
             if stop is not None:
                 stop.click()
         page.wait_for_timeout(500)
-        if playing(page):
-            page.wait_for_timeout(1500)  # past the previous stream's label
-            label = next(iter(live_labels(page) & {*WRONG, "siren"}), "")
+        label = next(iter(live_labels(page, "live") & {*WRONG, "siren"}), "")
     if not label:
         page.screenshot(path=SHOTS / "listen_failed.png", full_page=True)
         raise AssertionError(f"no class label within {LIVE_TIMEOUT / 1000:.0f} s ({presses} Start presses): "
                              f"{live_labels(page)}")
     page.wait_for_timeout(LISTEN_SECONDS * 1000)
-    label = next(iter(live_labels(page) & {*WRONG, "siren"}), label)
+    label = next(iter(live_labels(page, "live") & {*WRONG, "siren"}), label)
     in_frames(page, lambda f: f.get_by_role("button", name="Stop")).click()
     in_frames(page, lambda f: f.get_by_role("button", name="Start listening"))
+    page.locator('[data-testid="live-label"][data-state="stopped"]').wait_for()
     settle(page)
     return label
 
@@ -178,12 +173,22 @@ def test_a_wrong_live_answer_corrected_three_times_is_right_afterwards(server, b
     page.locator('[data-testid="stSidebarNav"] a', has_text="Live").first.click()
     page.locator("h1", has_text="Live").wait_for()
     settle(page)
+    # One stream, three of its (wrong) events corrected: each Start of a stream is a WebRTC
+    # negotiation, which a loaded machine can fail; the retrained run needs one more.
+    listen_then_stop(page, tmp_path, home)
+    page.get_by_role("button", name="Refresh").click()
+    settle(page)
+    events = page.locator('[data-testid="stSelectbox"]', has_text="Correct a detected event")
+    events.wait_for()
+    events.click()
+    names = [o.inner_text().strip() for o in page.get_by_role("option").all()]
+    page.keyboard.press("Escape")
+    settle(page)
+    assert len(names) >= CORRECTIONS, f"a {LISTEN_SECONDS} s stream logged {names}"
     heard = []
-    for k in range(CORRECTIONS):
-        heard.append(listen_then_stop(page, tmp_path, home))
-        page.get_by_role("button", name="Refresh").click()  # the newest event first
-        settle(page)
-        page.locator('[data-testid="stSelectbox"]', has_text="Correct a detected event").wait_for()
+    for k, name in enumerate(names[:CORRECTIONS]):
+        choose(page, "Correct a detected event", name)
+        heard.append(name.split(": ", 1)[1])
         page.screenshot(path=SHOTS / f"fix_{k}.png", full_page=True)
         page.locator('[data-testid="stPopover"]', has_text="Wrong? This is").last.locator("button").first.click()
         choose(page, "The right class", "a new class...")
@@ -203,7 +208,21 @@ def test_a_wrong_live_answer_corrected_three_times_is_right_afterwards(server, b
     settle(page)
     no_exception(page)
     assert page.get_by_text("Corrections now right").count() == 1
-    # The retrained run is the selected one now: the same microphone is a siren.
-    start_until_label(page, "siren", tmp_path, home)
+    # The retrained run is the selected one now, and stays so through the next clicks: the
+    # same microphone is a siren. (Only that run knows the class: any label reading siren is
+    # its own, whether its stream still plays or has stopped since.)
+    classes = page.get_by_text("Classes: ", exact=False)
+    assert "siren" in classes.first.inner_text()  # the picker shows the retrained run
+    deadline = time.time() + LIVE_TIMEOUT / 1000
+    presses, pressed = 0, 0.0
+    while time.time() < deadline and "siren" not in live_labels(page):
+        start = find_in_frames(page, lambda f: f.get_by_role("button", name="Start listening"))
+        if start is not None and presses < MAX_STARTS and time.time() - pressed > 5:
+            start.click()
+            presses, pressed = presses + 1, time.time()
+        page.wait_for_timeout(500)
+    page.screenshot(path=SHOTS / "fix_after.png", full_page=True)
+    assert "siren" in live_labels(page), f"after the retrain: {live_labels(page)} ({presses} Start presses)"
+    assert "siren" in classes.first.inner_text()
     print(f"before: {heard}; after: siren")
     page.close()
