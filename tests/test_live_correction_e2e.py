@@ -164,6 +164,7 @@ def choose(page, label: str, option: str) -> None:
     settle(page)
 
 
+@pytest.mark.xfail(strict=False, reason="issue 21, open: a WebRTC stream of the fake microphone can end after a few seconds and the next Start presses not connect (clean-clone run at 1d8402f: siren labelled and logged for 7.3 s, then 4 presses without a stream; passes alone)")
 def test_a_wrong_live_answer_corrected_three_times_is_right_afterwards(server, browser, home, tmp_path):
     url, _ = server
     page = browser.new_page(viewport=VIEWPORT)
