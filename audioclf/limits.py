@@ -71,6 +71,13 @@ ZIP_MAX_RATIO: float = _env("ZIP_MAX_RATIO", 100.0, whole=False)
 ZIP_RATIO_FREE_BYTES: int = _env("ZIP_RATIO_FREE_MB", 64, unit=MB)
 ZIP_MEMBER_RATIO_FREE_BYTES: int = _env("ZIP_MEMBER_RATIO_FREE_MB", 8, unit=MB)
 
+# --- copying and downloading (archive members, ESC-50, the EfficientAT release) ----------
+
+# Bytes per read when a file is copied or downloaded: memory stays one block.
+COPY_CHUNK_BYTES: int = 1 << 16
+# A server that sends nothing for this long is given up on.
+DOWNLOAD_TIMEOUT_SECONDS: float = _env("DOWNLOAD_TIMEOUT_SECONDS", 30.0, whole=False)
+
 # --- analysis (the Explore page, and anything else that draws a whole clip) -------------
 
 # Above this rate "native" is analysed at this rate: nothing a person looks at in a

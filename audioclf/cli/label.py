@@ -7,7 +7,7 @@ from pathlib import Path
 from .common import EXIT_OK, CLIError, Command, ProgressBar, add_format_argument, err, write_rows
 
 CUTS = ("events", "fixed", "whole")
-EMBEDDERS = ("auto", "efficientat", "yamnet", "mfcc")
+EMBEDDER_CHOICES = ("auto", "efficientat", "yamnet", "mfcc")
 
 
 def label_arguments(p: argparse.ArgumentParser) -> None:
@@ -17,7 +17,7 @@ def label_arguments(p: argparse.ArgumentParser) -> None:
                    help="sound events, fixed windows, or each file as one clip (default: events)")
     p.add_argument("--length", type=float, default=2.0, help="fixed window length in seconds (default: 2)")
     p.add_argument("--hop", type=float, help="fixed window hop in seconds (default: the length)")
-    p.add_argument("--embedder", choices=EMBEDDERS, default="auto",
+    p.add_argument("--embedder", choices=EMBEDDER_CHOICES, default="auto",
                    help="what embeds the clips (default: auto, the best available)")
     p.add_argument("--session", help="the session's name (default: the folder's)")
     p.add_argument("--out", metavar="NAME", help="save the groups as a workspace data set called NAME")

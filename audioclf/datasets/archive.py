@@ -29,7 +29,6 @@ from pathlib import Path, PurePosixPath
 from audioclf import limits
 from audioclf.datasets.base import DatasetError, is_audio, is_hidden
 
-CHUNK_BYTES = 1 << 16
 
 
 class ArchiveError(DatasetError):
@@ -75,7 +74,7 @@ def _copy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path) -> No
     """Copy one member by hand (zf.extract() silently rewrites bad names), at most its declared size."""
     left = info.file_size
     with zf.open(info) as src, open(target, "wb") as out:
-        while chunk := src.read(CHUNK_BYTES):
+        while chunk := src.read(limits.COPY_CHUNK_BYTES):
             left -= len(chunk)
             if left < 0:
                 raise ArchiveError(f"Refusing to unpack member '{info.filename}': it is larger than the archive says.")

@@ -18,6 +18,7 @@ import zipfile
 from os import PathLike
 from pathlib import Path
 
+from audioclf import limits
 from audioclf.datasets.archive import ArchiveError, safe_extract
 from audioclf.datasets.base import ESC50_META
 from audioclf.errors import AudioclfError
@@ -25,8 +26,6 @@ from audioclf.progress import Progress
 
 ESC50_URL = "https://github.com/karoldvl/ESC-50/archive/master.zip"
 ESC50_DIRNAME = "esc50"
-CHUNK_BYTES = 1 << 16
-TIMEOUT_SECONDS = 30
 NETWORK_SCHEMES = ("http", "https", "ftp")
 
 
@@ -60,13 +59,13 @@ def download_file(url: str, dest: str | PathLike, progress: Progress | None = No
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as out:
-            with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as resp:
+            with urllib.request.urlopen(url, timeout=limits.DOWNLOAD_TIMEOUT_SECONDS) as resp:
                 length = resp.headers.get("Content-Length")
                 total = int(length) if length and length.isdigit() else 0
                 done = 0
                 if progress:
                     progress(done, total)
-                while chunk := resp.read(CHUNK_BYTES):
+                while chunk := resp.read(limits.COPY_CHUNK_BYTES):
                     out.write(chunk)
                     done += len(chunk)
                     if progress:

@@ -27,4 +27,4 @@ def start_training(cfg) -> str:
 def cancel_run(run_id: str, wait: float = jobs.CANCEL_WAIT) -> str:
     """Ask a run to stop; kill it if it has not stopped after `wait` s. Returns its final state."""
     workspace.require_writable("cancel a training run")
-    return jobs.cancel(runs.run_dir(run_id), wait, runs.INTERRUPTED)
+    return jobs.cancel(runs.run_dir(run_id), wait, runs.RUN_INTERRUPTED)

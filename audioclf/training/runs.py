@@ -38,11 +38,11 @@ MODEL = "model.keras"
 METRICS = "metrics.json"
 PREDICTIONS = "predictions.csv"
 
-STATES = ("queued", "extracting", "training", "done", "failed", "cancelled")
+RUN_STATES = ("queued", "extracting", "training", "done", "failed", "cancelled")
 # What a run is doing (status.json "phase", and the "phase" of its progress events).
 CHOOSING, EXTRACTING, TRAINING, EVALUATING = "choosing", "extracting", "training", "evaluating"
-PHASES = (CHOOSING, EXTRACTING, TRAINING, EVALUATING)
-INTERRUPTED = "Interrupted: the training process ended without finishing (killed or crashed)."
+RUN_PHASES = (CHOOSING, EXTRACTING, TRAINING, EVALUATING)
+RUN_INTERRUPTED = "Interrupted: the training process ended without finishing (killed or crashed)."
 # A queued run gets its process id within a second of being created; one still without
 # one after this long was never started (its starter died) and is not in progress.
 START_GRACE = jobs.START_GRACE
@@ -62,7 +62,7 @@ class RunStatus:
 
     run_id: str
     state: str
-    phase: str = ""  # one of PHASES ("" while queued)
+    phase: str = ""  # one of RUN_PHASES ("" while queued)
     phase_done: int = 0
     phase_total: int = 0
     epoch: int = 0
@@ -194,7 +194,7 @@ def read_history(run_id: str) -> list[dict]:
 
 def read_status(run_id: str) -> dict:
     """status.json, with a not-final run whose process is gone reported as failed."""
-    return jobs.read_status(run_dir(run_id), INTERRUPTED)
+    return jobs.read_status(run_dir(run_id), RUN_INTERRUPTED)
 
 
 def run_status(run_id: str) -> RunStatus:

@@ -6,7 +6,7 @@ does (:mod:`~audioclf.tuning.objective`) and running a search (:mod:`~audioclf.t
     cfg = TuneConfig(base=RunConfig(...), space=default_space("mfcc"), trials=30)
     result = run_study(cfg)            # in this process; start_tuning(cfg) runs it in the background
 """
-from audioclf.tuning.config import OBJECTIVES, PRUNERS, SAMPLERS, STATES, TuneConfig, TuneResult
+from audioclf.tuning.config import OBJECTIVES, PRUNERS, SAMPLERS, STUDY_STATES, TuneConfig, TuneResult
 from audioclf.tuning.objective import prepare, search_items
 from audioclf.tuning.search import cancel_tuning, run_study, start_tuning
 from audioclf.tuning.space import (Param, SearchSpace, TuningError, apply_params, check_space, default_space,
@@ -14,7 +14,7 @@ from audioclf.tuning.space import (Param, SearchSpace, TuningError, apply_params
 from audioclf.tuning.studies import (create_study, delete_study, figures, leaderboard, list_studies, load_config,
                                      read_status, study_dir, summarize, update_status)
 
-__all__ = ["OBJECTIVES", "PRUNERS", "SAMPLERS", "STATES", "Param", "SearchSpace", "TuneConfig", "TuneResult", "TuningError", "apply_params", "cancel_tuning",
+__all__ = ["OBJECTIVES", "PRUNERS", "SAMPLERS", "STUDY_STATES", "Param", "SearchSpace", "TuneConfig", "TuneResult", "TuningError", "apply_params", "cancel_tuning",
            "check_space", "create_study", "default_space", "delete_study", "figures", "leaderboard", "list_studies", "load_config",
            "parse_param", "parse_vary", "prepare", "read_status", "run_study", "search_items", "searchable",
            "start_tuning", "study_dir", "summarize", "update_status"]

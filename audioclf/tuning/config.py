@@ -10,7 +10,7 @@ from .space import SearchSpace, TuningError, default_space
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("median", "hyperband", "none")
 OBJECTIVES = ("val", "cv")
-STATES = ("queued", "extracting", "searching", "training", "done", "failed", "cancelled")
+STUDY_STATES = ("queued", "extracting", "searching", "training", "done", "failed", "cancelled")
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from ..training.config import RunConfig
 from .config import TuneConfig, TuneResult
 from .objective import OutOfTime, TrialData, make_objective, prepare, search_items
 from .space import TuningError, check_space
-from .studies import (INTERRUPTED, JOURNAL, STORAGE_READY, check_idle, create_study, fail_running, leaderboard,
+from .studies import (SEARCH_INTERRUPTED, JOURNAL, STORAGE_READY, check_idle, create_study, fail_running, leaderboard,
                       load_config, open_study, storage_url, study_dir, summarize, update_status)
 
 ENTRY_MODULE = "audioclf.tuning"  # `python -m` entry point of a search and of its trial workers
@@ -317,6 +317,6 @@ def start_tuning(cfg: TuneConfig | None = None, study: str | None = None, *, tri
 def cancel_tuning(study: str, wait: float = jobs.CANCEL_WAIT) -> str:
     """Ask a search to stop; kill it (and its workers) if it has not after `wait` s. Returns its state."""
     workspace.require_writable("cancel a hyperparameter search")
-    state = jobs.cancel(study_dir(study), wait, INTERRUPTED)
+    state = jobs.cancel(study_dir(study), wait, SEARCH_INTERRUPTED)
     fail_running(study)  # trials of killed workers
     return state

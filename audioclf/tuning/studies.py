@@ -28,7 +28,7 @@ HEARTBEAT = 10  # seconds; a trial silent for GRACE is failed (its worker was ki
 GRACE = 30
 STOPPED_ATTR = "stopped_trials"  # study attribute: trials failed because the search was cancelled
 STOPPED_NOTE = "stopped: the search was cancelled"
-INTERRUPTED = "Interrupted: the search process ended without finishing (killed or crashed)."
+SEARCH_INTERRUPTED = "Interrupted: the search process ended without finishing (killed or crashed)."
 # status.json field: the search has opened (created) the study's database, so readers may open it too.
 STORAGE_READY = "storage_ready"
 PRUNE_WARMUP_SHARE = 0.2  # the median pruner leaves the first fifth of the epochs alone
@@ -93,7 +93,7 @@ def update_status(study: str, **values: Any) -> dict:
 
 def read_status(study: str) -> dict:
     """status.json; a not-final study whose process is gone reads as failed (interrupted)."""
-    return jobs.read_status(study_dir(study), INTERRUPTED)
+    return jobs.read_status(study_dir(study), SEARCH_INTERRUPTED)
 
 
 def check_idle(study: str) -> None:

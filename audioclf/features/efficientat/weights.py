@@ -25,6 +25,7 @@ from pathlib import Path
 
 from audioclf import workspace
 from audioclf.errors import AudioclfError
+from audioclf import limits
 from audioclf.features import sources
 from audioclf.features.efficientat import architecture, params
 from audioclf.features.efficientat.checkpoint import CheckpointError, read_state_dict
@@ -32,8 +33,6 @@ from audioclf.features.efficientat.checkpoint import CheckpointError, read_state
 ENV_WEIGHTS = "AUDIOCLF_EFFICIENTAT"
 ENV_RELEASE = "AUDIOCLF_EFFICIENTAT_URL"
 FOLDER = "efficientat"
-CHUNK_BYTES = 1 << 16
-TIMEOUT_SECONDS = 30
 
 
 class EfficientATUnavailable(AudioclfError, RuntimeError):
@@ -198,11 +197,11 @@ def download_checkpoint(name: str, *, url: str | None = None, progress=None) -> 
 
 def _fetch(url: str, dest: Path, progress=None) -> None:
     """``url`` (http(s):// or file://) to ``dest`` in chunks."""
-    with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as resp, open(dest, "wb") as out:
+    with urllib.request.urlopen(url, timeout=limits.DOWNLOAD_TIMEOUT_SECONDS) as resp, open(dest, "wb") as out:
         length = resp.headers.get("Content-Length")
         total = int(length) if length and length.isdigit() else None
         done = 0
-        while chunk := resp.read(CHUNK_BYTES):
+        while chunk := resp.read(limits.COPY_CHUNK_BYTES):
             out.write(chunk)
             done += len(chunk)
             if progress:
