@@ -68,13 +68,17 @@ def show_study(study: str, live: bool) -> bool:
                     else "Starting (loading the data set and TensorFlow)...")
     elif state == "searching":
         target, before = status.get("target"), int(status.get("n_before", 0))
-        # Both counts from the one leaderboard read: a trial starting between two reads made this negative.
-        running = sum(r["state"] == "running" for r in board)
-        done = max(0, len(board) - before - running)
+        # This search's trials only (Optuna numbers a study's trials in order, so they are those
+        # from n_before on), all from the one leaderboard read: a trial starting between two reads
+        # made the count negative, and an earlier search's trial still marked running hid a finished one.
+        mine = [r for r in board if r["trial"] >= before]
+        running = sum(r["state"] == "running" for r in mine)
+        done = len(mine) - running
         todo = (target - before) if target else None
         frac = min(1.0, done / todo) if todo and todo > 0 else 0.0
         text = f"{done} of {todo} trials finished" if todo else f"{done} trials finished (until the time limit)"
-        st.progress(frac, text=f"{text}, {running} running")
+        earlier = f" (and {plural(before, 'trial')} of earlier searches)" if before else ""
+        st.progress(frac, text=f"{text}, {running} running{earlier}")
     elif state == "training":
         st.progress(1.0, text=status.get("message", "Training the best config"))
     c = st.columns(5)

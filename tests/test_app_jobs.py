@@ -161,3 +161,21 @@ def test_the_tune_progress_never_goes_negative(sleeper):
     assert not tune.exception, tune.exception
     assert "0 of 2 trials finished" in " ".join(p.proto.text for p in tune.get("progress"))
     assert tune.button(key=f"tu_cancel_{study}").label == "Cancel search"
+
+
+def test_the_tune_progress_counts_this_searchs_trials_only(sleeper):
+    """Issue 21, minor: "0 of 6 trials finished" counted old trials: a trial of an earlier search
+    still marked running (a worker killed less than Optuna's grace period ago) hid one of this
+    search's finished trials, and read as running in this search."""
+    from audioclf.tuning import studies
+
+    study = search(sleeper, state="searching", n_before=3, target=5, workers=1)
+    s = studies.open_study(study)
+    for value in (0.5, 0.6):  # the earlier search: two finished trials...
+        s.tell(s.ask(), value)
+    s.ask()  # ...and one its killed worker left running
+    s.tell(s.ask(), 0.7)  # this search: one finished
+    tune = new_app("tune")
+    assert not tune.exception, tune.exception
+    text = " ".join(p.proto.text for p in tune.get("progress"))
+    assert "1 of 2 trials finished, 0 running (and 3 trials of earlier searches)" in text, text

@@ -219,8 +219,12 @@ def test_cancel_stops_a_background_search_within_seconds(tiny):
     while any(jobs.pid_alive(pid) for pid in pids):  # exiting (TensorFlow's threads) takes a moment
         assert time.time() - t0 < 15, [pid for pid in pids if jobs.pid_alive(pid)]
         time.sleep(0.2)
-    assert all(r["state"] != "running" for r in tuning.leaderboard(study))
-    assert tuning.summarize(study).run_id is None
+    board = tuning.leaderboard(study)
+    assert all(r["state"] != "running" for r in board)
+    # The trials the cancel stopped say so (Optuna stores them failed; they read `fail` before).
+    assert any(r["state"] == "cancelled" for r in board) and all(r["state"] != "fail" for r in board), board
+    result = tuning.summarize(study)
+    assert result.run_id is None and result.n_failed == 0 and result.n_cancelled >= 1
 
 
 def _is_zombie(pid: int) -> bool:
@@ -354,3 +358,46 @@ def test_a_study_on_a_journal_file_runs_resumes_and_lists(tiny, capsys):
     assert sum(t.state.is_finished() for t in trials) == 4
     assert main(["studies", "show", "journal", "--format", "csv"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 1 + 4
+
+
+def test_a_trial_stopped_by_a_cancel_in_this_process_reads_cancelled_not_fail(tiny):
+    """Issue 21, minor: the search's own cancel showed its running trial as `fail`."""
+    cfg = tuning.TuneConfig(base=tiny_base(tiny, epochs=500), space=tiny_space(), trials=3, workers=1,
+                            final_run=False)
+    study = tuning.create_study(cfg)
+
+    def a_trial_runs() -> bool:  # polled every batch: cancel as soon as a trial trains
+        return any(r["state"] == "running" for r in tuning.leaderboard(study))
+
+    result = tuning.run_study(study=study, should_stop=a_trial_runs)
+    assert result.state == "cancelled"
+    board = tuning.leaderboard(study)
+    assert [r["state"] for r in board] == ["cancelled"], board
+    assert board[0]["note"] == tuning.studies.STOPPED_NOTE
+    assert (result.n_cancelled, result.n_failed) == (1, 0)
+
+
+def test_a_resumed_search_keeps_the_run_of_a_best_trial_it_did_not_beat(tiny, monkeypatch):
+    """Issue 21, minor: resuming a study retrained the same best trial as a second, identical run."""
+    from audioclf.tuning import search
+
+    cfg = tuning.TuneConfig(base=tiny_base(tiny), space=tiny_space(), trials=2, workers=1)
+    first = tuning.run_study(cfg)
+    study, run_id = first.study, first.run_id
+    assert run_id
+    real = search.make_objective
+
+    def scores_nothing(*args, **kw):  # the resumed trial trains for real, and is worse than any
+        objective = real(*args, **kw)
+        return lambda trial: objective(trial) * 0.0 - 1.0
+
+    monkeypatch.setattr(search, "make_objective", scores_nothing)
+    again = tuning.run_study(study=study, trials=1, workers=1)
+    assert again.state == "done" and again.n_trials == 3 and again.best_trial == first.best_trial
+    assert [r.id for r in runs.list_runs() if r.name.startswith(f"{study} best")] == [run_id]
+    assert again.run_id == run_id
+    assert f"still trial {first.best_trial}" in tuning.read_status(study)["message"]
+    # A run deleted since is trained again.
+    runs.delete_run(run_id)
+    third = tuning.run_study(study=study, trials=1, workers=1)
+    assert third.run_id and third.run_id != run_id and runs.read_status(third.run_id)["state"] == "done"

@@ -88,7 +88,7 @@ class TuneResult:
     n_trials: int
     n_complete: int
     n_pruned: int
-    n_failed: int
+    n_failed: int  # failed trials; those the search's cancel stopped are n_cancelled
     best_value: float | None
     best_params: dict
     best_trial: int | None
@@ -96,6 +96,7 @@ class TuneResult:
     run_id: str | None
     seconds: float
     message: str = ""
+    n_cancelled: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)

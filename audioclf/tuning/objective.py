@@ -232,6 +232,9 @@ def make_objective(cfg: TuneConfig, data: TrialData, stop: Callable[[], bool],
             trial.set_user_attr("seconds", round(time.time() - t0, 2))
         trial.set_user_attr("epochs", epochs)
         if status == "cancelled":
+            from .studies import CANCELLED_ATTR
+
+            trial.set_user_attr(CANCELLED_ATTR, True)  # Optuna stores it as failed; the leaderboard says cancelled
             raise Cancelled()
         if status == "out_of_time":
             trial.set_user_attr("error", "stopped: the time budget ran out")

@@ -30,7 +30,7 @@ from .config import TuneConfig, TuneResult
 from .objective import OutOfTime, TrialData, make_objective, prepare, search_items
 from .space import TuningError, check_space
 from .studies import (SEARCH_INTERRUPTED, JOURNAL, STORAGE_READY, check_idle, create_study, fail_running, leaderboard,
-                      load_config, open_study, storage_url, study_dir, summarize, update_status)
+                      load_config, open_study, read_status, storage_url, study_dir, summarize, update_status)
 
 ENTRY_MODULE = "audioclf.tuning"  # `python -m` entry point of a search and of its trial workers
 WORKER_STOP_WAIT = 2.0  # a cancelled search waits this long for its workers, well within jobs.CANCEL_WAIT
@@ -199,10 +199,15 @@ def _run(cfg: TuneConfig, study: str, trials, timeout, emit, stop, workers, t0) 
                               f"({new} started, none finished). Give a longer timeout or fewer epochs.")
         raise TuningError(f"No trial finished ({result.n_pruned} pruned, {result.n_failed} failed): "
                           + _first_error(study))
-    run_id = None
-    if cfg.final_run:
+    # A resumed search whose best trial is still the one trained last time keeps that run:
+    # training the same config again gave a second, identical run.
+    run_id = _trained_already(study, result.best_trial)
+    message = f"Done: the best trial is still trial {result.best_trial}, trained before as run {run_id}" \
+        if run_id else "Done"
+    if run_id is None and cfg.final_run:
         run_id = _final_run(study, result, emit, stop)
-    update_status(study, state="done", message="Done", finished=time.time(), run_id=run_id)
+    update_status(study, state="done", message=message, finished=time.time(), run_id=run_id,
+                  run_trial=result.best_trial if run_id else None)
     result = summarize(study, search_seconds)
     return result
 
@@ -275,6 +280,18 @@ def _search_workers(study, emit, stop, target, deadline, before, n: int) -> None
         raise TuningError("The search's worker processes failed: " + " | ".join(tail))
 
 
+def _trained_already(study: str, trial: int | None) -> str | None:
+    """The finished run an earlier search of `study` trained from trial `trial`, if it is still there."""
+    status = read_status(study)
+    run_id = status.get("run_id")
+    if trial is None or not run_id or status.get("run_trial") != trial:
+        return None
+    try:
+        return run_id if runs.read_status(run_id).get("state") == "done" else None
+    except (runs.RunError, OSError):  # deleted since
+        return None
+
+
 def _final_run(study: str, result: TuneResult, emit, stop) -> str:
     """Train the best trial's config as an ordinary run: scored once on the test split."""
     from ..training.run import train
@@ -287,7 +304,7 @@ def _final_run(study: str, result: TuneResult, emit, stop) -> str:
         emit({**event, "phase": "final-" + event.get("phase", "")})
 
     run_id = train(cfg, progress=on_progress, should_stop=stop)
-    update_status(study, run_id=run_id)
+    update_status(study, run_id=run_id, run_trial=result.best_trial)
     state = runs.read_status(run_id).get("state")
     if state == "cancelled":
         raise Cancelled()
@@ -306,7 +323,8 @@ def start_tuning(cfg: TuneConfig | None = None, study: str | None = None, *, tri
         study = create_study(cfg, name)
     else:
         check_idle(study)
-        update_status(study, state="queued", message="Queued", finished=None, run_id=None)
+        # run_id stays: the search keeps that run if its trial is still the best (see _trained_already).
+        update_status(study, state="queued", message="Queued", finished=None, done=0, total=0)  # not the last search's
     args = [*(["--trials", str(int(trials))] if trials is not None else []),
             *(["--timeout", repr(float(timeout))] if timeout is not None else [])]
     jobs.start(study_dir(study), ENTRY_MODULE, args)

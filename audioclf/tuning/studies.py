@@ -27,7 +27,10 @@ JOURNAL_NAME = "optuna.journal"
 HEARTBEAT = 10  # seconds; a trial silent for GRACE is failed (its worker was killed)
 GRACE = 30
 STOPPED_ATTR = "stopped_trials"  # study attribute: trials failed because the search was cancelled
+CANCELLED_ATTR = "cancelled"  # trial attribute: the trial stopped itself because the search was cancelled
 STOPPED_NOTE = "stopped: the search was cancelled"
+# Optuna has no cancelled state: a trial a cancel stopped is stored FAIL and shown as this.
+CANCELLED = "cancelled"
 SEARCH_INTERRUPTED = "Interrupted: the search process ended without finishing (killed or crashed)."
 # status.json field: the search has opened (created) the study's database, so readers may open it too.
 STORAGE_READY = "storage_ready"
@@ -201,19 +204,20 @@ def summarize(study: str, seconds: float = 0.0) -> TuneResult:
     import optuna
     from optuna.trial import TrialState
 
-    trials = []
+    trials, stopped = [], set()
     if storage_ready(study):
         try:
-            trials = optuna.load_study(study_name=study, storage=open_storage(storage_url(study))).get_trials(
-                deepcopy=False)
+            s = optuna.load_study(study_name=study, storage=open_storage(storage_url(study)))
+            trials, stopped = s.get_trials(deepcopy=False), set(s.user_attrs.get(STOPPED_ATTR, []))
         except KeyError:
             pass
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     best = max(complete, key=lambda t: t.value, default=None)
     st = read_status(study)
+    states = [trial_state(t, stopped) for t in trials] if trials else []
     return TuneResult(study=study, state=st.get("state", "failed"), n_trials=len(trials), n_complete=len(complete),
-                      n_pruned=sum(t.state == TrialState.PRUNED for t in trials),
-                      n_failed=sum(t.state == TrialState.FAIL for t in trials),
+                      n_pruned=states.count("pruned"), n_failed=states.count("fail"),
+                      n_cancelled=states.count(CANCELLED),
                       best_value=best.value if best else None, best_params=dict(best.params) if best else {},
                       best_trial=best.number if best else None,
                       best_config=best.user_attrs.get("config") if best else None,
@@ -221,8 +225,21 @@ def summarize(study: str, seconds: float = 0.0) -> TuneResult:
                       message=st.get("message", ""))
 
 
+def trial_state(trial, stopped: set[int] = frozenset()) -> str:
+    """A trial's state as people read it: Optuna's ("complete", "pruned", "fail", ...), except
+    "cancelled" for a trial the search's cancel stopped (Optuna stores those as failed).
+
+    `stopped`: the study's STOPPED_ATTR, trials failed for a cancel after their worker was killed.
+    """
+    from optuna.trial import TrialState
+
+    if trial.state != TrialState.FAIL:
+        return trial.state.name.lower()
+    return CANCELLED if trial.user_attrs.get(CANCELLED_ATTR) or trial.number in stopped else "fail"
+
+
 def leaderboard(study: str) -> list[dict]:
-    """One row per trial, best first (then running, pruned and failed ones, newest first)."""
+    """One row per trial, best first (then running, pruned, failed and cancelled ones, newest first)."""
     import optuna
     from optuna.trial import TrialState
 
@@ -234,7 +251,7 @@ def leaderboard(study: str) -> list[dict]:
         return []
     rows = []
     rank = {TrialState.COMPLETE: 0, TrialState.RUNNING: 1, TrialState.PRUNED: 2, TrialState.FAIL: 3,
-            TrialState.WAITING: 4}
+            TrialState.WAITING: 5}  # cancelled (stored FAIL): 4
     stopped = set(s.user_attrs.get(STOPPED_ATTR, []))
     for t in s.get_trials(deepcopy=False):
         last = t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else None
@@ -242,12 +259,13 @@ def leaderboard(study: str) -> list[dict]:
         if seconds is None and t.datetime_start is not None:
             end = t.datetime_complete or datetime.now()
             seconds = round((end - t.datetime_start).total_seconds(), 1)
-        rows.append({"trial": t.number, "state": t.state.name.lower(),
+        state = trial_state(t, stopped)
+        rows.append({"trial": t.number, "state": state,
                      "macro_f1": t.value if t.state == TrialState.COMPLETE else None,
                      "last_reported": last, "epochs": t.user_attrs.get("epochs", len(t.intermediate_values)),
                      "seconds": seconds, **{k: v for k, v in sorted(t.params.items())},
-                     "note": t.user_attrs.get("error", "") or (STOPPED_NOTE if t.number in stopped else ""),
-                     "_rank": rank.get(t.state, 5)})
+                     "note": t.user_attrs.get("error", "") or (STOPPED_NOTE if state == CANCELLED else ""),
+                     "_rank": rank.get(t.state, 5) + (state == CANCELLED)})
     rows.sort(key=lambda r: (r["_rank"], -(r["macro_f1"] or 0), -r["trial"]))
     for r in rows:
         r.pop("_rank")
