@@ -21,11 +21,17 @@ from audioclf.errors import AudioclfError
 DATASET_KEY = "dataset"  # session key of the data set chosen in the sidebar
 DATASET_PARAM = "dataset"  # ...and its URL query parameter: a reload or a new tab keeps the choice
 PENDING_DATASET_KEY = "_pending_dataset"  # set by a page, applied before the sidebar renders
-RUN_KEY = "run_id"  # run chosen on Runs/Predict
+RUN_KEY = "run_id"  # run chosen on Runs
+PICKS_KEY = "_run_picks"  # {run picker's key: (data set, run id)} picked there by the user
 ACTIVE_RUN_KEY = "active_run"  # background training started from this session
 SPLIT_NAMES = {"stratified": "Random, stratified by class", "group": "By group (e.g. speaker)",
                "fixed": "Fixed train/val/test folders"}  # the split methods, as the forms name them
 TRAIN_PRESET_KEY = "_train_preset"  # a RunConfig dict the Train form fills itself with (e.g. from Tune)
+
+# Model and feature kinds (configs' `kind`) as people read them.
+MODEL_NAMES = {"bilstm": "Bidirectional LSTM", "lstm": "LSTM", "gru": "GRU", "simplernn": "SimpleRNN",
+               "baseline": "Dense baseline (clip mean and std)"}
+FEATURE_KIND_NAMES = {"mfcc": "MFCC", "spectral": "spectral frame", "yamnet": "YAMNet", "efficientat": "EfficientAT"}
 
 log = logging.getLogger("audioclf.app")
 # Characters Markdown would read as formatting (`_` in a regex turned it into italics).
@@ -259,21 +265,49 @@ def read_only() -> bool:
     return workspace.read_only()
 
 
-def picker_index(key: str, options: list, default: int) -> dict:
-    """The `index` argument of a selectbox with `key`: `default`, unless its state holds an option.
+def remember_pick(key: str, run_id: str) -> None:
+    """Record `run_id` as the run chosen in the picker `key` for the sidebar's data set."""
+    st.session_state.setdefault(PICKS_KEY, {})[key] = (st.session_state.get(DATASET_KEY), run_id)
 
-    Passing an index beside a state set through st.session_state makes Streamlit warn on
-    the page, and the state is what the picker must show.
+
+def describe_run(r) -> str:
+    """A run as a picker shows it: id, name, model and features, the score it is ranked by."""
+    from audioclf.training import runs
+
+    ranked = runs.headline_score(r)
+    score = (("val" if ranked[0] == "val" else "no validation, test") + f" macro F1 {ranked[1]:.3f}"
+             if ranked else "no scores")
+    return f"{r.id} {r.name}  ({r.model}/{r.features}, {score})"
+
+
+def preselect(key: str, ids: list[str]) -> None:
+    """Set the run picker `key` (options `ids`) to what it should show before it renders.
+
+    That is the run last picked in it for the sidebar's data set (`remember_pick`), else
+    that data set's best run, else the best of all, else the first. The picker's state is
+    set rather than an index passed: a browser sends back the value it shows with its
+    next rerun, so a changed index (another data set chosen) was undone.
     """
-    if key in st.session_state and st.session_state[key] not in options:
-        del st.session_state[key]  # a run deleted since
-    return {} if key in st.session_state else {"index": default}
+    from audioclf.training import runs
+
+    dataset = st.session_state.get(DATASET_KEY)
+    picked = st.session_state.get(PICKS_KEY, {}).get(key)
+    if picked and picked[0] == dataset and picked[1] in ids:
+        wanted = picked[1]
+    else:
+        best = (runs.best_run(dataset_root(dataset)) if dataset else None) or runs.best_run()
+        wanted = best.id if best and best.id in ids else ids[0]
+    if st.session_state.get(key) != wanted:
+        st.session_state[key] = wanted
 
 
 def choose_run(key: str, label: str = "Model (run)"):
-    """A selectbox of finished runs, the best (validation macro F1) preselected; None if there is none.
+    """A selectbox of finished runs; None if there is none.
 
-    Shares its choice with the other pages through RUN_KEY.
+    It shows the run last picked in it for the sidebar's data set, else the best run
+    of that data set (`runs.best_run`), else the best of all. A pick on another page
+    (Runs included) does not move it: each page shows what is best until its user
+    picks there.
     """
     from audioclf.training import runs
 
@@ -283,22 +317,15 @@ def choose_run(key: str, label: str = "Model (run)"):
     if not done:
         return None
     ids = [r.id for r in done]
-    best = runs.best_run()
     from app_pages.correct import apply_pending_run
 
     apply_pending_run(key)  # a retrain just made a new run: select it
-    wanted = st.session_state.get(RUN_KEY)
-    default = ids.index(wanted) if wanted in ids else ids.index(best.id) if best and best.id in ids else 0
-
-    def describe(r) -> str:
-        score = (f"val macro F1 {r.val_macro_f1:.3f}" if r.val_macro_f1 is not None else
-                 f"test macro F1 {r.test_macro_f1:.3f}" if r.test_macro_f1 is not None else "no scores")
-        return f"{r.id} {r.name}  ({r.model}/{r.features}, {score})"
-
-    names = {r.id: describe(r) for r in done}
-    run_id = st.selectbox(label, ids, format_func=names.get, key=key, **picker_index(key, ids, default),
-                          help="The run with the best validation macro F1 is preselected.")
-    st.session_state[RUN_KEY] = run_id
+    preselect(key, ids)
+    names = {r.id: describe_run(r) for r in done}
+    run_id = st.selectbox(label, ids, format_func=names.get, key=key,
+                          on_change=lambda: remember_pick(key, st.session_state[key]),
+                          help="The best run of the sidebar's data set is preselected (validation "
+                               "macro F1, else test), until you pick another here.")
     return run_id
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_pages.common import RUN_KEY, guard, md, read_only
+from app_pages.common import guard, md, read_only, remember_pick
 
 NEW_CLASS = "a new class..."
 PENDING_RUN = "_pending_run"  # a retrained run the run pickers switch to on the next rerun
@@ -35,7 +35,7 @@ def apply_pending_run(key: str) -> None:
     pending = st.session_state.pop(PENDING_RUN, None)
     if pending:
         st.session_state[key] = pending
-        st.session_state[RUN_KEY] = pending
+        remember_pick(key, pending)  # as if picked there: it stays through the next clicks
 
 
 def wrong_control(run_id: str, key: str, labels, *, predicted: str = "", source=None,

@@ -12,20 +12,14 @@ from audioclf.inference import threshold_info, threshold_text
 from audioclf.inference.confidence import UNKNOWN, UNKNOWN_TEXT
 from audioclf.insight import plotting
 from audioclf.training import runs
-from app_pages.common import (RUN_KEY, code, expand, guard, load_predictor, picker_index, read_only,
-                              upload_limit_mb)
-from app_pages.correct import apply_pending_run, retrain_panel, wrong_control
+from app_pages.common import choose_run, code, expand, guard, predictor_for, read_only, upload_limit_mb
+from app_pages.correct import retrain_panel, wrong_control
 
 AUDIO_TYPES = ["wav", "flac", "ogg", "oga", "mp3"]
 TABLE_KEY = "pr_table"  # results of the last batch
 AUDIO_KEY = "pr_table_audio"  # (file name, bytes or None) of each row of the last batch, for corrections
 KEEP_AUDIO_BYTES = 64 << 20  # of a batch's audio kept in the session for corrections
 BATCH_ROUND_KEY = "pr_batch_round"  # bumped after each batch: a new, empty uploader
-
-
-def predictor_for(run_id: str):
-    model = runs.run_dir(run_id) / runs.MODEL
-    return load_predictor(run_id, model.stat().st_mtime if model.is_file() else 0.0)
 
 
 @st.cache_data(show_spinner="Classifying...", max_entries=limits.APP_CACHE_ENTRIES)
@@ -191,24 +185,9 @@ if not done:
         st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
     st.stop()
 
-ids = [r.id for r in done]
-best = runs.best_run()
-apply_pending_run("pr_run")  # a retrain just made a new run: select it
-wanted = st.session_state.get(RUN_KEY)
-default = ids.index(wanted) if wanted in ids else ids.index(best.id) if best and best.id in ids else 0
-
-
-def _score(r: runs.RunInfo) -> str:
-    """The headline score of a run for its label: validation, or test when it had no validation."""
-    if r.val_macro_f1 is not None:
-        return f"val macro F1 {r.val_macro_f1:.3f}"
-    return "no validation" + (f", test macro F1 {r.test_macro_f1:.3f}" if r.test_macro_f1 is not None else "")
-
-
-names = {r.id: f"{r.id} {r.name}  ({r.model}/{r.features}, {_score(r)})" for r in done}
-run_id = st.selectbox("Model (run)", ids, format_func=names.get, key="pr_run",
-                      **picker_index("pr_run", ids, default),
-                      help="The run with the best validation macro F1 is preselected.")
+run_id = choose_run("pr_run")
+if run_id is None:  # the runs were deleted meanwhile
+    st.stop()
 st.caption(f"Classes: {', '.join(code(label) for label in runs.load_run(run_id).labels)}")
 
 ok = False

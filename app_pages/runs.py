@@ -11,7 +11,8 @@ import streamlit as st
 from audioclf import jobs
 from audioclf.insight import plotting
 from audioclf.training import runs
-from app_pages.common import RUN_KEY, code, guard, md, read_only, run_state_sentence
+from app_pages.common import (DATASET_KEY, code, dataset_root, guard, md, preselect, read_only, remember_pick,
+                              run_state_sentence)
 
 SPLITS = {"test": "Test", "val": "Validation"}
 MAX_MISCLASSIFIED = 12
@@ -26,6 +27,31 @@ def runs_table(infos) -> pd.DataFrame:
         "test macro F1": r.test_macro_f1, "test accuracy": r.test_accuracy,
         "skipped clips": f"{r.skipped} of {r.n_clips}" if r.skipped else "",
     } for r in infos])
+
+
+def comparison_table(rows: list[dict]) -> pd.DataFrame:
+    """Settings and scores of the compared runs, one column per run, as text people read.
+
+    Settings that differ between the runs come first: that is what a comparison is for.
+    Scores have 3 decimals, seconds 1, other numbers 4 significant digits (a learning
+    rate of 0.0001 stays itself); a setting a run does not have is "-", not "None".
+    """
+    def cell(name: str, v) -> str:
+        if v is None or (isinstance(v, float) and v != v):  # NaN: the run has no such setting
+            return "-"
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return str(v)
+        if name.endswith(("macro_f1", "accuracy")):
+            return f"{v:.3f}"
+        if name.endswith("seconds"):
+            return f"{v:.1f}"
+        return f"{v:.4g}"
+
+    diff = pd.DataFrame(rows).set_index("id").T
+    diff = pd.DataFrame({col: [cell(name, v) for name, v in diff[col].items()] for col in diff.columns},
+                        index=diff.index)
+    varies = diff.nunique(axis=1) > 1
+    return pd.concat([diff[varies], diff[~varies]])
 
 
 def per_class_table(m: dict) -> pd.DataFrame:
@@ -169,7 +195,6 @@ def show_run(run_id: str) -> None:
         if st.button("Delete for good", type="primary", key="runs_delete"):
             with guard("Deleting the run"):
                 runs.delete_run(run_id)
-                st.session_state.pop(RUN_KEY, None)
                 st.toast(f"Deleted run {run_id}.")
                 st.rerun()
 
@@ -205,6 +230,15 @@ if not infos:
         st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
     st.stop()
 
+dataset = st.session_state.get(DATASET_KEY)
+mine = [r for r in infos if dataset and runs.same_dataset(r, dataset_root(dataset))]
+every = st.toggle("Runs of every data set", key="runs_every", disabled=not mine or len(mine) == len(infos),
+                  help="Off: only the runs trained on the data set chosen in the sidebar.")
+if mine and not every:
+    infos = mine
+elif dataset and not mine:
+    st.caption(f"No run was trained on {code(dataset)} yet: these are the runs of every data set.")
+
 table = runs_table(infos)
 st.caption("Click a column header to sort. Scores are on the validation and test splits.")
 st.dataframe(table, hide_index=True, width="stretch",
@@ -226,16 +260,12 @@ with st.expander("Compare runs", expanded=False):
                 {"val macro F1": [r.get("val.macro_f1") for r in rows],  # None: no bar, not a 0
                  "test macro F1": [r.get("test.macro_f1") for r in rows],
                  "test accuracy": [r.get("test.accuracy") for r in rows]}), key="cmp")
-            diff = pd.DataFrame(rows).set_index("id").T
-            # Settings that differ between the chosen runs first: that is what a comparison is for.
-            varies = diff.astype(str).nunique(axis=1) > 1
-            st.dataframe(pd.concat([diff[varies], diff[~varies]]).astype(str), width="stretch")
+            st.dataframe(comparison_table(rows), width="stretch")
 
-best = runs.best_run()
-wanted = st.session_state.get(RUN_KEY)
-default = ids.index(wanted) if wanted in ids else ids.index(best.id) if best and best.id in ids else 0
-run_id = st.selectbox("Run", ids, index=default, format_func=labels.get, key="runs_pick")
-st.session_state[RUN_KEY] = run_id
+preselect("runs_pick", ids)
+run_id = st.selectbox("Run", ids, format_func=labels.get, key="runs_pick",
+                      on_change=lambda: remember_pick("runs_pick", st.session_state["runs_pick"]),
+                      help="The best run of the sidebar's data set is preselected, until you pick another.")
 st.divider()
 with guard(f"Showing run {run_id}"):
     show_run(run_id)

@@ -264,3 +264,91 @@ def test_clip_a_recorder_keeps_its_place_when_comparing():
     assert not at.exception, at.exception
     assert tree_path(at, "a_rec") == single
     assert tree_path(at, "a_src") != tree_path(at, "b_src")
+
+
+@pytest.fixture
+def three_runs(tmp_path, monkeypatch, demo_run, workspace_home):
+    """A fresh workspace with copies of the demo run: two on the sidebar's `demo` data set
+    (the better one by validation macro F1, and a worse SimpleRNN) and one on `tones`."""
+    import json
+    import shutil
+
+    from audioclf.training import runs
+
+    monkeypatch.setenv("AUDIOCLF_HOME", str(tmp_path))
+    (tmp_path / "datasets" / "tones" / "low").mkdir(parents=True)
+    (tmp_path / "datasets" / "tones" / "high").mkdir()
+    for label, freq in (("low", 220), ("high", 2000)):
+        (tmp_path / "datasets" / "tones" / label / "a.wav").write_bytes(wav_bytes(freq))
+    made = {}
+    for rid, dataset, kind, val in (("r1-best", "demo", "baseline", 0.9), ("r2-worse", "demo", "simplernn", 0.5),
+                                    ("r3-tones", "tones", "gru", 0.6)):
+        path = tmp_path / "runs" / rid
+        shutil.copytree(workspace_home / "runs" / demo_run, path)
+        cfg = json.loads((path / runs.CONFIG).read_text())
+        cfg.update(dataset=str(tmp_path / "datasets" / dataset), name=f"study-x best ({kind})")
+        cfg["model"]["kind"] = kind
+        (path / runs.CONFIG).write_text(json.dumps(cfg))
+        metrics = json.loads((path / runs.METRICS).read_text())
+        metrics["val"]["macro_f1"] = val
+        (path / runs.METRICS).write_text(json.dumps(metrics))
+        made[rid] = rid
+    return made
+
+
+PICKERS = {"predict": "pr_run", "live": "live_run", "present": "present_run"}
+
+
+def test_model_pickers_preselect_the_best_run_of_the_sidebar_data_set(three_runs):
+    """A run picked on Runs was preselected on Predict, Live and Present (a 70% SimpleRNN was
+    demoed); they preselect the best run of the sidebar's data set, a pick on the page itself
+    sticks, and another data set in the sidebar has its own best."""
+    at = new_app("runs", dataset="demo")
+    at.selectbox(key="runs_pick").set_value("r2-worse").run()
+    for page, key in PICKERS.items():
+        at.switch_page(f"app_pages/{page}.py").run()
+        assert not at.exception, at.exception
+        assert at.selectbox(key=key).value == "r1-best", page
+
+    at.switch_page("app_pages/predict.py").run()
+    at.selectbox(key="pr_run").set_value("r2-worse").run()  # the user's own pick here
+    at.switch_page("app_pages/live.py").run()
+    assert at.selectbox(key="live_run").value == "r1-best"
+    at.switch_page("app_pages/predict.py").run()
+    assert at.selectbox(key="pr_run").value == "r2-worse"  # kept through the page switch
+    at.switch_page("app_pages/runs.py").run()
+    assert at.selectbox(key="runs_pick").value == "r2-worse"  # picked on Runs, kept on Runs
+
+    at.sidebar.selectbox(key="dataset").set_value("tones").run()  # the best of tones, not of all
+    assert at.selectbox(key="runs_pick").value == "r3-tones"
+    for page, key in PICKERS.items():
+        at.switch_page(f"app_pages/{page}.py").run()
+        assert not at.exception, at.exception
+        assert at.selectbox(key=key).value == "r3-tones", page
+
+
+def test_runs_lists_the_sidebar_data_set_s_runs(three_runs):
+    """Runs showed every data set's runs and preselected the best of all."""
+    at = new_app("runs", dataset="tones")
+    table = next(d.value for d in at.dataframe if "run" in d.value.columns)
+    assert list(table["run"]) == ["r3-tones"]
+    assert at.selectbox(key="runs_pick").options == [next(
+        o for o in at.selectbox(key="runs_pick").options if o.startswith("r3-tones"))]
+    at.toggle(key="runs_every").set_value(True).run()
+    table = next(d.value for d in at.dataframe if "run" in d.value.columns)
+    assert set(table["run"]) == {"r1-best", "r2-worse", "r3-tones"}
+    assert at.selectbox(key="runs_pick").value == "r3-tones"  # still the data set's best
+
+
+def test_the_run_comparison_reads_rounded_and_without_none(three_runs):
+    """The comparison showed 0.8666666666666667, 3.2145562171936035 and "None" (cosmetic)."""
+    import re
+
+    at = new_app("runs", dataset="demo")
+    table = next(d.value for d in at.dataframe if "val.macro_f1" in d.value.index)
+    cells = [str(v) for v in table.to_numpy().ravel()]
+    assert "None" not in cells and "nan" not in cells
+    assert not [c for c in cells if re.fullmatch(r"-?\d+\.\d{5,}", c)], cells
+    assert list(table.columns) == ["r2-worse", "r1-best"]  # the sidebar data set's runs
+    assert table.loc["val.macro_f1", "r1-best"] == "0.900"
+    assert "model.kind" in table.index[:3]  # what differs comes first (name, model, val score)

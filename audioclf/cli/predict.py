@@ -48,7 +48,9 @@ def run_predict(args: argparse.Namespace) -> int:
         if best is None:
             raise CLIError("No finished run to predict with; train one (`audioclf train DATA`) or give --run ID.")
         run_id = best.id
-        err(f"using run {run_id} (best validation macro F1 {best.val_macro_f1:.3f}); choose one with --run")
+        split, score = runs.headline_score(best)
+        which = "validation" if split == "val" else "test"
+        err(f"using run {run_id} (best {which} macro F1 {score:.3f}); choose one with --run")
     runs.run_dir(run_id)  # a wrong id fails before the slow import
     import_tensorflow_quietly()
     predictor = Predictor.load(run_id)

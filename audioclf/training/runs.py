@@ -313,10 +313,42 @@ def delete_run(run_id: str) -> None:
     shutil.rmtree(path)
 
 
-def best_run() -> RunInfo | None:
-    """The finished run with the highest validation macro F1 (None if there is none)."""
-    done = [r for r in list_runs() if r.state == "done" and r.val_macro_f1 is not None]
-    return max(done, key=lambda r: r.val_macro_f1, default=None)
+def headline_score(info: RunInfo) -> tuple[str, float] | None:
+    """("val" or "test", macro F1): the score a run is ranked by; None if it has neither.
+
+    Validation first, as runs are chosen on it; a run trained without a validation
+    split still has its test score.
+    """
+    if info.val_macro_f1 is not None:
+        return "val", info.val_macro_f1
+    if info.test_macro_f1 is not None:
+        return "test", info.test_macro_f1
+    return None
+
+
+def same_dataset(info: RunInfo, dataset: str | os.PathLike) -> bool:
+    """True if the run was trained on the data set folder `dataset`.
+
+    The folders are compared resolved; a run whose recorded folder is gone (a workspace
+    moved elsewhere) matches by the folder's name.
+    """
+    recorded, wanted = Path(info.dataset or ""), Path(dataset)
+    if not info.dataset:
+        return False
+    if recorded.exists():
+        return recorded.resolve() == wanted.resolve()
+    return recorded.name == wanted.name
+
+
+def best_run(dataset: str | os.PathLike | None = None) -> RunInfo | None:
+    """The finished run ranked first by `headline_score` (None if there is none).
+
+    Runs with a validation score come before runs with only a test score. With
+    `dataset` (a data set folder), only the runs trained on it count.
+    """
+    done = [r for r in list_runs() if r.state == "done" and headline_score(r) is not None
+            and (dataset is None or same_dataset(r, dataset))]
+    return max(done, key=lambda r: (r.val_macro_f1 is not None, headline_score(r)[1]), default=None)
 
 
 # ---------------------------------------------------------------- models
