@@ -3,6 +3,7 @@ a large answer for an upload, a recording or the live microphone. No training co
 from __future__ import annotations
 
 import html
+from pathlib import Path
 
 import streamlit as st
 
@@ -10,11 +11,13 @@ from audioclf import limits
 from audioclf.inference.confidence import UNKNOWN_TEXT
 from audioclf.insight import plotting
 from audioclf.training import runs
-from app_pages.common import choose_run, guard, predictor_for, read_only, upload_limit_mb
+from app_pages.common import (FEATURE_KIND_NAMES, MODEL_NAMES, choose_run, code, guard, md, predictor_for, read_only,
+                              upload_limit_mb)
 from app_pages.correct import retrain_panel, wrong_control
 
 AUDIO_TYPES = ["wav", "flac", "ogg", "oga", "mp3"]
 PER_ROW = 4  # example players per row
+MAX_TITLE_CLASSES = 5  # a headline names up to this many classes ("Dog, rain or siren?")
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -26,6 +29,25 @@ def examples(run_id: str) -> dict:
 def predict_bytes(run_id: str, data: bytes, name: str):
     predictor = predictor_for(run_id)
     return predictor.predict_audio(data, name=name, threshold=predictor.suggested_threshold or 0.0)
+
+
+def title(labels: list[str], dataset: str) -> str:
+    """The page's headline from what the model tells apart: "Dog, rain or siren?"; for
+    many classes, how many and from which data set (a run's name is for its owner)."""
+    if 2 <= len(labels) <= MAX_TITLE_CLASSES:
+        text = ", ".join(labels[:-1]) + " or " + labels[-1] + "?"
+        return text[:1].upper() + text[1:]
+    return f"{len(labels)} kinds of sound" + (f" from {dataset}" if dataset else "")
+
+
+def model_sentence(config: dict) -> str:
+    """ "Model: GRU on YAMNet features, trained on the data set `demo`." (Markdown)"""
+    model = (config.get("model") or {}).get("kind")
+    features = (config.get("features") or {}).get("kind")
+    dataset = Path(str(config.get("dataset") or "")).name
+    what = MODEL_NAMES.get(model, model or "unknown")
+    on = f" on {FEATURE_KIND_NAMES.get(features, features)} features" if features else ""
+    return f"Model: {what}{on}" + (f", trained on the data set {code(dataset)}." if dataset else ".")
 
 
 def headline(run) -> None:
@@ -108,9 +130,10 @@ if run_id is None:
     st.stop()
 
 run = runs.load_run(run_id)
-st.title(run.info.name or "Sound classifier")
+st.title(title(run.labels, Path(str(run.config.get("dataset") or "")).name))
 st.markdown(f"Tells apart **{len(run.labels)}** kinds of sound: "
-            + ", ".join(f"**{html.escape(x)}**" for x in run.labels) + ".")
+            + ", ".join(f"**{html.escape(x)}**" for x in run.labels) + ". " + model_sentence(run.config))
+st.caption(f"Run {code(run_id)}" + (f" · {md(run.info.name)}" if run.info.name else ""))
 headline(run)
 st.subheader("The classes")
 class_gallery(run_id, run.labels)

@@ -285,7 +285,7 @@ def walk(page, url: str, home: Path, shots: Path, siren_wav: Path, step: Steps) 
     """The visitor's walk: the presentation, an upload, the live microphone."""
     # Read-only: opens on the presentation; no Train page in the navigation.
     page.goto(url)
-    page.locator("h1", has_text="demo yamnet").wait_for()
+    page.get_by_text("demo yamnet").first.wait_for()  # the run's name, under the headline
     step('the presentation')
     settle(page)
     nav = page.locator('[data-testid="stSidebarNav"]').inner_text()
