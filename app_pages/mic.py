@@ -209,9 +209,9 @@ def live_panel(predictor, key: str, *, compact: bool = False, threshold: float |
     with box:
         c = st.columns(2)
         window = c[0].slider("Window (s of audio behind each label)", live.MIN_WINDOW, live.MAX_WINDOW,
-                             live.DEFAULT_WINDOW, 0.1, key=f"{key}_window",
+                             live.LIVE_WINDOW_SECONDS, 0.1, key=f"{key}_window",
                              help="YAMNet runs use whole 0.975 s frames, EfficientAT runs whole 0.32 s steps.")
-        hop = c[1].slider("A new label every (s)", 0.2, live.MAX_HOP, live.DEFAULT_HOP, 0.1,
+        hop = c[1].slider("A new label every (s)", 0.2, live.MAX_HOP, live.LIVE_HOP_SECONDS, 0.1,
                           key=f"{key}_hop",
                           help="YAMNet runs use multiples of YAMNet's 0.48 s frame hop.")
     if threshold is None:

@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 from audioclf.audio import Clip, load_audio  # noqa: E402
 from audioclf.features import YAMNetConfig  # noqa: E402
 from audioclf.features import yamnet as Y  # noqa: E402
+from audioclf.features.threads import THREADS_ENV  # noqa: E402
 
 SHARED = Path(os.environ.get("AUDIOCLF_SHARED", ROOT.parent / "shared"))
 FSDD = SHARED / "datasets" / "fsdd"
@@ -69,7 +70,7 @@ def run_batched(clips: list[Clip], spec: str, threads: int = 1) -> None:
 
 def _batched_chunk(clips: list[Clip], cfg: YAMNetConfig, threads: int = 1) -> tuple[int, float]:
     """Pool task: (clips done, CPU seconds this process spent on them)."""
-    os.environ[Y.ENV_THREADS] = str(threads)  # what extract_yamnet_many's load_model() picks up
+    os.environ[THREADS_ENV["yamnet"]] = str(threads)  # what extract_yamnet_many's load_model() picks up
     start = time.process_time()
     n = len(Y.extract_yamnet_many(clips, cfg))
     return n, time.process_time() - start

@@ -5,11 +5,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audioclf import workspace
+from audioclf import limits, workspace
 from audioclf.audio import (
     AudioError,
     Clip,
-    MAX_SECONDS,
     fingerprint,
     is_silent,
     load_audio,
@@ -190,7 +189,7 @@ def test_too_long_is_refused_from_header(tmp_path):
     with pytest.raises(AudioError, match="more than the 3 s limit"):
         load_audio(path, max_seconds=3)
     assert load_audio(path, max_seconds=None).duration == pytest.approx(5.0)
-    assert MAX_SECONDS >= 60
+    assert limits.MAX_SECONDS >= 60
 
 
 def test_missing_file_and_folder(tmp_path):

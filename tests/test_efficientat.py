@@ -462,9 +462,15 @@ def test_no_weights_and_no_network_is_a_clear_error(empty_workspace, monkeypatch
 
 
 def test_thread_count_comes_from_the_environment_or_the_process_kind(monkeypatch):
-    from audioclf.features.efficientat import model
+    import multiprocessing
 
-    monkeypatch.setenv(model.ENV_THREADS, "3")
-    assert model.default_num_threads() == 3
-    monkeypatch.setenv(model.ENV_THREADS, "lots")
-    assert model.default_num_threads() is None  # the main process keeps TensorFlow's own choice
+    from audioclf.features.threads import THREADS_ENV, network_threads
+
+    monkeypatch.setenv(THREADS_ENV["efficientat"], "3")
+    assert network_threads("efficientat") == 3
+    monkeypatch.setenv(THREADS_ENV["efficientat"], "lots")
+    assert network_threads("efficientat") is None  # the main process keeps TensorFlow's own choice
+    monkeypatch.delenv(THREADS_ENV["yamnet"], raising=False)
+    assert network_threads("yamnet", main=4) == 4
+    with multiprocessing.get_context("spawn").Pool(1) as pool:  # a pool worker: one thread
+        assert pool.apply(network_threads, ("yamnet",), {"main": 4}) == 1

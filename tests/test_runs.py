@@ -96,7 +96,7 @@ def test_active_runs_are_the_unfinished_runs_with_a_live_process():
         run(state="training", pid=2 ** 22 - 7)  # process gone: failed, not active
         run(state="cancelled", message="Cancelled.")
         run(state="done")
-        run(state="queued", created=time.time() - 2 * runs.START_GRACE)  # never started
+        run(state="queued", created=time.time() - 2 * jobs.START_GRACE)  # never started
         assert [r.id for r in runs.active_runs()] == [starting, training]
         alive.kill()
         alive.wait()

@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from typing import TypeVar
 
 from audioclf.errors import AudioclfError
 
 STORE_SHARD_ROWS = 256  # clips per shard when the local engine fills a store
 QUIET_LOGGERS = ("ray", "ray.data")
+# What an engine's map() takes and returns, for every engine's signature.
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class EngineError(AudioclfError):

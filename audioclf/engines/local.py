@@ -9,15 +9,13 @@ from __future__ import annotations
 import os
 import socket
 import time
-from typing import Any, Callable, Iterable, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Sequence
 
-from audioclf.engines.base import STORE_SHARD_ROWS, ClusterInfo, ExtractResult, NodeInfo
+from audioclf.engines.base import STORE_SHARD_ROWS, ClusterInfo, ExtractResult, NodeInfo, R, T
 from audioclf.progress import Progress
 from audioclf.engines.manifest import is_uri, read_manifest
 from audioclf.features import FeatureConfig, Features, config_key
 
-T = TypeVar("T")
-R = TypeVar("R")
 URI_BATCH = 32  # clips decoded per batch when a manifest names remote files
 
 

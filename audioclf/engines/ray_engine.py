@@ -16,10 +16,10 @@ import socket
 import time
 from pathlib import Path
 import sys
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Callable, Iterable
 
 from audioclf import workspace
-from audioclf.engines.base import ClusterInfo, EngineError, ExtractResult, NodeInfo, quiet
+from audioclf.engines.base import ClusterInfo, EngineError, ExtractResult, NodeInfo, R, T, quiet
 from audioclf.progress import Progress
 from audioclf.engines.manifest import is_uri, read_manifest
 from audioclf.features import FeatureConfig, config_key
@@ -33,9 +33,6 @@ STORE_FOLDER = "store"  # the default store: <workspace>/cache/store (one machin
 # Ray reads this when it is imported: "0" makes a local instance use 127.0.0.1 for every
 # service (else it picks the machine's outward address). Only for instances we start.
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 def split_address(address: str) -> tuple[str, int]:

@@ -23,8 +23,10 @@ MAX_THRESHOLD = 0.8  # no suggestion above this: a confident right answer never 
 MIN_CORRECT = 5  # fewer correct validation clips than this make no suggestion
 THRESHOLD_KEY = "threshold"  # its entry in metrics.json: whole clips (Predict)
 WINDOW_THRESHOLD_KEY = "window_threshold"  # windows of the live length (Live, Present's microphone)
-WINDOW_SECONDS = 1.5  # the live window (inference.live.DEFAULT_WINDOW)
-WINDOW_HOP_SECONDS = 0.5  # the live hop (inference.live.DEFAULT_HOP)
+# Live's window and hop (their one home: inference.live starts with them), so the window
+# threshold is chosen on windows of the length Live classifies.
+LIVE_WINDOW_SECONDS = 1.5  # s of audio behind each live label
+LIVE_HOP_SECONDS = 0.5  # s between live labels
 
 
 def suggest_threshold(probs: np.ndarray, y_true: Sequence[int], keep: float = KEEP_CORRECT) -> float | None:
@@ -87,7 +89,7 @@ def _share(part: np.ndarray, whole: np.ndarray) -> float | None:
     return round(float(part.sum()) / n, 4) if n else None
 
 
-def window_frames(features_cfg, seconds: float = WINDOW_SECONDS) -> int | None:
+def window_frames(features_cfg, seconds: float = LIVE_WINDOW_SECONDS) -> int | None:
     """Feature frames in ``seconds`` of audio, as the live classifier cuts them; None if unknown.
 
     None for MFCC at the clip's own rate (the frame rate depends on each file) and for
@@ -126,9 +128,9 @@ def window_record(model_proba, seqs: Sequence[np.ndarray], y_true: Sequence[int]
     size = window_frames(features_cfg)
     if not size or not len(seqs):
         return None
-    hop = max(1, round(size * WINDOW_HOP_SECONDS / WINDOW_SECONDS))
+    hop = max(1, round(size * LIVE_HOP_SECONDS / LIVE_WINDOW_SECONDS))
     xs, ys = live_windows(seqs, y_true, size, hop)
     record = threshold_record(model_proba(xs), ys, split, keep=KEEP_WINDOW)
     if record:
-        record.update(window_seconds=WINDOW_SECONDS, windows=len(xs))
+        record.update(window_seconds=LIVE_WINDOW_SECONDS, windows=len(xs))
     return record

@@ -22,8 +22,9 @@ from audioclf.errors import AudioclfError
 
 # Bump when a change in extraction code changes the numbers: old cache entries then miss.
 FEATURE_VERSION = 2
+# The networks' input rates and the default checkpoint, as features.yamnet and
+# features.efficientat.params say (they cannot be imported here; tests/test_names.py holds them equal).
 YAMNET_SR = 16000
-ENV_YAMNET = "AUDIOCLF_YAMNET"
 EFFICIENTAT_SR = 32000
 EFFICIENTAT_DEFAULT = "mn04_as"
 # "frames": the last feature map averaged over frequency, one vector per 0.32 s;

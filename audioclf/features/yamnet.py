@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import multiprocessing
 import os
 import threading
 import warnings
@@ -40,6 +39,7 @@ from audioclf import workspace
 from audioclf.audio import AudioError, Clip, resample
 from audioclf.errors import AudioclfError
 from audioclf.features import Features, YAMNetConfig, sources
+from audioclf.features.threads import network_threads
 
 SAMPLE_RATE = 16000
 WINDOW = 15600  # 0.975 s: 96 log-mel frames of 25 ms every 10 ms
@@ -50,7 +50,6 @@ BATCH = 4  # windows per TFLite call (docs/RESULTS.md, "Measurements behind sett
 
 DEFAULT_HANDLE = "https://tfhub.dev/google/yamnet/1"
 ENV_MODEL = "AUDIOCLF_YAMNET"
-ENV_THREADS = "AUDIOCLF_YAMNET_THREADS"
 TFLITE_NAME = "yamnet.tflite"
 CLASS_MAP_NAME = "yamnet_class_map.csv"
 EMBEDDING_TENSOR = "yamnet_frames/global_average_pooling2d/Mean"
@@ -248,16 +247,6 @@ def resolve_spec(model: str = "") -> str:
     return str(Path(spec).expanduser().resolve())
 
 
-def default_num_threads() -> int:
-    """``$AUDIOCLF_YAMNET_THREADS``, else 1 in a worker process (the pool uses the cores), else up to 4."""
-    env = os.environ.get(ENV_THREADS, "").strip()
-    if env.isdigit() and int(env) > 0:
-        return int(env)
-    if multiprocessing.parent_process() is not None:
-        return 1
-    return max(1, min(4, os.cpu_count() or 1))
-
-
 def load_model(model: str = "", *, num_threads: int | None = None, batch: int = BATCH) -> YAMNetModel:
     """The YAMNet model for ``model`` (see :func:`resolve_spec`), loaded once per process.
 
@@ -265,7 +254,8 @@ def load_model(model: str = "", *, num_threads: int | None = None, batch: int = 
     interpreter reading the embedding from preserved intermediate tensors.
     """
     spec = resolve_spec(model)
-    threads = num_threads or default_num_threads()
+    # In the main process TFLite gets up to 4 of the cores (the interpreter's own default is 1).
+    threads = num_threads or network_threads("yamnet", main=max(1, min(4, os.cpu_count() or 1)))
     key = (spec, threads, batch) if spec.endswith(".tflite") else (spec,)
     with _MODELS_LOCK:
         if key not in _MODELS:

@@ -34,13 +34,14 @@ import numpy as np
 
 from ..audio import AudioError, Clip, SILENCE_DB, is_silent
 from ..model.sequences import PAD_MULTIPLE  # window lengths round up as in training and predict_proba
+from ..evaluation.threshold import LIVE_HOP_SECONDS, LIVE_WINDOW_SECONDS
 from .confidence import UNKNOWN
 from .events import LiveEvent, extend_events
+from .predict import WINDOW_SECONDS
 from .stream import LiveError, RecentAudio, StreamResampler, to_mono_float
 
-DEFAULT_WINDOW = 1.5  # s of audio behind each label
-DEFAULT_HOP = 0.5  # s between labels
-MIN_WINDOW, MAX_WINDOW = 0.5, 2.0  # MAX_WINDOW: predict.WINDOW_SECONDS, the longest one-window clip
+MIN_WINDOW = 0.5
+MAX_WINDOW = WINDOW_SECONDS  # the longest clip predict answers from one window
 MIN_HOP, MAX_HOP = 0.1, 2.0
 HISTORY = 240  # labels kept for the rolling chart (2 min at the default hop)
 SILENCE = "silence"  # a window with no sound in it: no class is claimed
@@ -114,7 +115,7 @@ class LiveClassifier:
         Recent audio held in memory for :meth:`recent_audio` (a correction of an event).
     """
 
-    def __init__(self, predictor, *, window: float = DEFAULT_WINDOW, hop: float = DEFAULT_HOP,
+    def __init__(self, predictor, *, window: float = LIVE_WINDOW_SECONDS, hop: float = LIVE_HOP_SECONDS,
                  threshold: float | None = None, silence_db: float = SILENCE_DB,
                  keep_seconds: float = KEEP_SECONDS):
         if not MIN_WINDOW <= float(window) <= MAX_WINDOW:

@@ -68,11 +68,9 @@ def configure_tensorflow(threads: int = TF_THREADS) -> None:
 def _configure_threads(threads: int) -> None:
     import tensorflow as tf
 
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    except RuntimeError:  # TF already initialised its pools: keep them
-        pass
+    from audioclf.features.threads import pin_tensorflow_threads
+
+    pin_tensorflow_threads(threads)
     tf.get_logger().setLevel("ERROR")
 
 

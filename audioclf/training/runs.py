@@ -43,9 +43,6 @@ RUN_STATES = ("queued", "extracting", "training", "done", "failed", "cancelled")
 CHOOSING, EXTRACTING, TRAINING, EVALUATING = "choosing", "extracting", "training", "evaluating"
 RUN_PHASES = (CHOOSING, EXTRACTING, TRAINING, EVALUATING)
 RUN_INTERRUPTED = "Interrupted: the training process ended without finishing (killed or crashed)."
-# A queued run gets its process id within a second of being created; one still without
-# one after this long was never started (its starter died) and is not in progress.
-START_GRACE = jobs.START_GRACE
 
 
 class RunError(AudioclfError):
@@ -251,20 +248,9 @@ def active_runs() -> list[RunInfo]:
     alive (a run whose process died reads as failed), or a run queued moments ago
     whose process is being started.
     """
-    out = []
-    for info in list_runs():
-        if info.state in FINAL_STATES:
-            continue
-        try:
-            status = read_status(info.id)
-        except RunError:  # deleted meanwhile
-            continue
-        if status.get("state") in FINAL_STATES:
-            continue
-        if not status.get("pid") and time.time() - float(status.get("created", 0)) > START_GRACE:
-            continue
-        out.append(info)
-    return out
+    # A run deleted meanwhile has no status left and is not in progress.
+    return [info for info in list_runs()
+            if info.state not in FINAL_STATES and jobs.in_progress(workspace.runs_dir() / info.id, RUN_INTERRUPTED)]
 
 
 def load_run(run_id: str) -> Run:

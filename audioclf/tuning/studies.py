@@ -19,7 +19,6 @@ from ..training import runs
 from .config import TuneConfig, TuneResult
 from .space import TuningError
 
-TUNING = workspace.TUNING  # workspace sub-folder of studies
 TUNE_CONFIG = "tune.json"
 DB_NAME = "optuna.sqlite"
 JOURNAL = "journal"  # TuneConfig.storage for an Optuna journal file (shared disk)
@@ -38,7 +37,7 @@ PRUNE_WARMUP_SHARE = 0.2  # the median pruner leaves the first fifth of the epoc
 
 
 def tuning_dir() -> Path:
-    path = workspace.home() / TUNING
+    path = workspace.home() / workspace.TUNING
     path.mkdir(parents=True, exist_ok=True)
     return path
 

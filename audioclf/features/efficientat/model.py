@@ -10,8 +10,6 @@ TensorFlow is imported only when a model is loaded.
 from __future__ import annotations
 
 import csv
-import multiprocessing
-import os
 import threading
 from pathlib import Path
 from typing import NamedTuple, Sequence
@@ -21,8 +19,8 @@ import numpy as np
 from audioclf.audio import AudioError, Clip, resample
 from audioclf.features.efficientat import architecture, frontend, params, weights
 from audioclf.features.efficientat.checkpoint import CheckpointError, read_state_dict
+from audioclf.features.threads import network_threads, pin_tensorflow_threads
 
-ENV_THREADS = "AUDIOCLF_EFFICIENTAT_THREADS"
 MAX_BATCH_FRAMES = 8000  # mel frames per network call: 16 clips of 5 s; bounds the feature maps' memory
 PACKAGED_LABELS = Path(__file__).with_name(params.LABELS_FILE)
 
@@ -57,7 +55,9 @@ class EfficientATModel:
         self.width, self.num_classes = found
         self.sha256 = weights.sha256(self.path)
         self.name = _official_name(self.path, self.sha256, self.width)
-        configure_threads()
+        threads = network_threads("efficientat")
+        if threads is not None:
+            pin_tensorflow_threads(threads)
         from audioclf.features.efficientat import network
 
         self.keras_model = network.load_torch_state(network.build_network(self.width, self.num_classes), state)
@@ -114,28 +114,6 @@ class EfficientATModel:
         if len(names) != self.num_classes:
             return [f"class_{i}" for i in range(self.num_classes)]
         return names
-
-
-def default_num_threads() -> int | None:
-    """``$AUDIOCLF_EFFICIENTAT_THREADS``, else 1 in a worker process (the pool uses the cores), else None (TF's)."""
-    env = os.environ.get(ENV_THREADS, "").strip()
-    if env.isdigit() and int(env) > 0:
-        return int(env)
-    return 1 if multiprocessing.parent_process() is not None else None
-
-
-def configure_threads() -> None:
-    """Give TensorFlow :func:`default_num_threads` threads, if it has not started yet (it can't change after)."""
-    threads = default_num_threads()
-    if threads is None:
-        return
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    except RuntimeError:  # TensorFlow already ran something in this process: keep its pools
-        pass
 
 
 def _official_name(path: Path, digest: str, width: float) -> str:

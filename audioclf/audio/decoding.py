@@ -1,69 +1,41 @@
-"""Audio in: load wav/flac/ogg/mp3 from a path or bytes as mono float32 at a chosen rate.
+"""Decoding audio: a path or bytes as mono float32 samples at a chosen rate, in bounded blocks.
 
 Decoding is libsndfile (via soundfile, which reads mp3 since libsndfile 1.1),
 resampling is soxr at "HQ" quality (what librosa calls ``soxr_hq``). Anything
-wrong with the input raises :class:`AudioError` with a message meant for a
-person: what is wrong with which file, and what to do about it.
+wrong with the input raises :class:`~audioclf.audio.files.AudioError` with a
+message meant for a person: what is wrong with which file, and what to do about it.
 
 What a file may cost is checked from its header before anything is decoded
 (:mod:`audioclf.limits`: rate, samples x channels, the decoded clip's memory),
 then the file is decoded in blocks, mixed to mono and resampled as it goes, so a
 clip never holds more than one block of the file's channels beside its own
-mono samples.
+mono samples. Opening the file and the checks libsndfile does not make are
+:mod:`audioclf.audio.files`.
 
 This module imports only numpy, soundfile and soxr so it stays fast to import.
 """
 from __future__ import annotations
 
-import hashlib
-import io
 import math
-import os
-import struct
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import BinaryIO, Iterator, Union
+from typing import Iterator
 
 import numpy as np
 import soundfile as sf
 import soxr
 
 from audioclf import limits
-from audioclf.errors import AudioclfError
+from audioclf.audio.files import AudioError, AudioInfo, Source, open_sound, short_name, source_label
 
-MAX_SECONDS = limits.MAX_SECONDS
 SILENCE_DB = -60.0  # loudest 2048-sample block quieter than this (dBFS RMS) = silent
 SILENCE_BLOCK = 2048
 RESAMPLE_QUALITY = "HQ"  # librosa's default "soxr_hq"
-SUPPORTED_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3")
-# Audio containers people try that libsndfile cannot decode: name them as unsupported,
-# rather than calling them corrupt.
-KNOWN_UNSUPPORTED = (".m4a", ".aac", ".mp4", ".wma", ".webm", ".amr", ".3gp", ".ape", ".mov")
-CONVERT_HINT = "convert it to WAV, FLAC, OGG or MP3 (e.g. `ffmpeg -i in.m4a out.wav`)"
-_HASH_CHUNK = 1 << 20
 # A compressed file that decodes to fewer frames than its header counts was cut off;
 # MP3 headers without a frame count are estimates, hence the slack.
 TRUNCATED_SHARE = 0.05
 TRUNCATED_MIN_SECONDS = 0.1
-_OGG_TAIL = 65_536 + 282  # the largest Ogg page
 
-Source = Union[str, os.PathLike, bytes, bytearray, memoryview]
-
-
-class AudioError(AudioclfError):
-    """Bad audio input; the message is meant for a person."""
-
-
-@dataclass(frozen=True)
-class AudioInfo:
-    """What a file's header says (no decoding)."""
-
-    sr: int
-    channels: int
-    frames: int
-    duration: float
-    format: str
 
 
 # eq=False: arrays make dataclass equality ambiguous; compare samples explicitly.
@@ -115,29 +87,11 @@ def is_silent_power(power: float, threshold_db: float = SILENCE_DB) -> bool:
     return bool(power <= 0.0 or 10.0 * math.log10(power) < threshold_db)
 
 
-def fingerprint(source: Source) -> str:
-    """Content hash (hex) of a file or bytes; the same audio file gives the same key anywhere."""
-    h = hashlib.blake2b(digest_size=16)
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        h.update(source)
-        return h.hexdigest()
-    with open(source, "rb") as f:
-        while chunk := f.read(_HASH_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def probe(source: Source, *, name: str | None = None) -> AudioInfo:
-    """Read the header of an audio file (or bytes) without decoding the samples."""
-    with _open_sound(source, name) as (snd, info):
-        return info
-
-
 def load_audio(
     source: Source,
     sr: int | None = None,
     *,
-    max_seconds: float | None = MAX_SECONDS,
+    max_seconds: float | None = limits.MAX_SECONDS,
     name: str | None = None,
 ) -> Clip:
     """Load a path or bytes as a mono float32 :class:`Clip` at rate ``sr`` (None keeps the file's).
@@ -155,11 +109,11 @@ def load_audio(
                              f"to {limits.MAX_SAMPLE_RATE:,} Hz audioclf works at.")
     with stream_audio(source, sr=sr, max_seconds=max_seconds, name=name) as (info, blocks):
         out_sr = int(sr or info.sr)
-        y = _mono_resampled(blocks, info, out_sr, _label(source, name))
+        y = _mono_resampled(blocks, info, out_sr, source_label(source, name))
     if y.size == 0:
-        raise AudioError(f"{_label(source, name)} contains no audio samples; "
+        raise AudioError(f"{source_label(source, name)} contains no audio samples; "
                          "record or choose a clip with sound in it.")
-    return Clip(samples=_to_unit_range(y, inplace=True), sr=out_sr, name=_short_name(source, name))
+    return Clip(samples=to_unit_range(y, inplace=True), sr=out_sr, name=short_name(source, name))
 
 
 @dataclass(frozen=True)
@@ -171,7 +125,7 @@ class Scan:
     silent: bool
 
 
-def check_audio(source: Source, *, max_seconds: float | None = MAX_SECONDS, name: str | None = None) -> Scan:
+def check_audio(source: Source, *, max_seconds: float | None = limits.MAX_SECONDS, name: str | None = None) -> Scan:
     """Decode a whole file to prove it is usable audio, keeping one block at a time.
 
     The same checks and messages as :func:`load_audio` (which a file passing this
@@ -184,7 +138,7 @@ def check_audio(source: Source, *, max_seconds: float | None = MAX_SECONDS, name
             loudest = max(loudest, loudest_block_power(mono))
             frames += len(block)
     if frames == 0:
-        raise AudioError(f"{_label(source, name)} contains no audio samples; "
+        raise AudioError(f"{source_label(source, name)} contains no audio samples; "
                          "record or choose a clip with sound in it.")
     return Scan(info=info, frames=frames, silent=is_silent_power(loudest))
 
@@ -194,7 +148,7 @@ def stream_audio(
     source: Source,
     *,
     sr: int | None = None,
-    max_seconds: float | None = MAX_SECONDS,
+    max_seconds: float | None = limits.MAX_SECONDS,
     name: str | None = None,
 ) -> Iterator[tuple[AudioInfo, Iterator[np.ndarray]]]:
     """``with stream_audio(path) as (info, blocks):`` the header, checked against the limits,
@@ -207,8 +161,8 @@ def stream_audio(
     decoding for corrupt data, NaN/inf samples, a file longer than its header says,
     or one that ends far short of it (truncated).
     """
-    label = _label(source, name)
-    with _open_sound(source, name) as (snd, info):
+    label = source_label(source, name)
+    with open_sound(source, name) as (snd, info):
         # From the header, before decoding: a 2-hour file or a bomb fails in milliseconds.
         if max_seconds is not None and info.duration > max_seconds:
             raise AudioError(
@@ -227,7 +181,7 @@ def stream_pieces(
     seconds: float,
     overlap: float = 0.0,
     *,
-    max_seconds: float | None = MAX_SECONDS,
+    max_seconds: float | None = limits.MAX_SECONDS,
     name: str | None = None,
 ) -> Iterator[tuple[float, Clip, bool]]:
     """A file as consecutive mono clips at ``sr``: ``(start s, Clip, last)`` for pieces of
@@ -240,7 +194,7 @@ def stream_pieces(
     """
     size = max(1, int(round(seconds * sr)))
     step = size - min(size - 1, max(0, int(round(overlap * sr))))
-    label, short = _label(source, name), _short_name(source, name)
+    label, short = source_label(source, name), short_name(source, name)
     with stream_audio(source, sr=sr, max_seconds=max_seconds, name=name) as (info, blocks):
         stream = (soxr.ResampleStream(info.sr, sr, 1, dtype="float32", quality=RESAMPLE_QUALITY)
                   if sr != info.sr else None)
@@ -257,12 +211,12 @@ def stream_pieces(
                 buf = np.concatenate([buf, mono])
             # A piece is full, and not the last, once a sample beyond it has arrived.
             while len(buf) > size:
-                yield start / sr, Clip(_to_unit_range(buf[:size].copy(), inplace=True), sr, short), False
+                yield start / sr, Clip(to_unit_range(buf[:size].copy(), inplace=True), sr, short), False
                 buf, start = buf[step:], start + step
         if start == 0 and not len(buf):
             raise AudioError(f"{label} contains no audio samples; record or choose a clip with sound in it.")
         if len(buf):
-            yield start / sr, Clip(_to_unit_range(buf.copy(), inplace=True), sr, short), True
+            yield start / sr, Clip(to_unit_range(buf.copy(), inplace=True), sr, short), True
 
 
 def _blocks(snd: sf.SoundFile, info: AudioInfo, label: str, max_seconds: float | None,
@@ -325,7 +279,7 @@ def _mono_resampled(blocks: Iterator[np.ndarray], info: AudioInfo, out_sr: int, 
     return out[:n] if n > len(out) // 2 else out[:n].copy()
 
 
-def _to_unit_range(y: np.ndarray, *, inplace: bool = False) -> np.ndarray:
+def to_unit_range(y: np.ndarray, *, inplace: bool = False) -> np.ndarray:
     # Float files may exceed full scale and resampling can overshoot slightly:
     # scale down (not clip) so the waveform's shape is kept.
     peak = max(float(np.max(y)), -float(np.min(y))) if y.size else 0.0
@@ -337,165 +291,6 @@ def _to_unit_range(y: np.ndarray, *, inplace: bool = False) -> np.ndarray:
     return y / peak
 
 
-def printable_path(path: str | os.PathLike) -> str:
-    """A path as text every encoder takes (UTF-8, JSON, the browser): bytes of a name that
-    is not valid UTF-8 (Python's surrogate escapes) are shown as \\xNN."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
-
-
-def is_utf8_path(path: str | os.PathLike) -> bool:
-    """False for a path whose name is not valid UTF-8 (it holds surrogate escapes)."""
-    try:
-        os.fspath(path).encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _label(source: Source, name: str | None) -> str:
-    if name:
-        return f"'{printable_path(name)}'"
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return "The uploaded audio"
-    return f"'{printable_path(source)}'"
-
-
-def _short_name(source: Source, name: str | None) -> str:
-    if name:
-        return name
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return ""
-    return printable_path(Path(os.fspath(source)).name)
-
-
-def _extension(source: Source, name: str | None) -> str:
-    if name:
-        return Path(name).suffix.lower()
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return ""
-    return Path(os.fspath(source)).suffix.lower()
-
-
-@contextmanager
-def _open_sound(source: Source, name: str | None) -> Iterator[tuple[sf.SoundFile, AudioInfo]]:
-    """Open once with libsndfile (paths natively: faster than Python file objects)."""
-    label, ext = _label(source, name), _extension(source, name)
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-        size, target, raw = len(data), io.BytesIO(data), lambda: io.BytesIO(data)
-    elif isinstance(source, (str, os.PathLike)):
-        path = Path(os.fspath(source))
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            raise AudioError(f"{label} does not exist; check the path.") from None
-        except OSError as exc:
-            raise AudioError(f"{label} could not be opened ({exc.strerror}); check its permissions.") from None
-        if path.is_dir():
-            raise AudioError(f"{label} is a folder, not an audio file.")
-        # libsndfile takes the name's bytes; a str it would encode strictly as UTF-8.
-        target = str(path) if is_utf8_path(path) else os.fsencode(path)
-        size, raw = st.st_size, lambda: open(path, "rb")
-    else:
-        raise AudioError(f"Expected a file path or bytes, got {type(source).__name__}.")
-    if size == 0:
-        raise AudioError(f"{label} is an empty file (0 bytes); record or choose a clip with sound in it.")
-    try:
-        with raw() as f:
-            missing = _wav_missing_bytes(f, size)
-            ogg_cut = _ogg_truncated(f, size)
-    except OSError as exc:
-        raise AudioError(f"{label} could not be opened ({exc.strerror}); check its permissions.") from None
-    try:
-        snd = sf.SoundFile(target)
-    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError):
-        raise _not_readable(label, ext) from None
-    with snd:
-        if missing:
-            raise AudioError(
-                f"{label} is truncated ({missing} bytes of audio data are missing); "
-                "the file was cut off while copying or recording: get a complete copy."
-            )
-        if ogg_cut:
-            raise AudioError(
-                f"{label} is truncated (its last Ogg page is {ogg_cut}); the file was cut off while "
-                "copying or recording: get a complete copy."
-            )
-        if snd.samplerate <= 0 or snd.channels <= 0:
-            raise AudioError(f"{label} has an invalid header (rate {snd.samplerate}, {snd.channels} channels).")
-        rate_problem = limits.rate_problem(int(snd.samplerate))
-        if rate_problem:
-            raise AudioError(f"{label} {rate_problem}.")
-        info = AudioInfo(
-            sr=int(snd.samplerate),
-            channels=int(snd.channels),
-            frames=int(snd.frames),
-            duration=float(snd.frames) / float(snd.samplerate),
-            format=str(snd.format),
-        )
-        yield snd, info
-
-
-def _not_readable(label: str, ext: str) -> AudioError:
-    if ext in KNOWN_UNSUPPORTED:
-        return AudioError(f"{label} is in an unsupported format ({ext}); {CONVERT_HINT}.")
-    if ext and ext not in SUPPORTED_EXTENSIONS:
-        return AudioError(f"{label} is not an audio file audioclf can read ({ext}); use WAV, FLAC, OGG or MP3.")
-    return AudioError(
-        f"{label} is not audio or is corrupt (the decoder does not recognise it); "
-        "check that it plays in a media player, or export it again as WAV."
-    )
-
-
-def _wav_missing_bytes(fileobj: BinaryIO, size: int) -> int:
-    """Bytes the WAV 'data' chunk declares but the file lacks (0 if complete or unknown).
-
-    libsndfile quietly reads what is there, so a cut-off file would load as a shorter clip.
-    """
-    head = fileobj.read(12)
-    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-        return 0
-    pos = 12
-    while pos + 8 <= size:
-        fileobj.seek(pos)
-        chunk = fileobj.read(8)
-        if len(chunk) < 8:
-            return 0
-        chunk_id, chunk_size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
-        if chunk_id == b"data":
-            # Streaming writers (e.g. browser recorders) leave 0 or 0xFFFFFFFF as placeholder.
-            if chunk_size in (0, 0xFFFFFFFF):
-                return 0
-            return max(0, chunk_size - (size - pos - 8))
-        pos += 8 + chunk_size + (chunk_size & 1)
-    return 0
-
-
-def _ogg_truncated(fileobj: BinaryIO, size: int) -> str:
-    """Why an Ogg file's end is cut off ('' if it is complete, or not Ogg).
-
-    A complete Ogg stream ends on a whole page flagged end-of-stream; libsndfile
-    decodes a cut-off one without complaint (Opus as a shorter clip, Vorbis as none).
-    """
-    fileobj.seek(0)
-    if fileobj.read(4) != b"OggS":
-        return ""
-    start = max(0, size - _OGG_TAIL)
-    fileobj.seek(start)
-    tail = fileobj.read()
-    pos = tail.rfind(b"OggS")
-    while pos >= 0:
-        page = tail[pos:]
-        if len(page) >= 27 and page[4] == 0:  # stream structure version 0: a real page header
-            n_segments = page[26]
-            if len(page) < 27 + n_segments:
-                return "incomplete"
-            length = 27 + n_segments + sum(page[27:27 + n_segments])
-            if length > len(page):
-                return "incomplete"
-            return "" if page[5] & 0x04 else "not the end of the stream"
-        pos = tail.rfind(b"OggS", 0, pos)
-    return "missing"
 
 
 def resample(y: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
@@ -503,4 +298,4 @@ def resample(y: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     if orig_sr == target_sr:
         return np.ascontiguousarray(y, dtype=np.float32)
     out = soxr.resample(np.asarray(y, dtype=np.float32), orig_sr, target_sr, quality=RESAMPLE_QUALITY)
-    return _to_unit_range(np.ascontiguousarray(out, dtype=np.float32))
+    return to_unit_range(np.ascontiguousarray(out, dtype=np.float32))
