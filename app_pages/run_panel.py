@@ -55,7 +55,10 @@ def show_status(run_id: str) -> bool:
     if s.state in ("queued", "extracting"):
         frac = s.phase_done / s.phase_total if s.phase_total else 0.0
         doing = "Choosing the feature type" if s.phase == runs.CHOOSING else "Extracting features"
-        st.progress(frac, text=f"{doing}: {s.phase_done} / {s.phase_total} clips"
+        # The total holds the warped copies too: say so, or "240 clips" reads as twice the data set.
+        what = (f" ({s.phase_total - s.phase_copies} clips and {s.phase_copies} voice-warped copies of "
+                "training clips)" if s.phase_copies else " clips")
+        st.progress(frac, text=f"{doing}: {s.phase_done} / {s.phase_total}{what}"
                     if s.phase_total else "Starting (loading the data set and TensorFlow)...")
     elif s.state == "training":
         st.progress(s.epoch / s.epochs if s.epochs else 0.0,

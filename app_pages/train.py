@@ -9,14 +9,13 @@ from audioclf.features import MFCCConfig, SpectralConfig
 from audioclf.model import ModelConfig
 from audioclf.model.configs import ACTIVATIONS, KINDS, MAX_MEMBERS, POOLINGS
 # light: TensorFlow is imported by the training process
-from audioclf.training import (AutoFeatures, RunConfig, TrainConfig, default_feature_kind, not_applicable,
-                               resolve_settings)
+from audioclf.training import AutoFeatures, RunConfig, TrainConfig, not_applicable, resolve_settings
 from audioclf.training.config import FINETUNE_ALL
 from audioclf.training.defaults import AUTO, DEFAULT_MODEL_KIND
 from app_pages import efficientat_panel, run_panel
 from app_pages.train_jobs import PENDING_KEY, cross_validate, launch, pending_prompt
 from app_pages.common import (plural, DATASET_KEY, SPLIT_NAMES, TRAIN_PRESET_KEY, code,
-                              current_dataset, guard)
+                              current_dataset, guard, md)
 
 FEATURE_CHOICES = {"Auto: let my data choose (pretrained models or MFCC)": AUTO, "MFCC sequence": "mfcc",
                  "Spectral frames (MFCC, centroid, roll-off, ZCR, chroma, RMS)": "spectral",
@@ -115,11 +114,20 @@ def apply_preset() -> None:
             "start training or change it first.", icon=":material/tune:")
 
 
+def feature_note(kind: str, yamnet_missing: str, eat_missing: str) -> str:
+    """What the feature picker adds to a type that cannot run here as it stands."""
+    if kind == "yamnet" and yamnet_missing:
+        return " · not set up here"
+    if kind == "efficientat" and eat_missing:
+        return " · not on this machine"
+    return ""
+
+
 def yamnet_reason() -> str:
     """Why YAMNet cannot be used here ("" when a model is available)."""
     from audioclf.features import yamnet
 
-    return yamnet.availability()
+    return yamnet.availability() or ""
 
 
 def auto_note():
@@ -221,9 +229,12 @@ def model_fields(feature_kind: str, kind: str):
     activation = st.selectbox("Activation", ACTIVATIONS, key="tr_act")
     dropout = st.slider("Dropout", 0.0, 0.8, step=0.05, key="tr_dropout")
     l2 = st.number_input("L2 regularisation", 0.0, 1.0, step=1e-4, format="%.5f", key="tr_l2")
-    clip_norm = st.checkbox("Normalise each clip (its own mean and std)", disabled=not recurrent, key="tr_clip_norm",
-                            help="Removes a microphone's or a voice's colouring from frame features (MFCC); "
-                                 "off for YAMNet, whose clip-level embedding is what tells sounds apart.")
+    # Checkbox labels short enough for a quarter of the page (longer ones were cut off with "..."):
+    # what they mean is in their help.
+    clip_norm = st.checkbox("Normalise each clip", disabled=not recurrent, key="tr_clip_norm",
+                            help="Scale each clip's features by its own mean and std: removes a microphone's "
+                                 "or a voice's colouring from frame features (MFCC); off for YAMNet, whose "
+                                 "clip-level embedding is what tells sounds apart.")
     pooling = st.selectbox("Clip summary", POOLINGS, disabled=not recurrent, key="tr_pooling",
                            help="last hidden state, or mean (and max) of the outputs over time")
     time_mask = st.slider("Time mask (frames, training only)", 0, 40, disabled=not recurrent, key="tr_time_mask",
@@ -253,12 +264,17 @@ def train_fields(feature_kind: str):
     min_epochs = st.number_input("Early stopping starts after epoch", 0, 1000, key="tr_min_epochs",
                                  help="Early stopping neither stops nor picks its best epoch before this one: "
                                       "validation loss on few clips often looks best very early.")
-    weights = st.checkbox("Class weights (balance rare classes)", key="tr_weights")
+    weights = st.checkbox("Class weights", key="tr_weights",
+                          help="Weigh each class's clips by how rare the class is, so rare classes count as "
+                               "much as common ones.")
     warp_na = na.get("train.warp_augment")
-    warp = st.checkbox("Voice-warp copies (MFCC: x0.9 and x1.1 frequency)", key="tr_warp", disabled=bool(warp_na),
-                       help=warp_na or "Extra training copies with the frequency axis scaled, "
-                                       "so the model hears higher and lower voices.")
-    reduce_lr = st.checkbox("Halve the learning rate on plateaus", key="tr_reduce_lr")
+    warp = st.checkbox("Voice-warp copies", key="tr_warp", disabled=bool(warp_na),
+                       help=warp_na or "Extra training copies with the frequency axis scaled "
+                                       f"({' and '.join(f'x{w:g}' for w in WARPS)}), so the model hears "
+                                       "higher and lower voices.")
+    reduce_lr = st.checkbox("Halve the rate on plateaus", key="tr_reduce_lr",
+                            help="Halve the learning rate when the validation loss (or, without validation "
+                                 "clips, the training loss) stops improving.")
     finetune, backbone_lr = 0, d["tr_backbone_lr"]
     if feature_kind == "efficientat":
         finetune = st.selectbox("Fine-tune EfficientAT's top blocks", FINETUNE_CHOICES, key="tr_finetune",
@@ -287,7 +303,8 @@ def split_fields(method: str):
     k, by_group = 5, False
     if method == KFOLD:
         k = st.slider("Folds (k)", MIN_FOLDS, MAX_FOLDS, 5, key="tr_k")
-        by_group = st.checkbox("Keep groups together (regex below)", key="tr_kgroup")
+        by_group = st.checkbox("Keep groups together", key="tr_kgroup",
+                               help="No group (by the group regex below) has clips in two folds.")
         val = st.slider("Validation share (for early stopping, inside each fold)", 0.0, 0.4,
                         base.val, step=0.05, key="tr_val", help=NO_VAL_HELP)
         test = 0.0
@@ -375,20 +392,27 @@ top = st.columns(4)
 yamnet_missing = yamnet_reason()
 eat_missing = efficientat_panel.reason()
 pretrained = not yamnet_missing or not eat_missing
-feature_names = [n for n, k in FEATURE_CHOICES.items() if not (k == AUTO and not pretrained)]
-default_kind = default_feature_kind(pretrained)
-if st.session_state.get("tr_feat") not in feature_names:
-    st.session_state["tr_feat"] = next(n for n in feature_names if FEATURE_CHOICES[n] == default_kind)
+# Auto is the default even with no pretrained model here: it then trains MFCC and says so (with
+# EfficientAT's download one click away), and picks a pretrained model once one is on the machine.
+if st.session_state.get("tr_feat") not in FEATURE_CHOICES:
+    st.session_state["tr_feat"] = next(n for n, k in FEATURE_CHOICES.items() if k == AUTO)
 feature_kind = FEATURE_CHOICES[top[0].selectbox(
-    "Features", feature_names, key="tr_feat",
-    help=AUTO_HELP if pretrained else "Auto (a pretrained model or MFCC, whichever suits the data) needs YAMNet "
-                                      "or EfficientAT weights: " + yamnet_missing)]
+    "Features", list(FEATURE_CHOICES), key="tr_feat", help=AUTO_HELP,
+    format_func=lambda n: n + feature_note(FEATURE_CHOICES[n], yamnet_missing, eat_missing))]
 model_kind = top[1].selectbox("Model", KINDS, index=KINDS.index(DEFAULT_MODEL_KIND),
                               format_func=MODEL_NAMES.get, key="tr_model")
 split_method = top[2].selectbox("Split", [*METHODS, KFOLD], format_func=SPLIT_CHOICES.get, key="tr_split")
-blocked = ""  # why the chosen features cannot train here
+blocked = ""  # why the chosen features cannot train here: said before Start, which is disabled
 if feature_kind == "efficientat":
     _, blocked = efficientat_panel.choose_model(top[3])
+elif feature_kind == "yamnet" and yamnet_missing:
+    blocked = yamnet_missing
+    st.warning(md(yamnet_missing), icon=":material/block:")
+elif feature_kind == AUTO and not pretrained:
+    st.info("Auto can only try MFCC here (YAMNet is not set up and no EfficientAT checkpoint is on this "
+            "machine), so it trains MFCC. With a pretrained model it compares it too: pretrained models "
+            "usually win on environmental sounds.", icon=":material/info:")
+    efficientat_panel.offer_download("", key="tr_auto_eat_download")
 
 # A stray Enter in a field must not start minutes of training: only the button does.
 with st.form("train_form", enter_to_submit=False):

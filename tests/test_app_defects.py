@@ -352,3 +352,58 @@ def test_the_run_comparison_reads_rounded_and_without_none(three_runs):
     assert list(table.columns) == ["r2-worse", "r1-best"]  # the sidebar data set's runs
     assert table.loc["val.macro_f1", "r1-best"] == "0.900"
     assert "model.kind" in table.index[:3]  # what differs comes first (name, model, val score)
+
+SUBMIT = "FormSubmitter:train_form-Start training"
+
+
+def test_a_fresh_workspace_opens_on_auto_and_says_before_start_what_cannot_run(monkeypatch, tmp_path):
+    """Issue 21, minors: a fresh workspace's form opened on "MFCC sequence", not Auto; YAMNet (and
+    EfficientAT) were offered when not set up and refused only after Start."""
+    monkeypatch.setenv("AUDIOCLF_YAMNET", str(tmp_path / "no-yamnet.tflite"))
+    monkeypatch.delenv("AUDIOCLF_EFFICIENTAT", raising=False)  # and the workspace has no checkpoint
+    at = new_app("train")
+    feat = at.selectbox(key="tr_feat")
+    assert feat.value.startswith("Auto")
+    assert "Auto can only try MFCC here" in texts(at.info)
+    assert any(b.label.startswith("Download mn04_as") for b in at.button)  # Auto's choice one click wider
+    assert not at.button(key=SUBMIT).disabled  # Auto trains MFCC here
+    assert "YAMNet embeddings (pretrained) · not set up here" in feat.options
+    assert "EfficientAT embeddings (pretrained, AudioSet) · not on this machine" in feat.options
+
+    feat.set_value("YAMNet embeddings (pretrained)").run()
+    assert not at.exception, at.exception
+    assert "no-yamnet.tflite" in texts(at.warning).replace("\\_", "_")  # why, before Start
+    assert at.button(key=SUBMIT).disabled and "no-yamnet.tflite" in at.button(key=SUBMIT).help.replace("\\_", "_")
+
+
+def test_extraction_progress_tells_clips_from_their_warped_copies(tones):
+    """Issue 21, minor: clip counts included the warp copies ("240 clips" for 120)."""
+    import shutil
+
+    from audioclf import jobs
+    from audioclf.training import runs
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    run_id = runs.create_run({"dataset": str(tones), "name": "warped", "train": {"epochs": 5}})
+    try:
+        runs.update_status(run_id, state="extracting", phase="extracting", done=130, total=240, copies=120,
+                           started=time.time(), pid=proc.pid, pid_started=jobs.process_start_time(proc.pid))
+        at = new_app("train", dataset="tones")
+        assert "130 / 240 (120 clips and 120 voice-warped copies of training clips)" in progress_text(at)
+    finally:
+        proc.kill()
+        proc.wait()
+        shutil.rmtree(runs.run_dir(run_id))
+
+
+def test_the_train_forms_checkbox_labels_fit_their_column():
+    """Issue 21, cosmetic: four of them were cut off ("Class weights (balance rare clas...") in a quarter
+    of a 1440 px window (docs/screenshots/train_form.png); what they mean is in their help."""
+    at = new_app("train")
+    at.selectbox(key="tr_feat").set_value("MFCC sequence").run()
+    labels = [c.label for c in at.checkbox]
+    at.selectbox(key="tr_split").set_value("kfold").run()
+    labels += [c.label for c in at.checkbox]
+    assert "Class weights" in labels and len(labels) >= 7
+    # "Trim leading/trailing silence" (29 characters, with its help icon) is the longest that fits.
+    assert max(map(len, labels)) <= 29, [x for x in labels if len(x) > 29]

@@ -62,8 +62,10 @@ def test_train_offers_efficientat_with_its_checkpoint_and_its_defaults(monkeypat
 def test_train_without_any_pretrained_weights_says_why(monkeypatch, tmp_path):
     monkeypatch.setenv("AUDIOCLF_EFFICIENTAT", str(tmp_path / "gone.pt"))
     at = new_app("train")
-    assert at.selectbox(key="tr_feat").value == "MFCC sequence"  # nothing pretrained: no Auto
-    assert not any(o.startswith("Auto") for o in at.selectbox(key="tr_feat").options)
+    # Nothing pretrained: Auto still is the default, and says it can only train MFCC here.
+    assert at.selectbox(key="tr_feat").value.startswith("Auto")
+    assert "Auto can only try MFCC here" in texts(at.info)
+    assert not any("Download" in b.label for b in at.button)  # the path set wins over a download
     at.selectbox(key="tr_feat").set_value(EAT).run()
     assert not at.exception, at.exception
     assert "gone.pt" in texts(at.warning) and "which does not exist" in texts(at.warning)

@@ -68,7 +68,8 @@ def run_train(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED if run.info.state == "cancelled" else EXIT_ERROR
     m = run.metrics
     summary = (f"run {run_id}: {m.get('epochs_trained')} epochs (best {m.get('best_epoch')}), "
-               f"{m.get('train_seconds')} s training, {m.get('n_train')} training clips")
+               f"{m.get('train_seconds')} s training, {m.get('n_train')} training clips"
+               + (f" (and {m['n_train_copies']} warped copies)" if m.get("n_train_copies") else ""))
     if args.format == "table":
         print(summary)
         write_rows(metrics_rows(m), args.format)

@@ -122,7 +122,9 @@ def _run(cfg: RunConfig, run_id: str, emit: OnEvent, stop: Callable[[], bool],
         raise Cancelled()
     runs.update_status(run_id, phase=runs.EVALUATING, message="Evaluating")
     metrics: dict[str, Any] = {k: v for k, v in info.items() if k != "cancelled"}
-    metrics.update(n_train=len(train_data), skipped=skipped, n_clips=n_clips)
+    # Clips, not examples: the voice-warped copies are counted apart ("240 training clips" for 120 read wrong).
+    n_real = len(gathered.parts["train"]) if store is not None else len(gathered.data["train"])
+    metrics.update(n_train=n_real, n_train_copies=len(train_data) - n_real, skipped=skipped, n_clips=n_clips)
     if store is not None:
         metrics["store"] = gathered.record()
     if choice is not None:
@@ -218,12 +220,15 @@ def _gather(cfg: RunConfig, run_id: str, prepared, emit: OnEvent, stop: Callable
     split = prepared.split
     last = [0.0]
 
+    warps = warp_factors(cfg)
+    copies = len(warps) * len(split.train)  # of the total: the warped training copies, not clips
+
     def on_extract(done: int, total: int) -> None:
         emit({"phase": runs.EXTRACTING, "done": done, "total": total})
         if time.time() - last[0] > STATUS_EVERY or done == total:  # don't rewrite status per clip
             last[0] = time.time()
             runs.update_status(run_id, state="extracting", phase=runs.EXTRACTING, done=done, total=total,
-                               message="Extracting features")
+                               copies=copies, message="Extracting features")
 
     return gather_features({"train": split.train, "val": split.val, "test": split.test}, cfg.features,
-                           prepared.labels, warps=warp_factors(cfg), progress=on_extract, should_stop=stop)
+                           prepared.labels, warps=warps, progress=on_extract, should_stop=stop)

@@ -62,6 +62,7 @@ class RunStatus:
     phase: str = ""  # one of RUN_PHASES ("" while queued)
     phase_done: int = 0
     phase_total: int = 0
+    phase_copies: int = 0  # of phase_total while extracting: warped copies of training clips, not clips
     epoch: int = 0
     epochs: int = 0
     history: tuple[dict, ...] = ()
@@ -203,7 +204,7 @@ def run_status(run_id: str) -> RunStatus:
     end = s.get("finished") or (time.time() if s.get("state") not in FINAL_STATES else s.get("updated"))
     return RunStatus(
         run_id=run_id, state=s.get("state", "failed"), phase=s.get("phase", ""),
-        phase_done=int(s.get("done", 0)), phase_total=int(s.get("total", 0)),
+        phase_done=int(s.get("done", 0)), phase_total=int(s.get("total", 0)), phase_copies=int(s.get("copies", 0)),
         epoch=int(s.get("epoch", 0)), epochs=int(s.get("epochs", 0)), history=history,
         message=s.get("message", ""),
         elapsed=float(end - started) if started and end else 0.0,
