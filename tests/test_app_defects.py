@@ -267,13 +267,16 @@ def test_clip_a_recorder_keeps_its_place_when_comparing():
 
 
 @pytest.fixture
-def three_runs(tmp_path, monkeypatch, demo_run, workspace_home):
+def three_runs(tmp_path, monkeypatch, demo_run, workspace_home, home):
     """A fresh workspace with copies of the demo run: two on the sidebar's `demo` data set
     (the better one by validation macro F1, and a worse SimpleRNN) and one on `tones`."""
     import json
     import shutil
 
     from audioclf.training import runs
+
+    # The session's demo run is in this module's workspace when this module asked for it first.
+    source = next(p for p in (workspace_home / "runs" / demo_run, home / "runs" / demo_run) if p.is_dir())
 
     monkeypatch.setenv("AUDIOCLF_HOME", str(tmp_path))
     (tmp_path / "datasets" / "tones" / "low").mkdir(parents=True)
@@ -284,7 +287,7 @@ def three_runs(tmp_path, monkeypatch, demo_run, workspace_home):
     for rid, dataset, kind, val in (("r1-best", "demo", "baseline", 0.9), ("r2-worse", "demo", "simplernn", 0.5),
                                     ("r3-tones", "tones", "gru", 0.6)):
         path = tmp_path / "runs" / rid
-        shutil.copytree(workspace_home / "runs" / demo_run, path)
+        shutil.copytree(source, path)
         cfg = json.loads((path / runs.CONFIG).read_text())
         cfg.update(dataset=str(tmp_path / "datasets" / dataset), name=f"study-x best ({kind})")
         cfg["model"]["kind"] = kind
