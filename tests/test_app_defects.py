@@ -410,3 +410,30 @@ def test_the_train_forms_checkbox_labels_fit_their_column():
     assert "Class weights" in labels and len(labels) >= 7
     # "Trim leading/trailing silence" (29 characters, with its help icon) is the longest that fits.
     assert max(map(len, labels)) <= 29, [x for x in labels if len(x) > 29]
+
+
+def test_the_split_advice_offers_what_helps_not_lower_shares_at_the_sliders_minimum(home):
+    """Issue 21, minor: "lower the validation/test shares" showed with the test share at its minimum;
+    any share above 0 takes a clip of each class, so only a share of 0 needs fewer."""
+    from audioclf.datasets import DatasetError, SplitConfig, check_trainable, load_dataset
+
+    root = home / "datasets" / "few"
+    for label, n in (("rare", 2), ("common", 6)):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            (root / label / f"{label}{i}.wav").write_bytes(wav_bytes(300 + 500 * (label == "common") + 20 * i))
+    at = new_app("train", dataset="few")
+    at.selectbox(key="tr_feat").set_value("MFCC sequence").run()
+    at.slider(key="tr_test").set_value(0.05)  # the slider's minimum
+    at.button(key=SUBMIT).click().run()
+    assert not at.exception, at.exception
+    message = texts(at.error)
+    assert "Class `rare` has 2 clips" in message and "lower" not in message, message
+    assert "Add 1 more, or set the validation share to 0" in message, message
+    assert "active_run" not in at.session_state
+    # With no validation share there is nothing to lower: only more clips help.
+    one = load_dataset(root)
+    one.items[:] = [it for it in one.items if it.path.name != "rare1.wav"]
+    with pytest.raises(DatasetError) as err:
+        check_trainable(one, SplitConfig(val=0.0, test=0.05))
+    assert str(err.value).endswith("Add 1 more.") and "set the" not in str(err.value) and "lower" not in str(err.value)

@@ -176,8 +176,13 @@ def test_check_cli_table_and_fixes_in_workspace(messy):
         health.apply_fix(report.of_kind("sample_rates")[0])
     fake = health.Finding("mislabelled", "high", (str(root / "train" / "low" / "low_1.wav"),), "", "",
                           "relabel", (str(root / "train" / "low" / "low_1.wav"),), label="high")
-    assert "Moved low_1.wav to high" in health.apply_fix(fake)
+    # Issue 21, cosmetic: it read "Moved low_1.wav to high (low_1.wav)".
+    assert health.apply_fix(fake) == "Moved low_1.wav to high."
     assert (root / "train" / "high" / "low_1.wav").is_file()
+    clash = root / "train" / "low" / "low_1.wav"  # another clip of that name, moved there too
+    shutil.copy(root / "train" / "high" / "low_1.wav", clash)
+    again = health.Finding("mislabelled", "high", (str(clash),), "", "", "relabel", (str(clash),), label="high")
+    assert health.apply_fix(again) == "Moved low_1.wav to high as low_1-1.wav (a clip named low_1.wav is there already)."
 
 
 def test_map_vectors_and_projections(fsdd_small):

@@ -288,9 +288,15 @@ def check_trainable(obj: Dataset | Split, cfg: SplitConfig | None = None) -> Non
     needed = _min_per_class(cfg)
     for label, n in obj.counts.items():
         if n < needed:
+            # Every share above 0 takes at least one clip of each class, so only a share of 0
+            # needs fewer: "lower the shares" was no help, and was offered at the sliders' minimum.
+            parts = "/".join(name for name, share in (("validation", cfg.val), ("test", cfg.test)) if share > 0)
+            more = needed - n
+            fewer = (f", or set the validation share to 0 (no validation clips; then {needed - 1} "
+                     f"per class are enough)" if cfg.val > 0 and n >= needed - 1 else "")
             raise DatasetError(
-                f"Class '{label}' has {n} clip{'s' * (n != 1)}; a train/validation/test split needs "
-                f"at least {needed} per class. Add {needed - n} more, or lower the validation/test shares."
+                f"Class '{label}' has {n} clip{'s' * (n != 1)}; a split into training and {parts} clips needs "
+                f"at least {needed} per class (one for each, whatever the shares). Add {more} more{fewer}."
             )
 
 

@@ -482,6 +482,9 @@ def apply_fix(finding: Finding) -> str:
         names = ", ".join(_name(p) for p in finding.targets)
         return f"Deleted {names}."
     if finding.action == "relabel":
-        new = datasets.relabel_clip(finding.targets[0], finding.label)
-        return f"Moved {_name(finding.targets[0])} to {finding.label} ({Path(new).name})."
+        old = _name(finding.targets[0])
+        new = Path(datasets.relabel_clip(finding.targets[0], finding.label)).name
+        # The new name only when it is one: "Moved x to speech (x)" repeated the old.
+        renamed = f" as {new} (a clip named {old} is there already)" if new != old else ""
+        return f"Moved {old} to {finding.label}{renamed}."
     raise HealthError(f"This finding ({finding.kind}) has no one-click fix: {finding.fix}")
