@@ -9,7 +9,7 @@ import streamlit as st
 
 from audioclf.insight import plotting
 from app_pages.common import (DATASET_KEY, code, current_dataset, expand, fmt_seconds, guard,
-                              md, read_only, select_dataset, upload_limit_mb)
+                              md, plural, read_only, select_dataset, upload_limit_mb)
 from app_pages.health_panel import health_tab
 
 NEW_CLASS = "New class..."
@@ -29,7 +29,25 @@ def class_choice(labels: list[str], key: str) -> str | None:
     if pick != NEW_CLASS:
         return pick
     name = st.text_input("New class name", key=f"{key}_new", placeholder="e.g. dog_bark").strip()
+    if name and (note := renamed("class", name)):
+        st.caption(note)  # before the clips are added, not discovered in the sidebar afterwards
     return name or None
+
+
+def renamed(what: str, given: str) -> str:
+    """What a name becomes on disk, when that is not what was typed ("" when it is kept).
+
+    Folder and file names keep letters, digits, space, - _ and . only (datasets.safe_name):
+    an emoji is dropped and an apostrophe becomes _, which users were not told.
+    """
+    from audioclf.datasets import safe_name
+
+    saved = safe_name(given)
+    if saved == given:
+        return ""
+    if not saved:
+        return f"{code(given)} cannot be a {what} name: use letters, digits, - or _."
+    return f"The {what} {code(given)} will be saved as {code(saved)} (letters, digits, space, - _ and . only)."
 
 
 def fixed_splits(ds) -> bool:
@@ -58,12 +76,17 @@ def save_clip(root: Path, label: str, filename: str, data: bytes | Path, split: 
         report["refused"].append((filename, str(exc)))
         return
     report["added"] += 1
+    given = Path(str(filename).replace("\\", "/")).name
+    if path.name != given:  # made safe, or a -1 suffix beside a clip of that name: say so
+        report["renamed"].append((given, path.name))
+    if path.parent.name != label:
+        report["classes"][label] = path.parent.name
     if check_audio(path).silent:
         report["silent"].append(path.name)
 
 
 def new_report(split: str | None) -> dict:
-    return {"added": 0, "refused": [], "silent": [], "split": split}
+    return {"added": 0, "refused": [], "silent": [], "split": split, "renamed": [], "classes": {}}
 
 
 def add_files(root: Path, label: str, files: list, split: str | None = None) -> None:
@@ -91,10 +114,19 @@ def show_flash() -> None:
     report = st.session_state.pop(FLASH_KEY, None)
     if not report:
         return
+    if report.get("note"):
+        st.info(report["note"], icon=":material/edit_note:")
     if report["added"]:
         where = f" (split {code(report['split'])})" if report["split"] else ""
-        st.success(f"Added {report['added']} clip(s) to the data set{where}.",
+        st.success(f"Added {plural(report['added'], 'clip')} to the data set{where}.",
                    icon=":material/check_circle:")
+    changed = [f"class {code(a)} is {code(b)}" for a, b in report.get("classes", {}).items()]
+    changed += [f"{code(a)} is {code(b)}" for a, b in report.get("renamed", [])[:20]]
+    if changed:
+        more = len(report["renamed"]) - 20
+        st.info("Saved under other names (file and folder names keep letters, digits, space, - _ and . "
+                "only, and never replace a clip): " + "; ".join(changed)
+                + (f"; and {more} more" if more > 0 else "") + ".", icon=":material/edit_note:")
     if report["silent"]:
         n = len(report["silent"])
         names = ", ".join(code(name) for name in report["silent"][:20])
@@ -105,7 +137,8 @@ def show_flash() -> None:
                    "if it was a mistake.", icon=":material/volume_off:")
     if report["refused"]:
         # A list, not a table: a table column cuts long reasons off.
-        st.error(f"{len(report['refused'])} file(s) were not added:\n\n"
+        st.error(f"{plural(len(report['refused']), 'file')} {'was' if len(report['refused']) == 1 else 'were'} "
+                 "not added:\n\n"
                  + "\n".join(f"- {refusal(name, reason)}" for name, reason in report["refused"]),
                  icon=":material/error:")
 
@@ -153,7 +186,7 @@ def add_tab(ds) -> None:
     files = st.file_uploader("Audio files or a zip", type=UPLOAD_TYPES, accept_multiple_files=True,
                              key=f"uploads_{st.session_state.get('upload_round', 0)}",
                              max_upload_size=limit)
-    if st.button(f"Add {len(files or [])} file(s)", disabled=not files or not label,
+    if st.button(f"Add {plural(len(files or []), 'file')}", disabled=not files or not label,
                  type="primary", key="add_btn"):
         with guard("Adding clips"):
             add_files(ds.root, label, files, split)
@@ -240,7 +273,7 @@ def edit_clip(path: str, action: str, label: str | None = None) -> None:
 
 def _moved(path: str, key: str) -> None:
     label = st.session_state.get(key)
-    if label and label != "-":
+    if label:
         edit_clip(path, "relabel", label)
 
 
@@ -270,8 +303,10 @@ def browse_tab(ds) -> None:
         others = [x for x in ds.labels if x != label]
         with move:
             key = f"mv_{it.path}"
-            st.selectbox("Move to", ["-", *others], key=key, label_visibility="collapsed",
-                         help="Relabel this clip", on_change=_moved, args=(str(it.path), key))
+            # The label is hidden to keep the row on one line; the empty box says what it does.
+            st.selectbox("Move to class", others, index=None, placeholder="Move to class...", key=key,
+                         label_visibility="collapsed", help="Relabel this clip",
+                         on_change=_moved, args=(str(it.path), key))
         # Keyed by the clip: an unkeyed popover is known by its place, so after a delete the
         # open one would reappear on the next clip in that place and a second click delete it too.
         with drop.popover(":material/delete:", help="Delete this clip", key=f"delpop_{it.path}"):
@@ -287,8 +322,13 @@ def new_tab() -> None:
         name = st.text_input("Name of the new data set", placeholder="e.g. my_sounds")
         if st.form_submit_button("Create", type="primary"):
             with guard("Creating the data set"):
-                created = datasets.create_dataset(name.strip())
-                select_dataset(getattr(created, "name", None) or Path(created).name)
+                created = Path(datasets.create_dataset(name.strip()))
+                select_dataset(created.name)
+                if created.name != name.strip():  # the name made safe for a folder: say what it is
+                    st.session_state[FLASH_KEY] = {
+                        **new_report(None), "note": f"Created the data set {code(created.name)} (from "
+                                                    f"{code(name.strip())}: folder names keep letters, digits, "
+                                                    "space, - _ and . only)."}
                 st.rerun()
 
 

@@ -112,7 +112,7 @@ def test_uploads_to_a_fixed_split_data_set_land_in_it_and_silence_is_warned(fixe
     at.button(key="add_btn").click().run()
     assert not at.exception, at.exception
 
-    assert "Added 2 clip(s)" in texts(at.success) and "`train`" in texts(at.success)
+    assert "Added 2 clips" in texts(at.success) and "`train`" in texts(at.success)
     assert "silent" in texts(at.warning) and "`quiet.wav`" in texts(at.warning)
     refused = texts(at.error)
     assert "`notes.wav`" in refused
@@ -437,3 +437,49 @@ def test_the_split_advice_offers_what_helps_not_lower_shares_at_the_sliders_mini
     with pytest.raises(DatasetError) as err:
         check_trainable(one, SplitConfig(val=0.0, test=0.05))
     assert str(err.value).endswith("Add 1 more.") and "set the" not in str(err.value) and "lower" not in str(err.value)
+
+
+def test_the_data_page_says_what_a_name_became(home):
+    """Issue 21, minor: names were changed without telling the user (emoji dropped, ' to _) on
+    upload, for a new class and a new data set."""
+    from audioclf.datasets import load_dataset
+
+    at = new_app("data")
+    at.session_state["data_tab"] = "New data set"
+    at.run()
+    form_input = next(t for t in at.text_input if t.label == "Name of the new data set")
+    form_input.input("Maud's sounds 🎵")
+    at.button(key="FormSubmitter:new_dataset-Create").click().run()
+    assert not at.exception, at.exception
+    assert "Created the data set `Maud_s sounds` (from `Maud's sounds 🎵`" in texts(at.info)
+    assert at.sidebar.selectbox(key="dataset").value == "Maud_s sounds"
+
+    at.session_state["data_tab"] = "Add clips"
+    at.run()
+    at.text_input(key="add_new").input("dog's bark 🐶").run()
+    assert "The class `dog's bark 🐶` will be saved as `dog_s bark`" in texts(at.caption)  # before adding
+    at.file_uploader[0].set_value([("Rex's bark 🐶.wav", wav_bytes(300), "audio/wav"),
+                                   ("plain.wav", wav_bytes(400), "audio/wav")]).run()
+    at.button(key="add_btn").click().run()
+    assert not at.exception, at.exception
+    note = texts(at.info)
+    assert "class `dog's bark 🐶` is `dog_s bark`" in note and "`Rex's bark 🐶.wav` is `Rex_s bark _.wav`" in note
+    assert "plain.wav" not in note  # kept as it was: not listed
+    items = load_dataset(home / "datasets" / "Maud_s sounds").items
+    assert sorted((it.label, it.path.name) for it in items) == [("dog_s bark", "Rex_s bark _.wav"),
+                                                              ("dog_s bark", "plain.wav")]
+
+
+def test_browse_says_what_its_move_box_does(tones):
+    """Issue 21, cosmetic: a "Move to" dropdown with no label (it showed "-"); it still moves."""
+    at = new_app("data", dataset="tones")
+    at.session_state["data_tab"] = "Browse and edit"
+    at.run()
+    assert at.selectbox(key="browse_label").value == "high"
+    box = next(b for b in at.selectbox if b.key and b.key.startswith("mv_"))
+    assert (box.value, box.placeholder, box.options) == (None, "Move to class...", ["low"])
+    name = Path(box.key[len("mv_"):]).name
+    box.set_value("low").run()
+    assert not at.exception, at.exception
+    assert (tones / "low" / name).is_file()
+    (tones / "low" / name).rename(tones / "high" / name)  # as it was, for the other tests

@@ -133,10 +133,10 @@ def test_the_whole_app_in_a_real_browser(server, browser, shots, clip):
     page.screenshot(path=shots / "data.png")
     page.get_by_role("tab", name="Add clips").click()
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(clip))
-    page.get_by_role("button", name="Add 1 file(s)").wait_for()
+    page.get_by_role("button", name="Add 1 file").wait_for()
     settle(page)
-    page.get_by_role("button", name="Add 1 file(s)").click()
-    page.get_by_text("Added 1 clip(s)").wait_for()
+    page.get_by_role("button", name="Add 1 file").click()
+    page.get_by_text("Added 1 clip to").wait_for()
     no_exception(page)
     assert len(list(home.glob("datasets/demo/*/my_siren.wav"))) == 1
 
