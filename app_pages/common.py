@@ -224,6 +224,22 @@ def load_predictor(run_id: str, stamp: float):
     return Predictor.load(run_id)
 
 
+def yamnet_reason() -> str:
+    """Why YAMNet cannot be used here ("" when a model is available)."""
+    from audioclf.features import yamnet
+
+    return yamnet.availability() or ""
+
+
+def feature_note(kind: str, yamnet_missing: str, eat_missing: str) -> str:
+    """What a feature picker (Train, Tune) adds to a type that cannot run here as it stands."""
+    if kind == "yamnet" and yamnet_missing:
+        return " · not set up here"
+    if kind == "efficientat" and eat_missing:
+        return " · not on this machine"
+    return ""
+
+
 def fmt_seconds(seconds: float | None) -> str:
     """`75.2` -> `1:15`; None -> `-`."""
     if seconds is None:

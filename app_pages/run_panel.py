@@ -2,24 +2,27 @@
 (polled every POLL_SECONDS), its final state, and the cancel button."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from audioclf import jobs
 from audioclf.insight import plotting
-from app_pages.common import ACTIVE_RUN_KEY, fmt_seconds, guard, run_state_sentence
+from app_pages.common import ACTIVE_RUN_KEY, code, dataset_root, fmt_seconds, guard, run_state_sentence
 
 POLL_SECONDS = 1.0
 
 
-def run_to_show() -> tuple[str | None, int]:
-    """(run id, runs in progress): the newest run in progress, else this session's
-    last run, else the workspace's newest run (its final state, also in a new session)."""
-    from audioclf.training import active_runs, list_runs
+def run_to_show(dataset: str | None = None) -> tuple[str | None, int]:
+    """(run id, runs in progress): the newest run in progress (whatever its data set: it holds the
+    one job slot), else this session's last run, else the newest run (its final state, also in a
+    new session); with `dataset` (the sidebar's), only a run trained on that data set is shown."""
+    from audioclf.training import active_runs, list_runs, runs as run_store
 
     busy = active_runs()
     if busy:
         return busy[0].id, len(busy)
-    runs = list_runs()
+    runs = [r for r in list_runs() if dataset is None or run_store.same_dataset(r, dataset_root(dataset))]
     mine = st.session_state.get(ACTIVE_RUN_KEY)
     if mine and any(r.id == mine for r in runs):
         return mine, 0
@@ -95,3 +98,13 @@ def monitor(run_id: str) -> None:
     # Only this fragment reruns every second; a full rerun once the run ends swaps in the static view.
     if show_status(run_id):
         st.rerun()
+
+
+def other_dataset_note(run_id: str, dataset: str | None) -> None:
+    """Say so when the run in progress trains on another data set than the sidebar's."""
+    from audioclf.training import runs
+
+    recorded = str((jobs.read_json(runs.run_dir(run_id) / runs.CONFIG, {}) or {}).get("dataset") or "")
+    if dataset and recorded and not runs.same_dataset(recorded, dataset_root(dataset)):
+        st.caption(f"This run trains on the data set {code(Path(recorded).name)}, not on the sidebar's "
+                   f"{code(dataset)}: one run or search trains at a time.")

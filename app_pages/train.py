@@ -15,7 +15,7 @@ from audioclf.training.defaults import AUTO, DEFAULT_MODEL_KIND
 from app_pages import efficientat_panel, run_panel
 from app_pages.train_jobs import PENDING_KEY, cross_validate, launch, pending_prompt
 from app_pages.common import (plural, DATASET_KEY, SPLIT_NAMES, TRAIN_PRESET_KEY, code,
-                              current_dataset, guard, md)
+                              current_dataset, feature_note, guard, md, yamnet_reason)
 
 FEATURE_CHOICES = {"Auto: let my data choose (pretrained models or MFCC)": AUTO, "MFCC sequence": "mfcc",
                  "Spectral frames (MFCC, centroid, roll-off, ZCR, chroma, RMS)": "spectral",
@@ -112,22 +112,6 @@ def apply_preset() -> None:
     st.session_state[DEFAULTS_KEY] = widget_defaults(cfg["features"]["kind"], cfg["model"]["kind"])
     st.info(f"The form holds the configuration **{cfg.get('name') or 'from the search'}**; "
             "start training or change it first.", icon=":material/tune:")
-
-
-def feature_note(kind: str, yamnet_missing: str, eat_missing: str) -> str:
-    """What the feature picker adds to a type that cannot run here as it stands."""
-    if kind == "yamnet" and yamnet_missing:
-        return " · not set up here"
-    if kind == "efficientat" and eat_missing:
-        return " · not on this machine"
-    return ""
-
-
-def yamnet_reason() -> str:
-    """Why YAMNet cannot be used here ("" when a model is available)."""
-    from audioclf.features import yamnet
-
-    return yamnet.availability() or ""
 
 
 def auto_note():
@@ -361,17 +345,21 @@ st.title("Train")
 apply_preset()
 ds, summary = current_dataset()
 run_id, n_busy = None, 0
+sidebar_dataset = st.session_state.get(DATASET_KEY)
 with guard("Reading runs"):
-    run_id, n_busy = run_panel.run_to_show()
+    run_id, n_busy = run_panel.run_to_show(sidebar_dataset)
 if run_id:
     if n_busy:
         if n_busy > 1:
             st.info(f"{n_busy} runs are in progress; the newest is shown. See them all on the Runs page.")
+        run_panel.other_dataset_note(run_id, sidebar_dataset)
         run_panel.monitor(run_id)
     else:
         from audioclf.training import read_status
 
-        with st.expander(f"Last run: {run_id} ({read_status(run_id).get('state', '?')})", expanded=True):
+        # The sidebar's data set's last run: another data set's said nothing about this one.
+        with st.expander(f"Last run on {sidebar_dataset}: {run_id} ({read_status(run_id).get('state', '?')})",
+                         expanded=True):
             run_panel.show_status(run_id)
     st.divider()
 

@@ -8,10 +8,10 @@ from audioclf import jobs
 from audioclf import tuning
 from audioclf.datasets import FSDD_SPEAKER_PATTERN, MAX_FOLDS, METHODS, MIN_FOLDS, SplitConfig
 from audioclf.features import CONFIG_TYPES
-from audioclf.training import RunConfig, resolve_settings  # light: TensorFlow runs in the search process
+from audioclf.training import RunConfig, resolve_settings, runs  # light: TensorFlow runs in the search process
 from app_pages import efficientat_panel
 from app_pages.common import (plural, DATASET_KEY, SPLIT_NAMES, TRAIN_PRESET_KEY, code, current_dataset, dataset_names,
-                              fmt_seconds, guard, md, select_dataset)
+                              dataset_root, feature_note, fmt_seconds, guard, md, select_dataset, yamnet_reason)
 from app_pages.engine_panel import engine_choice
 
 POLL_SECONDS = 2.0
@@ -38,7 +38,7 @@ EXTRA_PARAMS = {
 }
 SPACE_HELP = ("Values are a list (gru, lstm), a range low:high, a log range low:high:log or a stepped "
               "range low:high:step; one value sets that setting for every trial. Add rows for other "
-              "settings (features.*, model.*, train.*). A setting not ticked keeps the value of the base "
+              "settings (`features.*`, `model.*`, `train.*`). A setting not ticked keeps the value of the base "
               "config: the feature type's defaults, with the epochs set above.")
 
 
@@ -187,13 +187,18 @@ def space_from_rows(rows) -> tuning.SearchSpace:
 def new_search(ds) -> None:
     top = st.columns(4)
     kinds = list(FEATURE_NAMES)  # MFCC first, as in the Train form
-    kind = top[0].selectbox("Features", kinds, format_func=FEATURE_NAMES.get, key="tu_feat")
+    yamnet_missing, eat_missing = yamnet_reason(), efficientat_panel.reason()
+    kind = top[0].selectbox("Features", kinds, key="tu_feat",
+                            format_func=lambda k: FEATURE_NAMES[k] + feature_note(k, yamnet_missing, eat_missing))
     method = top[1].selectbox("Split", METHODS, format_func=SPLIT_NAMES.get, key="tu_split")
     objective = top[2].selectbox("Objective", list(OBJECTIVE_NAMES), format_func=OBJECTIVE_NAMES.get, key="tu_obj")
     features, blocked = CONFIG_TYPES[kind](), ""
     if kind == "efficientat":
         eat_model, blocked = efficientat_panel.choose_model(top[3], key="tu_eat_model")
         features = CONFIG_TYPES[kind](model=eat_model)
+    elif kind == "yamnet" and yamnet_missing:  # said before Start, which is disabled
+        blocked = yamnet_missing
+        st.warning(md(yamnet_missing), icon=":material/block:")
     base_split, base_train = SplitConfig(), resolve_settings(kind)[1]  # the feature type's own defaults
     with st.form("tune_form", enter_to_submit=False):
         cols = st.columns(3)
@@ -257,9 +262,18 @@ with guard("Reading studies"):
     if live_now:
         monitor(study)
         st.divider()
-    finished = [s["study"] for s in tuning.list_studies() if s["state"] in jobs.FINAL_STATES]
+    # The sidebar's data set's studies (and this session's own): another data set's best settings
+    # say nothing about this one.
+    sidebar = st.session_state.get(DATASET_KEY)
+    ended = [s for s in tuning.list_studies() if s["state"] in jobs.FINAL_STATES]
+    mine = st.session_state.get(ACTIVE_STUDY_KEY)
+    finished = [s["study"] for s in ended if not sidebar or s["study"] == mine
+                or runs.same_dataset(str(s["dataset"]), dataset_root(sidebar))]
+    if len(finished) < len(ended):
+        n = len(ended) - len(finished)
+        st.caption(f"{n} finished {'study' if n == 1 else 'studies'} of other data sets: choose their data "
+                   "set in the sidebar to see them.")
     if finished:
-        mine = st.session_state.get(ACTIVE_STUDY_KEY)
         if mine in finished and st.session_state.get(SHOWN_KEY) != mine:
             st.session_state[VIEW_STUDY_KEY] = mine  # a search of this session just ended: show it
             st.session_state[SHOWN_KEY] = mine

@@ -179,3 +179,77 @@ def test_the_tune_progress_counts_this_searchs_trials_only(sleeper):
     assert not tune.exception, tune.exception
     text = " ".join(p.proto.text for p in tune.get("progress"))
     assert "1 of 2 trials finished, 0 running (and 3 trials of earlier searches)" in text, text
+
+
+def two_datasets(home: Path) -> None:
+    """`alpha` beside the fixture's `tones`: two small two-class data sets."""
+    for label, base in (("a", 300), ("b", 2500)):
+        (home / "datasets" / "alpha" / label).mkdir(parents=True)
+        for i in range(6):
+            (home / "datasets" / "alpha" / label / f"{label}{i}.wav").write_bytes(wav_bytes(base + 30 * i, 0.5))
+
+
+def ended_run(dataset: str, name: str, state: str = "cancelled") -> str:
+    from audioclf.training import runs
+
+    run_id = runs.create_run({"dataset": dataset, "name": name, "train": {"epochs": 5}})
+    runs.update_status(run_id, state=state, message="Cancelled.", finished=time.time(), started=time.time() - 5)
+    time.sleep(1.1)  # run ids and their order go by the second
+    return run_id
+
+
+def test_train_shows_the_last_run_of_the_sidebar_data_set(home):
+    """Issue 21, minor: Train's "Last run" was the workspace's newest, whatever the sidebar said."""
+    two_datasets(home)
+    tones_run = ended_run("tones", "on tones")
+    alpha_run = ended_run(str(home / "datasets" / "alpha"), "on alpha (a path, as the CLI records it)")
+    at = new_app("train")  # the sidebar: tones
+    labels = [e.label for e in at.expander]
+    assert any(tones_run in x and "Last run on tones" in x for x in labels), labels
+    assert not any(alpha_run in x for x in labels)
+    at.sidebar.selectbox(key="dataset").set_value("alpha").run()
+    assert any(alpha_run in e.label for e in at.expander) and not any(tones_run in e.label for e in at.expander)
+
+
+def test_a_run_in_progress_on_another_data_set_is_shown_and_says_so(sleeper, home):
+    two_datasets(home)
+    first = training_run(sleeper)  # on tones
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({"dataset": "alpha"})
+    at.run()
+    at.switch_page("app_pages/train.py").run()
+    assert not at.exception, at.exception
+    assert f"Run {first}" in texts(at.subheader)  # it holds the one job slot
+    assert "trains on the data set `tones`, not on the sidebar's `alpha`" in texts(at.caption)
+
+
+def test_tune_shows_the_sidebar_data_sets_studies_and_its_help_keeps_its_asterisks(home):
+    """Issue 21: Tune's results ignored the sidebar's data set (minor); its help lost its
+    asterisks to Markdown ("*model.*" became italics, cosmetic)."""
+    from audioclf import tuning
+    from audioclf.datasets import SplitConfig
+    from audioclf.features import MFCCConfig
+    from audioclf.training import RunConfig
+
+    two_datasets(home)
+    made = {}
+    for dataset in ("tones", str(home / "datasets" / "alpha")):
+        made[Path(dataset).name] = tuning.create_study(tuning.TuneConfig(
+            base=RunConfig(dataset=dataset, split=SplitConfig(), features=MFCCConfig()), trials=2))
+        tuning.update_status(made[Path(dataset).name], state="cancelled", finished=time.time())
+    tune = new_app("tune")  # the sidebar: tones
+    assert tune.selectbox(key="tu_view").options == [made["tones"]]
+    assert "1 finished study of other data sets" in texts(tune.caption)
+    assert "(`features.*`, `model.*`, `train.*`)" in texts(tune.caption)
+    tune.sidebar.selectbox(key="dataset").set_value("alpha").run()
+    assert tune.selectbox(key="tu_view").options == [made["alpha"]]
+
+
+def test_tune_says_before_start_that_yamnet_is_not_set_up(monkeypatch, tmp_path):
+    monkeypatch.setenv("AUDIOCLF_YAMNET", str(tmp_path / "no-yamnet.tflite"))
+    tune = new_app("tune")
+    assert "YAMNet embeddings · not set up here" in tune.selectbox(key="tu_feat").options
+    tune.selectbox(key="tu_feat").set_value("yamnet").run()
+    assert not tune.exception, tune.exception
+    assert "no-yamnet.tflite" in texts(tune.warning).replace("\\_", "_")
+    assert tune.button(key="FormSubmitter:tune_form-Start search").disabled

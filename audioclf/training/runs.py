@@ -313,14 +313,16 @@ def headline_score(info: RunInfo) -> tuple[str, float] | None:
     return None
 
 
-def same_dataset(info: RunInfo, dataset: str | os.PathLike) -> bool:
-    """True if the run was trained on the data set folder `dataset`.
+def same_dataset(info: RunInfo | str, dataset: str | os.PathLike) -> bool:
+    """True if the run (or a config's recorded `dataset`, e.g. a study's) was trained on the data
+    set folder `dataset`.
 
     The folders are compared resolved; a run whose recorded folder is gone (a workspace
     moved elsewhere) matches by the folder's name.
     """
-    recorded, wanted = Path(info.dataset or ""), Path(dataset)
-    if not info.dataset:
+    given = info if isinstance(info, str) else info.dataset
+    recorded, wanted = Path(given or ""), Path(dataset)
+    if not given:
         return False
     if recorded.exists():
         return recorded.resolve() == wanted.resolve()
