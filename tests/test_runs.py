@@ -105,3 +105,20 @@ def test_active_runs_are_the_unfinished_runs_with_a_live_process():
         alive.kill()
         for run_id in made:
             shutil.rmtree(runs.run_dir(run_id))
+
+
+def test_an_older_runs_training_clips_leave_its_warped_copies_out(tmp_path):
+    """Issue 21, minor: "Training clips 240" for 120 clips; runs trained before n_train_copies
+    counted the warped copies in n_train, and read as clips and copies apart now."""
+    run_id = runs.create_run({"dataset": "d", "features": {"kind": "mfcc"}, "train": {"warp_augment": [0.9, 1.1]}})
+    jobs.write_json(runs.run_dir(run_id) / runs.METRICS, {"n_train": 240})
+    m = runs.load_run(run_id).metrics
+    assert (m["n_train"], m["n_train_copies"]) == (80, 160)
+    yam = runs.create_run({"dataset": "d", "features": {"kind": "yamnet"}, "train": {"warp_augment": [0.9, 1.1]}})
+    jobs.write_json(runs.run_dir(yam) / runs.METRICS, {"n_train": 120})  # YAMNet is never warped
+    assert (runs.load_run(yam).metrics["n_train"], runs.load_run(yam).metrics["n_train_copies"]) == (120, 0)
+    new = runs.create_run({"dataset": "d", "features": {"kind": "mfcc"}, "train": {"warp_augment": [0.9, 1.1]}})
+    jobs.write_json(runs.run_dir(new) / runs.METRICS, {"n_train": 120, "n_train_copies": 240})  # as trained now
+    assert runs.load_run(new).metrics["n_train"] == 120
+    for rid in (run_id, yam, new):
+        runs.delete_run(rid)

@@ -257,9 +257,28 @@ def active_runs() -> list[RunInfo]:
 def load_run(run_id: str) -> Run:
     """Config, status, labels, metrics and history of a run."""
     path = run_dir(run_id)
-    return Run(info=_info(run_id), path=path, config=read_json(path / CONFIG, {}),
+    config = read_json(path / CONFIG, {}) or {}
+    return Run(info=_info(run_id), path=path, config=config,
                status=read_status(run_id), labels=read_json(path / LABELS, []) or [],
-               metrics=read_json(path / METRICS, {}) or {}, history=read_history(run_id))
+               metrics=clip_counts(read_json(path / METRICS, {}) or {}, config), history=read_history(run_id))
+
+
+def clip_counts(metrics: dict, config: dict) -> dict:
+    """`metrics` with `n_train` counting training clips and `n_train_copies` their warped copies.
+
+    Runs trained before `n_train_copies` existed counted the copies in `n_train` ("Training
+    clips 240" for 120 clips and two warp factors); only MFCC features are warped, every
+    readable training clip once per factor other than 1, so the clips are n_train / (1 + factors).
+    """
+    if "n_train" not in metrics or "n_train_copies" in metrics:
+        return metrics
+    feats, train = config.get("features") or {}, config.get("train") or {}
+    factors = sum(1 for w in train.get("warp_augment") or () if float(w) != 1.0)
+    warped = feats.get("kind") == "mfcc" and factors and "store" not in metrics  # a store streams no copies
+    n = int(metrics["n_train"])
+    if not warped or n % (1 + factors):
+        return {**metrics, "n_train_copies": 0}
+    return {**metrics, "n_train": n // (1 + factors), "n_train_copies": n - n // (1 + factors)}
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
