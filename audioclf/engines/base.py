@@ -4,6 +4,7 @@ Ray-free, like everything in :mod:`audioclf.engines` but ``ray_*.py``.
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import TypeVar
@@ -87,9 +88,31 @@ def quiet() -> None:
 
 def task_env() -> dict[str, str]:
     """Environment of a training task on a cluster (a search trial, a fold): this workspace (which its
-    node must reach), one TensorFlow thread per task's CPU. One dict for both, so Ray can reuse the
-    worker processes (with TensorFlow loaded) from one kind of task for the other."""
+    node must reach), the owner's model settings (:func:`model_settings`), one TensorFlow thread per
+    task's CPU. One dict for both, so Ray can reuse the worker processes (with TensorFlow loaded)
+    from one kind of task for the other."""
     from audioclf import workspace
 
     return {workspace.ENV_HOME: str(workspace.home()), "AUDIOCLF_TF_THREADS": "1", "OMP_NUM_THREADS": "1",
-            "TF_CPP_MIN_LOG_LEVEL": "3"}
+            "TF_CPP_MIN_LOG_LEVEL": "3", **model_settings()}
+
+
+def model_settings() -> dict[str, str]:
+    """The feature-model settings the owner gave this process ($AUDIOCLF_YAMNET, $AUDIOCLF_EFFICIENTAT
+    and its download mirror), paths made absolute.
+
+    A cluster's worker processes have their node's environment, not the driver's (a joined
+    cluster's raylet was started elsewhere), so without these a worker refuses a model the
+    owner trusted here (UntrustedModel) or resolves a default to another file."""
+    from audioclf.features import sources
+    from audioclf.features.efficientat.weights import ENV_RELEASE, ENV_WEIGHTS
+    from audioclf.features.yamnet import ENV_MODEL
+
+    out = {}
+    for var in (ENV_MODEL, ENV_WEIGHTS):
+        value = os.environ.get(var, "").strip()
+        if value:
+            out[var] = value if sources.is_url(value) else str(sources.absolute(value))
+    if os.environ.get(ENV_RELEASE, "").strip():
+        out[ENV_RELEASE] = os.environ[ENV_RELEASE].strip()
+    return out

@@ -19,7 +19,7 @@ import sys
 from typing import Any, Callable, Iterable
 
 from audioclf import workspace
-from audioclf.engines.base import ClusterInfo, EngineError, ExtractResult, NodeInfo, R, T, quiet
+from audioclf.engines.base import ClusterInfo, EngineError, ExtractResult, NodeInfo, R, T, model_settings, quiet
 from audioclf.progress import Progress
 from audioclf.engines.manifest import is_uri, read_manifest
 from audioclf.features import FeatureConfig, config_key
@@ -191,7 +191,7 @@ class RayEngine:
         from audioclf.features.store import FeatureStore
 
         t0 = time.perf_counter()
-        config = _portable(config)
+        config, settings = _portable(config)
         key = config_key(config)
         root = os.fspath(store) if store is not None else str(workspace.cache_dir() / STORE_FOLDER)
         if not is_uri(root):
@@ -214,7 +214,7 @@ class RayEngine:
 
         result = ray_extract.run(table, config, key=key, store_root=root, progress=report,
                                  batch_size=self.batch_size, actors=n_actors, cpus_per_actor=self.cpus_per_actor,
-                                 on_summary=on_summary)
+                                 on_summary=on_summary, settings=settings)
         result.total, result.skipped = total, skipped
         result.seconds = time.perf_counter() - t0
         return result
@@ -262,15 +262,37 @@ class Tasks:
         return out
 
 
-def _portable(config: FeatureConfig) -> FeatureConfig:
-    """YAMNet's "" model resolved here, so every node loads the file the driver means."""
-    if config.kind != "yamnet":
-        return config
+def _portable(config: FeatureConfig) -> tuple[FeatureConfig, dict[str, str]]:
+    """The config as every node must read it, and the settings its actors load the model with.
+
+    Whether a config may name its model is decided here, by this process's workspace and
+    settings (:mod:`audioclf.features.sources`): a refused model is an error before the job
+    starts. A node has its own environment and workspace, so the model is resolved here (YAMNet's
+    "" and links; EfficientAT's name to the file found here) and the actors are given that file
+    as their owner's setting (:func:`~audioclf.engines.base.model_settings`), which their own
+    check then trusts: the file this check allowed, not whatever the node's settings say.
+    """
     from dataclasses import replace
 
-    from audioclf.features.yamnet import resolve_spec
+    settings = model_settings()
+    if config.kind == "yamnet":
+        from audioclf.features import sources
+        from audioclf.features.yamnet import ENV_MODEL, check_source, resolve_spec
 
-    return replace(config, model=resolve_spec(config.model))
+        check_source(config.model)
+        config = replace(config, model=resolve_spec(config.model))
+        if not sources.is_url(config.model):
+            settings[ENV_MODEL] = config.model
+    elif config.kind == "efficientat" and config.sequence != "mel":
+        from audioclf.features.efficientat.weights import ENV_WEIGHTS, check_source, is_path, local_checkpoint
+
+        check_source(config.model)
+        local = local_checkpoint(config.model)
+        if local is not None:
+            settings[ENV_WEIGHTS] = str(local)
+            if is_path(config.model):
+                config = replace(config, model=str(local))
+    return config, settings
 
 
 def _head_node_id() -> str | None:

@@ -61,9 +61,14 @@ def decode_batch(batch: pa.Table, config: dict) -> pa.Table:
 class FeatureActor:
     """Holds the feature model once; featurises decoded blocks and writes each as one store shard."""
 
-    def __init__(self, config: dict, key: str, store_root: str, threads: int = 1):
+    def __init__(self, config: dict, key: str, store_root: str, threads: int = 1,
+                 settings: dict[str, str] | None = None):
         from audioclf.features.store import FeatureStore
 
+        # The driver's model settings (the model file it checked and resolved): this worker has
+        # its node's environment. An actor's process is its own, so setting them here touches
+        # no other work, and keeps the worker Ray prestarted (a runtime_env would start a new one).
+        os.environ.update(settings or {})
         self.config = config_from_dict(config)
         self.key = key
         self.store = FeatureStore(store_root)
@@ -114,20 +119,23 @@ class FeatureActor:
         }, schema=SUMMARY)
 
 
-def bound_actor(config: dict, key: str, store_root: str, threads: int) -> type:
+def bound_actor(config: dict, key: str, store_root: str, threads: int, settings: dict[str, str]) -> type:
     """FeatureActor with its arguments bound in the class: Ray keeps constructor arguments in
     the object store, and a restarted actor (after its worker died) cannot start if they are gone."""
 
     class BoundFeatureActor(FeatureActor):
         def __init__(self):
-            super().__init__(config, key, store_root, threads)
+            super().__init__(config, key, store_root, threads, settings)
 
     return BoundFeatureActor
 
 
 def run(table: pa.Table, config: FeatureConfig, *, key: str, store_root: str, progress: Progress | None,
-        batch_size: int, actors: int, cpus_per_actor: float, on_summary=None) -> ExtractResult:
-    """Extract every row of `table` (path, label, group) into the store; returns the counts."""
+        batch_size: int, actors: int, cpus_per_actor: float, on_summary=None,
+        settings: dict[str, str] | None = None) -> ExtractResult:
+    """Extract every row of `table` (path, label, group) into the store; returns the counts.
+
+    `settings` (environment variables: the model the driver checked) are set in each actor."""
     from ray.data import ActorPoolStrategy, DataContext
 
     quiet()
@@ -147,7 +155,7 @@ def run(table: pa.Table, config: FeatureConfig, *, key: str, store_root: str, pr
     ds = ray.data.from_arrow(table, override_num_blocks=blocks)
     ds = ds.map_batches(decode_batch, batch_size=None, batch_format="pyarrow", fn_kwargs={"config": cfg},
                         num_cpus=cpus_per_actor)
-    ds = ds.map_batches(bound_actor(cfg, key, store_root, max(1, int(cpus_per_actor))),
+    ds = ds.map_batches(bound_actor(cfg, key, store_root, max(1, int(cpus_per_actor)), dict(settings or {})),
                         batch_size=None, batch_format="pyarrow", compute=ActorPoolStrategy(min_size=1, max_size=actors, initial_size=actors),
                         num_cpus=cpus_per_actor)
     hosts = _node_hosts()
