@@ -200,10 +200,9 @@ def workspace_home_of(model: Path) -> Path:
 
 
 # The killed-worker job, driver and cluster in one child process in its own session: whatever
-# a SIGKILLed worker sets off in Ray (a Ray driver whose raylet dies exits its process at once,
-# with no Python cleanup), it ends that child, seen here as a failed test with its output, never
-# pytest. In 2 of 4 clean-clone CI runs with the cluster and the driver in pytest's process, pytest
-# exited 1 with no summary during this test.
+# a SIGKILLed worker sets off in Ray (a Ray driver that loses its raylet, or fails one of its
+# own checks, ends its process at once, with no Python cleanup), it ends that child, seen here
+# as a failed test with its output, never pytest.
 KILL_JOB = textwrap.dedent("""
     import json, os, signal, sys
     from ray.cluster_utils import Cluster

@@ -25,6 +25,7 @@ from audioclf.engines.manifest import is_uri, read_manifest
 from audioclf.features import FeatureConfig, config_key
 
 CONNECT_TIMEOUT = 5.0  # seconds for the TCP check of an address
+CANCEL_GRACE = 10.0  # seconds an interrupted task has to end before it is killed
 DEFAULT_PORT = 6379  # a GCS address without a port
 CLIENT_PORT = 10001  # a ray:// address without a port
 BATCH_SIZE = 64  # clips per block: one decode task, one actor call, one store shard
@@ -238,14 +239,27 @@ class Tasks:
 
         ray.wait(self.refs, num_returns=len(self.refs), timeout=timeout)
 
-    def cancel(self) -> None:
+    def cancel(self, grace: float = CANCEL_GRACE) -> None:
+        """Stop the tasks still running: interrupted first (a KeyboardInterrupt in the task), killed
+        only if one still runs `grace` seconds later.
+
+        Not killed at once: Ray's force-cancel fails the task in the driver straight away, and if
+        the task's reply is already on its way, the driver's core worker aborts this whole process
+        (task_manager.cc, "Tried to complete task that was not pending"). A search cancelled as a
+        trial finished did that: the CLI's or a test's process ended with no message.
+        """
         import ray
 
-        for ref in self.refs:
-            try:
-                ray.cancel(ref, force=True)
-            except Exception:  # noqa: BLE001  (finished meanwhile)
-                continue
+        _, running = ray.wait(self.refs, num_returns=len(self.refs), timeout=0)
+        for force in (False, True):
+            for ref in running:
+                try:
+                    ray.cancel(ref, force=force)
+                except Exception:  # noqa: BLE001  (finished meanwhile)
+                    continue
+            if not running or force:
+                return
+            _, running = ray.wait(running, num_returns=len(running), timeout=grace)
 
     def errors(self) -> list[str]:
         """One line per finished task that raised (its exception's message)."""
