@@ -15,45 +15,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+sys.path.insert(0, str(ROOT / "tests"))
+from appserver import launch_chromium, start_app, streamlit_app  # noqa: E402  (the tests' server helper)
+
 HEADING = "h1"  # the first page (Data) starts with a title
 TIMEOUT = 120.0
 TARGET_S = 3.0
 TF_LIBS = ("_pywrap_tensorflow_internal", "libtensorflow_framework", "libtensorflow_cc")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_health(port: int, proc: subprocess.Popen, timeout: float = TIMEOUT) -> float:
-    """Seconds until /_stcore/health answers ok (RuntimeError if the server dies)."""
-    url = f"http://127.0.0.1:{port}/_stcore/health"
-    end = time.perf_counter() + timeout
-    while time.perf_counter() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200:
-                    return time.perf_counter()
-        except OSError:
-            pass
-        time.sleep(0.02)
-    raise RuntimeError(f"no answer from {url} after {timeout:.0f} s")
 
 
 def tensorflow_loaded(pid: int) -> bool:
@@ -66,31 +42,23 @@ def tensorflow_loaded(pid: int) -> bool:
 
 
 def one_start(browser, home: Path) -> dict:
-    port = free_port()
     env = {**os.environ, "AUDIOCLF_HOME": str(home), "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
-           "--server.port", str(port), "--server.address", "127.0.0.1",
-           "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
     page = browser.new_page()
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # The health check is polled every 20 ms: the time to health is part of what is measured.
+    server = start_app(streamlit_app("--server.fileWatcherType", "none"), home=home, env=env,
+                       timeout=TIMEOUT, poll=0.02)
     try:
-        healthy = wait_health(port, proc)
-        page.goto(f"http://127.0.0.1:{port}/", timeout=TIMEOUT * 1000)
+        page.goto(f"{server.url}/", timeout=TIMEOUT * 1000)
         page.wait_for_selector(HEADING, state="visible", timeout=TIMEOUT * 1000)
         rendered = time.perf_counter()
         title = page.inner_text(HEADING).strip().splitlines()[0]
         time.sleep(0.5)  # let the first script run finish its imports before looking
-        tf = tensorflow_loaded(proc.pid)
+        tf = tensorflow_loaded(server.pid)
     finally:
         page.close()
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return {"health_s": healthy - t0, "render_s": rendered - t0, "heading": title, "tf_loaded": tf}
+        server.stop()
+    return {"health_s": server.healthy - server.started, "render_s": rendered - server.started,
+            "heading": title, "tf_loaded": tf}
 
 
 def import_seconds(module: str) -> float:
@@ -110,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load: {os.getloadavg()[0]:.1f}, {os.cpu_count()} cpus", flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="audioclf-startup-") as home, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch_chromium(pw)
         try:
             for i in range(args.repeat):
                 r = one_start(browser, Path(home))

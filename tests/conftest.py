@@ -43,6 +43,15 @@ def workspace_home(tmp_path_factory) -> Path:
     return home
 
 
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    """Where browser tests save screenshots: $AUDIOCLF_SCREENSHOTS (e.g. docs/screenshots) or a tmp folder."""
+    folder = os.environ.get("AUDIOCLF_SCREENSHOTS")
+    path = Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """../shared (or $AUDIOCLF_SHARED); tests that need it are skipped without it."""

@@ -6,22 +6,16 @@ when set, otherwise into the test's tmp folder.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from appserver import ServerDidNotStart, have_chromium, launch_chromium, start_app, streamlit_app
+
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 START_TIMEOUT = 60
 PAGE_TIMEOUT = 90_000  # ms; the first Explore render compiles librosa's numba code
 TRAIN_TIMEOUT = 300_000
@@ -30,64 +24,29 @@ VIEWPORT = {"width": 1440, "height": 1000}
 EPOCHS = os.environ.get("AUDIOCLF_E2E_EPOCHS", "3")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, yamnet_tflite):
-    """`streamlit run app.py` on a free port with its own workspace; yields its URL."""
+    """`streamlit run app.py` on a free port with its own workspace; yields (url, home)."""
     home = tmp_path_factory.mktemp("e2e_home")
-    port = free_port()
     env = {**os.environ, "AUDIOCLF_HOME": str(home), "AUDIOCLF_YAMNET": str(yamnet_tflite)}
-    log = open(home / "server.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1",
-         "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + START_TIMEOUT
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            pytest.fail("streamlit did not start:\n" + (home / "server.log").read_text()[-3000:])
-        time.sleep(0.3)
-    yield url, home
-    proc.terminate()
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+        app = start_app(streamlit_app(), home=home, env=env, timeout=START_TIMEOUT)
+    except ServerDidNotStart as exc:
+        pytest.fail(str(exc))
+    yield app.url, home
+    app.stop()
 
 
 @pytest.fixture(scope="module")
 def browser():
-    if not Path(CHROMIUM).exists():
+    if not have_chromium():
         pytest.skip("install Debian's chromium: apt-get install -y chromium")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        b = launch_chromium(p)
         yield b
         b.close()
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
-    folder = os.environ.get("AUDIOCLF_SCREENSHOTS")
-    path = Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 @pytest.fixture(scope="module")

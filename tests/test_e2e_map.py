@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from test_e2e import PAGE_TIMEOUT, VIEWPORT, browser, go, no_exception, server, settle, shots  # noqa: F401
+from test_e2e import PAGE_TIMEOUT, VIEWPORT, browser, go, no_exception, server, settle  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from test_e2e import VIEWPORT, browser, go, no_exception, server, settle, shots  # noqa: F401  (fixtures)
+from test_e2e import VIEWPORT, browser, go, no_exception, server, settle  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.e2e
 EPOCHS = int(os.environ.get("AUDIOCLF_E2E_EPOCHS", "6"))  # the screenshots: 30

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,9 +19,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from test_live_e2e import (CHROMIUM, CHROMIUM_ARGS, LIVE_TIMEOUT, MAX_STARTS, PAGE_TIMEOUT, PORT, ROOT,
-                           START_TIMEOUT, STUCK_SECONDS, VIEWPORT, find_in_frames, in_frames, in_netns, netns_holder,
-                           no_exception, settle)
+from appserver import FAKE_MIC_ARGS, launch_chromium
+from test_live_e2e import (LIVE_TIMEOUT, MAX_STARTS, PAGE_TIMEOUT, STUCK_SECONDS, VIEWPORT, find_in_frames, in_frames,
+                           no_exception, serve_in_netns, settle)
 
 pytestmark = pytest.mark.e2e
 
@@ -68,51 +66,21 @@ def siren_wav(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(home, yamnet_tflite):
-    if not Path(CHROMIUM).exists():
-        pytest.skip("install Debian's chromium: apt-get install -y chromium")
-    holder = netns_holder()
-    env = {**os.environ, "AUDIOCLF_HOME": str(home), "AUDIOCLF_YAMNET": str(yamnet_tflite),
-           "AUDIOCLF_READONLY_ALLOW": "corrections"}
-    env.pop("AUDIOCLF_READONLY", None)
-    env.pop("AUDIOCLF_EFFICIENTAT", None)
-    log = open(home / "server.log", "wb")
-    proc = subprocess.Popen(
-        [*in_netns(holder), sys.executable, "-m", "audioclf", "app", "--readonly", "--headless",
-         "--port", str(PORT), "--address", "127.0.0.1"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{PORT}"
-    probe = [*in_netns(holder), sys.executable, "-c",
-             f"import urllib.request; urllib.request.urlopen('{url}/_stcore/health', timeout=2)"]
-    deadline = time.time() + START_TIMEOUT
-    while subprocess.run(probe, capture_output=True).returncode != 0:
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            holder.kill()
-            pytest.fail("the app did not start:\n" + (home / "server.log").read_text()[-3000:])
-        time.sleep(0.5)
-    yield url, holder
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    holder.kill()
-    holder.wait()
-    log.close()
+    app, ns = serve_in_netns(home, {"AUDIOCLF_YAMNET": str(yamnet_tflite),
+                                    "AUDIOCLF_READONLY_ALLOW": "corrections", "AUDIOCLF_EFFICIENTAT": None})
+    yield app.url, ns
+    app.stop()
+    ns.close()
 
 
 @pytest.fixture(scope="module")
 def browser(server, siren_wav, tmp_path_factory):
     from playwright.sync_api import sync_playwright
 
-    _, holder = server
-    wrapper = tmp_path_factory.mktemp("chromium_fix") / "chromium-in-netns"
-    wrapper.write_text(f'#!/bin/sh\nexec {" ".join(in_netns(holder))} {CHROMIUM} "$@"\n')
-    wrapper.chmod(0o755)
+    _, ns = server
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(wrapper), args=[
-            *CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={siren_wav}"])
+        b = launch_chromium(p, netns=ns, wrapper_dir=tmp_path_factory.mktemp("chromium_fix"),
+                            extra_args=(*FAKE_MIC_ARGS, f"--use-file-for-fake-audio-capture={siren_wav}"))
         yield b
         b.close()
 

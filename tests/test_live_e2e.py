@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -31,13 +29,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from appserver import (FAKE_MIC_ARGS, AppServer, NetNamespace, ServerDidNotStart, have_chromium, launch_chromium,
+                       start_app)
+
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
-NETNS_ADDRESS = "10.213.0.1/24"  # exists only inside the test's own network namespace
 PORT = 8765  # the namespace is private, so any port is free
 START_TIMEOUT = 90
 WARM_TIMEOUT = 300  # s for the server's first-start work (the warm-up visit)
@@ -51,23 +47,33 @@ LIVE_TIMEOUT = MAX_STARTS * 45_000  # ms
 VIEWPORT = {"width": 1440, "height": 1350}  # tall enough for the answer and the event log
 
 
-def netns_holder() -> subprocess.Popen:
-    """A process in a new network namespace with lo up and a veth pair addressed inside it."""
-    if not shutil.which("unshare") or not shutil.which("nsenter") or not shutil.which("ip"):
-        pytest.skip("needs unshare, nsenter and ip (util-linux, iproute2)")
-    script = ("set -e; ip link set lo up; ip link add v0 type veth peer name v1; "
-              f"ip addr add {NETNS_ADDRESS} dev v0; ip link set v0 up; ip link set v1 up; "
-              "echo ready; exec sleep 600")
-    proc = subprocess.Popen(["unshare", "--net", "sh", "-c", script], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    if proc.stdout.readline().strip() != "ready":
-        proc.kill()
-        pytest.skip(f"cannot make a network namespace here (root needed): {proc.stderr.read().strip()}")
-    return proc
+def netns() -> NetNamespace:
+    """A network namespace for server and browser (skips the test where none can be made)."""
+    problem = NetNamespace.problem()
+    if problem:
+        pytest.skip(problem)
+    try:
+        return NetNamespace()
+    except OSError as exc:
+        pytest.skip(str(exc))
 
 
-def in_netns(holder: subprocess.Popen) -> list[str]:
-    return ["nsenter", f"--net=/proc/{holder.pid}/ns/net"]
+def serve_in_netns(home: Path, env: dict) -> tuple[AppServer, NetNamespace]:
+    """`audioclf app --readonly` serving `home` inside a new network namespace; `env` adds to this
+    process's environment (None removes a variable)."""
+    if not have_chromium():
+        pytest.skip("install Debian's chromium: apt-get install -y chromium")
+    ns = netns()
+    env = {**os.environ, "AUDIOCLF_HOME": str(home), "AUDIOCLF_READONLY": None, **env}  # the flag must do it
+    env = {k: v for k, v in env.items() if v is not None}
+    try:
+        app = start_app(["audioclf", "app", "--readonly", "--headless", "--port", "{port}",
+                         "--address", "127.0.0.1"], home=home, port=PORT, env=env, netns=ns,
+                        timeout=START_TIMEOUT, poll=0.5)
+    except ServerDidNotStart as exc:
+        ns.close()
+        pytest.fail(str(exc))
+    return app, ns
 
 
 @pytest.fixture(scope="module")
@@ -88,38 +94,12 @@ def siren_wav(tmp_path_factory, workspace_home, demo_run) -> Path:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, workspace_home, demo_run, yamnet_tflite):
     """`audioclf app --readonly` in a private network namespace, serving a copy of the demo run."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip("install Debian's chromium: apt-get install -y chromium")
     home = tmp_path_factory.mktemp("live_e2e_home")
     shutil.copytree(workspace_home / "runs" / demo_run, home / "runs" / demo_run)
-    holder = netns_holder()
-    env = {**os.environ, "AUDIOCLF_HOME": str(home), "AUDIOCLF_YAMNET": str(yamnet_tflite)}
-    env.pop("AUDIOCLF_READONLY", None)  # the flag must do it
-    log = open(home / "server.log", "wb")
-    proc = subprocess.Popen(
-        [*in_netns(holder), sys.executable, "-m", "audioclf", "app", "--readonly", "--headless",
-         "--port", str(PORT), "--address", "127.0.0.1"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{PORT}"
-    probe = [*in_netns(holder), sys.executable, "-c",
-             f"import urllib.request; urllib.request.urlopen('{url}/_stcore/health', timeout=2)"]
-    deadline = time.time() + START_TIMEOUT
-    while subprocess.run(probe, capture_output=True).returncode != 0:
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            holder.kill()
-            pytest.fail("the app did not start:\n" + (home / "server.log").read_text()[-3000:])
-        time.sleep(0.5)
-    yield url, home, holder
-    proc.terminate()  # `audioclf app` execs streamlit: this is the server itself
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    holder.kill()
-    holder.wait()
-    log.close()
+    app, ns = serve_in_netns(home, {"AUDIOCLF_YAMNET": str(yamnet_tflite)})
+    yield app.url, home, ns
+    app.stop()
+    ns.close()
 
 
 @pytest.fixture(scope="module")
@@ -127,13 +107,10 @@ def browser(server, siren_wav, tmp_path_factory):
     """Chromium inside the server's network namespace, its microphone playing the siren file."""
     from playwright.sync_api import sync_playwright
 
-    _, _, holder = server
-    wrapper = tmp_path_factory.mktemp("chromium") / "chromium-in-netns"
-    wrapper.write_text(f'#!/bin/sh\nexec {" ".join(in_netns(holder))} {CHROMIUM} "$@"\n')
-    wrapper.chmod(0o755)
+    _, _, ns = server
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(wrapper), args=[
-            *CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={siren_wav}"])
+        b = launch_chromium(p, netns=ns, wrapper_dir=tmp_path_factory.mktemp("chromium"),
+                            extra_args=(*FAKE_MIC_ARGS, f"--use-file-for-fake-audio-capture={siren_wav}"))
         warm_up(b, *server[:2])
         yield b
         b.close()
@@ -157,14 +134,6 @@ def warm_up(b, url: str, home: Path) -> None:
     finally:
         page.close()
     print(f"warm-up: {time.time() - start:.1f} s (load average {os.getloadavg()[0]:.1f})")
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
-    folder = os.environ.get("AUDIOCLF_SCREENSHOTS")
-    path = Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def settle(page) -> None:

@@ -17,11 +17,9 @@ import http.client
 import ipaddress
 import shutil
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from urllib.parse import urlencode
@@ -31,9 +29,9 @@ import pytest
 import requests
 import soundfile as sf
 
+from appserver import ServerDidNotStart, have_chromium, launch_chromium, start_app, streamlit_app
+
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 PASSWORD = "a long phrase for the demo"
 START_TIMEOUT = 90
 PAGE_TIMEOUT = 90_000  # ms
@@ -44,48 +42,22 @@ LIMITS = {"AUDIOCLF_READONLY_UPLOAD_MB": "1", "AUDIOCLF_READONLY_SESSION_FILES":
           "AUDIOCLF_READONLY_SESSION_MB": "2"}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """The README's start, read-only, with a password; yields (url, home, pid)."""
     home = tmp_path_factory.mktemp("guard_home")
     secrets = home / "secrets.toml"
     secrets.write_text(f'password = "{PASSWORD}"\n')
-    port = free_port()
     env = {**os.environ, "AUDIOCLF_HOME": str(home / "workspace"), **LIMITS}
     env.pop("AUDIOCLF_READONLY", None)  # the flag must do it
-    log = open(home / "server.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.port", str(port),  # the address is .streamlit/config.toml's: 127.0.0.1
-         "--browser.gatherUsageStats", "false", "--secrets.files", str(secrets), "--", "--readonly"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + START_TIMEOUT
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            pytest.fail("streamlit did not start:\n" + (home / "server.log").read_text()[-3000:])
-        time.sleep(0.3)
-    yield url, home, proc.pid
-    proc.terminate()
+    # The address is .streamlit/config.toml's: 127.0.0.1.
+    args = streamlit_app("--secrets.files", str(secrets), "--", "--readonly", address=False)
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    log.close()
+        app = start_app(args, home=home, env=env, timeout=START_TIMEOUT)
+    except ServerDidNotStart as exc:
+        pytest.fail(str(exc))
+    yield app.url, home, app.pid
+    app.stop()
 
 
 def rss_mb(pid: int) -> float:
@@ -435,12 +407,12 @@ def test_a_read_only_server_ignores_clear_cache_from_a_signed_in_session(server)
 
 @pytest.fixture(scope="module")
 def browser():
-    if not Path(CHROMIUM).exists():
+    if not have_chromium():
         pytest.skip("install Debian's chromium: apt-get install -y chromium")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        b = launch_chromium(p)
         yield b
         b.close()
 
