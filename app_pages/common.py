@@ -263,12 +263,15 @@ def expand(up, label: str, tmp: str | Path) -> list[tuple[str, str, bytes | Path
     from audioclf.datasets import safe_name, unpack_audio
 
     folder = Path(tempfile.mkdtemp(dir=tmp, prefix="zip-"))
-    archive = folder / (safe_name(Path(up.name).name) or "upload.zip")  # messages name the user's file
+    archive = folder / (safe_name(Path(up.name).name) or "upload.zip")
     up.seek(0)
     with open(archive, "wb") as out:
         shutil.copyfileobj(up, out)
     try:
         members = unpack_audio(archive, folder / "members", label)
+    except AudioclfError as exc:  # name the file as the user knows it, not its copy in a temp folder
+        said = str(exc).replace(str(archive), up.name).replace(archive.name, up.name)
+        raise type(exc)(said.replace(str(folder), "the upload's folder")) from None
     finally:
         archive.unlink(missing_ok=True)
     return [(member_label, path.name, path) for member_label, path in members]

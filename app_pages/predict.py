@@ -12,7 +12,7 @@ from audioclf.inference import threshold_info, threshold_text
 from audioclf.inference.confidence import UNKNOWN, UNKNOWN_TEXT
 from audioclf.insight import plotting
 from audioclf.training import runs
-from app_pages.common import choose_run, code, expand, guard, predictor_for, read_only, upload_limit_mb
+from app_pages.common import choose_run, code, expand, guard, md, predictor_for, read_only, upload_limit_mb
 from app_pages.correct import retrain_panel, wrong_control
 
 AUDIO_TYPES = ["wav", "flac", "ogg", "oga", "mp3"]
@@ -125,7 +125,13 @@ def batch(run_id: str, threshold: float) -> None:
         failed = int((df["error"] != "").sum())
         st.success(f"Classified {len(df) - failed} file(s)" + (f"; {failed} could not be read." if failed else ".")
                    + " Add files above for a new batch.")
-        st.dataframe(df, hide_index=True, width="stretch")
+        answered = df[df["error"] == ""]
+        if len(answered):  # the answers; a failed file's reason is shown whole below, not cut in a column
+            st.dataframe(answered.drop(columns="error"), hide_index=True, width="stretch")
+        if failed:
+            st.warning("Not classified:\n" + "\n".join(  # a reason naming its file is said once
+                f"- {md(row.error) if repr(row.file) in row.error else code(row.file) + ': ' + md(row.error)}"
+                for row in df[df["error"] != ""].itertuples()), icon=":material/warning:")
         st.download_button("Download predictions (CSV)", df.to_csv(index=False), "predictions.csv",
                            mime="text/csv", icon=":material/download:")
         audio = st.session_state.get(AUDIO_KEY) or []

@@ -356,6 +356,7 @@ def test_the_run_comparison_reads_rounded_and_without_none(three_runs):
     assert table.loc["val.macro_f1", "r1-best"] == "0.900"
     assert "model.kind" in table.index[:3]  # what differs comes first (name, model, val score)
 
+
 SUBMIT = "FormSubmitter:train_form-Start training"
 
 
@@ -483,3 +484,32 @@ def test_browse_says_what_its_move_box_does(tones):
     assert not at.exception, at.exception
     assert (tones / "low" / name).is_file()
     (tones / "low" / name).rename(tones / "high" / name)  # as it was, for the other tests
+
+
+def test_batch_results_show_every_error_whole_and_a_bad_zip_by_its_name(three_runs):
+    """Predict batch: the error column was cut and a failed row read "None"; a broken zip
+    was named `upload.zip` (or the name made safe), not the user's file."""
+    from audioclf.audio import load_audio
+
+    at = new_app("predict", dataset="demo")
+    at.file_uploader(key="pr_batch_0").set_value([
+        ("my clips (1).zip", b"PK\x03\x04 this is no zip", "application/zip"),
+        ("tone.wav", wav_bytes(440), "audio/wav"), ("notes.wav", b"not audio at all", "audio/wav")]).run()
+    at.button(key="pr_go").click().run()
+    assert not at.exception, at.exception
+    errors = texts(at.error)
+    assert "my clips (1).zip is not a valid zip archive (File is not a zip file)." in errors, errors
+    assert "/tmp" not in errors and "zip-" not in errors  # no temporary folder
+    at.file_uploader(key="pr_batch_0").set_value([
+        ("tone.wav", wav_bytes(440), "audio/wav"), ("notes.wav", b"not audio at all", "audio/wav")]).run()
+    at.button(key="pr_go").click().run()
+    assert not at.exception, at.exception
+    table = next(d.value for d in at.dataframe if "file" in d.value.columns)
+    assert list(table["file"]) == ["tone.wav"] and "error" not in table.columns  # answers only
+    assert "None" not in table.astype(str).to_numpy().ravel()
+    try:
+        load_audio(b"not audio at all", name="notes.wav")
+    except ValueError as exc:
+        reason = str(exc).split("'notes.wav'")[-1].strip(" .:")
+    failed = texts(at.warning)
+    assert "`notes.wav`" in failed and reason in failed  # the whole reason, beside its file
