@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 SHARED = Path(os.environ.get("AUDIOCLF_SHARED", ROOT.parent / "shared"))
 MODES = ("local", "ray1", "ray2")
+YAMNET_FILE = SHARED / "models" / "yamnet" / "yamnet.tflite"
 NODE_MB = 150
 PROJECT_CLIPS = 1_000_000
 PROJECT_SECONDS = 10.0
@@ -57,7 +58,7 @@ def feature_config(kind: str):
     from audioclf.features import MFCCConfig, YAMNetConfig
 
     if kind == "yamnet":
-        return YAMNetConfig(model=str(SHARED / "models" / "yamnet" / "yamnet.tflite"))
+        return YAMNetConfig(model=str(YAMNET_FILE))
     return MFCCConfig()
 
 
@@ -120,8 +121,10 @@ def child(mode: str, kind: str, limit: int | None, out: str, data: str = "fsdd")
 def run_child(mode: str, kind: str, limit: int | None, home: str, data: str = "fsdd") -> dict:
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         out = f.name
+    # The shared YAMNet file is outside every workspace's models folder: the benchmark's owner names it.
     env = {**os.environ, "PYTHONPATH": str(ROOT), "AUDIOCLF_HOME": tempfile.mkdtemp(dir=home),
-           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "TF_CPP_MIN_LOG_LEVEL": "3"}
+           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "TF_CPP_MIN_LOG_LEVEL": "3",
+           "AUDIOCLF_YAMNET": str(YAMNET_FILE)}
     cmd = [sys.executable, __file__, "--child", mode, "--features", kind, "--out", out, "--data", data]
     if limit:
         cmd += ["--limit", str(limit)]
