@@ -230,3 +230,22 @@ def test_segment_timeline_one_row_per_class_present_unknown_grey_at_bottom():
     # A class keeps its colour whatever else the clip holds.
     alone = plotting.segment_timeline([Segment(0.0, 1.0, "dog", 0.9)], ["bird", "cat", "dog"])
     assert alone.data[0].marker.color == dog.marker.color
+
+
+def test_axes_of_counts_and_energies_read_as_such():
+    """Cosmetic (issue 21): epoch ticks 1.5, 2.5; RMS ticks 0.0123456 and below 0; a 0..80 dB
+    colour bar on a silent clip."""
+    fig = plotting.learning_curves({"loss": [1.0, 0.6, 0.5], "accuracy": [0.3, 0.6, 0.7]})
+    for axis in (fig.layout.xaxis, fig.layout.xaxis2):
+        assert axis.dtick == 1 and axis.tick0 == 1 and axis.tickformat == "d"
+    assert plotting.learning_curves([{"loss": 1.0, "epoch": e} for e in range(45)]).layout.xaxis.dtick == 5
+    fig = plotting.zcr_rms(np.full(20, 0.1), np.full(20, 0.0123456), SR, HOP)
+    for axis in (fig.layout.yaxis, fig.layout.yaxis2):
+        assert axis.rangemode == "nonnegative" and axis.tickformat == ".3~g"
+    silent, loud = (_db_figures(y, SR)[0].data[0] for y in (np.zeros(SR, np.float32), _chirp_like()))
+    assert silent.showscale is False and loud.showscale is not False
+
+
+def _chirp_like() -> np.ndarray:
+    t = np.arange(SR) / SR
+    return (0.5 * np.sin(2 * np.pi * (200 + 3000 * t) * t)).astype(np.float32)

@@ -7,6 +7,7 @@ imports Streamlit, so the same figures serve the app, notebooks and reports.
 """
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 
@@ -100,8 +101,10 @@ def _heatmap(z: np.ndarray, times: np.ndarray, y, *, colorbar: str,
     times = np.asarray(times)[: z.shape[1] * step: step][: z.shape[1]]
     zmin, zmax = _db_range(z) if db else (None, None)
     scale = DB_COLORSCALE if db else safe_colorscale(colorscale)
+    # A flat dB image (a silent clip) has no loudness range: a 0..80 dB bar would invent one.
+    flat = db and not (z.size and np.isfinite(z).any() and np.nanmax(z) > np.nanmin(z))
     return go.Heatmap(z=z, x=times, y=y, colorscale=scale, zmid=zmid, zmin=zmin, zmax=zmax,
-                      colorbar=dict(title=colorbar), hovertemplate=(
+                      showscale=not flat, colorbar=dict(title=colorbar), hovertemplate=(
                           "t=%{x:.2f} s<br>y=%{y}<br>%{z:.1f}<extra></extra>"))
 
 
@@ -198,8 +201,10 @@ def zcr_rms(zcr: np.ndarray, rms: np.ndarray, sr: int, hop_length: int,
                              mode="lines"), secondary_y=False)
     fig.add_trace(go.Scatter(x=_frame_times(len(rms), sr, hop_length), y=rms, name="RMS",
                              mode="lines"), secondary_y=True)
-    fig.update_yaxes(title_text="zero-crossing rate", secondary_y=False)
-    fig.update_yaxes(title_text="RMS", secondary_y=True)
+    # Both are never negative: axes from 0, with ticks of at most 3 significant digits.
+    fig.update_yaxes(title_text="zero-crossing rate", secondary_y=False, rangemode="nonnegative",
+                     tickformat=".3~g")
+    fig.update_yaxes(title_text="RMS", secondary_y=True, rangemode="nonnegative", tickformat=".3~g")
     return _layout(fig, title, "time (s)", "zero-crossing rate")
 
 
@@ -261,6 +266,12 @@ def confusion_matrix(cm: np.ndarray, labels: Sequence[str], *, normalize: bool =
     return _layout(fig, title, "predicted", "true", height=size)
 
 
+def integer_ticks(n: int, first: int = 1, most: int = 10) -> dict:
+    """Axis settings that put ticks on whole numbers only (epochs, trials): at most
+    `most` of them from `first`; Plotly's own choice for a few epochs was 1.5, 2, 2.5."""
+    return dict(tick0=first, dtick=max(1, math.ceil(n / most)), tickformat="d")
+
+
 def learning_curves(history: Sequence[Mapping[str, float]] | Mapping[str, Sequence[float]],
                     *, title: str = "Learning curves") -> go.Figure:
     """Loss and accuracy per epoch, training and validation, side by side.
@@ -287,7 +298,8 @@ def learning_curves(history: Sequence[Mapping[str, float]] | Mapping[str, Sequen
             fig.add_trace(go.Scatter(x=x[: len(values)], y=values, mode="lines+markers",
                                      name=("validation " if prefix else "training ") + metric,
                                      line=dict(dash=dash)), row=1, col=col)
-        fig.update_xaxes(title_text="epoch", row=1, col=col)
+        fig.update_xaxes(title_text="epoch", row=1, col=col,
+                         **integer_ticks(len(epochs or series.get("loss") or [])))
     fig.update_layout(title=title, height=HEIGHT, margin=MARGIN, template="plotly_white",
                       legend=dict(orientation="h", y=-0.25))
     return fig
