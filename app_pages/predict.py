@@ -33,10 +33,10 @@ def show_prediction(pred) -> None:
     c = st.columns(3)
     if pred.unsure:
         c[0].metric("Predicted class", UNKNOWN, help=UNKNOWN_TEXT.capitalize())
-        c[1].metric("Confidence", f"{pred.confidence:.1%}", delta=f"below {pred.threshold:.0%}",
-                    delta_color="off")
+        # The threshold as help, not a metric delta: a delta draws an arrow ("↑ below 85%").
+        c[1].metric("Confidence", f"{pred.confidence:.1%}", help=f"Below the threshold of {pred.threshold:.0%}.")
         c[2].metric("Likeliest class", pred.top_label)
-        st.warning(f"Not sure: {UNKNOWN_TEXT}. The likeliest class, **{pred.top_label}**, has "
+        st.warning(f"Not sure: it fits none of the classes well. The likeliest class, **{pred.top_label}**, has "
                    f"{pred.confidence:.0%}, below the threshold of {pred.threshold:.0%}.",
                    icon=":material/help:")
     else:

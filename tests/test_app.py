@@ -269,6 +269,9 @@ def test_predict_not_sure_below_the_threshold_and_a_timeline_for_long_clips(trai
     assert at.metric[0].label == "Predicted class" and at.metric[0].value == "unknown"
     assert at.metric[2].label == "Likeliest class"
     assert "none of the classes" in texts(at.warning)
+    # Cosmetic (issue 21): no "↑ below 85%" arrow (a metric delta), no "Not sure: unknown: ...".
+    assert at.metric[1].label == "Confidence" and not at.metric[1].proto.delta
+    assert "Not sure: unknown" not in texts(at.warning)
 
     # A long clip of three classes: a segment timeline and its CSV.
     parts = [load_audio(p, sr=16000).samples for c in ("siren", "rain", "clock_ticks")
