@@ -87,6 +87,51 @@ def _session(key: str, predictor, window: float, hop: float, threshold: float) -
     return session
 
 
+def _offer(key: str) -> tuple:
+    """(the component's value, the SDP of the browser's pending offer or None)."""
+    from streamlit_webrtc import component as swc
+
+    value = st.session_state.get(swc.generate_frontend_component_key(key)) or {}
+    offer = (value.get("sdpOffer") or {}).get("sdp") if hasattr(value, "get") else None
+    return value, offer
+
+
+def _stale_worker(key: str) -> None:
+    """Drop this component's server-side WebRTC worker when the browser has offered a new stream.
+
+    streamlit-webrtc makes a worker only when none exists. When the browser ends a
+    stream by itself (chromium reports the connection "disconnected" when the server
+    answers late, as on a loaded machine) and Start is pressed again before a rerun has
+    seen the stream stop, the old worker is still there: the new offer was never
+    answered and the press stayed "connecting" for good (issue 21). The offer a worker
+    was made for is remembered (`key`_offer); a different offer replaces the worker.
+    """
+    from streamlit_webrtc import component as swc
+
+    mark = f"{key}_offer"
+    context = st.session_state.get(key)
+    if context is None or context._get_worker() is None:
+        st.session_state.pop(mark, None)
+        return
+    value, offer = _offer(key)
+    if offer and st.session_state.get(mark) and offer != st.session_state[mark]:
+        log.info("a new WebRTC offer while the last stream's worker runs: replacing it")
+        swc._reset_context(context)
+        context._set_state(swc.compile_state(value))
+        st.session_state.pop(mark, None)
+
+
+def _remember_offer(key: str, ctx) -> None:
+    """Remember the offer this component's worker answers (see _stale_worker)."""
+    mark = f"{key}_offer"
+    if ctx._get_worker() is None:
+        st.session_state.pop(mark, None)
+        return
+    offer = _offer(key)[1]
+    if offer and mark not in st.session_state:
+        st.session_state[mark] = offer
+
+
 def big_label(p, *, size: str = "4.5rem", state: str = "live", note: str = "") -> None:
     """A label, large, with its confidence; `state` (live, paused, stopped, waiting, idle) is also
     the element's data-state. A paused or stopped label is the last one heard, dimmed, with `note`
@@ -224,11 +269,13 @@ def live_panel(predictor, key: str, *, compact: bool = False, threshold: float |
         # Runs on aiortc's event loop for every 20 ms frame: only queue it, never wait for the model.
         session.push(*frame_pcm(frame))
 
+    _stale_worker(f"{key}_webrtc")  # before the sink: a replaced worker takes its sink with it
     sink = create_audio_sink_track(on_frame, key=f"{key}_sink")
     ctx = webrtc_streamer(
         key=f"{key}_webrtc", mode=WebRtcMode.SENDONLY, rtc_configuration={"iceServers": ice_servers()},
         media_stream_constraints={"audio": True, "video": False}, sink_audio_track=sink,
         translations={"start": "Start listening", "stop": "Stop"})
+    _remember_offer(f"{key}_webrtc", ctx)
     playing = bool(ctx.state.playing)
     was = st.session_state.get(f"{key}_was_playing", False)
     if playing and not was:

@@ -44,6 +44,9 @@ def home(tmp_path_factory, yamnet_tflite):
     home = tmp_path_factory.mktemp("live_fix_home")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AUDIOCLF_HOME", str(home))
+        # This workspace's models folder is empty: the owner's setting names the shared model
+        # (as the server's environment does), or training refuses it (issue 21, major 7).
+        mp.setenv("AUDIOCLF_YAMNET", str(yamnet_tflite))
         root = make_demo_dataset(home / "datasets" / "no_sirens", clips_per_class=8)
         shutil.rmtree(root / "siren")
         train(RunConfig(dataset=str(root), split=SplitConfig(val=0.25, test=0.25, seed=0),
@@ -132,7 +135,7 @@ def choose(page, label: str, option: str) -> None:
     settle(page)
 
 
-@pytest.mark.xfail(strict=False, reason="issue 21, open: a WebRTC stream of the fake microphone can end after a few seconds and the next Start presses not connect (clean-clone run at 1d8402f: siren labelled and logged for 7.3 s, then 4 presses without a stream; passes alone)")
+@pytest.mark.xfail(strict=False, reason="issue 21, open: on a machine loaded beyond its cores (CPU pressure 70-90%) the server's event loop, which answers WebRTC, gets no turn for 3-7 s; chromium then reports the connection 'disconnected' and streamlit-webrtc's frontend ends the stream (a new Start connects again since app_pages/mic.py replaces the stale worker); a stream can still drop inside the 20 s watch. Passes alone")
 def test_a_wrong_live_answer_corrected_three_times_is_right_afterwards(server, browser, home, tmp_path):
     url, _ = server
     page = browser.new_page(viewport=VIEWPORT)
