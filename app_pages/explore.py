@@ -180,10 +180,16 @@ if compare:
                            key="ex_figs")
     kinds = [FIGURES[f] for f in shown]
     cols = st.columns(2)
+    shown_clips = {}
     for slot, col, picked in (("a", cols[0], choice), ("b", cols[1], choice_b)):
         with col:
-            if picked is not None:
-                show_clip(picked, settings, kinds, slot)
+            if picked is not None and (a := show_clip(picked, settings, [], slot)) is not None:
+                shown_clips[slot] = (col, a)
+    for kind in kinds:  # one colour scale per figure for both clips: their colours compare
+        figs = {slot: figure(kind, a) for slot, (_, a) in shown_clips.items()}
+        plotting.share_colour_scale(list(figs.values()))
+        for slot, fig in figs.items():
+            shown_clips[slot][0].plotly_chart(fig, key=f"fig_{slot}_{kind}")
 elif choice is not None:
     left, right = st.columns(2)
     order = list(FIGURES.values())

@@ -513,3 +513,21 @@ def test_batch_results_show_every_error_whole_and_a_bad_zip_by_its_name(three_ru
         reason = str(exc).split("'notes.wav'")[-1].strip(" .:")
     failed = texts(at.warning)
     assert "`notes.wav`" in failed and reason in failed  # the whole reason, beside its file
+
+
+def test_explore_compares_two_clips_on_one_colour_scale():
+    """Each clip of the comparison had its own colour scale (issue 21): now every heat map
+    of clip A has the range of clip B's."""
+    import json
+
+    at = new_app("explore", dataset="demo")
+    at.toggle(key="ex_compare").set_value(True).run()
+    assert not at.exception, at.exception
+    heat = {}
+    for chart in at.get("plotly_chart"):
+        trace = json.loads(chart.proto.spec)["data"][0]
+        if trace.get("type") == "heatmap":
+            heat.setdefault(chart.proto.id.split("fig_")[-1][2:] if "fig_" in chart.proto.id else len(heat),
+                            []).append((trace.get("zmin"), trace.get("zmax")))
+    pairs = [v for v in heat.values() if len(v) == 2]
+    assert pairs and all(a == b and a[0] is not None for a, b in pairs), heat

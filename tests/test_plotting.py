@@ -249,3 +249,19 @@ def test_axes_of_counts_and_energies_read_as_such():
 def _chirp_like() -> np.ndarray:
     t = np.arange(SR) / SR
     return (0.5 * np.sin(2 * np.pi * (200 + 3000 * t) * t)).astype(np.float32)
+
+
+def test_compared_heat_maps_share_one_colour_scale():
+    """Explore's comparison gave each clip its own colour scale (issue 21): a quiet clip's
+    loudest bin was as bright as a loud one's."""
+    t = np.arange(SR) / SR
+    loud = np.sin(2 * np.pi * 440 * t)[None, :20].repeat(4, 0) * 40
+    quiet = loud / 4 + 3
+    figs = [plotting.mfcc(loud, SR, HOP), plotting.mfcc(quiet, SR, HOP)]
+    plotting.share_colour_scale(figs)
+    a, b = (f.data[0] for f in figs)
+    assert (a.zmin, a.zmax) == (b.zmin, b.zmax) and a.zmax == pytest.approx(-a.zmin)  # about zmid 0
+    assert a.zmax == pytest.approx(max(np.abs(loud).max(), np.abs(quiet).max()))
+    specs = [_db_figures(y, SR)[0] for y in (_chirp_like(), 0.5 * _chirp_like())]
+    plotting.share_colour_scale(specs)
+    assert specs[0].data[0].zmin == specs[1].data[0].zmin and specs[0].data[0].zmax == specs[1].data[0].zmax

@@ -182,6 +182,26 @@ def spectral_overlay(S_db: np.ndarray, sr: int, hop_length: int, centroid: np.nd
     return fig
 
 
+def share_colour_scale(figures: Sequence[go.Figure]) -> None:
+    """Give the heat maps of `figures` (the same figure for several clips) one colour scale.
+
+    Each clip's own scale made a quiet clip look as bright as a loud one; with one range
+    (the union of theirs; symmetric about `zmid` where a map has one) colours compare.
+    """
+    for i in range(min((len(f.data) for f in figures), default=0)):
+        traces = [f.data[i] for f in figures if f.data[i].type == "heatmap"]
+        if len(traces) < 2:
+            continue
+        lows = [t.zmin if t.zmin is not None else np.nanmin(np.asarray(t.z, dtype=float)) for t in traces]
+        highs = [t.zmax if t.zmax is not None else np.nanmax(np.asarray(t.z, dtype=float)) for t in traces]
+        lo, hi = float(np.nanmin(lows)), float(np.nanmax(highs))
+        if traces[0].zmid is not None:
+            half = max(abs(lo - traces[0].zmid), abs(hi - traces[0].zmid))
+            lo, hi = traces[0].zmid - half, traces[0].zmid + half
+        for t in traces:
+            t.update(zmin=lo, zmax=hi)
+
+
 def mfcc(values: np.ndarray, sr: int, hop_length: int, *, title: str = "MFCC") -> go.Figure:
     """A (n_mfcc, frames) MFCC matrix as a heat map centred on zero."""
     values = np.asarray(values, dtype=np.float32)
