@@ -99,7 +99,7 @@ def show_hears(choice: tuple[str | bytes, str]) -> None:
     except Exception as exc:  # noqa: BLE001 - a broken checkpoint file: say so, keep the page
         st.error(f"EfficientAT could not run: {md(exc)}")
     if got:
-        st.plotly_chart(plotting.top_classes(got["names"], got["probs"], title="EfficientAT: top AudioSet classes"),
+        st.plotly_chart(plotting.top_class_bars(got["names"], got["probs"], title="EfficientAT: top AudioSet classes"),
                         key=f"eat_top_{name}")
         st.plotly_chart(plotting.classes_over_time(got["times"], got["scores"], got["names"],
                                                    title="EfficientAT: the same classes every 0.32 s"),

@@ -156,7 +156,7 @@ def show_yamnet(choice: tuple[str | bytes, str]) -> None:
     except Exception as exc:  # noqa: BLE001 - e.g. no internet for TF Hub: say so, keep the page
         st.error(f"YAMNet could not run: {md(exc)}")
     if top:
-        st.plotly_chart(plotting.top_classes([n for n, _ in top], [v for _, v in top]),
+        st.plotly_chart(plotting.top_class_bars([n for n, _ in top], [v for _, v in top]),
                         key=f"yamnet_{name}")
 
 

@@ -255,7 +255,7 @@ with st.expander("Compare runs", expanded=False):
     if chosen:
         with guard("Comparing runs"):
             rows = runs.compare_runs(chosen)
-            st.plotly_chart(plotting.compare_runs(
+            st.plotly_chart(plotting.run_comparison(
                 [r["id"] for r in rows],
                 {"val macro F1": [r.get("val.macro_f1") for r in rows],  # None: no bar, not a 0
                  "test macro F1": [r.get("test.macro_f1") for r in rows],

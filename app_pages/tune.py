@@ -59,7 +59,7 @@ def show_study(study: str, live: bool) -> bool:
     st.subheader(f"Study {study}")
     if state not in jobs.FINAL_STATES:  # first, so no slow or failing read below can hide it
         cancel_button(study)
-    result = tuning.summarize(study)  # empty until the search has made its database (storage_ready)
+    result = tuning.summarize_study(study)  # empty until the search has made its database (storage_ready)
     board = tuning.leaderboard(study)
     if state in ("queued", "extracting"):
         total = status.get("total") or 0

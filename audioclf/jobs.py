@@ -53,6 +53,9 @@ INTERRUPTED = "Interrupted: the process ended without finishing (killed or crash
 START_GRACE = 120.0
 # Workspace folders holding jobs, and what a job in each is called.
 JOB_FOLDERS = {"run": workspace.RUNS, "search": workspace.TUNING}
+# The `python -m` entry point of each kind of job (training/__main__.py, tuning/__main__.py;
+# a search's trial workers run the same one).
+ENTRY_MODULES = {"run": "audioclf.training", "search": "audioclf.tuning"}
 SLOT_LOCK = ".jobs.lock"  # in the workspace: held while a job is checked for and started
 
 _children: dict[str, subprocess.Popen] = {}

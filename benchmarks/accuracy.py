@@ -120,17 +120,17 @@ def run_row(row: str, manifest: Path, yamnet: str, seed: int, efficientat: str =
     from dataclasses import replace
 
     from audioclf.datasets import SplitConfig
-    from audioclf.training import AutoFeatures, RunConfig, default_feature_kind, feature_config, runs, train
+    from audioclf.training import AutoFeatures, RunConfig, default_feature_kind, config_for_kind, runs, train
     from audioclf.training.feature_choice import pretrained_available
 
     auto = AutoFeatures(yamnet_model=yamnet, efficientat_model=efficientat)
     overrides = {"train.seed": seed}
     if row == "default":
         kind = default_feature_kind(pretrained_available(auto))
-        features = auto if kind == "auto" else feature_config(kind)
+        features = auto if kind == "auto" else config_for_kind(kind)
     else:
         kind, model, extra = parse_row(row)
-        features = feature_config(kind.split("-")[0], auto)
+        features = config_for_kind(kind.split("-")[0], auto)
         if kind == "efficientat-windows":
             features = replace(features, sequence="windows")
         overrides.update({"model.kind": model, **extra})

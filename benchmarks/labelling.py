@@ -79,7 +79,7 @@ def part_esc10(seeds: int) -> None:
         emb = grouping.embed_clips(paths, kind, config=config)
         t_emb = time.perf_counter() - t0
         assert emb.paths == paths, "every ESC-10 clip should embed"
-        for method in grouping.METHODS:
+        for method in grouping.GROUPING_METHODS:
             t0 = time.perf_counter()
             scores = [ari(truth, grouping.group_vectors(emb.values, 10, method=method, seed=s).assignments)
                       for s in range(seeds)]
@@ -92,7 +92,8 @@ def part_esc10(seeds: int) -> None:
         from sklearn.cluster import KMeans
         from sklearn.decomposition import PCA
 
-        z = PCA(min(grouping.PCA_DIMS, emb.values.shape[1]), random_state=0).fit_transform(standardize(emb.values))
+        dims = min(grouping.GROUPING_PCA_DIMS, emb.values.shape[1])
+        z = PCA(dims, random_state=0).fit_transform(standardize(emb.values))
         plain = [ari(truth, KMeans(10, n_init=10, random_state=s).fit_predict(z)) for s in range(seeds)]
         print(f"  {kind:12s} plain PCA + k-means ARI {np.mean(plain):.3f} ± {np.std(plain):.3f}", flush=True)
 

@@ -13,7 +13,7 @@ import soundfile as sf
 from audioclf import workspace
 from audioclf.audio import AudioError
 from audioclf.features import CacheStats, Features, MFCCConfig, SpectralConfig, extract_file, extract_many
-from audioclf.features.cache import DB_NAME, cache_size, clear_cache
+from audioclf.features.cache import CACHE_DB, cache_size, clear_cache
 from conftest import ROOT, tone
 
 CFG = MFCCConfig(n_mfcc=13)
@@ -50,7 +50,7 @@ def test_second_call_is_served_from_cache(home, clips):
     assert (warm.cached, warm.computed, warm.workers) == (12, 0, 0)
     assert all(same(a, b) for a, b in zip(first, second))
     assert all(same(a, extract_file(p, CFG)) for a, p in zip(second, clips))
-    assert second[0].config == CFG and (home / "cache" / DB_NAME).is_file()
+    assert second[0].config == CFG and (home / "cache" / CACHE_DB).is_file()
     # Cached arrays are the caller's to modify.
     second[0].values *= 2
     assert same(extract_many(clips[:1], CFG)[0], first[0])
@@ -132,7 +132,7 @@ def test_parallel_matches_in_process(home, clips, tmp_path):
     assert all(same(a, b) for a, b in zip(serial[:-1], parallel[:-1]))
     assert isinstance(parallel[-1], AudioError) and "bad.wav" in str(parallel[-1])
     assert ticks[-1] == 13 and len(ticks) > 2  # chunks report as they finish
-    assert cache_size() == 0 or not (home / "cache" / DB_NAME).exists()  # cache=False wrote nothing
+    assert cache_size() == 0 or not (home / "cache" / CACHE_DB).exists()  # cache=False wrote nothing
 
 
 def test_extract_chunks_yields_every_file_once_without_a_cache(home, clips, tmp_path):
@@ -149,7 +149,7 @@ def test_extract_chunks_yields_every_file_once_without_a_cache(home, clips, tmp_
         assert sorted(got) == sorted(paths)
         assert isinstance(got[str(bad)], AudioError)
         assert all(same(got[str(p)], extract_file(p, CFG)) for p in clips[:3])
-    assert not (home / "cache" / DB_NAME).exists()
+    assert not (home / "cache" / CACHE_DB).exists()
 
 
 def test_concurrent_writers_share_one_cache(home, clips):
@@ -175,12 +175,12 @@ def test_concurrent_writers_share_one_cache(home, clips):
 
 
 def test_corrupt_cache_file_is_replaced(home, clips):
-    db = workspace.cache_dir() / DB_NAME
+    db = workspace.cache_dir() / CACHE_DB
     db.write_bytes(b"this is not an sqlite database" * 100)
     stats = CacheStats()
     out = extract_many(clips[:2], CFG, stats=stats)
     assert stats.computed == 2 and all(isinstance(o, Features) for o in out)
-    assert list(workspace.cache_dir().glob(f"{DB_NAME}.corrupt-*"))
+    assert list(workspace.cache_dir().glob(f"{CACHE_DB}.corrupt-*"))
     extract_many(clips[:2], CFG, stats=stats)
     assert stats.cached == 2
     clear_cache()
@@ -271,7 +271,7 @@ def test_cache_records_silence_and_upgrades_an_older_cache_file(home, clips, tmp
     quiet = tmp_path / "quiet.wav"
     sf.write(quiet, np.zeros(4000, np.float32), 16000)
     # A cache file as versions before the silence flag wrote it: no `silent` column.
-    path = workspace.cache_dir() / DB_NAME
+    path = workspace.cache_dir() / CACHE_DB
     with sqlite3.connect(path) as db:
         db.execute("CREATE TABLE features (key TEXT NOT NULL, hash TEXT NOT NULL, frames INTEGER NOT NULL, "
                    "dims INTEGER NOT NULL, names TEXT NOT NULL, vals BLOB NOT NULL, times BLOB NOT NULL, "

@@ -92,7 +92,7 @@ def test_option_lists_are_the_librarys():
     """The CLI lists some choices itself (importing the library to build --help would cost seconds);
     they must be the library's own."""
     from audioclf.labelling.grouping import EMBEDDERS
-    from audioclf.labelling.segmenting import METHODS as CUTS
+    from audioclf.labelling.segmenting import CUT_METHODS as CUTS
     from audioclf.training.defaults import AUTO, FEATURE_KINDS
     from audioclf.tuning.config import OBJECTIVES, PRUNERS, SAMPLERS
 

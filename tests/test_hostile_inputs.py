@@ -1131,7 +1131,7 @@ def test_every_entry_point_that_trains_or_writes_refuses_in_read_only_mode(tmp_p
         proc = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, env=env,
                               timeout=300, cwd=ROOT)
         assert proc.returncode != 0 and "read-only mode" in proc.stdout + proc.stderr, (module, args, proc.stderr)
-    assert tuning.summarize(study).n_trials == 0 and runs.read_status(run_id).get("state") != "done"
+    assert tuning.summarize_study(study).n_trials == 0 and runs.read_status(run_id).get("state") != "done"
 
     monkeypatch.setenv("AUDIOCLF_READONLY", "1")
     for argv in (["train", fsdd_small, "--epochs", "1"], ["evaluate", fsdd_small, "--cv", "2"],

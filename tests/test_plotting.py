@@ -157,9 +157,9 @@ def test_probabilities_over_time_one_line_per_class():
 
 
 def test_top_classes_and_compare_runs():
-    fig = plotting.top_classes(["Speech", "Music"], [0.8, 0.1])
+    fig = plotting.top_class_bars(["Speech", "Music"], [0.8, 0.1])
     assert list(fig.data[0].y) == ["Speech", "Music"]
-    fig = plotting.compare_runs(["r1", "r2"], {"accuracy": [0.9, 0.8], "macro F1": [0.85, 0.7]})
+    fig = plotting.run_comparison(["r1", "r2"], {"accuracy": [0.9, 0.8], "macro F1": [0.85, 0.7]})
     assert [t.name for t in fig.data] == ["accuracy", "macro F1"]
     assert fig.layout.barmode == "group"
 

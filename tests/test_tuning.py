@@ -163,7 +163,7 @@ def test_cli_search_resumes_and_never_reads_the_test_split(tiny, monkeypatch, ca
                  "-q"]) == 0
     again = json.loads(capsys.readouterr().out)[0]
     assert again["n_trials"] == 4 and again["state"] == "done"
-    assert (tuning.study_dir("cli") / tuning.studies.DB_NAME).is_file()
+    assert (tuning.study_dir("cli") / tuning.studies.STUDY_DB).is_file()
     assert main(["studies", "show", "cli", "--format", "csv"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 1 + 4
 
@@ -223,7 +223,7 @@ def test_cancel_stops_a_background_search_within_seconds(tiny):
     assert all(r["state"] != "running" for r in board)
     # The trials the cancel stopped say so (Optuna stores them failed; they read `fail` before).
     assert any(r["state"] == "cancelled" for r in board) and all(r["state"] != "fail" for r in board), board
-    result = tuning.summarize(study)
+    result = tuning.summarize_study(study)
     assert result.run_id is None and result.n_failed == 0 and result.n_cancelled >= 1
 
 
@@ -263,7 +263,7 @@ def test_tune_page_runs_a_search_and_opens_the_best_config_in_the_train_form(tin
     # Coming back to the page shows the finished study: leaderboard, figures, the best run.
     at.run()
     assert not at.exception, at.exception
-    result = tuning.summarize(study)
+    result = tuning.summarize_study(study)
     assert result.n_trials == 3 and result.run_id
     assert any(result.run_id in s.value for s in at.success)
     assert at.get("plotly_chart") and at.dataframe
@@ -345,7 +345,7 @@ def test_a_study_on_a_journal_file_runs_resumes_and_lists(tiny, capsys):
     assert out["state"] == "done" and out["n_trials"] == 2
     folder = tuning.study_dir("journal")
     assert (folder / tuning.studies.JOURNAL_NAME).stat().st_size > 0
-    assert not (folder / tuning.studies.DB_NAME).exists()
+    assert not (folder / tuning.studies.STUDY_DB).exists()
     import optuna
 
     url = tuning.studies.storage_url("journal")

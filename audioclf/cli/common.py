@@ -215,7 +215,7 @@ def import_tensorflow_quietly() -> None:
         os.close(devnull)
 
 
-def load_dataset(source: str):
+def find_dataset(source: str):
     """A data set the way a training run finds it: a path, or the name of a workspace data set."""
     from ..training.prepare import resolve_dataset
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from .common import (EXIT_ERROR, EXIT_OK, Command, ProgressBar, add_data_argument, add_engine_arguments,
-                     add_format_argument, err, format_table, load_dataset, print_fields, write_rows)
+                     add_format_argument, err, format_table, find_dataset, print_fields, write_rows)
 from .options import add_feature_arguments, feature_config
 
 MANIFESTS = (".csv", ".tsv", ".parquet", ".pq")  # DATA of `extract --store` read as a list of clips
@@ -84,7 +84,7 @@ def run_extract(args: argparse.Namespace) -> int:
     check_features(cfg)  # YAMNet without a model: one message, not one error per clip
     if args.engine or args.store or args.address:
         return _extract_with_engine(args, cfg)
-    ds = load_dataset(args.data)
+    ds = find_dataset(args.data)
     stats = CacheStats()
     paths = [str(it.path) for it in ds.items]
     results = extract_many(paths, cfg, cache=not args.no_cache, n_jobs=args.jobs,
@@ -111,7 +111,7 @@ def _extract_with_engine(args: argparse.Namespace, cfg) -> int:
 
     if args.store:  # a folder of yours, like `demo --dest`: the workspace's own cache stays allowed
         workspace.require_writable("fill a feature store (--store)")
-    source = args.data if args.data.lower().endswith(MANIFESTS) or "://" in args.data else load_dataset(args.data)
+    source = args.data if args.data.lower().endswith(MANIFESTS) or "://" in args.data else find_dataset(args.data)
     with get_engine(args.engine or "local", args.address) as engine:
         result = engine.extract(source, cfg, store=args.store,
                                 progress=ProgressBar(f"extracting {cfg.kind} ({engine.name})", args.quiet))
@@ -145,7 +145,7 @@ def run_check(args: argparse.Namespace) -> int:
     from ..insight.health import check_dataset
 
     cfg = feature_config(args, auto_ok=False)
-    ds = load_dataset(args.data)
+    ds = find_dataset(args.data)
     bars: dict[str, ProgressBar] = {}
 
     def progress(stage: str, done: int, total: int) -> None:

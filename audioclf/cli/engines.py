@@ -31,8 +31,6 @@ def run_engines(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-ENGINES = Command("engines", "where work runs: the engine's nodes, CPUs and what is running",
-                  "Describe the engine: this machine (local), or the Ray cluster at --address "
-                  "($AUDIOCLF_RAY_ADDRESS) with its nodes, CPUs and running tasks.", engines_arguments, run_engines)
-
-COMMANDS = (ENGINES,)
+COMMANDS = (Command("engines", "where work runs: the engine's nodes, CPUs and what is running",
+                    "Describe the engine: this machine (local), or the Ray cluster at --address "
+                    "($AUDIOCLF_RAY_ADDRESS) with its nodes, CPUs and running tasks.", engines_arguments, run_engines),)

@@ -312,7 +312,7 @@ def feature_kind(args: argparse.Namespace, auto_ok: bool = True) -> str:
     Where a command extracts one feature type (`auto_ok=False`), that is EfficientAT when
     available, else YAMNet when available, else MFCC; "auto" itself is refused there."""
     from ..training.defaults import AUTO, AutoFeatures, default_feature_kind
-    from ..training.feature_choice import availability, pretrained_available
+    from ..training.feature_choice import feature_availability, pretrained_available
 
     if args.features == AUTO and not auto_ok:
         raise CLIError("--features auto chooses a feature type for training; here choose mfcc, spectral, yamnet "
@@ -323,7 +323,7 @@ def feature_kind(args: argparse.Namespace, auto_ok: bool = True) -> str:
     kind = default_feature_kind(pretrained_available(auto))
     if auto_ok or kind != AUTO:
         return kind
-    return "efficientat" if availability("efficientat", auto) is None else "yamnet"
+    return "efficientat" if feature_availability("efficientat", auto) is None else "yamnet"
 
 
 def feature_config(args: argparse.Namespace, auto_ok: bool = True):

@@ -8,12 +8,12 @@ from pathlib import Path
 from .common import (EXIT_OK, CLIError, Command, add_format_argument, epoch_line, err, format_table, metrics_rows,
                      print_fields, write_rows)
 
-ACTIONS = ("list", "show", "compare", "delete", "cancel")
+RUN_ACTIONS = ("list", "show", "compare", "delete", "cancel")
 CONFIG_PARTS = ("dataset", "split", "features", "model", "train")  # what `runs show` lists under config
 
 
 def runs_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", nargs="?", choices=ACTIONS, default="list")
+    p.add_argument("action", nargs="?", choices=RUN_ACTIONS, default="list")
     p.add_argument("ids", nargs="*", metavar="ID")
     add_format_argument(p)
 
@@ -90,9 +90,7 @@ def _show_run(run_id: str, format: str) -> None:
         print(format_table(metrics_rows(run.metrics)))
 
 
-RUNS = Command("runs", "list, show, compare, delete or cancel training runs",
-               "list: all runs, newest first; show ID...: config, progress and metrics; compare ID ID...: "
-               "settings and scores side by side (* marks differences); delete ID...: remove runs; "
-               "cancel ID...: stop background runs.", runs_arguments, run_runs)
-
-COMMANDS = (RUNS,)
+COMMANDS = (Command("runs", "list, show, compare, delete or cancel training runs",
+                    "list: all runs, newest first; show ID...: config, progress and metrics; compare ID ID...: "
+                    "settings and scores side by side (* marks differences); delete ID...: remove runs; "
+                    "cancel ID...: stop background runs.", runs_arguments, run_runs),)

@@ -7,7 +7,7 @@ from typing import Callable
 
 from .common import (EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, CLIError, Command, ProgressBar, StopFlag,
                      add_data_argument, add_format_argument, epoch_line, err, extraction_events, format_table,
-                     import_tensorflow_quietly, load_dataset, metrics_rows, write_rows)
+                     import_tensorflow_quietly, find_dataset, metrics_rows, write_rows)
 from .options import add_run_arguments, run_config, stored_run_config
 
 
@@ -156,7 +156,7 @@ def _evaluate_on(run, args: argparse.Namespace) -> int:
     from ..evaluation.metrics import evaluate
     from ..inference.predict import Predictor
 
-    ds = load_dataset(args.data)
+    ds = find_dataset(args.data)
     import_tensorflow_quietly()
     pred = Predictor.load(run.info.id)
     results = pred.predict_files([it.path for it in ds.items], progress=ProgressBar("predicting", args.quiet))

@@ -204,7 +204,7 @@ def run_studies(args: argparse.Namespace) -> int:
         raise CLIError(f"`studies {args.action}` needs at least one study name (see `audioclf studies`).")
     for study in args.ids:
         if args.action == "show":
-            _print_study(study, tuning.summarize(study), args.format, args.top)
+            _print_study(study, tuning.summarize_study(study), args.format, args.top)
         elif args.action == "cancel":
             print(f"{study}: {tuning.cancel_tuning(study)}")
         else:

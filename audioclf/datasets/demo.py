@@ -30,10 +30,10 @@ from ..errors import AudioclfError
 DEMO_NAME = "demo"
 FALLBACK_NAME = "audioclf-demo"  # the built-in demo's name when a user's data set is called "demo"
 CLASSES = ("siren", "dial_tone", "rain", "clock_ticks", "bird_chirps")
-MIN_SECONDS, MAX_SECONDS = 2.0, 4.0
+CLIP_SECONDS = (2.0, 4.0)  # shortest and longest demo clip
 CLIPS_PER_CLASS, SEED, SR = 24, 0, 16000  # the built-in demo's parameters
 MARKER = ".demo-complete.json"
-VERSION = 1  # bump when the synthesis changes, so old demo folders are rebuilt
+SYNTHESIS_VERSION = 1  # bump when the synthesis changes, so old demo folders are rebuilt
 _CLIP_NAME = re.compile(r"([a-z_]+)/\1_\d{3}\.wav")  # what every version so far has written
 
 Synth = Callable[[np.random.Generator, int, int], np.ndarray]
@@ -138,7 +138,7 @@ SYNTHS: dict[str, Synth] = {
 
 def synth_clip(label: str, rng: np.random.Generator, sr: int = 16000) -> np.ndarray:
     """One demo clip of class `label` (float32 mono, 2-4 s, peak 0.2-0.9 plus background noise)."""
-    n = int(rng.uniform(MIN_SECONDS, MAX_SECONDS) * sr)
+    n = int(rng.uniform(*CLIP_SECONDS) * sr)
     y = SYNTHS[label](rng, n, sr)
     y = y / (np.abs(y).max() + 1e-9) * rng.uniform(0.2, 0.9)
     y += rng.uniform(0.002, 0.02) * rng.standard_normal(n)  # background hiss at varying SNR
@@ -147,7 +147,7 @@ def synth_clip(label: str, rng: np.random.Generator, sr: int = 16000) -> np.ndar
 
 
 def _params(clips_per_class: int, seed: int, sr: int) -> dict:
-    return {"version": VERSION, "classes": list(CLASSES), "clips_per_class": clips_per_class,
+    return {"version": SYNTHESIS_VERSION, "classes": list(CLASSES), "clips_per_class": clips_per_class,
             "seed": seed, "sr": sr}
 
 

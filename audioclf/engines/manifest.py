@@ -16,7 +16,7 @@ from typing import Any, Iterable
 
 from audioclf.errors import AudioclfError
 
-COLUMNS = ("path", "label", "group")
+MANIFEST_COLUMNS = ("path", "label", "group")
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
 ALIASES = {"file": "path", "filename": "path", "filepath": "path", "uri": "path", "url": "path",
            "class": "label", "category": "label", "target": "label", "speaker": "group", "fold": "group"}
@@ -116,7 +116,7 @@ def _normalise(table, base: str | None, where: str):
         raise ManifestError(f"{where} needs a 'path' column (and optionally label and group); "
                             f"it has {', '.join(table.column_names) or 'no columns'}.")
     cols = {}
-    for name in COLUMNS:
+    for name in MANIFEST_COLUMNS:
         if name in table.column_names:
             col = table.column(name)
             cols[name] = col if pa.types.is_string(col.type) else pc.cast(col, pa.string())

@@ -32,14 +32,14 @@ from audioclf.features import FeatureConfig, Features, config_key, config_to_dic
 from audioclf.features.parallel import default_jobs, extract_chunks, plan_jobs
 from audioclf.progress import Progress
 
-DB_NAME = "features.sqlite"
+CACHE_DB = "features.sqlite"
 QUERY_BATCH = 500  # stay under SQLite's bound-parameter limit
 FLUSH_ROWS = 256  # write computed rows in batches: one transaction per few hundred clips
 LOCK_TIMEOUT_S = 60.0
 
 PathLike = str | os.PathLike
 
-__all__ = ["DB_NAME", "CacheStats", "cache_size", "clear_cache", "default_jobs", "extract_many"]
+__all__ = ["CACHE_DB", "CacheStats", "cache_size", "clear_cache", "default_jobs", "extract_many"]
 
 
 @dataclass
@@ -122,7 +122,7 @@ def clear_cache() -> None:
     """Delete the feature cache (it is rebuilt on demand)."""
     for suffix in ("", "-journal", "-wal", "-shm"):
         try:
-            os.remove(_db_path().with_name(DB_NAME + suffix))
+            os.remove(_db_path().with_name(CACHE_DB + suffix))
         except FileNotFoundError:
             pass
 
@@ -150,7 +150,7 @@ _ADDED_COLUMNS = (("silent", "INTEGER"),)
 
 
 def _db_path() -> Path:
-    return workspace.cache_dir() / DB_NAME
+    return workspace.cache_dir() / CACHE_DB
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -193,7 +193,7 @@ class _Cache:
         except sqlite3.DatabaseError:
             # Not a database any more (a stray or half-written file): keep it for
             # inspection and start afresh; everything in it can be recomputed.
-            os.replace(path, path.with_name(f"{DB_NAME}.corrupt-{time.time_ns()}"))
+            os.replace(path, path.with_name(f"{CACHE_DB}.corrupt-{time.time_ns()}"))
             try:
                 return cls(_connect(path))
             except sqlite3.Error as exc:

@@ -42,7 +42,7 @@ TMP_PREFIX = "_tmp-"  # pyarrow's dataset discovery ignores names starting with 
 ROW_GROUP_ROWS = 64  # clips per row group: the unit a streaming reader loads
 OBJECT_STORES = ("s3", "gcs")  # filesystems where a finished upload is already atomic
 
-COLUMNS = ("hash", "path", "size", "mtime_ns", "label", "group", "frames", "dims",
+STORE_COLUMNS = ("hash", "path", "size", "mtime_ns", "label", "group", "frames", "dims",
            "values", "times", "scores", "score_dims", "silent")
 INDEX_COLUMNS = ("hash", "path", "size", "mtime_ns", "label", "group", "frames", "dims")
 
@@ -291,7 +291,7 @@ class FeatureStore:
         return out
 
     def iter_batches(self, config: FeatureConfig, *, hashes: Iterable[str] | None = None,
-                     seed: int | None = None, columns: Sequence[str] = COLUMNS,
+                     seed: int | None = None, columns: Sequence[str] = STORE_COLUMNS,
                      units: Sequence[tuple[str, int, int]] | None = None):
         """Arrow tables, one row group at a time (shuffled order when `seed` is given).
 

@@ -31,7 +31,7 @@ from ..training import runs
 
 UNKNOWN = "unknown"  # the label of a prediction below the threshold
 UNKNOWN_TEXT = "unknown: none of the classes"  # how pages say it
-SPLITS = ("val", "test")  # where the suggestion comes from: validation, else test
+THRESHOLD_SPLITS = ("val", "test")  # where the suggestion comes from: validation, else test
 
 
 def run_threshold(run_id: str, live: bool = False) -> float | None:
@@ -89,7 +89,7 @@ def record_from_predictions(run_id: str) -> dict | None:
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     index = {lab: i for i, lab in enumerate(labels)}
-    for split in SPLITS:
+    for split in THRESHOLD_SPLITS:
         part = [r for r in rows if r.get("split") == split and r.get("true") in index]
         try:
             probs = np.array([[float(r[f"p_{lab}"]) for lab in labels] for r in part], np.float64)

@@ -43,7 +43,7 @@ from .stream import LiveError, RecentAudio, StreamResampler, to_mono_float
 MIN_WINDOW = 0.5
 MAX_WINDOW = WINDOW_SECONDS  # the longest clip predict answers from one window
 MIN_HOP, MAX_HOP = 0.1, 2.0
-HISTORY = 240  # labels kept for the rolling chart (2 min at the default hop)
+CHART_LABELS = 240  # labels kept for the rolling chart (2 min at the default hop)
 SILENCE = "silence"  # a window with no sound in it: no class is claimed
 WARM_UP_RATE = 48000  # browsers send 48 kHz; runs with a fixed feature rate ignore it
 KEEP_SECONDS = 30.0  # recent stream audio held in memory (never stored) so a wrong label can be corrected
@@ -134,7 +134,7 @@ class LiveClassifier:
         self.keep_seconds = max(0.0, float(keep_seconds))
         self.kind = predictor.features_cfg.kind
         self._requested = (float(window), float(hop))
-        self.history: collections.deque[LivePrediction] = collections.deque(maxlen=HISTORY)
+        self.history: collections.deque[LivePrediction] = collections.deque(maxlen=CHART_LABELS)
         self.events: list[LiveEvent] = []
         self.skipped = 0  # windows not labelled because the classifier fell behind the stream
         self._length = 0  # feature frames every window is padded to

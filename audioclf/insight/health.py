@@ -51,17 +51,17 @@ from audioclf.progress import Stages  # stages "reading", "features", "checking"
 from audioclf.insight.clipstats import CLIPPED_MIN, CLIPPED_SHARE, ClipStats, clip_stats
 
 SEVERITIES = ("high", "medium", "low")
-KINDS = ("unreadable", "one_class", "leakage", "duplicate", "mislabelled", "silent", "near_duplicate",
+FINDING_KINDS = ("unreadable", "one_class", "leakage", "duplicate", "mislabelled", "silent", "near_duplicate",
          "too_short", "too_long", "clipped", "few_clips", "imbalance", "sample_rates", "channels")
-ACTIONS = ("delete", "relabel", "")
-MIN_SECONDS = 0.1  # shorter is too short to hold a sound whatever the data set
+FIX_ACTIONS = ("delete", "relabel", "")
+MIN_CLIP_SECONDS = 0.1  # shorter is too short to hold a sound whatever the data set
 SHORT_FRACTION = 0.2  # shorter than this share of the median duration
 LONG_FACTOR = 8.0  # longer than this many times the median duration...
 LONG_MIN_SECONDS = 5.0  # ...and than this
 NEAR_FRACTION = 0.1  # near duplicate: closer than this share of the median nearest-neighbour distance
 MAX_NEAR_GROUPS = 50
-FOLDS = 5
-PCA_DIMS = 64  # the same ranking as all 1024 YAMNet dimensions, much sooner (docs/RESULTS.md)
+MISLABEL_FOLDS = 5
+MISLABEL_PCA_DIMS = 64  # the same ranking as all 1024 YAMNet dimensions, much sooner (docs/RESULTS.md)
 LOGREG_C = 0.1
 TOP_SUSPECTS = 20
 FEW_CLIPS = 5
@@ -229,7 +229,8 @@ def near_duplicates(paths: list[str], values: np.ndarray, labels: dict[str, str]
     return out
 
 
-def out_of_fold_probabilities(x: np.ndarray, y: np.ndarray, *, folds: int = FOLDS, seed: int = 0) -> np.ndarray:
+def out_of_fold_probabilities(x: np.ndarray, y: np.ndarray, *, folds: int = MISLABEL_FOLDS,
+                              seed: int = 0) -> np.ndarray:
     """Class probabilities of each clip from a model that never saw it (stratified k-fold).
 
     ``y`` holds class indices 0..k-1, each with at least 2 clips.
@@ -243,7 +244,7 @@ def out_of_fold_probabilities(x: np.ndarray, y: np.ndarray, *, folds: int = FOLD
 
     folds = max(2, min(folds, int(np.bincount(y).min())))
     train_size = len(x) - -(-len(x) // folds)
-    dims = max(1, min(PCA_DIMS, x.shape[1], train_size - 1))
+    dims = max(1, min(MISLABEL_PCA_DIMS, x.shape[1], train_size - 1))
     model = make_pipeline(StandardScaler(), PCA(dims, random_state=seed),
                           LogisticRegression(C=LOGREG_C, max_iter=300))
     cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
@@ -281,7 +282,7 @@ def confident_learning(probs: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np
     return suspect | confident, confident, suggested
 
 
-def mislabelled(paths: list[str], values: np.ndarray, labels: list[str], *, folds: int = FOLDS,
+def mislabelled(paths: list[str], values: np.ndarray, labels: list[str], *, folds: int = MISLABEL_FOLDS,
                 seed: int = 0) -> tuple[list[Finding], list[str]]:
     """Clips whose out-of-fold prediction confidently disagrees with their label; and notes."""
     counts = Counter(labels)
@@ -315,7 +316,7 @@ def level_findings(paths: list[str], stats: list[ClipStats]) -> list[Finding]:
     out = []
     durations = np.array([s.duration for s in stats])
     median = float(np.median(durations)) if len(durations) else 0.0
-    short = max(MIN_SECONDS, SHORT_FRACTION * median)
+    short = max(MIN_CLIP_SECONDS, SHORT_FRACTION * median)
     long = max(LONG_MIN_SECONDS, LONG_FACTOR * median)
     for p, s in zip(paths, stats):
         name = _name(p)
@@ -396,7 +397,7 @@ def class_findings(counts: dict[str, int]) -> list[Finding]:
 
 
 def check_dataset(ds, config: FeatureConfig | None = None, *, top: int | None = TOP_SUSPECTS,
-                  folds: int = FOLDS, seed: int = 0, progress: Stages | None = None) -> HealthReport:
+                  folds: int = MISLABEL_FOLDS, seed: int = 0, progress: Stages | None = None) -> HealthReport:
     """Run every check on a data set.
 
     Parameters
@@ -460,7 +461,7 @@ def check_dataset(ds, config: FeatureConfig | None = None, *, top: int | None = 
         tell("checking", 1, 1)
     else:
         notes.append("Near duplicates and mislabelled clips need at least 3 readable clips.")
-    findings.sort(key=lambda f: (SEVERITIES.index(f.severity), KINDS.index(f.kind), -f.score))
+    findings.sort(key=lambda f: (SEVERITIES.index(f.severity), FINDING_KINDS.index(f.kind), -f.score))
     return HealthReport(dataset=ds.name, n_clips=len(items), n_classes=len(counts), features=config.kind,
                         findings=findings, notes=notes, n_suspects=n_suspects)
 

@@ -36,7 +36,7 @@ YAMNET_SILENCE = 494  # row of "Silence" in YAMNet's AudioSet class map (yamnet_
 SILENCE_SCORE = 0.5
 TSNE_PERPLEXITY = 30.0
 UMAP_NEIGHBOURS = 15
-MIN_CLIPS = 3  # fewer points make no map
+MIN_MAP_CLIPS = 3  # fewer points make no map
 
 
 
@@ -135,14 +135,14 @@ def project(values: np.ndarray, method: str = "pca", *, seed: int = 0) -> np.nda
     Raises
     ------
     MappingError
-        For an unknown method, fewer than :data:`MIN_CLIPS` clips, or UMAP not installed.
+        For an unknown method, fewer than :data:`MIN_MAP_CLIPS` clips, or UMAP not installed.
     """
     method = str(method).lower().replace("-", "")
     if method not in PROJECTIONS:
         raise MappingError(f"Unknown projection {method!r}; choose one of {', '.join(PROJECTIONS)}.")
     values = np.asarray(values, dtype=np.float32)
-    if values.ndim != 2 or len(values) < MIN_CLIPS:
-        raise MappingError(f"A map needs at least {MIN_CLIPS} readable clips; this data set has {len(values)}.")
+    if values.ndim != 2 or len(values) < MIN_MAP_CLIPS:
+        raise MappingError(f"A map needs at least {MIN_MAP_CLIPS} readable clips; this data set has {len(values)}.")
     x = standardize(values)
     if method == "pca":
         return _pca(x)

@@ -381,7 +381,7 @@ def segment_timeline(segments: Sequence, labels: Sequence[str], *, unknown: str 
     return _layout(fig, title, "time (s)", "class", height=max(180, 46 * len(rows) + 110))
 
 
-def top_classes(names: Sequence[str], scores: Sequence[float], *,
+def top_class_bars(names: Sequence[str], scores: Sequence[float], *,
                 title: str = "YAMNet: top AudioSet classes") -> go.Figure:
     """Horizontal bars for (class name, score) pairs such as YAMNet's top classes."""
     fig = go.Figure(go.Bar(x=list(scores), y=list(names), orientation="h",
@@ -402,7 +402,7 @@ def classes_over_time(times: np.ndarray, scores: np.ndarray, names: Sequence[str
     return _layout(fig, title, "time (s)", "", height=max(HEIGHT // 1.3, 26 * len(names) + 110))
 
 
-def compare_runs(names: Sequence[str], metrics: Mapping[str, Sequence[float]],
+def run_comparison(names: Sequence[str], metrics: Mapping[str, Sequence[float]],
                  *, title: str = "Compare runs") -> go.Figure:
     """Grouped bars: one group per run, one bar per metric (e.g. accuracy, macro F1)."""
     fig = go.Figure()

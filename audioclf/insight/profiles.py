@@ -31,7 +31,7 @@ from audioclf.progress import Progress
 PROFILE_FRAMES = 64
 PROFILE_MELS = 64
 MAX_PER_CLASS = 20
-SEED = 0
+PROFILE_SEED = 0
 
 
 
@@ -95,7 +95,8 @@ def mean_mel(paths: list[str], sr: int = 22050, n_mels: int = PROFILE_MELS) -> t
     return (acc / n if n else None), freqs
 
 
-def rank_features(X: np.ndarray, y: np.ndarray, names: tuple[str, ...], *, seed: int = SEED) -> list[FeatureScore]:
+def rank_features(X: np.ndarray, y: np.ndarray, names: tuple[str, ...], *,
+                  seed: int = PROFILE_SEED) -> list[FeatureScore]:
     """ANOVA F and mutual information of each column of ``X`` with the labels ``y``, best F first."""
     from sklearn.feature_selection import f_classif, mutual_info_classif
 
@@ -151,7 +152,7 @@ def class_profiles(ds, *, config: SpectralConfig = SpectralConfig(), max_per_cla
     dims = len(names)
     means = np.stack([X[y == c, :dims].mean(axis=0) for c in present])
     ranking = rank_features(X, y, summary_names(names))
-    rng = random.Random(SEED)
+    rng = random.Random(PROFILE_SEED)
     mel, freqs = {}, np.zeros(PROFILE_MELS)
     for k, label in enumerate(present, start=1):
         paths = good[label]

@@ -43,7 +43,7 @@ from .. import jobs
 from audioclf import audio, workspace
 from audioclf.datasets import add_clip, load_dataset, split_folders
 from audioclf.errors import AudioclfError
-from audioclf.labelling.segmenting import Segment, clip_name, read_segment
+from audioclf.labelling.segmenting import Cut, clip_name, read_segment
 from audioclf.labelling.session import sessions_dir
 from audioclf.training import runs
 from ..progress import OnEvent
@@ -126,7 +126,7 @@ def correction_audio(source, *, start: float | None = None, end: float | None = 
     a, b = float(start or 0.0), float(info.duration if end is None else end)
     if not 0 <= a < b:
         raise CorrectionError(f"Start {a:g} s and end {b:g} s do not make a stretch of {path.name}.")
-    return _wav_bytes(read_segment(Segment(str(path), a, min(b, info.duration)))), a, min(b, info.duration)
+    return _wav_bytes(read_segment(Cut(str(path), a, min(b, info.duration)))), a, min(b, info.duration)
 
 
 def add_correction(run_id: str, label: str, source, *, start: float | None = None, end: float | None = None,
@@ -148,7 +148,7 @@ def _add_correction(run_id, label, source, *, start, end, sr, predicted) -> Corr
     root = dataset_folder(run_id)
     data, a, b = correction_audio(source, start=start, end=end, sr=sr)
     stamp = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
-    name = clip_name(f"{CORRECTION_PREFIX}-{stamp}", Segment("", a, b))
+    name = clip_name(f"{CORRECTION_PREFIX}-{stamp}", Cut("", a, b))
     if start is None and end is None and isinstance(source, (str, PathLike, bytes, bytearray, memoryview)):
         # The original file's bytes: its own extension, or none (add_clip reads the format from the header).
         suffix = Path(source).suffix if isinstance(source, (str, PathLike)) else ""

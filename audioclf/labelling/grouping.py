@@ -22,7 +22,7 @@ plugs in by kind: a config ``config_from_dict`` knows, its class names in
 it, its clip vector in :data:`CLIP_VECTORS`.
 
 Clips are grouped in a reduced space: dimensions standardised, PCA to at most
-:data:`PCA_DIMS`, rows scaled to unit length (cosine geometry suits learned
+:data:`GROUPING_PCA_DIMS`, rows scaled to unit length (cosine geometry suits learned
 embeddings, and makes loudness-like directions count less). The default
 method is spectral clustering on a k-nearest-neighbour graph of that space,
 which follows groups that are not round blobs (one sound class recorded in
@@ -32,7 +32,6 @@ them against true labels).
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -44,13 +43,14 @@ from audioclf.errors import AudioclfError
 from audioclf.features import FeatureConfig, MFCCConfig, YAMNetConfig, config_from_dict, extract_many
 from audioclf.insight.mapping import SILENCE_SCORE, clip_vector
 from audioclf.progress import Progress
+from audioclf.training.feature_choice import feature_availability
 
 EMBEDDERS = ("auto", "efficientat", "yamnet", "mfcc")
 PREFERENCE = ("efficientat", "yamnet", "mfcc")  # best first, by grouping quality on ESC-10
-METHODS = ("spectral", "kmeans")
-PCA_DIMS = 32
+GROUPING_METHODS = ("spectral", "kmeans")
+GROUPING_PCA_DIMS = 32
 K_RANGE = (2, 12)  # searched when no k is given
-MIN_CLIPS = 3
+MIN_GROUP_CLIPS = 3
 N_EXAMPLES = 3
 SILENCE_TAG = "Silence"  # AudioSet's name, in YAMNet's and EfficientAT's class lists
 
@@ -80,24 +80,9 @@ TAGGERS: dict[str, Callable[[FeatureConfig], list[str]]] = {
 }
 
 
-def availability(kind: str) -> str | None:
-    """None if embedder ``kind`` can run here without a download, else why not."""
-    if kind == "mfcc":
-        return None
-    if kind == "yamnet":
-        from audioclf.features import yamnet
-
-        return yamnet.availability()
-    if kind == "efficientat":
-        if importlib.util.find_spec("audioclf.features.efficientat") is None:
-            return "EfficientAT is not part of this version of audioclf."
-        return importlib.import_module("audioclf.features.efficientat").availability()
-    return f"Unknown embedder {kind!r}; choose one of {', '.join(EMBEDDERS)}."
-
-
 def available_embedders() -> list[str]:
     """The embedders that can run here, best first."""
-    return [k for k in PREFERENCE if availability(k) is None]
+    return [k for k in PREFERENCE if feature_availability(k) is None]
 
 
 def resolve_embedder(embedder: str = "auto") -> str:
@@ -107,7 +92,7 @@ def resolve_embedder(embedder: str = "auto") -> str:
         raise GroupingError(f"Unknown embedder {embedder!r}; choose one of {', '.join(EMBEDDERS)}.")
     if embedder == "auto":
         return available_embedders()[0]
-    reason = availability(embedder)
+    reason = feature_availability(embedder)
     if reason:
         raise GroupingError(f"The {embedder} embedder is not available: {reason}")
     return embedder
@@ -121,7 +106,7 @@ def embedder_config(kind: str) -> FeatureConfig:
 
 
 @dataclass
-class Embedding:
+class EmbeddedClips:
     """One row per readable clip: its vector and, for a tagger, its mean tag scores."""
 
     paths: list[str]
@@ -182,7 +167,7 @@ CLIP_VECTORS: dict[str, Callable] = {"efficientat": _efficientat_vectors}
 
 
 def embed_clips(paths: Sequence[str], embedder: str = "auto", *, config: FeatureConfig | None = None,
-                progress: Progress | None = None) -> Embedding:
+                progress: Progress | None = None) -> EmbeddedClips:
     """Embed clips with ``embedder`` (see :func:`resolve_embedder`), features from the cache.
 
     ``config`` overrides the embedder's feature config (e.g. a YAMNet model path).
@@ -211,7 +196,7 @@ def embed_clips(paths: Sequence[str], embedder: str = "auto", *, config: Feature
     dims = rows[0].shape[0] if rows else 0
     values = np.stack(rows).astype(np.float32) if rows else np.zeros((0, dims), np.float32)
     tag_array = np.stack(tags) if names is not None and rows and len(tags) == len(rows) else None
-    return Embedding(paths=keep, values=values, kind=kind, tags=tag_array,
+    return EmbeddedClips(paths=keep, values=values, kind=kind, tags=tag_array,
                      tag_names=names if tag_array is not None else None, errors=errors)
 
 
@@ -232,7 +217,7 @@ class Groups:
     coords: np.ndarray | None = None  # (n, d) the reduced space the groups were found in
 
 
-def reduce(values: np.ndarray, dims: int = PCA_DIMS) -> np.ndarray:
+def reduce(values: np.ndarray, dims: int = GROUPING_PCA_DIMS) -> np.ndarray:
     """Standardised, PCA to at most ``dims`` dimensions, rows scaled to unit length."""
     from sklearn.decomposition import PCA
 
@@ -252,11 +237,11 @@ def neighbours(n: int) -> int:
 
 
 def cluster(z: np.ndarray, k: int, method: str = "spectral", seed: int = 0) -> np.ndarray:
-    """Group labels 0..k-1 of the rows of ``z`` (see :data:`METHODS`)."""
+    """Group labels 0..k-1 of the rows of ``z`` (see :data:`GROUPING_METHODS`)."""
     from sklearn.cluster import KMeans, SpectralClustering
 
-    if method not in METHODS:
-        raise GroupingError(f"Unknown grouping method {method!r}; choose one of {', '.join(METHODS)}.")
+    if method not in GROUPING_METHODS:
+        raise GroupingError(f"Unknown grouping method {method!r}; choose one of {', '.join(GROUPING_METHODS)}.")
     if method == "spectral" and len(z) > 2 * k:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "Graph is not fully connected": still a usable grouping
@@ -317,8 +302,8 @@ def group_vectors(values: np.ndarray, k: int | None = None, *, method: str = "sp
                   n_examples: int = N_EXAMPLES) -> Groups:
     """Group clip vectors into ``k`` groups (None: estimated, see :func:`estimate_k`)."""
     values = np.asarray(values, np.float32)
-    if values.ndim != 2 or len(values) < MIN_CLIPS:
-        raise GroupingError(f"Grouping needs at least {MIN_CLIPS} readable clips; got {len(values)}.")
+    if values.ndim != 2 or len(values) < MIN_GROUP_CLIPS:
+        raise GroupingError(f"Grouping needs at least {MIN_GROUP_CLIPS} readable clips; got {len(values)}.")
     z = reduce(values)
     silhouettes: dict[int, float] = {}
     if k is None:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from audioclf import workspace
 from audioclf.datasets import DATASET_SETTINGS, DatasetError, add_clip, create_dataset, safe_name
-from audioclf.labelling.segmenting import Segment, clip_name
+from audioclf.labelling.segmenting import Cut, clip_name
 from audioclf.jobs import write_json
 from audioclf.labelling.session import LabellingError, Session, save
 
@@ -64,7 +64,7 @@ def save_dataset(session: Session, dataset: str, *, into_existing: bool = False)
         if not src.is_file():
             missing.append(str(src))
             continue
-        seg = Segment(clip.source, clip.start, clip.end)
+        seg = Cut(clip.source, clip.start, clip.end)
         filename = Path(clip_name(clip.recording, seg)).with_suffix(src.suffix or ".wav").name
         add_clip(root, group.label, filename, src)  # copied a block at a time
         counts[group.label] = counts.get(group.label, 0) + 1

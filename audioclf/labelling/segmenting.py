@@ -5,7 +5,7 @@
     from audioclf.labelling.segmenting import CutConfig, cut_recording, write_segment
 
     segs = cut_recording("night.flac", CutConfig(method="events"))
-    segs[0]                    # Segment(source='night.flac', start=12.3, end=14.1)
+    segs[0]                    # Cut(source='night.flac', start=12.3, end=14.1)
     write_segment(segs[0], "clips/night__0012300-0014100.wav")
 
 Recordings are read in blocks (``soundfile``), so a night of field audio needs
@@ -30,7 +30,7 @@ import soundfile as sf
 from audioclf import audio
 from audioclf.errors import AudioclfError
 
-METHODS = ("events", "fixed", "whole")
+CUT_METHODS = ("events", "fixed", "whole")
 FRAME_SECONDS = 0.02  # loudness resolution of event detection
 BLOCK_SECONDS = 30.0  # samples read at a time
 NOISE_PERCENTILE = 10.0  # the quietest 10% of frames stand for the recording's noise floor
@@ -43,7 +43,7 @@ class SegmentError(AudioclfError):
 
 
 @dataclass(frozen=True)
-class Segment:
+class Cut:
     """A stretch ``[start, end)`` seconds of the recording ``source``."""
 
     source: str
@@ -79,8 +79,8 @@ class CutConfig:
     pad: float = 0.1
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise SegmentError(f"Unknown cut method {self.method!r}; use one of {', '.join(METHODS)}.")
+        if self.method not in CUT_METHODS:
+            raise SegmentError(f"Unknown cut method {self.method!r}; use one of {', '.join(CUT_METHODS)}.")
         for name in ("length", "margin_db", "min_len", "max_len"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
@@ -143,7 +143,7 @@ def noise_floor(db: np.ndarray, percentile: float = NOISE_PERCENTILE) -> float:
     return max(MIN_FLOOR_DB, float(np.percentile(db, percentile)))
 
 
-def active_runs(active: np.ndarray) -> list[tuple[int, int]]:
+def active_spans(active: np.ndarray) -> list[tuple[int, int]]:
     """``[(first, last + 1)]`` frame ranges where ``active`` is True."""
     a = np.concatenate([[False], np.asarray(active, bool), [False]])
     edges = np.flatnonzero(np.diff(a.astype(np.int8)))
@@ -155,7 +155,7 @@ def event_spans(db: np.ndarray, frame_seconds: float, cfg: CutConfig,
     """Sound events ``(start, end)`` in seconds from frame levels ``db`` (see :class:`CutConfig`)."""
     duration = len(db) * frame_seconds if duration is None else float(duration)
     threshold = noise_floor(db) + cfg.margin_db
-    runs = [(a * frame_seconds, b * frame_seconds) for a, b in active_runs(db > threshold)]
+    runs = [(a * frame_seconds, b * frame_seconds) for a, b in active_spans(db > threshold)]
     merged: list[list[float]] = []
     for start, end in runs:
         if merged and start - merged[-1][1] <= cfg.merge_gap:
@@ -205,7 +205,7 @@ def recording_db(path: str | PathLike, frame_seconds: float = FRAME_SECONDS) -> 
     return db, info.duration, frame / info.sr
 
 
-def cut_recording(path: str | PathLike, cfg: CutConfig = CutConfig()) -> list[Segment]:
+def cut_recording(path: str | PathLike, cfg: CutConfig = CutConfig()) -> list[Cut]:
     """The segments of one recording, in time order (AudioError if it cannot be read).
 
     With ``"events"``, a recording in which nothing stands above its noise floor (one long
@@ -224,11 +224,11 @@ def cut_recording(path: str | PathLike, cfg: CutConfig = CutConfig()) -> list[Se
     if len(spans) > MAX_SEGMENTS:
         raise SegmentError(f"Cutting {path.name} this way gives {len(spans)} clips, more than the "
                            f"{MAX_SEGMENTS} limit; use longer windows or a larger hop.")
-    return [Segment(str(path), a, b) for a, b in spans if b > a]
+    return [Cut(str(path), a, b) for a, b in spans if b > a]
 
 
 def cut_all(paths, cfg: CutConfig = CutConfig(), *, progress=None
-            ) -> tuple[list[Segment], list[tuple[str, str]]]:
+            ) -> tuple[list[Cut], list[tuple[str, str]]]:
     """Segments of many recordings and ``(path, why)`` for each one that gave none.
 
     A recording without events (a steady sound all through: rain, an engine) falls back to
@@ -243,7 +243,7 @@ def cut_all(paths, cfg: CutConfig = CutConfig(), *, progress=None
             if not segs and cfg.method == "events":
                 db, duration, _ = recording_db(path)
                 if len(db) and float(db.max()) > audio.SILENCE_DB:
-                    segs = [Segment(str(path), a, b) for a, b in fixed_windows(duration, cfg.max_len)]
+                    segs = [Cut(str(path), a, b) for a, b in fixed_windows(duration, cfg.max_len)]
             if not segs:
                 problems.append((str(path), "no sound above its noise floor (silent?), skipped"))
             out += segs
@@ -254,7 +254,7 @@ def cut_all(paths, cfg: CutConfig = CutConfig(), *, progress=None
     return out, problems
 
 
-def read_segment(seg: Segment, sr: int | None = None) -> audio.Clip:
+def read_segment(seg: Cut, sr: int | None = None) -> audio.Clip:
     """The samples of a segment as a mono :class:`audio.Clip` (at ``sr``, or the file's rate)."""
     info = audio.probe(seg.source)
     a, b = int(round(seg.start * info.sr)), int(round(seg.end * info.sr))
@@ -269,7 +269,7 @@ def read_segment(seg: Segment, sr: int | None = None) -> audio.Clip:
                       name=Path(seg.source).name)
 
 
-def write_segment(seg: Segment, dest: str | PathLike) -> Path:
+def write_segment(seg: Cut, dest: str | PathLike) -> Path:
     """Write a segment as a 16-bit WAV at the recording's rate (atomically) and return ``dest``."""
     clip = read_segment(seg)
     dest = Path(dest)
@@ -280,7 +280,7 @@ def write_segment(seg: Segment, dest: str | PathLike) -> Path:
     return dest
 
 
-def clip_name(stem: str, seg: Segment) -> str:
+def clip_name(stem: str, seg: Cut) -> str:
     """``<stem>--<start ms>-<end ms>.wav``: the recording stays readable in the clip's name
     (see :data:`audioclf.labelling.saving.GROUP_PATTERN`; ``--`` because ``datasets.safe_name``
     squashes ``__``)."""

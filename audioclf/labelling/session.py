@@ -37,14 +37,14 @@ from audioclf.datasets import is_audio, is_hidden, safe_name
 from audioclf.errors import AudioclfError
 from audioclf.features import config_to_dict
 from audioclf.labelling import grouping, naming
-from audioclf.labelling.segmenting import CutConfig, Segment, clip_name, cut_all, write_segment
+from audioclf.labelling.segmenting import Cut, CutConfig, clip_name, cut_all, write_segment
 from ..progress import Stages
 
 LABELLING = "labelling"
 SESSION_FILE = "session.json"
 EMBEDDING_FILE = "embedding.npz"
 CLIPS = "clips"
-VERSION = 1
+SESSION_VERSION = 1
 
 
 
@@ -128,7 +128,7 @@ def save(session: Session) -> None:
     """Write ``session.json`` atomically (refused in read-only mode)."""
     workspace.require_writable("change a labelling session")
     write_json(session.path / SESSION_FILE, {
-        "version": VERSION, "name": session.name, "created": session.created,
+        "version": SESSION_VERSION, "name": session.name, "created": session.created,
         "settings": session.settings, "problems": session.problems, "saved": session.saved,
         "clips": [asdict(c) for c in session.clips], "groups": [asdict(g) for g in session.groups]})
 
@@ -272,9 +272,9 @@ def create_session(name: str, sources: Sequence[str | PathLike], *, cut: CutConf
         problems += [[p, w] for p, w in emb.errors]
         row = {p: i for i, p in enumerate(emb.paths)}
         kept = [c for c, p in zip(clips, paths) if p in row]
-        if len(kept) < grouping.MIN_CLIPS:
+        if len(kept) < grouping.MIN_GROUP_CLIPS:
             raise LabellingError(f"Only {len(kept)} clips have usable features; grouping needs at least "
-                                 f"{grouping.MIN_CLIPS}.")
+                                 f"{grouping.MIN_GROUP_CLIPS}.")
         emit("grouping", 0, 1)
         groups = grouping.group_vectors(emb.values, k, method=method, k_range=k_range, seed=seed)
         emit("grouping", 1, 1)
@@ -299,7 +299,7 @@ def create_session(name: str, sources: Sequence[str | PathLike], *, cut: CutConf
     return load_session(clean)
 
 
-def _write_clips(folder: Path, segments: list[Segment], keys: dict[Path, str], cut: CutConfig,
+def _write_clips(folder: Path, segments: list[Cut], keys: dict[Path, str], cut: CutConfig,
                  emit: Stages) -> list[ClipEntry]:
     (folder / CLIPS).mkdir()
     clips = []
@@ -395,7 +395,7 @@ def split_group(session: Session, gid: int, k: int | None = 2, *, method: str | 
     row = {str(i): n for n, i in enumerate(emb["ids"])}
     values = emb["values"][[row[c.id] for c in members]]
     method = method or session.settings.get("method", "spectral")
-    if len(members) < grouping.MIN_CLIPS:
+    if len(members) < grouping.MIN_GROUP_CLIPS:
         parts = np.arange(len(members))
     else:
         parts = grouping.group_vectors(values, k, method=method,

@@ -11,7 +11,7 @@ from audioclf.training import runs
 from audioclf.training.background import cancel_run, start_training
 from audioclf.training.config import RunConfig, TrainConfig, TrainingError, resolve_settings
 from audioclf.training.defaults import AutoFeatures, default_feature_kind, model_defaults, not_applicable, train_values
-from audioclf.training.feature_choice import choose_features, feature_config
+from audioclf.training.feature_choice import choose_features, config_for_kind
 from audioclf.training.fit import class_weights, fit
 from audioclf.training.crossval import cross_validate
 from audioclf.training.prepare import check_features, gather_features, prepare_run, resolve_dataset
@@ -20,6 +20,6 @@ from audioclf.training.runs import RunError, active_runs, list_runs, load_run, r
 
 __all__ = ["AutoFeatures", "RunConfig", "RunError", "TrainConfig", "TrainingError",
            "active_runs", "cancel_run", "check_features", "choose_features", "class_weights", "cross_validate",
-           "default_feature_kind", "feature_config", "fit", "gather_features", "list_runs",
+           "default_feature_kind", "config_for_kind", "fit", "gather_features", "list_runs",
            "load_run", "model_defaults", "not_applicable", "prepare_run", "read_status",
            "resolve_dataset", "resolve_settings", "run_status", "runs", "start_training", "train", "train_values"]

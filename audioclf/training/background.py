@@ -12,15 +12,13 @@ from __future__ import annotations
 from .. import jobs, workspace
 from . import runs
 
-ENTRY_MODULE = "audioclf.training"  # `python -m` entry point of a background run (training/__main__.py)
-
 
 def start_training(cfg) -> str:
     """Start `training.train(cfg)` (a RunConfig) in a new process and return its run id at once."""
     workspace.require_writable("train a model")
     jobs.reap()
     run_id = runs.create_run(cfg.to_dict())
-    jobs.start(runs.run_dir(run_id), ENTRY_MODULE)
+    jobs.start(runs.run_dir(run_id), jobs.ENTRY_MODULES["run"])
     return run_id
 
 

@@ -17,7 +17,7 @@ from ..evaluation.metrics import EvaluationError, evaluate
 from ..jobs import Cancelled
 from ..model.building import predict_proba
 from ..progress import OnEvent
-from .feature_choice import choose_features, feature_config
+from .feature_choice import choose_features, config_for_kind
 from .fit import fit
 from .prepare import check_training_part, gather_features, prepare_run, warp_factors
 
@@ -76,7 +76,7 @@ def cross_validate(cfg, k: int = 5, progress: OnEvent | None = None,
         # Chosen on this fold's training clips only, as train() does.
         choice = choose_features([*split.train, *split.val], labels, cfg.features, seed=int(cfg.split.seed))
         emit({"phase": "chosen", "fold": fold.number, "folds": n, **choice.to_dict()})
-        return cfg.resolved(feature_config(choice.winner, cfg.features))
+        return cfg.resolved(config_for_kind(choice.winner, cfg.features))
 
     if not cfg.is_auto:
         features_of(cfg)

@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import AudioclfError
 from .defaults import PRETRAINED_KINDS, AutoFeatures
 
-FOLDS = 3
+QUICK_CHECK_FOLDS = 3
 MAX_CLIPS = 1000  # a stratified sample this large ranks feature types as well as all clips
 RIDGE_ALPHA_PER_DIM = 1 / 40  # penalty grows with the summary's width (40 for MFCC, 2048 for YAMNet, 768 for mn04)
 TIE = 0.005  # scores closer than this count as equal; the earlier candidate wins
@@ -70,7 +70,7 @@ class FeatureChoice:
                    int(d.get("n_clips", 0)), d.get("reason", ""))
 
 
-def feature_config(kind: str, auto: AutoFeatures | None = None):
+def config_for_kind(kind: str, auto: AutoFeatures | None = None):
     """The default feature config of `kind` ("mfcc", "spectral", "yamnet", "efficientat")."""
     from ..features import EfficientATConfig, MFCCConfig, SpectralConfig, YAMNetConfig
 
@@ -85,7 +85,7 @@ def usable_candidates(auto: AutoFeatures) -> tuple[list[str], dict[str, str]]:
     """Candidates that can run here, and {kind: reason} for those that cannot."""
     usable, skipped = [], {}
     for kind in auto.candidates:
-        reason = availability(kind, auto)
+        reason = feature_availability(kind, auto)
         if reason:
             skipped[kind] = reason
         else:
@@ -95,7 +95,7 @@ def usable_candidates(auto: AutoFeatures) -> tuple[list[str], dict[str, str]]:
     return usable, skipped
 
 
-def availability(kind: str, auto: AutoFeatures | None = None) -> str | None:
+def feature_availability(kind: str, auto: AutoFeatures | None = None) -> str | None:
     """None if feature type `kind` can run here without a download, else why not (cheap: nothing is loaded)."""
     if kind == "yamnet":
         from ..features import yamnet
@@ -110,7 +110,7 @@ def availability(kind: str, auto: AutoFeatures | None = None) -> str | None:
 
 def pretrained_available(auto: AutoFeatures | None = None) -> bool:
     """Whether any pretrained feature type (YAMNet, EfficientAT) can run here: Auto is then the default."""
-    return any(availability(k, auto) is None for k in PRETRAINED_KINDS)
+    return any(feature_availability(k, auto) is None for k in PRETRAINED_KINDS)
 
 
 def sample_items(items: Sequence, limit: int = MAX_CLIPS, seed: int = 0) -> list:
@@ -130,7 +130,7 @@ def sample_items(items: Sequence, limit: int = MAX_CLIPS, seed: int = 0) -> list
     return out
 
 
-def ridge_cv_f1(x: np.ndarray, y: np.ndarray, folds: int = FOLDS, seed: int = 0) -> np.ndarray:
+def ridge_cv_f1(x: np.ndarray, y: np.ndarray, folds: int = QUICK_CHECK_FOLDS, seed: int = 0) -> np.ndarray:
     """Macro F1 per fold of a standardised ridge classifier over stratified folds (repeated on
     small data). The folds depend only on `y` and `seed`: candidates scored on the same clips
     get the same folds, so their scores can be compared fold by fold."""
@@ -159,7 +159,7 @@ def choose_features(items: Sequence, labels: Sequence[str], auto: AutoFeatures =
 
     Pass training (and validation) clips only. `progress(done, total)` follows
     the feature extraction of all candidates. With one usable candidate, or too
-    few clips per class for `FOLDS` folds, the first usable candidate is taken
+    few clips per class for `QUICK_CHECK_FOLDS` folds, the first usable candidate is taken
     without scoring and `reason` says why.
     """
     from ..features import extract_many, summarize
@@ -171,9 +171,9 @@ def choose_features(items: Sequence, labels: Sequence[str], auto: AutoFeatures =
     for it in picked:
         counts[it.label] = counts.get(it.label, 0) + 1
     fewest = min((n for n in counts.values() if n), default=0)
-    if len(usable) == 1 or fewest < FOLDS:
+    if len(usable) == 1 or fewest < QUICK_CHECK_FOLDS:
         why = ("the only feature type available" if len(usable) == 1
-               else f"too few clips per class to compare ({fewest}; needs {FOLDS})")
+               else f"too few clips per class to compare ({fewest}; needs {QUICK_CHECK_FOLDS})")
         return FeatureChoice(usable[0], tuple(notes), len(picked), f"{usable[0]} ({why})")
     paths = [str(it.path) for it in picked]
     index = {lab: i for i, lab in enumerate(labels)}
@@ -182,7 +182,7 @@ def choose_features(items: Sequence, labels: Sequence[str], auto: AutoFeatures =
     seconds: dict[str, float] = {}
     for kind in usable:
         t0 = time.perf_counter()
-        feats = extract_many(paths, feature_config(kind, auto),
+        feats = extract_many(paths, config_for_kind(kind, auto),
                              progress=(lambda d, _t, o=offset: progress(o + d, total)) if progress else None)
         summaries[kind] = [None if isinstance(f, Exception) or f.n_frames == 0 else summarize(f.values)
                            for f in feats]
@@ -203,6 +203,6 @@ def choose_features(items: Sequence, labels: Sequence[str], auto: AutoFeatures =
         if clearly_better(folds[s.kind], folds[best.kind]):
             best = s
     others = ", ".join(f"{s.kind} {s.macro_f1:.2f}" for s in scored if s is not best)
-    reason = (f"{best.kind} (macro F1 {best.macro_f1:.2f} in a quick {FOLDS}-fold check of the training "
+    reason = (f"{best.kind} (macro F1 {best.macro_f1:.2f} in a quick {QUICK_CHECK_FOLDS}-fold check of the training "
               f"clips; {others})")
     return FeatureChoice(best.kind, tuple(scored + notes), len(keep), reason)

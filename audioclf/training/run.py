@@ -29,7 +29,7 @@ from ..model.building import predict_proba
 from ..progress import OnEvent
 from . import runs
 from .config import RunConfig, TrainingError
-from .feature_choice import choose_features, feature_config
+from .feature_choice import choose_features, config_for_kind
 from .fit import fit
 from .prepare import gather_features, prepare_run, warp_factors
 
@@ -195,7 +195,7 @@ def _choose_features(cfg: RunConfig, run_id: str, prepared, emit: OnEvent, stop:
 
     choice = choose_features([*split.train, *split.val], prepared.labels, cfg.features,
                              progress=on_extract, seed=int(cfg.split.seed))
-    resolved = cfg.resolved(feature_config(choice.winner, cfg.features))
+    resolved = cfg.resolved(config_for_kind(choice.winner, cfg.features))
     jobs.write_json(runs.run_dir(run_id) / runs.CONFIG, resolved.to_dict())
     runs.update_status(run_id, feature_choice=choice.to_dict(), message=f"Auto chose {choice.reason}")
     emit({"phase": "chosen", **choice.to_dict()})

@@ -12,9 +12,9 @@ from audioclf.tuning.search import cancel_tuning, run_study, start_tuning
 from audioclf.tuning.space import (Param, SearchSpace, TuningError, apply_params, check_space, default_space,
                                    parse_param, parse_vary, searchable)
 from audioclf.tuning.studies import (create_study, delete_study, figures, leaderboard, list_studies, load_config,
-                                     read_status, study_dir, summarize, update_status)
+                                     read_status, study_dir, summarize_study, update_status)
 
 __all__ = ["OBJECTIVES", "PRUNERS", "SAMPLERS", "STUDY_STATES", "Param", "SearchSpace", "TuneConfig", "TuneResult", "TuningError", "apply_params", "cancel_tuning",
            "check_space", "create_study", "default_space", "delete_study", "figures", "leaderboard", "list_studies", "load_config",
            "parse_param", "parse_vary", "prepare", "read_status", "run_study", "search_items", "searchable",
-           "start_tuning", "study_dir", "summarize", "update_status"]
+           "start_tuning", "study_dir", "summarize_study", "update_status"]

@@ -15,9 +15,9 @@ from typing import Callable
 from .. import jobs, workspace
 from ..jobs import Cancelled
 from .space import TuningError
-from .studies import fail_running, study_dir, summarize, update_status
+from .studies import fail_running, study_dir, summarize_study, update_status
 
-POLL = 0.5  # seconds between looks at the tasks
+TASK_POLL = 0.5  # seconds between looks at the tasks
 REPORT_EVERY = 1.0
 STOP_GRACE = 5.0
 
@@ -43,11 +43,11 @@ def search_on_ray(engine, study: str, worker: Callable, stop: Callable[[], bool]
             if time.time() - last > REPORT_EVERY:
                 last = time.time()
                 report()
-            tasks.wait(POLL)
+            tasks.wait(TASK_POLL)
     finally:
         if tasks.pending():
             tasks.cancel()
     report()
     errors = tasks.errors()
-    if errors and summarize(study).n_complete == 0:
+    if errors and summarize_study(study).n_complete == 0:
         raise TuningError("The search's Ray tasks failed: " + errors[0])

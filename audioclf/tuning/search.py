@@ -30,11 +30,10 @@ from .config import TuneConfig, TuneResult
 from .objective import OutOfTime, TrialData, make_objective, prepare, search_items
 from .space import TuningError, check_space
 from .studies import (SEARCH_INTERRUPTED, JOURNAL, STORAGE_READY, check_idle, create_study, fail_running, leaderboard,
-                      load_config, open_study, read_status, storage_url, study_dir, summarize, update_status)
+                      load_config, open_study, read_status, storage_url, study_dir, summarize_study, update_status)
 
-ENTRY_MODULE = "audioclf.tuning"  # `python -m` entry point of a search and of its trial workers
 WORKER_STOP_WAIT = 2.0  # a cancelled search waits this long for its workers, well within jobs.CANCEL_WAIT
-POLL = 0.2  # seconds between the coordinator's looks at its workers
+WORKER_POLL = 0.2  # seconds between the coordinator's looks at its workers
 SMALL_TRIAL_CLIPS = 3000  # up to this many training clips a trial is small: one core per trial
 MIN_TRIALS_FOR_WORKERS = 4  # fewer trials run in the calling process
 SEARCH_SECONDS_PER_TRIAL_MIN = 5.0  # a timeout below this per worker cannot finish a trial
@@ -118,7 +117,7 @@ def run_study(cfg: TuneConfig | None = None, study: str | None = None, *, trials
     except Cancelled:
         update_status(study, state="cancelled", message="Cancelled.", finished=time.time(),
                       search_seconds=round(time.time() - t0, 1))
-        return summarize(study, time.time() - t0)
+        return summarize_study(study, time.time() - t0)
     except BaseException as e:
         msg = str(e) if isinstance(e, ValueError) else f"Unexpected error: {type(e).__name__}: {e}"
         update_status(study, state="failed", message=msg, finished=time.time())
@@ -187,7 +186,7 @@ def _run(cfg: TuneConfig, study: str, trials, timeout, emit, stop, workers, t0) 
     else:
         _search_workers(study, emit, stop, target, deadline, before, n_workers)
     search_seconds = time.time() - t_search
-    result = summarize(study, search_seconds)
+    result = summarize_study(study, search_seconds)
     new = result.n_trials - before
     update_status(study, search_seconds=round(search_seconds, 1), n_trials=result.n_trials,
                   best_value=result.best_value)
@@ -208,7 +207,7 @@ def _run(cfg: TuneConfig, study: str, trials, timeout, emit, stop, workers, t0) 
         run_id = _final_run(study, result, emit, stop)
     update_status(study, state="done", message=message, finished=time.time(), run_id=run_id,
                   run_trial=result.best_trial if run_id else None)
-    result = summarize(study, search_seconds)
+    result = summarize_study(study, search_seconds)
     return result
 
 
@@ -244,7 +243,7 @@ def _search_here(study, cfg, emit, stop, target, deadline, before) -> None:
 
 
 def _report(study: str, emit, target, before) -> None:
-    r = summarize(study)
+    r = summarize_study(study)
     update_status(study, done=r.n_trials - before, n_trials=r.n_trials, best_value=r.best_value,
                   n_pruned=r.n_pruned, n_complete=r.n_complete)
     emit({"phase": "searching", "trials": r.n_trials - before, "target": None if target is None else target - before,
@@ -256,7 +255,8 @@ def _search_workers(study, emit, stop, target, deadline, before, n: int) -> None
     env = jobs.child_env(AUDIOCLF_TF_THREADS="1", OMP_NUM_THREADS="1")
     args = [*(["--target", str(target)] if target is not None else []),
             *(["--deadline", repr(deadline)] if deadline is not None else [])]
-    procs = [jobs.spawn(path, ENTRY_MODULE, ["--worker", "--index", str(w), *args], env) for w in range(n)]
+    entry = jobs.ENTRY_MODULES["search"]
+    procs = [jobs.spawn(path, entry, ["--worker", "--index", str(w), *args], env) for w in range(n)]
     # Listed with their start times: a cancel from another process kills exactly these.
     update_status(study, workers=[[p.pid, jobs.process_start_time(p.pid)] for p in procs])
     last = 0.0
@@ -270,12 +270,12 @@ def _search_workers(study, emit, stop, target, deadline, before, n: int) -> None
             if time.time() - last > 1.0:
                 last = time.time()
                 _report(study, emit, target, before)
-            time.sleep(POLL)
+            time.sleep(WORKER_POLL)
     finally:
         jobs.stop_processes(procs, grace=0.0 if all(p.poll() is not None for p in procs) else jobs.CANCEL_WAIT)
     _report(study, emit, target, before)
     bad = [p.returncode for p in procs if p.returncode not in (0, None)]
-    if bad and summarize(study).n_complete == 0:
+    if bad and summarize_study(study).n_complete == 0:
         tail = (path / jobs.LOG).read_text(errors="replace").strip().splitlines()[-3:]
         raise TuningError("The search's worker processes failed: " + " | ".join(tail))
 
@@ -327,7 +327,7 @@ def start_tuning(cfg: TuneConfig | None = None, study: str | None = None, *, tri
         update_status(study, state="queued", message="Queued", finished=None, done=0, total=0)  # not the last search's
     args = [*(["--trials", str(int(trials))] if trials is not None else []),
             *(["--timeout", repr(float(timeout))] if timeout is not None else [])]
-    jobs.start(study_dir(study), ENTRY_MODULE, args)
+    jobs.start(study_dir(study), jobs.ENTRY_MODULES["search"], args)
     update_status(study, created=time.time())
     return study
 

@@ -20,7 +20,7 @@ from .config import TuneConfig, TuneResult
 from .space import TuningError
 
 TUNE_CONFIG = "tune.json"
-DB_NAME = "optuna.sqlite"
+STUDY_DB = "optuna.sqlite"
 JOURNAL = "journal"  # TuneConfig.storage for an Optuna journal file (shared disk)
 JOURNAL_NAME = "optuna.journal"
 HEARTBEAT = 10  # seconds; a trial silent for GRACE is failed (its worker was killed)
@@ -132,7 +132,7 @@ def storage_url(study: str, cfg: TuneConfig | None = None) -> str:
     cfg = cfg or load_config(study)
     if cfg.storage == JOURNAL:
         return f"{JOURNAL}:{study_dir(study) / JOURNAL_NAME}"
-    return cfg.storage or f"sqlite:///{study_dir(study) / DB_NAME}"
+    return cfg.storage or f"sqlite:///{study_dir(study) / STUDY_DB}"
 
 
 def open_storage(url: str):
@@ -198,7 +198,7 @@ def open_study(study: str, cfg: TuneConfig | None = None, worker: int = 0):
                                direction="maximize", load_if_exists=True)
 
 
-def summarize(study: str, seconds: float = 0.0) -> TuneResult:
+def summarize_study(study: str, seconds: float = 0.0) -> TuneResult:
     """Counts and the best trial so far, read from the study's database (none before it exists)."""
     import optuna
     from optuna.trial import TrialState
