@@ -1,6 +1,7 @@
 """EfficientAT in the app: the checkpoint picker with why it cannot run (Train), and what it hears (Explore)."""
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 
 from audioclf.audio import load_audio
@@ -73,12 +74,31 @@ def hears(source: str | bytes, name: str, k: int = TOP_K) -> dict:
     from audioclf.features.efficientat import audioset_labels
     from audioclf.features.efficientat.features import clip_probabilities
 
-    feats = extract(load_audio(source, name=name), EfficientATConfig(model=""))
-    probs = clip_probabilities(feats)
+    from audioclf import limits
+    from audioclf.audio import probe, stream_pieces
+    from audioclf.features import target_rate
+
+    cfg = EfficientATConfig(model="")
+    if probe(source, name=name).duration <= limits.PREDICT_WHOLE_MAX_SECONDS:
+        feats = extract(load_audio(source, name=name), cfg)
+        probs, times, scores = clip_probabilities(feats), feats.times, feats.scores
+    else:
+        # Like Predict: a long clip a piece at a time (the network over a whole 10-minute
+        # clip held most of a GB); the clip's classes are the pieces' mean, by their length.
+        times, scores, parts, weights = [], [], [], []
+        for start, piece, _ in stream_pieces(source, target_rate(cfg), limits.PREDICT_PIECE_SECONDS, name=name):
+            feats = extract(piece, cfg)
+            times.append(start + np.asarray(feats.times, np.float32))
+            scores.append(np.asarray(feats.scores, np.float32))
+            parts.append(clip_probabilities(feats))
+            weights.append(piece.duration)
+            del feats, piece  # before the next piece is decoded
+        probs = np.average(np.stack(parts), axis=0, weights=weights)
+        times, scores = np.concatenate(times), np.concatenate(scores)
     order = probs.argsort()[::-1][:k]
     names = audioset_labels()
     return {"names": [names[i] for i in order], "probs": [float(probs[i]) for i in order],
-            "times": feats.times, "scores": feats.scores[:, order]}
+            "times": times, "scores": scores[:, order]}
 
 
 def show_hears(choice: tuple[str | bytes, str]) -> None:

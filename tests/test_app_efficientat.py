@@ -138,3 +138,32 @@ def test_tune_offers_fine_tuning_for_efficientat_unticked(monkeypatch, efficient
     rows = {r["setting"]: r for r in space.to_dict("records")}
     assert rows["train.finetune_blocks"]["values"] == "0,1,2" and not rows["train.finetune_blocks"]["vary"]
     assert not rows["train.backbone_learning_rate"]["vary"]
+
+
+def test_what_efficientat_hears_streams_a_long_clip(monkeypatch, efficientat_pt):
+    """Explore's EfficientAT panel ran a long clip through the network whole (issue 21);
+    past limits.PREDICT_WHOLE_MAX_SECONDS it goes a piece at a time, like Predict."""
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    from audioclf import limits
+    from app_pages import efficientat_panel
+
+    monkeypatch.setenv("AUDIOCLF_EFFICIENTAT", str(efficientat_pt))
+    monkeypatch.setattr(limits, "PREDICT_WHOLE_MAX_SECONDS", 2.0)
+    monkeypatch.setattr(limits, "PREDICT_PIECE_SECONDS", 2.0)
+
+    def whole(*args, **kwargs):
+        raise AssertionError("the long clip was decoded whole")
+
+    monkeypatch.setattr(efficientat_panel, "load_audio", whole)
+    t = np.arange(7 * 16000) / 16000
+    buf = io.BytesIO()
+    sf.write(buf, (0.4 * np.sin(2 * np.pi * 880 * t)).astype(np.float32), 16000, format="WAV")
+    efficientat_panel.hears.clear()
+    got = efficientat_panel.hears(buf.getvalue(), "long.wav")
+    assert len(got["names"]) == efficientat_panel.TOP_K and 0 <= min(got["probs"])
+    assert len(got["times"]) == len(got["scores"]) and 6.0 < got["times"][-1] < 7.5  # the whole clip
+    assert np.all(np.diff(got["times"]) > 0)
