@@ -48,17 +48,31 @@ def checked_efficientat(model) -> tuple[bytes, float]:
 
 def efficientat_tflite(model) -> bytes:
     """``model``'s (an ``EfficientATModel``) folded network as TFLite built-in ops: batch 1, any frames."""
-    import keras
     import tensorflow as tf
 
     from ..features.efficientat import params
 
-    net = model.inference_model
-    with tempfile.TemporaryDirectory(prefix="audioclf-backbone-") as tmp:
+    spec = tf.TensorSpec([1, params.N_MELS, None, 1], tf.float32, name=MEL_INPUT)
+    try:
+        return keras_to_tflite(model.inference_model, SIGNATURE, spec)
+    except TFLiteConversionError as exc:
+        raise BackboneError(f"EfficientAT did not convert to TFLite: {exc}") from None
+
+
+class TFLiteConversionError(AudioclfError):
+    """A Keras model TFLite could not convert; the message is the converter's last error line."""
+
+
+def keras_to_tflite(model, signature: str, input_spec) -> bytes:
+    """``model`` as TFLite built-in ops with one endpoint, ``signature``, taking ``input_spec``
+    (a ``tf.TensorSpec``); TFLiteConversionError with the converter's reason if it cannot."""
+    import keras
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory(prefix="audioclf-tflite-") as tmp:
         archive = keras.export.ExportArchive()
-        archive.track(net)
-        archive.add_endpoint(SIGNATURE, lambda x: net(x, training=False), input_signature=[
-            tf.TensorSpec([1, params.N_MELS, None, 1], tf.float32, name=MEL_INPUT)])
+        archive.track(model)
+        archive.add_endpoint(signature, lambda x: model(x, training=False), input_signature=[input_spec])
         archive.write_out(tmp, verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -66,8 +80,7 @@ def efficientat_tflite(model) -> bytes:
             return converter.convert()
         except Exception as exc:  # the converter raises ConverterError and others
             lines = [ln.strip() for ln in str(exc).splitlines() if "error" in ln.lower()]
-            raise BackboneError("EfficientAT did not convert to TFLite: "
-                                + (lines[-1] if lines else type(exc).__name__)[:300]) from None
+            raise TFLiteConversionError((lines[-1] if lines else type(exc).__name__)[:300]) from None
 
 
 def run_tflite(tflite: bytes, mel: np.ndarray) -> dict[str, np.ndarray]:

@@ -169,24 +169,14 @@ def write_saved_model(model, path: Path, dims: int) -> None:
 
 def convert_tflite(model, dims: int) -> bytes:
     """``model`` as TFLite built-in ops: one clip per call, any number of frames (ExportError if not)."""
-    import keras
     import tensorflow as tf
 
-    with tempfile.TemporaryDirectory(prefix="audioclf-tflite-") as tmp:
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        # Batch fixed at 1: see the module docstring.
-        archive.add_endpoint("serve", lambda x: model(x, training=False),
-                             input_signature=[tf.TensorSpec([1, None, dims], tf.float32, name="features")])
-        archive.write_out(tmp, verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-        try:
-            return converter.convert()
-        except Exception as exc:  # the converter raises ConverterError and others
-            lines = [ln.strip() for ln in str(exc).splitlines() if "error" in ln.lower()]
-            raise ExportError("TFLite conversion failed: " + (lines[-1] if lines else type(exc).__name__)[:300]) \
-                from None
+    # Batch fixed at 1: see the module docstring.
+    spec = tf.TensorSpec([1, None, dims], tf.float32, name="features")
+    try:
+        return backbone_tflite.keras_to_tflite(model, "serve", spec)
+    except backbone_tflite.TFLiteConversionError as exc:
+        raise ExportError(f"TFLite conversion failed: {exc}") from None
 
 
 def tflite_probabilities(tflite: bytes | str | Path, features: list[np.ndarray]) -> np.ndarray:
