@@ -166,6 +166,9 @@ def test_cli_search_resumes_and_never_reads_the_test_split(tiny, monkeypatch, ca
     assert (tuning.study_dir("cli") / tuning.studies.STUDY_DB).is_file()
     assert main(["studies", "show", "cli", "--format", "csv"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 1 + 4
+    # Its history's trial axis ticks whole trials (Optuna's own read 0, 0.5, 1, ...; issue 21).
+    axis = tuning.studies.figures("cli", importances=False)["Optimisation history"].layout.xaxis
+    assert (axis.tick0, axis.dtick, axis.tickformat) == (0, 1, "d")
 
 
 def test_cv_objective_never_trains_or_early_stops_on_the_fold_it_scores(workspace_home, monkeypatch):

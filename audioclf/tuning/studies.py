@@ -281,6 +281,8 @@ def figures(study: str, importances: bool = True) -> dict[str, Any]:
     import optuna
     from optuna.trial import TrialState
 
+    from ..insight.plotting import integer_ticks
+
     if not storage_ready(study):
         return {}
     try:
@@ -305,6 +307,8 @@ def figures(study: str, importances: bool = True) -> dict[str, Any]:
                 warnings.simplefilter("ignore")
                 fig = make(s)
             fig.update_layout(title=title, template="plotly_white")
+            if make is vis.plot_optimization_history:  # its x axis counts trials: whole ticks only
+                fig.update_xaxes(**integer_ticks(max(t.number for t in complete) + 1, first=0))
             out[title] = fig
         except (ValueError, RuntimeError, ZeroDivisionError):
             continue
