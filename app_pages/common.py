@@ -7,6 +7,7 @@ functions that need them.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import re
 import shutil
@@ -221,7 +222,24 @@ def load_predictor(run_id: str, stamp: float):
     """A loaded Predictor per run (TensorFlow is imported here, on first use)."""
     from audioclf.inference import Predictor
 
-    return Predictor.load(run_id)
+    predictor = Predictor.load(run_id)
+    freeze_loaded_objects()
+    return predictor
+
+
+def freeze_loaded_objects() -> None:
+    """Put every object alive now (TensorFlow, Keras, a loaded model) out of the cyclic garbage
+    collector's reach (gc.freeze); call it after loading something large.
+
+    After every script and fragment run Streamlit collects garbage in full, once itself
+    (runner.postScriptGC, off in .streamlit/config.toml) and once in Keras's clear_session,
+    which it calls whenever keras is imported. With TensorFlow loaded each collection walked
+    millions of objects holding the GIL, several times a second while Live redraws, and
+    starved the event loop that also answers WebRTC: the browser dropped the stream. Frozen
+    objects are still freed by reference counting; only garbage cycles among them stay.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def yamnet_reason() -> str:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from app_pages.common import freeze_loaded_objects
 from audioclf.inference import LiveSession, live
 from audioclf.inference.confidence import UNKNOWN, UNKNOWN_TEXT, threshold_info, threshold_text
 
@@ -82,6 +83,7 @@ def _session(key: str, predictor, window: float, hop: float, threshold: float) -
     classifier = live.LiveClassifier(predictor, window=window, hop=hop, threshold=threshold)
     with st.spinner("Preparing the model for live audio..."):
         classifier.warm_up()
+    freeze_loaded_objects()  # the warm-up built YAMNet's and the model's graphs
     session = LiveSession(classifier)
     st.session_state[key] = (settings, session)
     return session

@@ -203,3 +203,35 @@ def test_default_threshold_is_the_runs_suggestion(yam):
     assert yam.suggested_live_threshold is not None
     assert LiveClassifier(yam).threshold == pytest.approx(yam.suggested_live_threshold)
     assert LiveClassifier(yam, threshold=0.3).threshold == 0.3
+
+
+def test_the_app_server_runs_no_full_collection_or_module_scan_after_each_rerun():
+    """Issue 21: the Live page reruns several times a second while it streams; after each run
+    Streamlit collected garbage in full (runner.postScriptGC) and, watching source files, rescanned
+    every loaded module, both holding the event loop (or the GIL) that also answers WebRTC, until
+    the browser dropped the stream. The app's settings turn both off."""
+    import tomllib
+    from pathlib import Path
+
+    settings = tomllib.loads((Path(__file__).resolve().parents[1] / ".streamlit" / "config.toml").read_text())
+    assert settings["runner"]["postScriptGC"] is False
+    assert settings["server"]["fileWatcherType"] == "none"
+
+
+def test_a_loaded_model_is_out_of_the_full_collections_reach(yam):
+    """The collection Keras's clear_session still makes after each rerun walks only what was made
+    since the last load: a loaded model (and TensorFlow) is frozen out of it (gc.freeze)."""
+    import gc
+
+    from app_pages.common import freeze_loaded_objects
+
+    live = LiveClassifier(yam)
+    live.warm_up()
+    gc.collect()
+    before = len(gc.get_objects(generation=2))
+    try:
+        freeze_loaded_objects()
+        assert before > 0 and gc.get_freeze_count() > 0.9 * before
+        assert len(gc.get_objects(generation=2)) < before / 100
+    finally:
+        gc.unfreeze()  # the rest of the test session collects as usual

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +19,8 @@ import pytest
 import soundfile as sf
 
 from appserver import FAKE_MIC_ARGS, launch_chromium
-from test_live_e2e import (LIVE_TIMEOUT, MAX_STARTS, PAGE_TIMEOUT, STUCK_SECONDS, VIEWPORT, find_in_frames, in_frames,
-                           no_exception, serve_in_netns, settle)
+from test_live_e2e import (PAGE_TIMEOUT, VIEWPORT, find_in_frames, in_frames, no_exception, serve_in_netns, settle,
+                           start_stream)
 
 pytestmark = pytest.mark.e2e
 
@@ -94,34 +93,24 @@ def live_labels(page, state: str | None = None) -> set[str]:
     return {e.inner_text().strip() for e in page.locator(sel).all()}
 
 
+def class_label(page) -> str:
+    """This stream's own class label (state "live"), or ""."""
+    return next(iter(live_labels(page, "live") & {*WRONG, "siren"}), "")
+
+
 def listen_then_stop(page, shots: Path, home: Path) -> str:
     """Start, let this stream run LISTEN_SECONDS past its first class label, Stop; returns the label.
 
     The previous stream's label stays on the page (marked stopped), so only a label of
-    this stream (state "live") counts. A stream still connecting after STUCK_SECONDS is
-    stopped and started again, as a user would (see test_live_e2e.start_until_label).
+    this stream (state "live") counts. One press (test_live_e2e.start_stream).
     """
-    deadline = time.time() + LIVE_TIMEOUT / 1000
-    presses, pressed, label = 0, 0.0, ""
-    while time.time() < deadline and not label:
-        start = find_in_frames(page, lambda f: f.get_by_role("button", name="Start listening"))
-        waited = time.time() - pressed
-        if start is not None and presses < MAX_STARTS and waited > 3:
-            start.click()
-            presses, pressed = presses + 1, time.time()
-        elif start is None and waited > STUCK_SECONDS and not live_labels(page, "live"):
-            stop = find_in_frames(page, lambda f: f.get_by_role("button", name="Stop"))
-            if stop is not None:
-                stop.click()
-        page.wait_for_timeout(500)
-        label = next(iter(live_labels(page, "live") & {*WRONG, "siren"}), "")
-    if not label:
-        page.screenshot(path=SHOTS / "listen_failed.png", full_page=True)
-        raise AssertionError(f"no class label within {LIVE_TIMEOUT / 1000:.0f} s ({presses} Start presses): "
-                             f"{live_labels(page)}")
+    start_stream(page, lambda p: bool(class_label(p)), "a class label", shots, home)
+    label = class_label(page)
     page.wait_for_timeout(LISTEN_SECONDS * 1000)
-    label = next(iter(live_labels(page, "live") & {*WRONG, "siren"}), label)
-    in_frames(page, lambda f: f.get_by_role("button", name="Stop")).click()
+    label = class_label(page) or label
+    stop = find_in_frames(page, lambda f: f.get_by_role("button", name="Stop"))
+    assert stop is not None, f"the stream ended by itself within {LISTEN_SECONDS} s of its first label"
+    stop.click()
     in_frames(page, lambda f: f.get_by_role("button", name="Start listening"))
     page.locator('[data-testid="live-label"][data-state="stopped"]').wait_for()
     settle(page)
@@ -145,8 +134,7 @@ def test_a_wrong_live_answer_corrected_three_times_is_right_afterwards(server, b
     page.locator('[data-testid="stSidebarNav"] a', has_text="Live").first.click()
     page.locator("h1", has_text="Live").wait_for()
     settle(page)
-    # One stream, three of its (wrong) events corrected: each Start of a stream is a WebRTC
-    # negotiation, which a loaded machine can fail; the retrained run needs one more.
+    # One stream, three of its (wrong) events corrected; the retrained run listens in a second one.
     listen_then_stop(page, tmp_path, home)
     page.get_by_role("button", name="Refresh").click()
     settle(page)
@@ -185,16 +173,9 @@ def test_a_wrong_live_answer_corrected_three_times_is_right_afterwards(server, b
     # its own, whether its stream still plays or has stopped since.)
     classes = page.get_by_text("Classes: ", exact=False)
     assert "siren" in classes.first.inner_text()  # the picker shows the retrained run
-    deadline = time.time() + LIVE_TIMEOUT / 1000
-    presses, pressed = 0, 0.0
-    while time.time() < deadline and "siren" not in live_labels(page):
-        start = find_in_frames(page, lambda f: f.get_by_role("button", name="Start listening"))
-        if start is not None and presses < MAX_STARTS and time.time() - pressed > 5:
-            start.click()
-            presses, pressed = presses + 1, time.time()
-        page.wait_for_timeout(500)
+    start_stream(page, lambda p: "siren" in live_labels(p), "'siren' from the retrained run", SHOTS, home)
     page.screenshot(path=SHOTS / "fix_after.png", full_page=True)
-    assert "siren" in live_labels(page), f"after the retrain: {live_labels(page)} ({presses} Start presses)"
+    assert "siren" in live_labels(page), f"after the retrain: {live_labels(page)}"
     assert "siren" in classes.first.inner_text()
     print(f"before: {heard}; after: siren")
     page.close()

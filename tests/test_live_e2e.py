@@ -21,6 +21,7 @@ saves a screenshot and prints how long each step took and the server log.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -38,12 +39,10 @@ PORT = 8765  # the namespace is private, so any port is free
 START_TIMEOUT = 90
 WARM_TIMEOUT = 300  # s for the server's first-start work (the warm-up visit)
 PAGE_TIMEOUT = 90_000  # ms
-MAX_STARTS = 4
 STEADY_SECONDS = 20  # the siren must stay "siren" this long once it shows
-STUCK_SECONDS = 20  # a press that has neither connected nor given up by then is stopped
-# From the first Start to the siren label with its event logged: room for every press to
-# connect (or be stopped) and label; a guard against a hang, not a speed claim.
-LIVE_TIMEOUT = MAX_STARTS * 45_000  # ms
+# From Start to the first label wanted (with its event logged): a guard against a hang, not a
+# speed claim.
+LIVE_TIMEOUT = 90_000  # ms
 VIEWPORT = {"width": 1440, "height": 1350}  # tall enough for the answer and the event log
 
 
@@ -175,43 +174,47 @@ def live_label_is(page, text: str) -> bool:
     return any(label == (text, state) for label in live_labels(page) for state in ("live", "paused"))
 
 
+def stream_seconds(page) -> float:
+    """The stream time the Live page's caption states ("Stream 12.3 s; ...")."""
+    caption = page.get_by_text(re.compile(r"^Stream [0-9.]+ s;")).first
+    caption.wait_for()
+    return float(re.match(r"Stream ([0-9.]+) s;", caption.inner_text()).group(1))
+
+
 def event_logged(page) -> bool:
     """The Live page's event log has a row (a table; "None yet" before the first event)."""
     return page.locator('[data-testid="stDataFrame"]').count() > 0
 
 
-def start_until_label(page, text: str, shots: Path, home: Path) -> int:
-    """Press Start until one stream shows the live label `text` and has logged it as an event;
-    returns the presses it took.
+def start_stream(page, heard, what: str, shots: Path, home: Path) -> float:
+    """Press Start once and wait until `heard(page)` is true; returns the seconds it took.
 
-    On a machine loaded far beyond its cores the server can answer WebRTC's
-    connectivity checks late: the browser then drops the stream (the component
-    shows Start again) or keeps connecting, as a user would see; they press
-    Stop and Start again, and so does this test, at most MAX_STARTS times. A new
-    stream starts with an empty log, so label and log are checked on the same
-    stream: a separate wait for the log after the label failed whenever the
-    stream was dropped in between (issue 21).
+    One press, no second try: a stream that does not connect, or ends by itself (the
+    component shows Start again), fails the test with the server log. Both happened while
+    the server's event loop, which answers WebRTC, was starved by a full garbage collection
+    after every rerun (issue 21; see app_pages.common.freeze_loaded_objects).
     """
-    deadline = time.time() + LIVE_TIMEOUT / 1000
-    presses, pressed = 0, 0.0
+    in_frames(page, lambda f: f.get_by_role("button", name="Start listening")).click()
+    pressed = time.time()
+    deadline, playing = pressed + LIVE_TIMEOUT / 1000, False
     while time.time() < deadline:
-        heard = live_label_is(page, text)
-        if heard and event_logged(page):
-            return presses
-        waited = time.time() - pressed
-        start = find_in_frames(page, lambda f: f.get_by_role("button", name="Start listening"))
-        if start is not None and presses < MAX_STARTS and waited > 3:
-            start.click()
-            presses, pressed = presses + 1, time.time()
-        elif start is None and not heard and waited > STUCK_SECONDS:  # still connecting: stop, start again
-            stop = find_in_frames(page, lambda f: f.get_by_role("button", name="Stop"))
-            if stop is not None:
-                stop.click()
-        page.wait_for_timeout(500)
+        if heard(page):
+            return time.time() - pressed
+        stop = find_in_frames(page, lambda f: f.get_by_role("button", name="Stop"))
+        playing = playing or stop is not None
+        if playing and stop is None and find_in_frames(
+                page, lambda f: f.get_by_role("button", name="Start listening")) is not None:
+            fail_with_log(page, shots, home, f"the stream ended by itself {time.time() - pressed:.1f} s after "
+                                             f"Start, before {what}")
+        page.wait_for_timeout(250)
+    fail_with_log(page, shots, home, f"no {what} within {LIVE_TIMEOUT / 1000:.0f} s of Start "
+                                     f"({'connected' if playing else 'never connected'})")
+
+
+def fail_with_log(page, shots: Path, home: Path, message: str):
     page.screenshot(path=shots / "live_failed.png", full_page=True)
     print((home / "server.log").read_text()[-5000:])
-    raise AssertionError(f"no '{text}' label with its event logged within {LIVE_TIMEOUT / 1000:.0f} s "
-                         f"({presses} Start presses)")
+    raise AssertionError(message)
 
 
 def no_exception(page) -> None:
@@ -240,7 +243,7 @@ class Steps:
             print((self.home / "server.log").read_text()[-5000:])
 
 
-@pytest.mark.xfail(strict=False, reason="issue 21, open: on a machine loaded beyond its cores (CPU pressure 70-90%) the server's event loop, which answers WebRTC, gets no turn for 3-7 s; chromium then reports the connection 'disconnected' and streamlit-webrtc's frontend ends the stream (a new Start connects again since app_pages/mic.py replaces the stale worker); a stream can still drop inside the 20 s watch. Passes alone")
+@pytest.mark.xfail(strict=False, reason="issue 21, open: the stream no longer ends by itself (the server's per-rerun garbage collections, fixed), but in 2 of 5 runs with the fix about a second of the fake microphone's siren, after 13-22 s of it, was heard as clock_ticks (twice, at live processing 112 ms median) or as unknown (siren 53%); the stream ran on. Whether the starved browser's fake device or the server gaps the audio is not pinned yet")
 def test_live_microphone_and_presentation_in_a_real_browser(server, browser, shots, siren_wav):
     url, home, _ = server
     page = browser.new_page(viewport=VIEWPORT)
@@ -277,25 +280,29 @@ def walk(page, url: str, home: Path, shots: Path, siren_wav: Path, step: Steps) 
     # Before Start the label says what to do (issue 21, minor: it said "listening...").
     page.locator('[data-testid="live-label"][data-state="idle"]').wait_for()  # after the model's warm-up
     assert live_labels(page) == [("Press Start listening", "idle")]
-    start = time.time()
-    attempts = start_until_label(page, "siren", shots, home)
-    first_label_s = time.time() - start
+    first_label_s = start_stream(page, lambda p: live_label_is(p, "siren") and event_logged(p),
+                                 "a 'siren' label with its event logged", shots, home)
     step('the live siren label, logged as an event')
     # Issue 21, major 11: with the run's suggested threshold a clean siren stays "siren" (not
     # "unknown") for 20 s: the threshold is set on live-length windows, not whole clips.
     # Once shown, a label never gives way to "listening..." (issue 21): a pause in the stream
     # shows the last one heard, dimmed ("paused"); the stream must still be labelling at the end.
-    seen = []
-    for _ in range(int(STEADY_SECONDS / 0.5)):
-        page.wait_for_timeout(500)
+    # About one look per label refresh (app_pages.mic.REFRESH); the stream's own clock must advance
+    # by the watch's length, so the labels seen are of 20 s of audio, not of a stream that paused
+    # or fell behind.
+    seen, began = [], stream_seconds(page)
+    end = time.time() + STEADY_SECONDS
+    while time.time() < end:
+        page.wait_for_timeout(250)
         seen.append(live_labels(page))
+    heard = stream_seconds(page) - began
     texts = {text for labels in seen for text, _ in labels}
     states = [state for labels in seen for _, state in labels]
     assert texts == {"siren"}, f"the live label left 'siren': {seen}"
     assert set(states) <= {"live", "paused"}, f"the live label left this stream: {seen}"
-    tail = [state for labels in seen[-int(5 / 0.5):] for _, state in labels]
-    assert "live" in tail, f"no new label in the watch's last 5 s (the stream stopped): {seen}"
-    step(f"{STEADY_SECONDS} s of 'siren' ({states.count('paused')} of {len(states)} looks at a paused label)")
+    assert heard >= STEADY_SECONDS - 2, f"the stream's clock advanced {heard:.1f} s in a {STEADY_SECONDS} s watch"
+    step(f"{STEADY_SECONDS} s of 'siren' over {heard:.1f} s of stream ({states.count('paused')} of {len(states)} "
+         "looks at a paused label)")
     stop = find_in_frames(page, lambda f: f.get_by_role("button", name="Stop"))
     no_exception(page)
     page.screenshot(path=shots / "live.png", full_page=True)
@@ -307,4 +314,4 @@ def walk(page, url: str, home: Path, shots: Path, siren_wav: Path, step: Steps) 
     assert live_labels(page) == [("siren", "stopped")], live_labels(page)
     assert page.get_by_text("last heard").count() == 1
     no_exception(page)
-    step(f"stopped; first siren label {first_label_s:.1f} s after the first Start ({attempts} press(es))")
+    step(f"stopped; first siren label {first_label_s:.1f} s after Start")
