@@ -14,7 +14,7 @@ from audioclf.training.config import FINETUNE_ALL
 from audioclf.training.defaults import AUTO, DEFAULT_MODEL_KIND
 from app_pages import efficientat_panel, run_panel
 from app_pages.train_jobs import PENDING_KEY, cross_validate, launch, pending_prompt
-from app_pages.common import (plural, DATASET_KEY, SPLIT_NAMES, TRAIN_PRESET_KEY, code,
+from app_pages.common import (plural, DATASET_KEY, MODEL_NAMES, SPLIT_NAMES, TRAIN_PRESET_KEY, code,
                               current_dataset, feature_note, guard, md, yamnet_reason)
 
 FEATURE_CHOICES = {"Auto: let my data choose (pretrained models or MFCC)": AUTO, "MFCC sequence": "mfcc",
@@ -31,8 +31,6 @@ AUTO_HELP = ("Before training, each feature type that can run here (EfficientAT 
              "MFCCs) is scored by a quick cross-validation on the training clips (never the test clips); the "
              "best one trains, with its own recommended model and training settings. The pretrained models "
              "usually win on environmental sounds, MFCC on speech.")
-MODEL_NAMES = {"bilstm": "Bidirectional LSTM", "lstm": "LSTM", "gru": "GRU", "simplernn": "SimpleRNN",
-               "baseline": "Dense baseline (clip mean and std)"}
 KFOLD = "kfold"
 SPLIT_CHOICES = {**SPLIT_NAMES, KFOLD: "k-fold cross-validation (not saved)"}
 RATES = {"16000 Hz": 16000, "22050 Hz": 22050, "44100 Hz": 44100, "native (each file's rate)": None}
