@@ -35,6 +35,16 @@ def _shared(*parts: str) -> Path:
     return path
 
 
+def _train_in(home: Path, cfg) -> str:
+    """Train `cfg` into the session workspace `home`, whatever AUDIOCLF_HOME the module that first
+    asks for a session run has set: later modules look for the session's runs there."""
+    from audioclf.training import train
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AUDIOCLF_HOME", str(home))
+        return train(cfg)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def workspace_home(tmp_path_factory) -> Path:
     """Every test session writes into its own workspace, never ./workspace."""
@@ -138,14 +148,14 @@ def trained_run(fsdd_small, workspace_home) -> str:
     from audioclf.datasets import SplitConfig
     from audioclf.features import MFCCConfig
     from audioclf.model import ModelConfig
-    from audioclf.training import RunConfig, TrainConfig, train
+    from audioclf.training import RunConfig, TrainConfig
 
     cfg = RunConfig(dataset=str(fsdd_small), split=SplitConfig(val=0.25, test=0.25, seed=0),
                     features=MFCCConfig(), name="fixture",
                     model=ModelConfig(kind="gru", rnn_units=(16,), dense_units=(16,)),
                     train=TrainConfig(epochs=4, patience=None, batch_size=8, learning_rate=3e-3,
                                       warp_augment=()))  # no warped copies: 3x the data
-    return train(cfg)
+    return _train_in(workspace_home, cfg)
 
 
 @pytest.fixture(scope="session")
@@ -153,13 +163,13 @@ def eat_demo_run(workspace_home, efficientat_pt, tmp_path_factory) -> str:
     """A small real run on the synthesised demo set (8 clips per class): EfficientAT + dense baseline."""
     from audioclf.datasets import SplitConfig, make_demo_dataset
     from audioclf.features import EfficientATConfig
-    from audioclf.training import RunConfig, train
+    from audioclf.training import RunConfig
 
     root = make_demo_dataset(tmp_path_factory.mktemp("demo") / "demo8", clips_per_class=8)
     cfg = RunConfig(dataset=str(root), split=SplitConfig(val=0.25, test=0.25, seed=0),
                     features=EfficientATConfig(model=str(efficientat_pt)), name="demo efficientat",
                     overrides={"model.kind": "baseline", "train.epochs": 15, "train.patience": None})
-    return train(cfg)
+    return _train_in(workspace_home, cfg)
 
 
 @pytest.fixture(scope="session")
@@ -172,12 +182,12 @@ def demo_run(workspace_home, yamnet_tflite) -> str:
     from audioclf.datasets import SplitConfig, make_demo_dataset
     from audioclf.features import YAMNetConfig
     from audioclf.model import ModelConfig
-    from audioclf.training import RunConfig, TrainConfig, train
+    from audioclf.training import RunConfig, TrainConfig
 
     root = make_demo_dataset(workspace_home / "datasets" / "demo8", clips_per_class=8)
     cfg = RunConfig(dataset=str(root), split=SplitConfig(val=0.25, test=0.25, seed=0),
                     features=YAMNetConfig(model=str(yamnet_tflite)), name="demo yamnet",
                     model=ModelConfig(kind="baseline", dense_units=(32,)),
                     train=TrainConfig(epochs=15, patience=None, batch_size=8, learning_rate=3e-3))
-    return train(cfg)
+    return _train_in(workspace_home, cfg)
 

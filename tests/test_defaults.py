@@ -118,8 +118,11 @@ def test_warp_augment_adds_training_copies(fsdd_small):
     for warps in ((), (0.9, 1.1)):
         run = train(RunConfig(dataset=str(fsdd_small), split=split, features=MFCCConfig(), model=tiny,
                               train=TrainConfig(epochs=1, patience=None, batch_size=16, warp_augment=warps)))
-        counts[warps] = runs.load_run(run).metrics["n_train"]
-    assert counts[(0.9, 1.1)] == 3 * counts[()] > 0
+        metrics = runs.load_run(run).metrics
+        counts[warps] = (metrics["n_train"], metrics.get("n_train_copies", 0))
+    # n_train counts the clips; the warped copies are counted apart (issue 21: "240 clips" for 120)
+    assert counts[(0.9, 1.1)] == (counts[()][0], 2 * counts[()][0]) and counts[()] == (counts[()][0], 0)
+    assert counts[()][0] > 0
 
 
 def test_a_saved_config_without_trim_db_keeps_meaning_no_trim():

@@ -83,7 +83,7 @@ def test_not_sure_timeline_and_bundle_download_in_a_real_browser(server, browser
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(voice))
     page.locator(".js-plotly-plot", has_text="Class probabilities").first.wait_for(state="visible")
     settle(page)
-    unsure = page.get_by_text("Not sure: unknown: none of the classes")
+    unsure = page.get_by_text("Not sure: it fits none of the classes well")
     if not unsure.count():
         thumb = page.get_by_role("slider").first
         thumb.focus()

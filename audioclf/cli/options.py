@@ -468,11 +468,11 @@ def chosen(cfg):
     validation clips of the split (never the test clips), as a training run would."""
     if not cfg.is_auto:
         return cfg
-    from ..training.feature_choice import choose_features, feature_config as config_of
+    from ..training.feature_choice import choose_features, config_for_kind
     from ..training.prepare import prepare_run
 
     prepared = prepare_run(cfg)
     choice = choose_features([*prepared.split.train, *prepared.split.val], prepared.labels, cfg.features,
                              progress=ProgressBar("choosing the feature type", False), seed=int(cfg.split.seed))
     err(f"auto: {choice.reason}")
-    return cfg.resolved(config_of(choice.winner, cfg.features))
+    return cfg.resolved(config_for_kind(choice.winner, cfg.features))
