@@ -20,7 +20,7 @@ from test_cli import run_cli
 N_FLIPS, N_DUPES, TOP = 10, 5, 20
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def noisy_esc10(esc10_dir, tmp_path_factory) -> dict:
     """ESC-10 as symlinks, 10 of them in a wrong class folder, 5 clips copied as WAV under new names."""
     src = esc10_dir
@@ -44,17 +44,17 @@ def noisy_esc10(esc10_dir, tmp_path_factory) -> dict:
     return {"root": dst, "flipped": {str(dst / c / f.name) for f, c in flips.items()}, "dupes": dupes}
 
 
-@pytest.fixture(scope="session")
-def esc10_report(noisy_esc10, yamnet_tflite, monkeypatch_session) -> dict:
-    monkeypatch_session.setenv("AUDIOCLF_YAMNET", str(yamnet_tflite))
+@pytest.fixture(scope="module")
+def esc10_report(noisy_esc10, yamnet_tflite, monkeypatch_module) -> dict:
+    monkeypatch_module.setenv("AUDIOCLF_YAMNET", str(yamnet_tflite))
     code, out, err = run_cli("check", noisy_esc10["root"], "--features", "yamnet", "--format", "json",
                              "--top", TOP)
     assert code == 0, err
     return json.loads(out)
 
 
-@pytest.fixture(scope="session")
-def monkeypatch_session():
+@pytest.fixture(scope="module")
+def monkeypatch_module():
     with pytest.MonkeyPatch.context() as mp:
         yield mp
 
