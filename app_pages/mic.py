@@ -28,6 +28,11 @@ DETAILS_REFRESH = 1.0  # s between redraws of the chart and the event log
 ENV_ICE = "AUDIOCLF_ICE_SERVERS"  # JSON list of ICE servers for a browser on another network
 CHART_SECONDS = 30  # the rolling chart shows this much of the stream
 EVENTS_SHOWN = 20
+# The microphone as it is, not as a call wants it: browsers default to echo cancellation, noise
+# suppression and automatic gain, which treat a steady sound (a siren, an engine, rain) as noise
+# and turn it down or reshape it over seconds, so the model would hear what its clips never held.
+MEDIA_CONSTRAINTS = {"audio": {"echoCancellation": False, "noiseSuppression": False,
+                               "autoGainControl": False}, "video": False}
 COLOURS = {live.SILENCE: "#9e9e9e", UNKNOWN: "#9e9e9e"}
 
 log = logging.getLogger("audioclf.app")
@@ -275,7 +280,7 @@ def live_panel(predictor, key: str, *, compact: bool = False, threshold: float |
     sink = create_audio_sink_track(on_frame, key=f"{key}_sink")
     ctx = webrtc_streamer(
         key=f"{key}_webrtc", mode=WebRtcMode.SENDONLY, rtc_configuration={"iceServers": ice_servers()},
-        media_stream_constraints={"audio": True, "video": False}, sink_audio_track=sink,
+        media_stream_constraints=MEDIA_CONSTRAINTS, sink_audio_track=sink,
         translations={"start": "Start listening", "stop": "Stop"})
     _remember_offer(f"{key}_webrtc", ctx)
     playing = bool(ctx.state.playing)

@@ -235,3 +235,13 @@ def test_a_loaded_model_is_out_of_the_full_collections_reach(yam):
         assert len(gc.get_objects(generation=2)) < before / 100
     finally:
         gc.unfreeze()  # the rest of the test session collects as usual
+
+
+def test_the_live_microphone_asks_the_browser_for_the_unprocessed_signal():
+    """Call processing (echo cancellation, noise suppression, automatic gain) is off: it reshapes a
+    steady sound over seconds (docs/RESULTS.md, "The live siren and the browser's call processing")."""
+    from app_pages.mic import MEDIA_CONSTRAINTS
+
+    audio = MEDIA_CONSTRAINTS["audio"]
+    assert audio == {"echoCancellation": False, "noiseSuppression": False, "autoGainControl": False}
+    assert MEDIA_CONSTRAINTS["video"] is False
