@@ -119,6 +119,49 @@ def test_a_finetuned_run_moves_the_backbone_and_predicts_through_it(finetuned_ru
     np.testing.assert_allclose(pred.probs, whole, atol=1e-4)
 
 
+def test_a_retrain_of_a_finetuned_run_starts_from_its_network_and_head(finetuned_run, mn04):
+    """The warm start of a fine-tuned run: its own fine-tuned top and head, not the official weights again."""
+    from dataclasses import replace
+
+    from audioclf.model.sequences import SplitData
+    from audioclf.training import runs
+    from audioclf.training.fit import fit
+
+    run_id, _, _ = finetuned_run
+    run = runs.load_run(run_id)
+    cfg = RunConfig.from_dict(run.config)
+    initial = runs.load_model(run_id)
+    rng = np.random.default_rng(2)
+    data = SplitData([rng.normal(-1, 0.5, (64, 128)).astype(np.float32) for _ in range(10)],
+                     np.arange(10) % len(run.labels), [f"c{i}" for i in range(10)])
+    # Rates too small to move anything in one epoch: what the model holds afterwards is where it started.
+    still = replace(cfg.train, epochs=1, patience=None, learning_rate=1e-12, backbone_learning_rate=1e-12)
+    model, info = fit(cfg.model, still, data, None, len(run.labels), features=cfg.features, initial=initial)
+    assert info["warm_start"]["used"] is True and "fine-tuned run" in info["warm_start"]["why"]
+    for now, then in zip(model.get_weights(), initial.get_weights()):
+        np.testing.assert_allclose(now, then, atol=1e-6)
+    tuned = model.get_layer("efficientat_tuned")
+    assert 0.5 < parts_changed(tuned, mn04)  # the run's fine-tuned blocks, far from the official ones
+    np.testing.assert_allclose(model.predict_on_batch(data.x[0][None]), initial.predict_on_batch(data.x[0][None]),
+                               atol=1e-5)
+
+
+def parts_changed(part, network) -> float:
+    from audioclf.model import backbone as parts
+
+    return parts.changed_share(part, network)
+
+
+def test_retrain_of_a_finetuned_run_is_a_warm_start(finetuned_run):
+    from audioclf.labelling import corrections
+    from audioclf.training import runs
+
+    run_id, _, _ = finetuned_run
+    result = corrections.retrain(run_id)
+    assert result.warm and "fine-tuned run" in runs.load_run(result.run_id).metrics["warm_start"]["why"]
+    assert runs.load_run(result.run_id).metrics["finetune"]["blocks"] == 1
+
+
 def test_a_finetuned_run_labels_a_live_stream(finetuned_run):
     from audioclf.datasets import synth_clip
     from audioclf.datasets.demo import CLASSES

@@ -181,3 +181,34 @@ def test_finished_and_cancelled_background_runs_leave_no_zombie(fsdd_small):
     # Only this test's runs: other tests' children (searches, servers) are theirs to check.
     assert not set(_zombie_children()) & set(pids.values())
     assert not any(Path(f"/proc/{pid}").exists() for pid in pids.values())
+
+
+def test_a_warm_start_keeps_the_standardisation_its_weights_learnt():
+    """A retrain's data has other statistics; the warm-started model still reads inputs as its weights learnt."""
+    from dataclasses import replace
+
+    from audioclf.model.sequences import SplitData
+    from audioclf.training.fit import fit
+    from audioclf.training.warm import standardisation
+
+    rng = np.random.default_rng(3)
+
+    def data(n, shift):
+        return SplitData([rng.normal(shift, 1 + shift, (20, 6)).astype(np.float32) for _ in range(n)],
+                         np.arange(n) % 3, [f"c{i}" for i in range(n)])
+
+    model_cfg = ModelConfig(kind="baseline", dense_units=(8,))
+    train_cfg = TrainConfig(epochs=3, patience=None, batch_size=4)
+    first, _ = fit(model_cfg, train_cfg, data(12, 0.0), None, 3)
+    # Rates too small to move anything: the warm-started model is where it started.
+    still = replace(train_cfg, epochs=1, learning_rate=1e-12)
+    grown = data(12, 2.0)
+    model, info = fit(model_cfg, still, grown, None, 3, initial=first)
+    assert info["warm_start"]["used"] is True
+    for a, b in zip(standardisation(model), standardisation(first)):
+        np.testing.assert_array_equal(a, b)
+    x = np.stack(grown.x[:4])
+    np.testing.assert_allclose(model.predict_on_batch(x), first.predict_on_batch(x), atol=1e-5)
+    wider = SplitData([np.concatenate([s, s], axis=1) for s in grown.x], grown.y, grown.paths)
+    _, info = fit(model_cfg, still, wider, None, 3, initial=first)  # other inputs: from scratch, saying so
+    assert info["warm_start"]["used"] is False and "do not match" in info["warm_start"]["why"]

@@ -17,10 +17,17 @@ The model it returns takes log-mel sequences (frames, 128) and holds the whole
 network (lower part, fine-tuned top, head): the run predicts, lives and is
 scored through the fine-tuned network. Its layers are registered
 (``audioclf>NetworkPart``), so it loads in Keras's safe mode.
+
+A retrain of a fine-tuned run (``initial``, that run's saved model) starts from
+that run's fine-tuned top and head, not from the official weights again: a
+retrain adds a few corrected clips, and starting over would throw away what the
+first run learnt.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import numpy as np
 
 from ..model.building import MODEL_PREFIX, input_stats
 from ..model.configs import ModelConfig
@@ -57,6 +64,7 @@ class FineTune:
     train_x: list  # the lower part's output per training clip (the log-mels with blocks=FINETUNE_ALL)
     val_x: list
     frozen_seconds: float  # running the lower part over every clip, once
+    warm: dict | None = None  # with an earlier run's model: whether its weights were used, and why
 
     def record(self, train_cfg: TrainConfig, info: dict) -> dict:
         """metrics.json's "finetune": blocks, rates, the share of the top's weights that moved, timings."""
@@ -70,10 +78,12 @@ class FineTune:
 
 
 def build_finetune(model_cfg: ModelConfig, train_cfg: TrainConfig, features_cfg, train, val,
-                   n_classes: int) -> FineTune:
+                   n_classes: int, initial=None) -> FineTune:
     """Cut the network at ``train_cfg.finetune_blocks``, run its frozen part once, build the compiled trainee.
 
     `train`/`val` are ``SplitData`` of log-mel sequences (``EfficientATConfig(sequence="mel")``).
+    `initial`, an earlier fine-tuned run's model, is where the network and head start when
+    its weights fit (``FineTune.warm``: {"used", "why"} as ``warm.warm_start``).
     Keras is seeded and configured by the caller (:func:`fit`).
     """
     import time
@@ -83,6 +93,7 @@ def build_finetune(model_cfg: ModelConfig, train_cfg: TrainConfig, features_cfg,
     from ..model import backbone as parts
     from ..features.efficientat import check_source, load_model
     from ..model.building import build_model, members_view
+    from .warm import warm_model
 
     if getattr(features_cfg, "kind", "") != "efficientat" or features_cfg.sequence != FINETUNE_SEQUENCE:
         raise TrainingError("Fine-tuning trains on EfficientAT's log-mels: the features must be "
@@ -97,15 +108,29 @@ def build_finetune(model_cfg: ModelConfig, train_cfg: TrainConfig, features_cfg,
     train_x = parts.run_part(lower, train.x) if lower is not None else list(train.x)
     val_x = (parts.run_part(lower, val.x) if lower is not None else list(val.x)) if has_val else []
     frozen_seconds = time.perf_counter() - t0
-    mean, var = input_stats(model_cfg, parts.run_part(top, train_x))  # the head reads the network's sequence
-    head = build_model(model_cfg, top.out_channels, n_classes, mean=mean, variance=var)
-    view, loss, accuracy = members_view(head)
+    mel = keras.Input((None, parts.stage_input(network.width, 0)[0]), name="mel")
+    heads = {}
+
+    def build(mean, var):  # the whole network; its head standardises the network's sequence
+        heads["head"] = head = build_model(model_cfg, top.out_channels, n_classes, mean=mean, variance=var)
+        return keras.Model(mel, head(top(lower(mel) if lower is not None else mel)),
+                           name=f"{MODEL_PREFIX}_finetuned_{model_cfg.kind}")
+
+    lower_before = lower.get_weights() if lower is not None else []
+    mean, var = input_stats(model_cfg, parts.run_part(top, train_x))
+    model, warm = warm_model(build, mean, var, initial)
+    if lower is not None and not all(np.array_equal(a, b) for a, b in zip(lower_before, lower.get_weights())):
+        # The lower part never trains, so an earlier run's is the official one; should the checkpoint
+        # have changed since, the inputs are computed again through the lower part the model now holds.
+        train_x = parts.run_part(lower, train.x)
+        val_x = parts.run_part(lower, val.x) if has_val else []
+    view, loss, accuracy = members_view(heads["head"])
     inputs = keras.Input((None, top.in_freq * top.in_channels), name="efficientat_map")
     trainee = keras.Model(inputs, view(top(inputs)), name=f"{MODEL_PREFIX}_finetune_trainee")
     trainee.compile(optimizer=backbone_optimizer(train_cfg.learning_rate, train_cfg.backbone_learning_rate,
                                                  top.name + "/"),
                     loss=loss, metrics=[accuracy])
-    mel = keras.Input((None, parts.stage_input(network.width, 0)[0]), name="mel")
-    model = keras.Model(mel, head(top(lower(mel) if lower is not None else mel)),
-                        name=f"{MODEL_PREFIX}_finetuned_{model_cfg.kind}")
-    return FineTune(trainee, model, top, network, train_x, val_x, frozen_seconds)
+    if warm is not None:  # what "new" means here: the official weights
+        warm = {**warm, "why": "warm start from the fine-tuned run's network and head" if warm["used"]
+                else warm["why"].replace("from scratch", "from the official weights", 1)}
+    return FineTune(trainee, model, top, network, train_x, val_x, frozen_seconds, warm)

@@ -20,6 +20,7 @@ from ..progress import OnEvent
 from . import batching
 from .config import TrainConfig
 from .streaming import StoreSplit
+from .warm import warm_model
 
 MONITOR = "val_loss"  # smoother than val_accuracy on small validation sets
 LR_FACTOR = 0.5  # reduce_lr: multiply the rate by this on a plateau
@@ -52,7 +53,8 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: SplitData | Store
     set); `info["warm_start"]` then says whether its weights fitted and were used.
     With ``train_cfg.finetune_blocks`` the sequences are EfficientAT's log-mels and
     `features` the run's EfficientATConfig: the network's top blocks train with the
-    model (:mod:`~audioclf.training.finetune`; `info["finetune"]` says what it cost).
+    model (:mod:`~audioclf.training.finetune`; `info["finetune"]` says what it cost); an
+    `initial` fine-tuned run's model is where its fine-tuned network and head start.
     """
     from ..model.building import build_model, configure_tensorflow, members_view
 
@@ -64,10 +66,10 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: SplitData | Store
         return _fit_finetune(model_cfg, train_cfg, features, train, val, n_classes, on_epoch, should_stop,
                              callbacks, initial)
     streamed = isinstance(train, StoreSplit)  # from a feature store, within a memory budget
-    mean, var = train.input_stats(model_cfg) if streamed else input_stats(model_cfg, train.x)
     dims = train.dims if streamed else train.x[0].shape[1]
-    model = build_model(model_cfg, dims, n_classes, mean=mean, variance=var)
-    warm = warm_start(model, initial) if initial is not None else None
+    mean, var = train.input_stats(model_cfg) if streamed else input_stats(model_cfg, train.x)
+    model, warm = warm_model(lambda m, v: build_model(model_cfg, dims, n_classes, mean=m, variance=v),
+                             mean, var, initial)
     trainee, loss, accuracy = members_view(model)  # an ensemble trains each member on its own loss
     trainee.compile(optimizer=keras.optimizers.Adam(float(train_cfg.learning_rate)),
                     loss=loss, metrics=[accuracy])
@@ -124,31 +126,16 @@ def _fit_finetune(model_cfg, train_cfg, features, train, val, n_classes, on_epoc
                   initial):
     from .finetune import build_finetune
 
-    ft = build_finetune(model_cfg, train_cfg, features, train, val, n_classes)
+    ft = build_finetune(model_cfg, train_cfg, features, train, val, n_classes, initial=initial)
     cw = class_weights(train.y, n_classes) if train_cfg.class_weights else None
     w = None if cw is None else cw[train.y].astype(np.float32)
     train_ds = batching.dataset(ft.train_x, train.y, w, int(train_cfg.batch_size), int(train_cfg.seed))
     val_ds = batching.dataset(ft.val_x, val.y, None, VAL_BATCH, None) if ft.val_x else None
     info = run_fit(ft.trainee, train_cfg, train_ds, val_ds, on_epoch, should_stop, callbacks)
     info["finetune"] = ft.record(train_cfg, info)
-    if initial is not None:
-        info["warm_start"] = {"used": False, "why": "from the official weights: a fine-tuning run does not "
-                                                    "start from an earlier run's model"}
+    if ft.warm is not None:
+        info["warm_start"] = ft.warm
     return ft.model, info
-
-
-def warm_start(model, initial) -> dict:
-    """Copy `initial`'s weights into `model` when every weight has the same shape.
-
-    The standardisation statistics come along: the retrained model keeps reading its
-    inputs the way the weights it starts from learned them. Returns {"used", "why"}.
-    """
-    new, old = [tuple(w.shape) for w in model.weights], [tuple(w.shape) for w in initial.weights]
-    if new != old:
-        return {"used": False, "why": "from scratch: the current model's layers do not match this "
-                                      "configuration's"}
-    model.set_weights(initial.get_weights())
-    return {"used": True, "why": "warm start from the current model's weights"}
 
 
 def progress_callback(epochs: int, on_epoch: OnEvent | None, should_stop: Callable[[], bool] | None):
