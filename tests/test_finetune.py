@@ -123,6 +123,7 @@ def test_a_retrain_of_a_finetuned_run_starts_from_its_network_and_head(finetuned
     """The warm start of a fine-tuned run: its own fine-tuned top and head, not the official weights again."""
     from dataclasses import replace
 
+    from audioclf.model import backbone as parts
     from audioclf.model.sequences import SplitData
     from audioclf.training import runs
     from audioclf.training.fit import fit
@@ -141,15 +142,9 @@ def test_a_retrain_of_a_finetuned_run_starts_from_its_network_and_head(finetuned
     for now, then in zip(model.get_weights(), initial.get_weights()):
         np.testing.assert_allclose(now, then, atol=1e-6)
     tuned = model.get_layer("efficientat_tuned")
-    assert 0.5 < parts_changed(tuned, mn04)  # the run's fine-tuned blocks, far from the official ones
+    assert 0.5 < parts.changed_share(tuned, mn04)  # the run's fine-tuned blocks, far from the official ones
     np.testing.assert_allclose(model.predict_on_batch(data.x[0][None]), initial.predict_on_batch(data.x[0][None]),
                                atol=1e-5)
-
-
-def parts_changed(part, network) -> float:
-    from audioclf.model import backbone as parts
-
-    return parts.changed_share(part, network)
 
 
 def test_retrain_of_a_finetuned_run_is_a_warm_start(finetuned_run):
