@@ -47,6 +47,10 @@ CHART_LABELS = 240  # labels kept for the rolling chart (2 min at the default ho
 SILENCE = "silence"  # a window with no sound in it: no class is claimed
 WARM_UP_RATE = 48000  # browsers send 48 kHz; runs with a fixed feature rate ignore it
 KEEP_SECONDS = 30.0  # recent stream audio held in memory (never stored) so a wrong label can be corrected
+# The label shown is the one most of the last STEADY_WINDOWS windows gave: a short window of a
+# steady sound is now and then heard as another class with high confidence (docs/RESULTS.md), and
+# one odd window must not flip a demo's answer. A real change of sound shows one hop later.
+STEADY_WINDOWS = 3
 
 
 @dataclass(frozen=True)
@@ -61,10 +65,11 @@ class LivePrediction:
     time: float
     labels: tuple[str, ...]
     probs: np.ndarray
-    label: str  # a class, UNKNOWN (below the threshold) or SILENCE
-    confidence: float  # top probability (also for UNKNOWN)
-    top_label: str  # the likeliest class, whatever the threshold
+    label: str  # a class, UNKNOWN (below the threshold) or SILENCE: most of the last windows' `heard`
+    confidence: float  # top probability (also for UNKNOWN) of the newest window that heard `label`
+    top_label: str  # the likeliest class of this window, whatever the threshold
     latency: float
+    heard: str  # this window's own label, before steadying
 
     @property
     def is_class(self) -> bool:
@@ -113,11 +118,14 @@ class LiveClassifier:
         A window whose loudest block is quieter than this (dBFS) is SILENCE.
     keep_seconds : float
         Recent audio held in memory for :meth:`recent_audio` (a correction of an event).
+    steady : int
+        The label is the one most of the last ``steady`` windows heard (more than half of
+        them; else the label stays); 1 labels each window on its own.
     """
 
     def __init__(self, predictor, *, window: float = LIVE_WINDOW_SECONDS, hop: float = LIVE_HOP_SECONDS,
                  threshold: float | None = None, silence_db: float = SILENCE_DB,
-                 keep_seconds: float = KEEP_SECONDS):
+                 keep_seconds: float = KEEP_SECONDS, steady: int = STEADY_WINDOWS):
         if not MIN_WINDOW <= float(window) <= MAX_WINDOW:
             raise LiveError(f"The window must be {MIN_WINDOW}-{MAX_WINDOW} s, got {window}.")
         if not MIN_HOP <= float(hop) <= MAX_HOP:
@@ -127,6 +135,9 @@ class LiveClassifier:
                          or getattr(predictor, "suggested_threshold", None) or 0.0)
         if not 0.0 <= float(threshold) <= 1.0:
             raise LiveError(f"The threshold must be between 0 and 1, got {threshold}.")
+        if not 1 <= int(steady) <= CHART_LABELS:
+            raise LiveError(f"Steadying must take 1-{CHART_LABELS} windows, got {steady}.")
+        self.steady = int(steady)
         self.predictor = predictor
         self.labels = tuple(predictor.labels)
         self.threshold = float(threshold)
@@ -155,6 +166,9 @@ class LiveClassifier:
         self._window_s, self._hop_s = window, hop
         self._win = self._hop = self._due = 0  # in samples, once the rate is known
         self.history.clear()
+        self._heard: collections.deque[tuple[str, float]] = collections.deque(maxlen=self.steady)
+        self._label: str | None = None  # the steadied label of the last window
+        self._conf = 0.0  # and its confidence
         self.events = []
         self.skipped = 0
 
@@ -271,12 +285,29 @@ class LiveClassifier:
         probs = self._probs(feats.values)
         top = self.labels[int(np.argmax(probs))]
         conf = float(np.max(probs))
-        label = SILENCE if silent else UNKNOWN if conf < self.threshold else top
+        heard = SILENCE if silent else UNKNOWN if conf < self.threshold else top
+        label, shown = self._steady(heard, conf)
         result = LivePrediction(time=end / sr, labels=self.labels, probs=probs, label=label,
-                                confidence=conf, top_label=top, latency=time.perf_counter() - arrived)
+                                confidence=shown, top_label=top, latency=time.perf_counter() - arrived,
+                                heard=heard)
         self.history.append(result)
         self._log(result)
         return result
+
+    def _steady(self, heard: str, confidence: float) -> tuple[str, float]:
+        """(label, confidence) to show: the label more than half of the last `steady` windows heard,
+        else the one shown before (the window's own at a stream's start), with the confidence of
+        the newest window that heard it."""
+        self._heard.append((heard, confidence))
+        best, n = collections.Counter(h for h, _ in self._heard).most_common(1)[0]
+        if n * 2 > len(self._heard) or self._label is None:
+            label = best if n * 2 > len(self._heard) else heard
+            if label != self._label:
+                self._label = label
+                self._conf = next(c for h, c in reversed(self._heard) if h == label)
+        if heard == self._label:
+            self._conf = confidence
+        return self._label, self._conf
 
     def _probs(self, values: np.ndarray) -> np.ndarray:
         """Class probabilities of one window's features, padded to the session's one length.
