@@ -152,7 +152,7 @@ def big_label(p, *, size: str = "4.5rem", state: str = "live", note: str = "") -
     elif p.label == live.SILENCE:
         text, sub, colour = "silence", "no sound in the window", COLOURS[live.SILENCE]
     elif p.label == UNKNOWN:
-        text, sub, colour = UNKNOWN, f"{UNKNOWN_TEXT} (likeliest {p.top_label}, {p.confidence:.0%})", \
+        text, sub, colour = UNKNOWN, f"{UNKNOWN_TEXT} (likeliest {p.likeliest or p.top_label}, {p.confidence:.0%})", \
             COLOURS[UNKNOWN]
     else:
         text, sub, colour = p.label, f"{p.confidence:.0%} confident", "inherit"

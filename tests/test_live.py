@@ -110,9 +110,13 @@ def test_one_odd_window_does_not_flip_the_label(yam):
     for i in pairs:
         assert shown[i] == heard[i], (i, heard, shown)
     assert shown[-1] == "dial_tone", (heard, shown)
-    # The confidence shown is of a window that heard the label shown.
-    for p in steady:
+    # The confidence and likeliest class shown are of one recent window that heard the label shown
+    # (an "unknown (likeliest X, N%)" never pairs one window's class with another's percentage).
+    for i, p in enumerate(steady):
         assert p.confidence == pytest.approx(float(np.max(p.probs))) if p.heard == p.label else p.confidence > 0
+        recent = [(q.heard, float(np.max(q.probs)), q.top_label) for q in steady[: i + 1]]
+        assert any(h == p.label and c == pytest.approx(p.confidence) and t == p.likeliest
+                   for h, c, t in recent), (i, recent, p)
 
 
 def test_labels_do_not_depend_on_how_the_stream_is_cut(yam):
@@ -147,6 +151,7 @@ def test_silence_threshold_and_unknown(yam):
     strict = LiveClassifier(yam, threshold=1.0)
     preds = feed_blocks(strict, demo_audio("rain"), 16000, 320)
     assert preds and all(p.label == UNKNOWN and p.top_label in yam.labels for p in preds)
+    assert all(p.likeliest == p.top_label for p in preds)  # each window heard unknown: its own class
     assert strict.events == []
 
 

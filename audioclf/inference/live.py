@@ -70,6 +70,9 @@ class LivePrediction:
     top_label: str  # the likeliest class of this window, whatever the threshold
     latency: float
     heard: str  # this window's own label, before steadying
+    # The likeliest class of the window `confidence` comes from: what an UNKNOWN label was
+    # closest to, from the same window as the percentage shown beside it.
+    likeliest: str = ""
 
     @property
     def is_class(self) -> bool:
@@ -166,9 +169,9 @@ class LiveClassifier:
         self._window_s, self._hop_s = window, hop
         self._win = self._hop = self._due = 0  # in samples, once the rate is known
         self.history.clear()
-        self._heard: collections.deque[tuple[str, float]] = collections.deque(maxlen=self.steady)
+        self._heard: collections.deque[tuple[str, float, str]] = collections.deque(maxlen=self.steady)
         self._label: str | None = None  # the steadied label of the last window
-        self._conf = 0.0  # and its confidence
+        self._conf, self._top = 0.0, ""  # and its confidence and likeliest class
         self.events = []
         self.skipped = 0
 
@@ -286,28 +289,28 @@ class LiveClassifier:
         top = self.labels[int(np.argmax(probs))]
         conf = float(np.max(probs))
         heard = SILENCE if silent else UNKNOWN if conf < self.threshold else top
-        label, shown = self._steady(heard, conf)
+        label, shown, likeliest = self._steady(heard, conf, top)
         result = LivePrediction(time=end / sr, labels=self.labels, probs=probs, label=label,
                                 confidence=shown, top_label=top, latency=time.perf_counter() - arrived,
-                                heard=heard)
+                                heard=heard, likeliest=likeliest)
         self.history.append(result)
         self._log(result)
         return result
 
-    def _steady(self, heard: str, confidence: float) -> tuple[str, float]:
-        """(label, confidence) to show: the label more than half of the last `steady` windows heard,
-        else the one shown before (the window's own at a stream's start), with the confidence of
-        the newest window that heard it."""
-        self._heard.append((heard, confidence))
-        best, n = collections.Counter(h for h, _ in self._heard).most_common(1)[0]
+    def _steady(self, heard: str, confidence: float, top: str) -> tuple[str, float, str]:
+        """(label, confidence, likeliest) to show: the label more than half of the last `steady`
+        windows heard, else the one shown before (the window's own at a stream's start), with the
+        confidence and likeliest class of the newest window that heard it."""
+        self._heard.append((heard, confidence, top))
+        best, n = collections.Counter(h for h, _, _ in self._heard).most_common(1)[0]
         if n * 2 > len(self._heard) or self._label is None:
             label = best if n * 2 > len(self._heard) else heard
             if label != self._label:
                 self._label = label
-                self._conf = next(c for h, c in reversed(self._heard) if h == label)
+                self._conf, self._top = next((c, t) for h, c, t in reversed(self._heard) if h == label)
         if heard == self._label:
-            self._conf = confidence
-        return self._label, self._conf
+            self._conf, self._top = confidence, top
+        return self._label, self._conf, self._top
 
     def _probs(self, values: np.ndarray) -> np.ndarray:
         """Class probabilities of one window's features, padded to the session's one length.
