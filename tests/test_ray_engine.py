@@ -374,3 +374,111 @@ def test_a_trial_or_fold_task_gets_the_owners_model_settings(monkeypatch, tmp_pa
     assert env["AUDIOCLF_EFFICIENTAT"] == "https://example.org/mn04_as.pt" and "AUDIOCLF_EFFICIENTAT_URL" not in env
     monkeypatch.delenv("AUDIOCLF_YAMNET")
     assert "AUDIOCLF_YAMNET" not in task_env()
+
+
+# ---------------------------------------------------------------- the warm actor pool
+
+def _pool_actors(cfg_kind: str | None = None) -> list[dict]:
+    """info() of each actor of the warm pools (of one feature kind), as the actors report it."""
+    import ray
+
+    from audioclf.engines import ray_extract
+
+    out = []
+    for pool in ray_extract.pools():
+        if cfg_kind is None or pool.config["kind"] == cfg_kind:
+            out += ray.get([a.info.remote() for a in pool.actors()], timeout=120)
+    return out
+
+
+def _gone(pid: int, within: float = 30.0) -> bool:
+    import time
+
+    end = time.time() + within
+    while time.time() < end:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.fixture
+def fresh_pools(engine):
+    """No warm pool from an earlier test, none left for the next."""
+    from audioclf.engines import ray_extract
+
+    ray_extract.shutdown_pools()
+    yield ray_extract
+    ray_extract.shutdown_pools()
+
+
+def test_a_second_job_reuses_the_warm_actors_without_loading_the_model_again(engine, fresh_pools, clips,
+                                                                           yamnet_tflite, tmp_path):
+    cfg = YAMNetConfig(model=str(yamnet_tflite))
+    first = engine.extract(clips[:6], cfg, store=tmp_path / "a")
+    assert first.extracted == 6 and not first.errors
+    before = _pool_actors()
+    assert len(before) == 2 and len({a["node"] for a in before}) == 2  # one actor per node's CPU
+    assert all(a["warm_ups"] == 1 for a in before)
+    second = engine.extract(clips[6:12], cfg, store=tmp_path / "b")  # another store: the same actors
+    assert second.extracted == 6 and not second.errors
+    after = _pool_actors()
+    assert sorted(a["pid"] for a in after) == sorted(a["pid"] for a in before)
+    assert all(a["warm_ups"] == 1 for a in after)  # no second model load
+    assert sum(a["blocks"] for a in after) > sum(a["blocks"] for a in before)
+    got = _by_hash(FeatureStore(tmp_path / "b"), cfg, clips[6:8])
+    for path, want in zip(clips[6:8], extract_many(clips[6:8], cfg, cache=False)):
+        np.testing.assert_allclose(got[path].values, want.values, rtol=1e-4, atol=1e-4)
+
+
+def test_another_config_or_a_changed_model_file_gets_fresh_actors(engine, fresh_pools, clips, yamnet_tflite,
+                                                                 workspace_home, tmp_path):
+    folder = workspace_home / "models" / "warm-pool-yamnet"
+    folder.mkdir(parents=True, exist_ok=True)
+    model = folder / "yamnet.tflite"
+    model.write_bytes(yamnet_tflite.read_bytes())
+    if not (folder / "yamnet_class_map.csv").exists():
+        (folder / "yamnet_class_map.csv").symlink_to(yamnet_tflite.with_name("yamnet_class_map.csv"))
+    cfg = YAMNetConfig(model=str(model))
+    assert engine.extract(clips[:4], cfg, store=tmp_path / "a").extracted == 4
+    yamnet_pids = {a["pid"] for a in _pool_actors("yamnet")}
+    assert engine.extract(clips[:4], MFCCConfig(), store=tmp_path / "a").extracted == 4
+    mfcc_pids = {a["pid"] for a in _pool_actors("mfcc")}
+    assert len(mfcc_pids) == 2 and not mfcc_pids & yamnet_pids
+    st = model.stat()
+    os.utime(model, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # the file replaced under the same name
+    assert engine.extract(clips[4:8], cfg, store=tmp_path / "b").extracted == 4
+    fresh = _pool_actors("yamnet")
+    assert len(fresh) == 2 and not {a["pid"] for a in fresh} & yamnet_pids
+    assert all(a["warm_ups"] == 1 for a in fresh)
+    assert len(fresh_pools.pools()) <= fresh_pools.MAX_POOLS
+
+
+def test_an_actor_killed_between_jobs_is_replaced(engine, fresh_pools, clips, tmp_path):
+    cfg = MFCCConfig(n_mfcc=13)
+    assert engine.extract(clips[:8], cfg, store=tmp_path / "a").extracted == 8
+    pids = sorted(a["pid"] for a in _pool_actors())
+    os.kill(pids[0], signal.SIGKILL)  # a worker process of this module's cluster
+    assert _gone(pids[0])
+    again = engine.extract(clips[8:16], cfg, store=tmp_path / "b")
+    assert again.extracted == 8 and not again.errors
+    now = sorted(a["pid"] for a in _pool_actors())
+    assert len(now) == 2 and pids[0] not in now and pids[1] in now
+    assert sum(s.replaced for p in fresh_pools.pools() for s in p.slots) == 1
+    assert FeatureStore(tmp_path / "b").count(cfg) == 8
+
+
+def test_an_idle_pool_ends_its_actors(engine, fresh_pools, clips, tmp_path, monkeypatch):
+    import time
+
+    monkeypatch.setattr(fresh_pools, "idle_timeout", 1.0)
+    assert engine.extract(clips[:4], MFCCConfig(n_mfcc=13), store=tmp_path / "a").extracted == 4
+    pids = [a["pid"] for a in _pool_actors()]
+    assert fresh_pools.pools()
+    end = time.time() + 30
+    while fresh_pools.pools() and time.time() < end:
+        time.sleep(0.2)
+    assert not fresh_pools.pools()  # the reaper ended it, no job asked
+    assert all(_gone(pid) for pid in pids)

@@ -111,7 +111,6 @@ class RayEngine:
             where = f"the Ray cluster at {address}" if address else "a local Ray instance"
             raise EngineError(f"Cannot connect to {where}: {str(exc).strip().splitlines()[0]}") from None
         self._owns = True
-        import ray.data  # noqa: F401  (a second of imports: part of joining, not of the first job)
 
     def __enter__(self) -> "RayEngine":
         return self
@@ -124,6 +123,8 @@ class RayEngine:
         import ray
 
         if self._owns and ray.is_initialized():
+            if "audioclf.engines.ray_extract" in sys.modules:  # warm actors end with this session
+                sys.modules["audioclf.engines.ray_extract"].shutdown_pools()
             ray.shutdown()
         self._owns = False
 
@@ -207,14 +208,13 @@ class RayEngine:
             mask = not_stored_mask(fstore, config, table.column("path").to_pylist())
             skipped = total - sum(mask)
             table = table.filter(mask)
-        n_actors = actors or max(1, int(self.cpus() // self.cpus_per_actor))
 
         def report(done: int, _total: int) -> None:
             if progress:
                 progress(skipped + done, total)
 
         result = ray_extract.run(table, config, key=key, store_root=root, progress=report,
-                                 batch_size=self.batch_size, actors=n_actors, cpus_per_actor=self.cpus_per_actor,
+                                 batch_size=self.batch_size, actors=actors, cpus_per_actor=self.cpus_per_actor,
                                  on_summary=on_summary, settings=settings)
         result.total, result.skipped = total, skipped
         result.seconds = time.perf_counter() - t0

@@ -1,21 +1,35 @@
-"""Extraction on a Ray cluster as Ray Data batch inference.
+"""Extraction on a Ray cluster: a warm pool of model-holding actors, fed blocks by the driver.
 
-The manifest becomes a Ray Dataset of blocks of ``batch_size`` clips. Each block
-is read and decoded (``decode_batch``), then featurised by a pool of actors
-(``FeatureActor``) that each hold the feature model once (YAMNet's interpreter;
-EfficientAT's network) and write their block as one shard of the
+The manifest is cut into blocks of ``batch_size`` clips (paths, labels, groups:
+~100 bytes a clip). Each block goes to a ``FeatureActor``, which holds the
+feature model once (YAMNet's interpreter; EfficientAT's network), reads and
+decodes the block's files, featurises them and writes them as one shard of the
 feature store. Only a small summary per clip (hash, error, node) comes back to
 the driver, which reports progress as blocks finish; a clip that cannot be read
-is a row with its reason, never a failed job. A killed worker's block is retried
-(Ray Data restarts pool actors and retries their tasks); its half-written shard
-has a temp name no reader sees.
+is a row with its reason, never a failed job. An actor that dies (its worker
+killed, its node lost) is replaced and its blocks are sent again; its
+half-written shard has a temp name no reader sees.
+
+Why not Ray Data's ``map_batches(..., compute=ActorPoolStrategy(...))``: its
+actor pool belongs to one execution of one dataset and is killed when that
+execution ends, so every job started new actor processes and loaded the model
+again, seconds of fixed cost per job (docs/SCALE.md, "Where a Ray job's fixed
+cost goes"). Here the actors outlive the job, in this driver's Ray session:
+the next job with the same feature config and model file (another extraction,
+Auto's quick check, a retrain) finds them warm. A pool ends after
+``IDLE_TIMEOUT`` seconds without a job, when a different model or config takes
+its place beyond ``MAX_POOLS``, or with the driver (Ray ends the actors a driver
+owns when it disconnects), so it never holds a cluster on its own.
 
 Imports Ray: only :mod:`audioclf.engines.ray_engine` imports this module.
 """
 from __future__ import annotations
 
 import os
+import threading
 import time
+from collections import deque
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -23,63 +37,46 @@ import ray
 
 from audioclf.audio import AudioError, Clip
 from audioclf.engines.base import ExtractResult, quiet
-from audioclf.progress import Progress
 from audioclf.engines.work import decode, extract_clips
 from audioclf.features import FeatureConfig, Features, config_from_dict, config_to_dict
+from audioclf.progress import Progress
 
-SUMMARY = pa.schema([("row", pa.int64()), ("path", pa.string()), ("hash", pa.string()), ("error", pa.string()),
-                     ("node", pa.string()), ("pid", pa.int64()), ("shard", pa.string())])
+IDLE_TIMEOUT = 600.0  # seconds a pool waits for its next job before its actors end
+MAX_POOLS = 2  # warm pools kept at once (each actor holds a model in its node's memory)
+IN_FLIGHT = 2  # blocks queued at each actor, so the next one is there when a block finishes
+BLOCK_TRIES = 3  # an actor dying this often on one block makes its clips errors, not a failed job
+REAP_EVERY = 1.0  # seconds between the reaper's looks at the pools' idle times
 
-
-def decode_batch(batch: pa.Table, config: dict) -> pa.Table:
-    """Read and decode a block of manifest rows: samples at the config's rate, or the error."""
-    cfg = config_from_dict(config)
-    rows = batch.to_pylist()
-    out: dict[str, list] = {k: [] for k in ("row", "path", "label", "group", "hash", "size", "mtime_ns", "sr",
-                                           "samples", "error")}
-    for row in rows:
-        d = decode(row["path"], cfg)
-        ok = isinstance(d.clip, Clip)
-        for k in ("row", "path", "label", "group"):
-            out[k].append(row.get(k))
-        out["hash"].append(d.hash)
-        out["size"].append(d.size)
-        out["mtime_ns"].append(d.mtime_ns)
-        out["sr"].append(d.clip.sr if ok else None)
-        out["samples"].append(d.clip.samples if ok else None)
-        out["error"].append(None if ok else str(d.clip))
-    return pa.table({
-        "row": pa.array(out["row"], pa.int64()), "path": pa.array(out["path"], pa.string()), "label": pa.array(out["label"], pa.string()),
-        "group": pa.array(out["group"], pa.string()), "hash": pa.array(out["hash"], pa.string()),
-        "size": pa.array(out["size"], pa.int64()), "mtime_ns": pa.array(out["mtime_ns"], pa.int64()),
-        "sr": pa.array(out["sr"], pa.int32()),
-        "samples": pa.array(out["samples"], pa.large_list(pa.float32())),
-        "error": pa.array(out["error"], pa.string()),
-    })
+# How often this process loaded a feature model into an actor (read through FeatureActor.info):
+# a warm pool's second job must not add to it.
+_warm_ups = 0
 
 
 class FeatureActor:
-    """Holds the feature model once; featurises decoded blocks and writes each as one store shard."""
+    """Holds the feature model once; decodes, featurises and stores blocks of manifest rows."""
 
-    def __init__(self, config: dict, key: str, store_root: str, threads: int = 1,
-                 settings: dict[str, str] | None = None):
-        from audioclf.features.store import FeatureStore
-
+    def __init__(self, config: dict, key: str, threads: int = 1, settings: dict[str, str] | None = None):
         # The driver's model settings (the model file it checked and resolved): this worker has
         # its node's environment. An actor's process is its own, so setting them here touches
         # no other work, and keeps the worker Ray prestarted (a runtime_env would start a new one).
         os.environ.update(settings or {})
-        self.config = config_from_dict(config)
-        self.key = key
-        self.store = FeatureStore(store_root)
-        self.node = ray.get_runtime_context().get_node_id()
         # The actor's CPUs are its threads: TFLite's (YAMNet) and TensorFlow's (EfficientAT).
         os.environ["AUDIOCLF_YAMNET_THREADS"] = str(max(1, int(threads)))
         os.environ.setdefault("AUDIOCLF_TF_THREADS", str(max(1, int(threads))))
-        self._warm_up()
+        self.config = config_from_dict(config)
+        self.key = key
+        self.node = ray.get_runtime_context().get_node_id()
+        self.stores: dict[str, object] = {}
+        self.blocks = 0
+        # The model loads while the first block is read and decoded (both wait on I/O and
+        # native code, which release the GIL), instead of before it.
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        threading.Thread(target=self._warm_up, daemon=True).start()
 
     def _warm_up(self) -> None:
-        """Load the feature model (and librosa) now, once per actor, not in the first block."""
+        """Load the feature model (and librosa) once per actor, with one window of noise."""
+        global _warm_ups
         from audioclf.features import extract
 
         sr = self.config.sr or 16000
@@ -88,86 +85,299 @@ class FeatureActor:
             extract(Clip(samples=noise, sr=sr, name="warm-up"), self.config)
         except AudioError:
             pass
+        except BaseException as exc:  # noqa: BLE001  (a model that cannot load: raised by each block)
+            self._error = exc
+        finally:
+            _warm_ups += 1
+            self._ready.set()
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        from audioclf.features.store import StoreRow
+    def info(self) -> dict:
+        """Who this actor is: process, node, model loads in its process, blocks done (for tests and checks)."""
+        self._ready.wait()
+        return {"pid": os.getpid(), "node": self.node, "warm_ups": _warm_ups, "blocks": self.blocks}
 
-        paths = batch.column("path").to_pylist()
-        errors = batch.column("error").to_pylist()
-        srs = batch.column("sr").to_pylist()
-        samples = batch.column("samples")
-        clips: list[Clip | AudioError] = []
-        for i, (path, err) in enumerate(zip(paths, errors)):
-            if err is not None:
-                clips.append(AudioError(err))
-            else:
-                y = samples[i].values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-                clips.append(Clip(samples=y, sr=int(srs[i]), name=path))
-        feats = extract_clips(clips, self.config)
-        labels, groups = batch.column("label").to_pylist(), batch.column("group").to_pylist()
-        hashes, sizes = batch.column("hash").to_pylist(), batch.column("size").to_pylist()
-        mtimes = batch.column("mtime_ns").to_pylist()
-        rows = [StoreRow(hash=hashes[i], path=paths[i], features=f, label=labels[i], group=groups[i],
-                         size=sizes[i], mtime_ns=mtimes[i])
-                for i, f in enumerate(feats) if isinstance(f, Features)]
-        shard = self.store.write(self.config, rows, key=self.key)
-        return pa.table({
-            "row": batch.column("row"), "path": paths, "hash": hashes,
-            "error": [None if isinstance(f, Features) else str(f) for f in feats],
-            "node": [self.node] * len(paths), "pid": [os.getpid()] * len(paths),
-            "shard": [shard if isinstance(f, Features) else None for f in feats],
-        }, schema=SUMMARY)
+    def run(self, rows: list[dict], store_root: str) -> list[dict]:
+        """Read, decode and featurise `rows` (row, path, label, group); write one shard; one summary per row."""
+        from audioclf.features.store import FeatureStore, StoreRow
+
+        decoded = [decode(r["path"], self.config) for r in rows]
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+        feats = extract_clips([d.clip for d in decoded], self.config)
+        store = self.stores.get(store_root)
+        if store is None:
+            store = self.stores[store_root] = FeatureStore(store_root)
+        stored = [StoreRow(hash=d.hash, path=d.path, features=f, label=r.get("label"), group=r.get("group"),
+                           size=d.size, mtime_ns=d.mtime_ns)
+                  for r, d, f in zip(rows, decoded, feats) if isinstance(f, Features)]
+        shard = store.write(self.config, stored, key=self.key)
+        self.blocks += 1
+        pid = os.getpid()
+        return [{"row": r["row"], "path": d.path, "hash": d.hash,
+                 "error": None if isinstance(f, Features) else str(f), "node": self.node, "pid": pid,
+                 "shard": shard if isinstance(f, Features) else None}
+                for r, d, f in zip(rows, decoded, feats)]
 
 
-def bound_actor(config: dict, key: str, store_root: str, threads: int, settings: dict[str, str]) -> type:
-    """FeatureActor with its arguments bound in the class: Ray keeps constructor arguments in
-    the object store, and a restarted actor (after its worker died) cannot start if they are gone."""
+RemoteFeatureActor = ray.remote(FeatureActor)
 
-    class BoundFeatureActor(FeatureActor):
-        def __init__(self):
-            super().__init__(config, key, store_root, threads, settings)
 
-    return BoundFeatureActor
+@dataclass
+class Slot:
+    """One place in a pool: a node, and the actor currently holding the model there."""
+
+    node: str
+    actor: object = None
+    replaced: int = 0  # actors started here after the first (dead ones replaced)
+
+
+@dataclass
+class Pool:
+    """Model-holding actors for one (session, feature config, model file, threads); see the module doc."""
+
+    key: tuple
+    config: dict
+    config_key: str
+    threads: int
+    settings: dict[str, str]
+    slots: list[Slot] = field(default_factory=list)
+    last_used: float = field(default_factory=time.monotonic)
+    busy: int = 0
+    closed: bool = False
+
+    def start(self, slot: Slot) -> None:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        # No logical CPUs: an idle warm actor must not keep a trial or a fold from being scheduled.
+        # Its node's share of the work is set by how many actors are placed there (one per
+        # cpus_per_actor of the node's CPUs), not by Ray's accounting.
+        slot.actor = RemoteFeatureActor.options(
+            num_cpus=0, max_restarts=0, max_task_retries=0,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(slot.node, soft=True),
+        ).remote(self.config, self.config_key, self.threads, self.settings)
+
+    def replace(self, slot: Slot, dead: object) -> None:
+        if slot.actor is dead:  # two failed blocks of one actor: replace it once
+            slot.replaced += 1
+            self.start(slot)
+
+    def close(self) -> None:
+        self.closed = True
+        for slot in self.slots:
+            if slot.actor is not None:
+                try:
+                    ray.kill(slot.actor)
+                except Exception:  # noqa: BLE001  (already gone, or the session ended)
+                    pass
+                slot.actor = None
+
+    def actors(self) -> list:
+        return [s.actor for s in self.slots if s.actor is not None]
+
+
+_pools: dict[tuple, Pool] = {}
+_lock = threading.Lock()
+_reaper: threading.Thread | None = None
+idle_timeout = IDLE_TIMEOUT  # module setting: tests and long-lived services may shorten or lengthen it
+
+
+def _session() -> tuple[str, str]:
+    """This driver's Ray session: a pool's actor handles are valid in it only."""
+    ctx = ray.get_runtime_context()
+    return ctx.gcs_address, ctx.get_job_id()
+
+
+def _model_identity(config: FeatureConfig, settings: dict[str, str]) -> tuple:
+    """The model files a pool's actors loaded, by path, size and mtime: a file replaced under the
+    same name is a different model and gets new actors."""
+    out = []
+    for value in sorted({getattr(config, "model", "") or "", *settings.values()}):
+        try:
+            st = os.stat(value)
+        except (OSError, ValueError):
+            out.append((value,))
+            continue
+        out.append((value, st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+def _node_slots(actors: int | None, cpus_per_actor: float) -> list[str]:
+    """Node id per actor: each alive node gets one per `cpus_per_actor` of its CPUs (or, for an
+    explicit count, the count dealt round-robin in that proportion)."""
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    per_node = [(n["NodeID"], max(1, int((n.get("Resources", {}) or {}).get("CPU", 0) // cpus_per_actor)))
+                for n in nodes if (n.get("Resources", {}) or {}).get("CPU", 0) > 0]
+    if not per_node:
+        per_node = [(ray.get_runtime_context().get_node_id(), 1)]
+    order: list[str] = []
+    for i in range(max(c for _, c in per_node)):
+        order += [node for node, c in per_node if c > i]
+    if actors is None:
+        return order
+    return [order[i % len(order)] for i in range(max(1, int(actors)))]
+
+
+def get_pool(config: FeatureConfig, key: str, settings: dict[str, str], actors: int | None,
+             cpus_per_actor: float) -> Pool:
+    """The warm pool for this config and model (started now if there is none); marks it busy."""
+    threads = max(1, int(cpus_per_actor))
+    nodes = _node_slots(actors, cpus_per_actor)
+    pool_key = (_session(), key, _model_identity(config, settings), tuple(sorted(settings.items())), threads,
+                tuple(sorted(nodes)))
+    stale = []
+    with _lock:
+        session = pool_key[0]
+        for k, p in list(_pools.items()):
+            if k[0] != session:  # an earlier Ray session's handles: nothing to kill, just forget
+                _pools.pop(k)
+        pool = _pools.get(pool_key)
+        if pool is None:
+            # Beyond MAX_POOLS, the least recently used idle pool makes room.
+            idle = sorted((p for p in _pools.values() if p.busy == 0), key=lambda p: p.last_used)
+            while len(_pools) >= MAX_POOLS and idle:
+                stale.append(_pools.pop(idle.pop(0).key))
+            pool = Pool(key=pool_key, config=config_to_dict(config), config_key=key, threads=threads,
+                        settings=dict(settings), slots=[Slot(n) for n in nodes])
+            for slot in pool.slots:
+                pool.start(slot)
+            _pools[pool_key] = pool
+        pool.busy += 1
+        pool.last_used = time.monotonic()
+    for p in stale:
+        p.close()
+    _ensure_reaper()
+    return pool
+
+
+def release(pool: Pool) -> None:
+    with _lock:
+        pool.busy -= 1
+        pool.last_used = time.monotonic()
+
+
+def pools() -> list[Pool]:
+    """The warm pools of this driver's current session."""
+    with _lock:
+        return list(_pools.values())
+
+
+def shutdown_pools() -> None:
+    """End every warm pool's actors now (before this driver leaves its Ray session)."""
+    with _lock:
+        gone = list(_pools.values())
+        _pools.clear()
+    for p in gone:
+        p.close()
+
+
+def discard(pool: Pool) -> None:
+    """End one pool now and forget it."""
+    with _lock:
+        if _pools.get(pool.key) is pool:
+            _pools.pop(pool.key)
+    pool.close()
+
+
+def end_idle_pools(now: float | None = None) -> int:
+    """End the pools idle for `idle_timeout` seconds; returns how many."""
+    now = time.monotonic() if now is None else now
+    with _lock:
+        gone = [p for p in _pools.values() if p.busy == 0 and now - p.last_used >= idle_timeout]
+        for p in gone:
+            _pools.pop(p.key)
+    for p in gone:
+        p.close()
+    return len(gone)
+
+
+def _ensure_reaper() -> None:
+    global _reaper
+    with _lock:
+        if _reaper is not None and _reaper.is_alive():
+            return
+
+        def loop() -> None:
+            while True:
+                time.sleep(REAP_EVERY)
+                try:
+                    end_idle_pools()
+                except Exception:  # noqa: BLE001  (the session ended under us: the next job starts afresh)
+                    pass
+                with _lock:
+                    if not _pools:
+                        global _reaper
+                        _reaper = None
+                        return
+
+        _reaper = threading.Thread(target=loop, name="audioclf-ray-pool-reaper", daemon=True)
+        _reaper.start()
 
 
 def run(table: pa.Table, config: FeatureConfig, *, key: str, store_root: str, progress: Progress | None,
-        batch_size: int, actors: int, cpus_per_actor: float, on_summary=None,
+        batch_size: int, actors: int | None, cpus_per_actor: float, on_summary=None,
         settings: dict[str, str] | None = None) -> ExtractResult:
     """Extract every row of `table` (path, label, group) into the store; returns the counts.
 
-    `settings` (environment variables: the model the driver checked) are set in each actor."""
-    from ray.data import ActorPoolStrategy, DataContext
-
+    `settings` (environment variables: the model the driver checked) are set in each actor;
+    `actors` None: one per `cpus_per_actor` of each node's CPUs."""
     quiet()
     t0 = time.perf_counter()
     total = table.num_rows
-    result = ExtractResult(engine="ray", total=total, config_key=key, store=store_root, workers=actors)
+    result = ExtractResult(engine="ray", total=total, config_key=key, store=store_root)
     if progress:
         progress(0, total)
     if total == 0:
         return result
-    ctx = DataContext.get_current()
-    ctx.enable_progress_bars = False  # progress goes to our callback (the CLI's bar, the app)
-    ctx.print_on_execution_start = False
-    blocks = max(1, -(-total // batch_size))
-    cfg = config_to_dict(config)
     table = table.append_column("row", pa.array(np.arange(total, dtype=np.int64)))
-    ds = ray.data.from_arrow(table, override_num_blocks=blocks)
-    ds = ds.map_batches(decode_batch, batch_size=None, batch_format="pyarrow", fn_kwargs={"config": cfg},
-                        num_cpus=cpus_per_actor)
-    ds = ds.map_batches(bound_actor(cfg, key, store_root, max(1, int(cpus_per_actor)), dict(settings or {})),
-                        batch_size=None, batch_format="pyarrow", compute=ActorPoolStrategy(min_size=1, max_size=actors, initial_size=actors),
-                        num_cpus=cpus_per_actor)
+    columns = [c for c in ("row", "path", "label", "group") if c in table.column_names]
+    blocks = deque((start, 0) for start in range(0, total, batch_size))  # (first row, tries so far)
+    pool = get_pool(config, key, dict(settings or {}), actors, cpus_per_actor)
+    result.workers = len(pool.slots)
+    seen: dict[int, dict] = {}  # a block sent again may report its clips twice: the last report counts
+    try:
+        pending: dict = {}  # ref -> (slot, actor, block)
+        load = {id(s): 0 for s in pool.slots}
+
+        def feed() -> None:
+            for slot in pool.slots:
+                while blocks and load[id(slot)] < IN_FLIGHT:
+                    start, tries = blocks.popleft()
+                    rows = table.slice(start, batch_size).select(columns).to_pylist()
+                    ref = slot.actor.run.remote(rows, store_root)
+                    pending[ref] = (slot, slot.actor, (start, tries), rows)
+                    load[id(slot)] += 1
+
+        feed()
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            slot, actor, (start, tries), rows = pending.pop(done[0])
+            load[id(slot)] -= 1
+            try:
+                summary = ray.get(done[0])
+            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+                pool.replace(slot, actor)
+                if tries + 1 < BLOCK_TRIES:
+                    blocks.appendleft((start, tries + 1))
+                    summary = None
+                else:
+                    summary = [{"row": r["row"], "path": r["path"], "hash": None, "node": None, "pid": None,
+                                "shard": None, "error": f"'{r['path']}': the worker died {BLOCK_TRIES} times "
+                                                        "on its block; skipping it."} for r in rows]
+            except ray.exceptions.RayTaskError as exc:
+                discard(pool)  # its actors could not load the model: the next job starts afresh
+                raise (exc.cause if isinstance(getattr(exc, "cause", None), Exception) else exc) from None
+            if summary is not None:
+                for r in summary:
+                    seen[r["row"]] = r
+                if on_summary is not None:
+                    on_summary(summary)
+                if progress:
+                    progress(min(len(seen), total), total)
+            feed()
+    finally:
+        release(pool)
     hosts = _node_hosts()
-    seen: dict[str, dict] = {}  # a retried block may report its clips twice: the last report counts
-    for summary in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-        rows = summary.to_pylist()
-        for r in rows:
-            seen[r["row"]] = r
-        if on_summary is not None:
-            on_summary(rows)
-        if progress:
-            progress(min(len(seen), total), total)
     for r in seen.values():
         if r["error"] is not None:
             result.errors.append((r["path"], r["error"]))
