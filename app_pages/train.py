@@ -10,7 +10,7 @@ from audioclf.model import ModelConfig
 from audioclf.model.configs import ACTIVATIONS, KINDS, MAX_MEMBERS, POOLINGS
 # light: TensorFlow is imported by the training process
 from audioclf.training import AutoFeatures, RunConfig, TrainConfig, not_applicable, resolve_settings
-from audioclf.training.config import FINETUNE_ALL
+from audioclf.training.config import FINETUNE_ALL, MAX_AVERAGE_EPOCHS
 from audioclf.training.defaults import AUTO, DEFAULT_MODEL_KIND
 from app_pages import efficientat_panel, run_panel
 from app_pages.train_jobs import PENDING_KEY, cross_validate, launch, pending_prompt
@@ -87,6 +87,7 @@ def preset_values(cfg: dict) -> dict:
                   tr_reduce_lr=t["reduce_lr"] is not None, tr_val=float(s["val"]), tr_seed=s["seed"],
                   tr_finetune=int(t.get("finetune_blocks", 0)),
                   tr_backbone_lr=float(t.get("backbone_learning_rate", TrainConfig().backbone_learning_rate)),
+                  tr_average=int(t.get("average_epochs", TrainConfig().average_epochs)),
                   tr_name=cfg.get("name", ""))
     if s["method"] != "fixed":
         values["tr_test"] = float(s["test"])
@@ -182,7 +183,7 @@ def widget_defaults(feature_kind: str, model_kind: str) -> dict:
             "tr_patience": t.patience if t.patience else "none", "tr_min_epochs": t.min_epochs,
             "tr_weights": t.class_weights, "tr_warp": bool(t.warp_augment),
             "tr_reduce_lr": t.reduce_lr is not None, "tr_finetune": t.finetune_blocks,
-            "tr_backbone_lr": t.backbone_learning_rate}
+            "tr_backbone_lr": t.backbone_learning_rate, "tr_average": t.average_epochs}
 
 
 def follow_defaults(feature_kind: str, model_kind: str) -> dict:
@@ -257,6 +258,11 @@ def train_fields(feature_kind: str):
     reduce_lr = st.checkbox("Halve the rate on plateaus", key="tr_reduce_lr",
                             help="Halve the learning rate when the validation loss (or, without validation "
                                  "clips, the training loss) stops improving.")
+    average = st.number_input("Average the weights of this many epochs", 0, MAX_AVERAGE_EPOCHS, key="tr_average",
+                              help="Keep the mean of the weights of this many epochs centred on the best one "
+                                   "(0: the best epoch's own), used only if it scores no worse on the "
+                                   "validation clips. Which single epoch looks best on few clips is partly "
+                                   "chance. Needs validation clips and early stopping.")
     finetune, backbone_lr = 0, d["tr_backbone_lr"]
     if feature_kind == "efficientat":
         finetune = st.selectbox("Fine-tune EfficientAT's top blocks", FINETUNE_CHOICES, key="tr_finetune",
@@ -272,7 +278,8 @@ def train_fields(feature_kind: str):
                                     class_weights=weights, seed=seed,
                                     warp_augment=WARPS if warp and not warp_na else (),
                                     reduce_lr=REDUCE_LR if reduce_lr else None,
-                                    finetune_blocks=int(finetune), backbone_learning_rate=float(backbone_lr))
+                                    finetune_blocks=int(finetune), backbone_learning_rate=float(backbone_lr),
+                                    average_epochs=int(average))
 
 
 NO_VAL_HELP = ("0: no validation clips; every clip that is not test trains, and early stopping "

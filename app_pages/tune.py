@@ -28,7 +28,8 @@ PRUNER_NAMES = {"median": "Median: stop trials below the median so far", "hyperb
 # Offered unticked below the default space: settings a user may want to add.
 EXTRA_PARAMS = {
     "mfcc": ("features.n_mfcc=13,20,40", "features.sr=16000,22050", "model.pooling=last,mean,meanmax",
-             "model.input_noise=0:0.5:0.1", "train.batch_size=32,64", "model.members=1,3"),
+             "model.input_noise=0:0.5:0.1", "train.batch_size=32,64", "model.members=1,3",
+             "train.average_epochs=0,3,5"),
     "spectral": ("features.n_mfcc=13,20", "model.pooling=last,mean,meanmax", "model.members=1,3"),
     "yamnet": ("model.pooling=last,mean,meanmax", "model.input_noise=0:0.5:0.1", "model.members=1,3"),
     "efficientat": ("features.sequence=frames,windows", "model.pooling=last,mean,meanmax",

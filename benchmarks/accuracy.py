@@ -144,6 +144,8 @@ def run_row(row: str, manifest: Path, yamnet: str, seed: int, efficientat: str =
     out = {"macro_f1": m["test"]["macro_f1"], "accuracy": m["test"]["accuracy"], "epochs": m["epochs_trained"],
            "train_s": m["train_seconds"], "total_s": round(total, 1), "run": run_id,
            "features": run.config["features"]["kind"]}
+    if m.get("weight_average"):  # what averaging around the best epoch did (train.average_epochs)
+        out["weight_average"] = m["weight_average"]
     if m.get("feature_choice"):
         out["choice"] = {s["kind"]: s["macro_f1"] for s in m["feature_choice"]["scores"]}
     return out
@@ -302,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
             r.update(row=row, fold=g)
             results.append(r)
             extra = f"  choice {r['choice']}" if r.get("choice") else ""
+            if r.get("weight_average"):
+                extra += "  average {epochs} epochs, val loss {best} -> {averaged}, used {used}".format(
+                    **r["weight_average"])
             print(f"{row:16} {g:8} {r['features']:9} {r['macro_f1']:8.3f} {r['accuracy']:6.3f} {r['epochs']:6d} "
                   f"{r['train_s']:8.1f} {r['total_s']:8.1f}{extra}", flush=True)
             if r.get("run") and not args.keep_runs:

@@ -194,6 +194,9 @@ def _train_table() -> dict[str, Option]:
                                   "model then holds the fine-tuned network", parse=finetune_blocks),
         "backbone_learning_rate": Option("with --finetune-blocks: Adam learning rate of the network's blocks",
                                          flags=("--backbone-learning-rate", "--backbone-lr")),
+        "average_epochs": Option("keep the mean of this many epochs' weights centred on the best epoch, if it "
+                                 "scores no worse on the validation clips (needs validation and early "
+                                 "stopping; 0: the best epoch's weights)"),
     }
 
 

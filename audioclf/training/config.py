@@ -22,6 +22,9 @@ FINETUNE_ALL = 16  # finetune_blocks that trains the whole network: its 15 block
 FINETUNE_SEQUENCE = "mel"  # a fine-tuning run's EfficientAT features: the network's own input
 
 
+MAX_AVERAGE_EPOCHS = 25  # TrainConfig.average_epochs: each kept epoch holds a copy of the weights
+
+
 class TrainingError(AudioclfError):
     """A training run that cannot start or go on; message is for people."""
 
@@ -53,6 +56,12 @@ class TrainConfig:
     # wants smaller steps than a new head); 0 keeps it frozen, FINETUNE_ALL trains all of it.
     finetune_blocks: int = 0
     backbone_learning_rate: float = 1e-4
+    # The final weights are the mean of this many epochs' weights centred on the best
+    # epoch (0: the best epoch's alone). Which epoch scores best on a few validation
+    # clips is partly chance; an average of its neighbours sits nearer the middle of
+    # the basin they share. Needs validation and early stopping; kept only when it
+    # scores no worse on the validation clips than the best epoch.
+    average_epochs: int = 0
 
     def __post_init__(self) -> None:
         if not 0 < float(self.learning_rate) <= 1:
@@ -78,6 +87,10 @@ class TrainConfig:
         object.__setattr__(self, "finetune_blocks", int(self.finetune_blocks))
         if not 0 < float(self.backbone_learning_rate) <= 1:
             raise TrainingError(f"Backbone learning rate must be in (0, 1], got {self.backbone_learning_rate}.")
+        if not 0 <= int(self.average_epochs) <= MAX_AVERAGE_EPOCHS:
+            raise TrainingError(f"Weight averaging takes 0 (off) to {MAX_AVERAGE_EPOCHS} epochs, "
+                                f"got {self.average_epochs}.")
+        object.__setattr__(self, "average_epochs", int(self.average_epochs))
         if self.reduce_lr is not None and int(self.reduce_lr) < 1:
             raise TrainingError(f"Reduce-LR patience must be at least 1 epoch (or none), got {self.reduce_lr}.")
 

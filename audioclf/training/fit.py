@@ -103,6 +103,10 @@ def run_fit(trainee, train_cfg: TrainConfig, train_ds, val_ds, on_epoch: OnEvent
     progress = progress_callback(epochs, on_epoch, should_stop)
     extra = list(callbacks)
     callbacks = [*extra, progress]
+    averaging = None
+    if train_cfg.average_epochs > 1 and val_ds is not None and train_cfg.patience is not None:
+        averaging = EpochWeights(train_cfg.average_epochs, int(train_cfg.min_epochs))
+        callbacks.append(averaging.callback())
     if train_cfg.patience is not None:
         callbacks.insert(0, keras.callbacks.EarlyStopping(
             monitor=monitor, patience=int(train_cfg.patience),
@@ -117,9 +121,72 @@ def run_fit(trainee, train_cfg: TrainConfig, train_ds, val_ds, on_epoch: OnEvent
     losses = hist.history.get(monitor, [])
     start = int(train_cfg.min_epochs)
     watched = train_cfg.patience is not None and len(losses) > start
-    return {"epochs_trained": len(losses), "train_seconds": round(time.perf_counter() - t0, 2),
-            "best_epoch": start + int(np.argmin(losses[start:])) + 1 if watched else len(losses),
-            "cancelled": progress.cancelled}
+    best = start + int(np.argmin(losses[start:])) + 1 if watched else len(losses)
+    info = {"epochs_trained": len(losses), "train_seconds": round(time.perf_counter() - t0, 2),
+            "best_epoch": best, "cancelled": progress.cancelled}
+    if averaging is not None and watched and not progress.cancelled:
+        info["weight_average"] = averaging.install(trainee, best, val_ds, monitor)
+    return info
+
+
+class EpochWeights:
+    """Weight averaging around the best epoch (``TrainConfig.average_epochs``).
+
+    A callback keeps a copy of the trainable weights after every epoch that can fall in
+    the window of `n` epochs centred on the best one so far; after training (early
+    stopping has restored the best epoch) :meth:`install` sets their mean if it scores
+    no worse on the validation data. Only trainable weights are averaged: the rest (the
+    Normalization layer's statistics, random-noise seed state) are not learned and stay
+    as restored. Averaging after training rather than Keras's ``use_ema`` because that
+    is undone by ``restore_best_weights`` and never seen by early stopping.
+    """
+
+    def __init__(self, n: int, min_epochs: int):
+        self.before, self.after = (n - 1) // 2, n // 2  # epochs either side of the best
+        self.min_epochs, self.monitor = min_epochs, MONITOR
+        self.kept: dict[int, list[np.ndarray]] = {}  # 1-based epoch -> trainable weights
+        self.best_loss, self.best_epoch = np.inf, 0
+
+    def callback(self):
+        import keras
+
+        outer = self
+
+        class Keep(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                outer.keep(epoch + 1, (logs or {}).get(outer.monitor), self.model)
+
+        return Keep()
+
+    def keep(self, epoch: int, loss, model) -> None:
+        if loss is not None and epoch > self.min_epochs and float(loss) < self.best_loss:
+            self.best_loss, self.best_epoch = float(loss), epoch
+        self.kept[epoch] = [np.array(w.numpy(), copy=True) for w in model.trainable_weights]
+        # Only epochs that can still be in a window: a later best's starts later still.
+        floor = (self.best_epoch or self.min_epochs + 1) - self.before
+        for e in [e for e in self.kept if e < floor]:
+            del self.kept[e]
+
+    def install(self, model, best: int, val_ds, monitor: str) -> dict | None:
+        """Set the window's mean weights on `model` if its validation `monitor` is no worse
+        than the current (best epoch's) weights. Returns what was tried: {"epochs": averaged,
+        "used": kept or not, "best": the best epoch's validation value, "averaged": the
+        mean's}; None when fewer than two epochs were in the window."""
+        window = [self.kept[e] for e in range(best - self.before, best + self.after + 1) if e in self.kept]
+        if len(window) < 2:
+            return None
+        variables = model.trainable_weights
+        restored = [np.array(v.numpy(), copy=True) for v in variables]
+        metric = monitor.removeprefix("val_")
+        base = float(model.evaluate(val_ds, verbose=0, return_dict=True)[metric])
+        for v, *ws in zip(variables, *window):
+            v.assign(np.mean(ws, axis=0).astype(ws[0].dtype))
+        averaged = float(model.evaluate(val_ds, verbose=0, return_dict=True)[metric])
+        used = averaged <= base
+        if not used:
+            for v, w in zip(variables, restored):
+                v.assign(w)
+        return {"epochs": len(window), "used": used, "best": round(base, 5), "averaged": round(averaged, 5)}
 
 
 def _fit_finetune(model_cfg, train_cfg, features, train, val, n_classes, on_epoch, should_stop, callbacks,
