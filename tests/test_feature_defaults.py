@@ -126,6 +126,7 @@ def test_train_form_follows_the_feature_type_and_keeps_the_users_values(monkeypa
     assert at.selectbox(key="tr_feat").value.startswith("Auto")  # YAMNet available: the data decides
     at.selectbox(key="tr_feat").set_value("MFCC sequence").run()
     assert (at.slider(key="tr_time_mask").value, at.number_input(key="tr_min_epochs").value) == (10, 15)
+    assert at.number_input(key="tr_average").value == TrainConfig().average_epochs  # weight averaging offered
     assert at.checkbox(key="tr_clip_norm").value and not at.checkbox(key="tr_warp").disabled
     at.session_state["tr_dropout"] = 0.5  # a value the user set
     at.run()
