@@ -200,7 +200,9 @@ def show_details(snap, labels: tuple[str, ...], *, compact: bool = False) -> Non
                    f"last {snap.window_seconds:.2f} s"
                    + (f"; processing {lat['median'] * 1000:.0f} ms median, {lat['p95'] * 1000:.0f} ms p95"
                       if lat else "")
-                   + (f"; {snap.skipped} window(s) skipped to keep up" if snap.skipped else ""))
+                   + (f"; {snap.skipped} window(s) skipped to keep up" if snap.skipped else "")
+                   + (f"; {snap.dropped_seconds:.1f} s of microphone audio dropped unheard: the server "
+                      "fell behind" if snap.dropped_seconds else ""))
     if not compact:
         st.markdown("**Detected events**")
         if snap.events:

@@ -211,6 +211,33 @@ def test_session_classifies_on_its_own_thread(yam):
     assert not session.snapshot().running
 
 
+def test_audio_dropped_from_a_full_queue_is_counted_not_silent(yam):
+    """A worker more than QUEUE_BLOCKS blocks behind drops the oldest audio: the snapshot says how
+    many seconds (the page shows it), and they plus the seconds heard are all that was pushed."""
+    from audioclf.inference.session import QUEUE_BLOCKS
+
+    session = LiveSession(LiveClassifier(yam, threshold=0.0))
+    try:
+        pcm = as_browser_pcm(demo_audio("siren", RATE))
+        block, pushed = 960 * 2, 0.0  # 20 ms of stereo, as the browser sends it
+        while pushed < 3 * QUEUE_BLOCKS * 0.02:  # three queues' worth at once: far faster than the model
+            for i in range(0, len(pcm) - block + 1, block):
+                session.push(pcm[i:i + block], RATE, 2)
+                pushed += 0.02
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            snap = session.snapshot()
+            if snap.stream_seconds + snap.dropped_seconds >= pushed - 0.05:  # all of it heard or dropped
+                break
+            time.sleep(0.1)
+        assert snap.dropped_seconds > 0, "nothing dropped: the test did not outrun the model"
+        assert snap.stream_seconds + snap.dropped_seconds == pytest.approx(pushed, abs=0.05)
+        session.reset()
+        assert session.snapshot().dropped_seconds == 0.0  # a new stream starts its own count
+    finally:
+        session.stop()
+
+
 def test_the_last_label_outlives_a_new_stream_marked_stale(yam, monkeypatch):
     """Issue 21: the Live page went back to "listening..." when a stream restarted; the session
     keeps its last label across reset (of the previous stream: stale) and while the stream

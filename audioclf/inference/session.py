@@ -39,6 +39,9 @@ class LiveSnapshot:
     hop_seconds: float
     skipped: int
     error: str = ""
+    # Seconds of microphone audio dropped unheard because the queue was full (the worker fell
+    # more than QUEUE_BLOCKS behind): the stream's clock then runs behind the microphone's.
+    dropped_seconds: float = 0.0
     running: bool = False
     latency: dict = field(default_factory=dict)
     # The newest label of the session, kept across streams: what stays on screen between
@@ -54,10 +57,16 @@ class LiveSnapshot:
         return self.last is None or not self.last_current or self.last_age > limit
 
 
+def block_seconds(samples: np.ndarray, sr: int, channels: int = 1) -> float:
+    """Seconds of audio in a PCM block of `channels` interleaved (or planar) channels at `sr`."""
+    return float(np.asarray(samples).size) / max(1, int(channels)) / max(1, int(sr))
+
+
 class LiveSession:
     """A :class:`~audioclf.inference.live.LiveClassifier` on a worker thread: :meth:`push` never waits for the model.
 
-    ``push`` queues PCM blocks (dropping the oldest when the queue is full); the
+    ``push`` queues PCM blocks (dropping the oldest when the queue is full, counted in
+    ``LiveSnapshot.dropped_seconds`` so a page can say so); the
     worker feeds them to the classifier in order. :meth:`snapshot` copies the
     current state for display from any thread. :meth:`reset` starts a new stream;
     the session's last label outlives it (``LiveSnapshot.last``), so a display never
@@ -73,6 +82,7 @@ class LiveSession:
         self._last: LivePrediction | None = None
         self._last_at = 0.0  # time.monotonic() when _last was made
         self._stream = self._last_stream = 0  # streams started (resets); the one _last is of
+        self._dropped = 0.0  # seconds of this stream's audio dropped from a full queue
         self._thread = threading.Thread(target=self._run, name="audioclf-live", daemon=True)
         self._thread.start()
 
@@ -84,9 +94,11 @@ class LiveSession:
                 return
             except queue.Full:
                 try:
-                    self._queue.get_nowait()
+                    old, old_sr, old_channels = self._queue.get_nowait()
                 except queue.Empty:
-                    pass
+                    continue
+                with self._lock:
+                    self._dropped += block_seconds(old, old_sr, old_channels)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -117,6 +129,7 @@ class LiveSession:
                 history=history, events=[LiveEvent(**vars(e)) for e in c.events],
                 stream_seconds=c.stream_seconds, window_seconds=c.window_seconds,
                 hop_seconds=c.hop_seconds, skipped=c.skipped, error=self._error,
+                dropped_seconds=self._dropped,
                 running=self._thread.is_alive(),
                 latency={"median": float(np.median(lat)), "p95": float(np.percentile(lat, 95))}
                 if lat.size else {},
@@ -139,6 +152,7 @@ class LiveSession:
         with self._lock:
             self.classifier.reset()
             self._error = ""
+            self._dropped = 0.0
             self._stream += 1
 
     def stop(self, timeout: float = 2.0) -> None:
