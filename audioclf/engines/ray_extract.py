@@ -45,6 +45,8 @@ IDLE_TIMEOUT = 600.0  # seconds a pool waits for its next job before its actors 
 MAX_POOLS = 2  # warm pools kept at once (each actor holds a model in its node's memory)
 IN_FLIGHT = 2  # blocks queued at each actor, so the next one is there when a block finishes
 BLOCK_TRIES = 3  # an actor dying this often on one block makes its clips errors, not a failed job
+PING_TIMEOUT = 10.0  # seconds a warm actor has to answer before a job
+DEAD = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError, ray.exceptions.ActorUnschedulableError)
 REAP_EVERY = 1.0  # seconds between the reaper's looks at the pools' idle times
 
 # How often this process loaded a feature model into an actor (read through FeatureActor.info):
@@ -151,16 +153,37 @@ class Pool:
 
         # No logical CPUs: an idle warm actor must not keep a trial or a fold from being scheduled.
         # Its node's share of the work is set by how many actors are placed there (one per
-        # cpus_per_actor of the node's CPUs), not by Ray's accounting.
+        # cpus_per_actor of the node's CPUs), not by Ray's accounting. Hard affinity: a soft one let
+        # Ray put both of a two-node cluster's actors on one node; a lost node's slots move (replace).
         slot.actor = RemoteFeatureActor.options(
             num_cpus=0, max_restarts=0, max_task_retries=0,
-            scheduling_strategy=NodeAffinitySchedulingStrategy(slot.node, soft=True),
+            scheduling_strategy=NodeAffinitySchedulingStrategy(slot.node, soft=False),
         ).remote(self.config, self.config_key, self.threads, self.settings)
 
     def replace(self, slot: Slot, dead: object) -> None:
         if slot.actor is dead:  # two failed blocks of one actor: replace it once
+            try:
+                ray.kill(dead)  # "unavailable" may still be alive: it must not hold its model on
+            except Exception:  # noqa: BLE001  (already gone)
+                pass
             slot.replaced += 1
+            alive = {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
+            if slot.node not in alive and alive:  # its node is gone: the least used live node takes it
+                used = {node: sum(s.node == node for s in self.slots) for node in alive}
+                slot.node = min(sorted(alive), key=used.get)
             self.start(slot)
+
+    def check(self) -> None:
+        """Replace the actors that died since the last job (a killed worker, a lost node) before
+        blocks are sent to them; one ping each, all at once. One that does not answer within
+        PING_TIMEOUT is left to the job, which replaces it if its first block fails."""
+        pings = {slot.actor.info.remote(): slot for slot in self.slots}
+        ready, _ = ray.wait(list(pings), num_returns=len(pings), timeout=PING_TIMEOUT)
+        for ref in ready:
+            try:
+                ray.get(ref)
+            except DEAD:
+                self.replace(pings[ref], pings[ref].actor)
 
     def close(self) -> None:
         self.closed = True
@@ -232,6 +255,7 @@ def get_pool(config: FeatureConfig, key: str, settings: dict[str, str], actors: 
             if k[0] != session:  # an earlier Ray session's handles: nothing to kill, just forget
                 _pools.pop(k)
         pool = _pools.get(pool_key)
+        warm = pool is not None
         if pool is None:
             # Beyond MAX_POOLS, the least recently used idle pool makes room.
             idle = sorted((p for p in _pools.values() if p.busy == 0), key=lambda p: p.last_used)
@@ -247,6 +271,12 @@ def get_pool(config: FeatureConfig, key: str, settings: dict[str, str], actors: 
     for p in stale:
         p.close()
     _ensure_reaper()
+    if warm:
+        try:
+            pool.check()
+        except BaseException:
+            release(pool)
+            raise
     return pool
 
 
@@ -355,7 +385,7 @@ def run(table: pa.Table, config: FeatureConfig, *, key: str, store_root: str, pr
             load[id(slot)] -= 1
             try:
                 summary = ray.get(done[0])
-            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+            except DEAD:
                 pool.replace(slot, actor)
                 if tries + 1 < BLOCK_TRIES:
                     blocks.appendleft((start, tries + 1))
