@@ -70,6 +70,36 @@ def feature_config(kind: str):
 
 # ---------------------------------------------------------------- one mode, in its own process
 
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process, its reaped children and its live descendants
+    (the local pool's workers; the Ray nodes this process started, their actors and services).
+
+    Less sensitive to other work on the machine than wall time: under load, a job's share of
+    the cores, not its cost, sets its wall time."""
+    import resource
+
+    tick = os.sysconf("SC_CLK_TCK")
+    parent: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parent[int(entry)] = int(fields[1])
+            cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+    mine, grew = {os.getpid()}, True
+    while grew:
+        new = {pid for pid, pp in parent.items() if pp in mine and pid not in mine}
+        mine |= new
+        grew = bool(new)
+    mine.discard(os.getpid())
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime + sum(cpu[p] for p in mine)
+
+
 def child(mode: str, kind: str, limit: int | None, out: str, data: str = "fsdd") -> None:
     from audioclf.engines import get_engine
 
@@ -103,9 +133,10 @@ def child(mode: str, kind: str, limit: int | None, out: str, data: str = "fsdd")
             # empty cache, so both compute every clip.
             os.environ["AUDIOCLF_HOME"] = tempfile.mkdtemp(prefix=f"scale-{mode}-{job}-")
             store = tempfile.mkdtemp(prefix=f"scale-{mode}-{job}-store-")
-            t0 = time.perf_counter()
+            c0, t0 = cpu_seconds(), time.perf_counter()
             result = engine.extract(paths, cfg, store=store)
             row[f"seconds_{job}"] = round(time.perf_counter() - t0, 3)
+            row[f"cpu_{job}"] = round(cpu_seconds() - c0, 3)
             if job == "first":
                 shutil.rmtree(store, ignore_errors=True)
                 shutil.rmtree(os.environ["AUDIOCLF_HOME"], ignore_errors=True)
@@ -192,7 +223,8 @@ def main() -> None:
             rows[mode].append(row)
             loads.append(os.getloadavg()[0])
             print(f"  round {r + 1} {mode:<5} first job {row['seconds_first']:7.2f} s, again "
-                  f"{row['seconds_again']:7.2f} s, {row['extracted']} clips"
+                  f"{row['seconds_again']:7.2f} s, {row['extracted']} clips; CPU-seconds {row['cpu_first']:.1f}, "
+                  f"{row['cpu_again']:.1f}"
                   + (f"  (cluster start {row['cluster_seconds']:.1f} s, join {row['connect_seconds']:.1f} s)"
                      if "cluster_seconds" in row else ""), flush=True)
     first = {m: statistics.median(x["seconds_first"] for x in rs) for m, rs in rows.items()}
@@ -212,11 +244,16 @@ def main() -> None:
         ratio1 = f"{first[m] / first['local']:.2f}x" if "local" in first else "-"
         print(f"| {m} | {last['cpus']:g} | {first[m]:.1f} | {again[m]:.1f} | {n / again[m]:.0f} | {ratio} | "
               f"{ratio1} | {share} |")
+    cpu1 = {m: statistics.median(x["cpu_first"] for x in rs) for m, rs in rows.items()}
+    cpu2 = {m: statistics.median(x["cpu_again"] for x in rs) for m, rs in rows.items()}
+    print("\nCPU-seconds per job (all processes of the mode; medians): "
+          + ", ".join(f"{m} first {cpu1[m]:.1f} / again {cpu2[m]:.1f}" for m in args.modes))
     if "local" in again:
         for m in (m for m in args.modes if m != "local"):
             verdict = "meets" if again[m] / again["local"] <= BAR else "misses"
-            print(f"{m}: again {again[m] / again['local']:.2f}x the local pool ({verdict} the {BAR:g}x bar), "
-                  f"first job {first[m] / first['local']:.2f}x")
+            print(f"{m}: again {again[m] / again['local']:.2f}x the local pool's time ({verdict} the {BAR:g}x bar), "
+                  f"first job {first[m] / first['local']:.2f}x; CPU-seconds again "
+                  f"{cpu2[m] / cpu2['local']:.2f}x, first {cpu1[m] / cpu1['local']:.2f}x")
     unit = "windows" if args.features == "yamnet" else "audio seconds"
     best = min(args.modes, key=lambda m: again[m])
     cpus = rows[best][-1]["cpus"]
