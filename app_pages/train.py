@@ -39,6 +39,10 @@ BATCHES = (16, 32, 64, 128)
 LEARNING_RATES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 BACKBONE_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3)
 FINETUNE_CHOICES = (0, 1, 2, 3, 4, FINETUNE_ALL)
+MIXUPS = (0.0, 0.2, 0.4, 1.0)
+MIXUP_HELP = ("Training only: blend each training clip with another one of its batch, labels alike, the share "
+              "drawn from Beta(alpha, alpha), so the model learns that between two sounds lies a mixture. "
+              "0 is off; EfficientAT was trained with it (docs/RESULTS.md has what it did here).")
 FINETUNE_HELP = ("Train EfficientAT's last blocks together with the model, at their own (smaller) learning rate, "
                  "instead of only reading its frozen features. The lower blocks still run once per clip, but "
                  "every epoch runs the fine-tuned blocks forwards and backwards: slower per epoch the more "
@@ -88,6 +92,7 @@ def preset_values(cfg: dict) -> dict:
                   tr_finetune=int(t.get("finetune_blocks", 0)),
                   tr_backbone_lr=float(t.get("backbone_learning_rate", TrainConfig().backbone_learning_rate)),
                   tr_average=int(t.get("average_epochs", TrainConfig().average_epochs)),
+                  tr_mixup=float(t.get("mixup", 0.0)),
                   tr_name=cfg.get("name", ""))
     if s["method"] != "fixed":
         values["tr_test"] = float(s["test"])
@@ -183,7 +188,7 @@ def widget_defaults(feature_kind: str, model_kind: str) -> dict:
             "tr_patience": t.patience if t.patience else "none", "tr_min_epochs": t.min_epochs,
             "tr_weights": t.class_weights, "tr_warp": bool(t.warp_augment),
             "tr_reduce_lr": t.reduce_lr is not None, "tr_finetune": t.finetune_blocks,
-            "tr_backbone_lr": t.backbone_learning_rate, "tr_average": t.average_epochs}
+            "tr_backbone_lr": t.backbone_learning_rate, "tr_average": t.average_epochs, "tr_mixup": t.mixup}
 
 
 def follow_defaults(feature_kind: str, model_kind: str) -> dict:
@@ -263,6 +268,8 @@ def train_fields(feature_kind: str):
                                    "(0: the best epoch's own), used only if it scores no worse on the "
                                    "validation clips. Which single epoch looks best on few clips is partly "
                                    "chance. Needs validation clips and early stopping.")
+    mixup = st.selectbox("Mixup (alpha)", _options(MIXUPS, d["tr_mixup"], "tr_mixup"), key="tr_mixup",
+                         format_func=lambda a: "off" if a == 0 else f"{a:g}", help=MIXUP_HELP)
     finetune, backbone_lr = 0, d["tr_backbone_lr"]
     if feature_kind == "efficientat":
         finetune = st.selectbox("Fine-tune EfficientAT's top blocks", FINETUNE_CHOICES, key="tr_finetune",
@@ -279,7 +286,7 @@ def train_fields(feature_kind: str):
                                     warp_augment=WARPS if warp and not warp_na else (),
                                     reduce_lr=REDUCE_LR if reduce_lr else None,
                                     finetune_blocks=int(finetune), backbone_learning_rate=float(backbone_lr),
-                                    average_epochs=int(average))
+                                    average_epochs=int(average), mixup=float(mixup))
 
 
 NO_VAL_HELP = ("0: no validation clips; every clip that is not test trains, and early stopping "

@@ -29,11 +29,13 @@ PRUNER_NAMES = {"median": "Median: stop trials below the median so far", "hyperb
 EXTRA_PARAMS = {
     "mfcc": ("features.n_mfcc=13,20,40", "features.sr=16000,22050", "model.pooling=last,mean,meanmax",
              "model.input_noise=0:0.5:0.1", "train.batch_size=32,64", "model.members=1,3",
-             "train.average_epochs=0,3,5"),
-    "spectral": ("features.n_mfcc=13,20", "model.pooling=last,mean,meanmax", "model.members=1,3"),
-    "yamnet": ("model.pooling=last,mean,meanmax", "model.input_noise=0:0.5:0.1", "model.members=1,3"),
+             "train.average_epochs=0,3,5", "train.mixup=0,0.2,0.4"),
+    "spectral": ("features.n_mfcc=13,20", "model.pooling=last,mean,meanmax", "model.members=1,3",
+                 "train.mixup=0,0.2,0.4"),
+    "yamnet": ("model.pooling=last,mean,meanmax", "model.input_noise=0:0.5:0.1", "model.members=1,3",
+               "train.mixup=0,0.2,0.4"),
     "efficientat": ("features.sequence=frames,windows", "model.pooling=last,mean,meanmax",
-                    "model.input_noise=0:0.5:0.1", "model.members=1,3",
+                    "model.input_noise=0:0.5:0.1", "model.members=1,3", "train.mixup=0,0.2,0.4",
                     # fine-tuning trials cost several times a frozen one per epoch: offered, not ticked
                     "train.finetune_blocks=0,1,2", "train.backbone_learning_rate=3e-5:3e-4:log"),
 }

@@ -93,7 +93,8 @@ def test_explore_without_efficientat_says_how_to_get_it():
 
 
 def test_train_fine_tunes_efficientat_from_the_form(monkeypatch, efficientat_pt):
-    """The form offers fine-tuning with EfficientAT only; a run started with it trains the last block."""
+    """The form offers fine-tuning with EfficientAT only; a run started with it trains the last block
+    (with mixup from the form too: the fine-tuned blocks' outputs are blended)."""
     import time
 
     from audioclf.training import run_status, runs
@@ -107,6 +108,8 @@ def test_train_fine_tunes_efficientat_from_the_form(monkeypatch, efficientat_pt)
     assert at.selectbox(key="tr_finetune").value == 0 and at.select_slider(key="tr_backbone_lr").value == 1e-4
     at.selectbox(key="tr_finetune").set_value(1)
     at.select_slider(key="tr_backbone_lr").set_value(3e-4)
+    assert at.selectbox(key="tr_mixup").value == 0.0  # off unless asked for
+    at.selectbox(key="tr_mixup").set_value(0.4)
     at.number_input(key="tr_epochs").set_value(1)
     at.button(key=SUBMIT).click().run()
     assert not at.exception, at.exception
@@ -119,7 +122,7 @@ def test_train_fine_tunes_efficientat_from_the_form(monkeypatch, efficientat_pt)
     assert status.state == "done", status.message
     run = runs.load_run(run_id)
     assert run.config["train"]["finetune_blocks"] == 1 and run.config["features"]["sequence"] == "mel"
-    assert run.config["train"]["backbone_learning_rate"] == 3e-4
+    assert run.config["train"]["backbone_learning_rate"] == 3e-4 and run.config["train"]["mixup"] == 0.4
     assert run.metrics["finetune"]["changed_share"] > 0
     at.run()  # the finished run on the Train page, then on the Runs page
     assert not at.exception, at.exception

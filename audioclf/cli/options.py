@@ -197,6 +197,8 @@ def _train_table() -> dict[str, Option]:
         "average_epochs": Option("keep the mean of this many epochs' weights centred on the best epoch, if it "
                                  "scores no worse on the validation clips (needs validation and early "
                                  "stopping; 0: the best epoch's weights)"),
+        "mixup": Option("training only: blend each clip (and its label) with another of its batch, the share "
+                        "drawn from Beta(alpha, alpha); 0 is off, 0.2-0.4 is usual"),
     }
 
 

@@ -148,7 +148,7 @@ def _member(cfg: ModelConfig, x, n_classes: int, prefix: str, seed: int = 0):
     return layers.Dense(n_classes, activation="softmax", name=f"{prefix}probs")(x)
 
 
-def members_view(model):
+def members_view(model, soft: bool = False):
     """(model for training, loss, accuracy) for a model from `build_model`.
 
     A single network trains as it is. An ensemble trains through a view that shares
@@ -156,24 +156,40 @@ def members_view(model):
     the loss is the mean of the members' own cross-entropies, so each member learns
     as if alone (training the average instead would let members lean on each other).
     Accuracy is that of the averaged probabilities, what the model predicts.
+    With `soft` the targets are rows of class probabilities (one-hot, or blended by
+    mixup) instead of class indices.
     """
     import keras
     from keras import ops
 
+    def truth(y_true):
+        return ops.argmax(y_true, axis=-1) if soft else ops.cast(ops.reshape(y_true, (-1,)), "int64")
+
+    def crossentropy(y_true, y_pred):
+        if soft:
+            return keras.losses.categorical_crossentropy(y_true, y_pred)
+        return keras.losses.sparse_categorical_crossentropy(ops.cast(y_true, "int32"), y_pred)
+
     probs = model.get_layer("probs")
     if not isinstance(probs, keras.layers.Average):
-        return model, "sparse_categorical_crossentropy", "accuracy"
+        if not soft:
+            return model, "sparse_categorical_crossentropy", "accuracy"
+
+        def single_accuracy(y_true, y_pred):
+            return ops.cast(ops.equal(truth(y_true), ops.argmax(y_pred, axis=-1)), "float32")
+
+        return model, "categorical_crossentropy", single_accuracy
     stacked = ops.stack([t for t in probs.input], axis=1)
     view = keras.Model(model.input, stacked, name=f"{model.name}_members")
     n = len(probs.input)
 
     def loss(y_true, y_pred):
-        y = ops.repeat(ops.expand_dims(ops.cast(ops.reshape(y_true, (-1,)), "int32"), 1), n, axis=1)
-        return ops.mean(keras.losses.sparse_categorical_crossentropy(y, y_pred), axis=-1)
+        y = ops.expand_dims(y_true if soft else ops.reshape(y_true, (-1,)), 1)
+        return ops.mean(crossentropy(ops.repeat(y, n, axis=1), y_pred), axis=-1)
 
     def accuracy(y_true, y_pred):
         guess = ops.argmax(ops.mean(y_pred, axis=1), axis=-1)
-        return ops.cast(ops.equal(ops.cast(ops.reshape(y_true, (-1,)), guess.dtype), guess), "float32")
+        return ops.cast(ops.equal(ops.cast(truth(y_true), guess.dtype), guess), "float32")
 
     return view, loss, accuracy
 

@@ -20,9 +20,8 @@ from .defaults import AUTO, AutoFeatures, model_defaults, train_values
 
 FINETUNE_ALL = 16  # finetune_blocks that trains the whole network: its 15 blocks and the stem
 FINETUNE_SEQUENCE = "mel"  # a fine-tuning run's EfficientAT features: the network's own input
-
-
 MAX_AVERAGE_EPOCHS = 25  # TrainConfig.average_epochs: each kept epoch holds a copy of the weights
+MAX_MIXUP = 10.0  # Beta(10, 10) already blends nearly half and half; more means nothing new
 
 
 class TrainingError(AudioclfError):
@@ -62,6 +61,11 @@ class TrainConfig:
     # the basin they share. Needs validation and early stopping; kept only when it
     # scores no worse on the validation clips than the best epoch.
     average_epochs: int = 0
+    # Mixup: every training batch blends each clip with another one of the batch, targets
+    # alike, the blend weight drawn from Beta(mixup, mixup) (0: off). Teaches the head that
+    # between two sounds lies a mixture, not a sharp edge; EfficientAT's networks were
+    # themselves trained with it. With fine-tuning the frozen part's outputs are blended.
+    mixup: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 < float(self.learning_rate) <= 1:
@@ -91,6 +95,13 @@ class TrainConfig:
             raise TrainingError(f"Weight averaging takes 0 (off) to {MAX_AVERAGE_EPOCHS} epochs, "
                                 f"got {self.average_epochs}.")
         object.__setattr__(self, "average_epochs", int(self.average_epochs))
+        try:
+            mixup = float(self.mixup)
+        except (TypeError, ValueError):
+            mixup = -1.0
+        if not 0 <= mixup <= MAX_MIXUP:
+            raise TrainingError(f"Mixup's alpha must be 0 (off) to {MAX_MIXUP:g}, got {self.mixup!r}.")
+        object.__setattr__(self, "mixup", mixup)
         if self.reduce_lr is not None and int(self.reduce_lr) < 1:
             raise TrainingError(f"Reduce-LR patience must be at least 1 epoch (or none), got {self.reduce_lr}.")
 

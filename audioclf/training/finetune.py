@@ -124,7 +124,7 @@ def build_finetune(model_cfg: ModelConfig, train_cfg: TrainConfig, features_cfg,
         # have changed since, the inputs are computed again through the lower part the model now holds.
         train_x = parts.run_part(lower, train.x)
         val_x = parts.run_part(lower, val.x) if has_val else []
-    view, loss, accuracy = members_view(heads["head"])
+    view, loss, accuracy = members_view(heads["head"], soft=bool(train_cfg.mixup))
     inputs = keras.Input((None, top.in_freq * top.in_channels), name="efficientat_map")
     trainee = keras.Model(inputs, view(top(inputs)), name=f"{MODEL_PREFIX}_finetune_trainee")
     trainee.compile(optimizer=backbone_optimizer(train_cfg.learning_rate, train_cfg.backbone_learning_rate,

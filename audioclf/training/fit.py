@@ -70,22 +70,24 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: SplitData | Store
     mean, var = train.input_stats(model_cfg) if streamed else input_stats(model_cfg, train.x)
     model, warm = warm_model(lambda m, v: build_model(model_cfg, dims, n_classes, mean=m, variance=v),
                              mean, var, initial)
-    trainee, loss, accuracy = members_view(model)  # an ensemble trains each member on its own loss
+    soft = n_classes if train_cfg.mixup else 0  # mixup blends targets: one-hot rows, not indices
+    trainee, loss, accuracy = members_view(model, soft=bool(soft))  # an ensemble trains each member on its own loss
     trainee.compile(optimizer=keras.optimizers.Adam(float(train_cfg.learning_rate)),
                     loss=loss, metrics=[accuracy])
     cw = class_weights(train.y, n_classes) if train_cfg.class_weights else None
     if streamed:
-        train_ds = train.dataset(int(train_cfg.batch_size), int(train_cfg.seed), cw)
+        train_ds = train.dataset(int(train_cfg.batch_size), int(train_cfg.seed), cw, soft, train_cfg.mixup)
     else:
         w = None if cw is None else cw[train.y].astype(np.float32)
-        train_ds = batching.dataset(train.x, train.y, w, int(train_cfg.batch_size), int(train_cfg.seed))
+        train_ds = batching.dataset(train.x, train.y, w, int(train_cfg.batch_size), int(train_cfg.seed), soft,
+                                    train_cfg.mixup)
     has_val = val is not None and len(val) > 0
     if not has_val:
         val_ds = None
     elif isinstance(val, StoreSplit):
-        val_ds = val.dataset(VAL_BATCH, None)
+        val_ds = val.dataset(VAL_BATCH, None, None, soft)
     else:
-        val_ds = batching.dataset(val.x, val.y, None, VAL_BATCH, None)
+        val_ds = batching.dataset(val.x, val.y, None, VAL_BATCH, None, soft)
     info = run_fit(trainee, train_cfg, train_ds, val_ds, on_epoch, should_stop, callbacks)
     if warm is not None:
         info["warm_start"] = warm
@@ -196,8 +198,10 @@ def _fit_finetune(model_cfg, train_cfg, features, train, val, n_classes, on_epoc
     ft = build_finetune(model_cfg, train_cfg, features, train, val, n_classes, initial=initial)
     cw = class_weights(train.y, n_classes) if train_cfg.class_weights else None
     w = None if cw is None else cw[train.y].astype(np.float32)
-    train_ds = batching.dataset(ft.train_x, train.y, w, int(train_cfg.batch_size), int(train_cfg.seed))
-    val_ds = batching.dataset(ft.val_x, val.y, None, VAL_BATCH, None) if ft.val_x else None
+    soft = n_classes if train_cfg.mixup else 0
+    train_ds = batching.dataset(ft.train_x, train.y, w, int(train_cfg.batch_size), int(train_cfg.seed), soft,
+                                train_cfg.mixup)
+    val_ds = batching.dataset(ft.val_x, val.y, None, VAL_BATCH, None, soft) if ft.val_x else None
     info = run_fit(ft.trainee, train_cfg, train_ds, val_ds, on_epoch, should_stop, callbacks)
     info["finetune"] = ft.record(train_cfg, info)
     if ft.warm is not None:

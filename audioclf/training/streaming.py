@@ -138,25 +138,27 @@ class StoreSplit:
         mean = total / n
         return mean, np.maximum(sq / n - np.square(mean), 1e-8)
 
-    def batches(self, batch_size: int, seed: int | None, class_w: np.ndarray | None) -> Iterator[tuple]:
-        """Length-bucketed padded batches, each buffer shuffled on its own (an epoch per call)."""
+    def batches(self, batch_size: int, seed: int | None, class_w: np.ndarray | None, n_classes: int = 0,
+                mixup: float = 0.0) -> Iterator[tuple]:
+        """Length-bucketed padded batches, each buffer shuffled on its own (an epoch per call);
+        `n_classes` and `mixup` as in :func:`~audioclf.training.batching.batches`."""
         rng = np.random.default_rng(seed) if seed is not None else None
         epoch_seed = None if rng is None else int(rng.integers(2**31))
         for xs, ys, _ in self.buffers(epoch_seed):
             w = None if class_w is None else class_w[ys].astype(np.float32)
-            yield from batching.batches(xs, ys, w, batch_size, rng)
+            yield from batching.batches(xs, ys, w, batch_size, rng, n_classes, mixup)
 
-    def dataset(self, batch_size: int, seed: int | None, class_w: np.ndarray | None = None):
+    def dataset(self, batch_size: int, seed: int | None, class_w: np.ndarray | None = None, n_classes: int = 0,
+                mixup: float = 0.0):
         """A tf.data.Dataset of :meth:`batches`: a new row-group order every epoch when `seed` is given."""
         import tensorflow as tf
 
-        sig = (tf.TensorSpec((None, None, self.dims), tf.float32), tf.TensorSpec((None,), tf.int64))
-        if class_w is not None:
-            sig += (tf.TensorSpec((None,), tf.float32),)
+        sig = batching.signature(self.dims, class_w is not None, n_classes)
         epochs = iter(range(1 << 30))
 
         def gen():
-            yield from self.batches(batch_size, None if seed is None else seed + next(epochs), class_w)
+            yield from self.batches(batch_size, None if seed is None else seed + next(epochs), class_w, n_classes,
+                                    mixup)
 
         full, rest = divmod(len(self), self.buffer_clips)
         steps = full * batching.n_batches(self.buffer_clips, batch_size) + (batching.n_batches(rest, batch_size)
