@@ -111,8 +111,19 @@ def parse_row(row: str) -> tuple[str, str, dict]:
     for item in settings:
         name, value = item.split("=", 1)
         name = name if name.startswith(("model.", "train.")) else f"model.{name}"
-        overrides[name] = json.loads(value) if value[:1] in "[{0123456789-.tfn" else value
+        overrides[name] = setting_value(value)
     return feature, model, overrides
+
+
+def setting_value(text: str):
+    """A row's setting as the CLI reads it: JSON (numbers, lists, true/false), `none`/`null` for
+    "no value" (e.g. `train.patience=none`), anything else as the string it is."""
+    if text.strip().lower() in ("none", "null"):
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def run_row(row: str, manifest: Path, yamnet: str, seed: int, efficientat: str = "") -> dict:
