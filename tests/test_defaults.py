@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from audioclf.datasets import SplitConfig
 from audioclf.features import FeatureError, MFCCConfig, config_from_dict, config_to_dict, extract
 from audioclf.model import ModelConfig, ModelError, build_model, input_stats, pad_sequences
 from audioclf.training import RunConfig, TrainConfig, TrainingError
+from audioclf.training.defaults import model_defaults
 
 SR = 16000
 
@@ -102,11 +104,12 @@ def test_cli_exposes_the_new_options():
          "--no-clip-scale", "--time-mask", "0", "--feature-mask", "2", "--reduce-lr", "none",
          "--warp-augment", "0.95,1.05"])
     assert feature_config(args) == MFCCConfig(trim_db=None, fmax=4000.0)
-    assert model_config(args) == ModelConfig(pooling="last", clip_scale=False, time_mask=0, feature_mask=2)
+    assert model_config(args) == replace(model_defaults("mfcc"), pooling="last", clip_scale=False, time_mask=0,
+                                         feature_mask=2)
     assert train_config(args) == TrainConfig(reduce_lr=None, warp_augment=(0.95, 1.05))
     defaults = build_parser().parse_args(["train", "somewhere", "--features", "mfcc"])
     assert (feature_config(defaults), model_config(defaults), train_config(defaults)) == \
-        (MFCCConfig(), ModelConfig(), TrainConfig())
+        (MFCCConfig(), model_defaults("mfcc"), TrainConfig())
 
 
 def test_warp_augment_adds_training_copies(fsdd_small):
