@@ -70,7 +70,8 @@ def preset_values(cfg: dict) -> dict:
               "tr_model": m["kind"], "tr_split": s["method"]}
     if f["kind"] == "efficientat":
         seq = f.get("sequence", "frames")
-        values.update(tr_eat_model=f.get("model") or "", tr_eat_seq=seq if seq in EAT_SEQUENCES else "frames")
+        values.update(tr_eat_model=f.get("model") or "", tr_eat_seq=seq if seq in EAT_SEQUENCES else "frames",
+                      tr_eat_yamnet=f.get("yamnet") is not None)
     if f["kind"] in ("mfcc", "spectral"):
         values.update(tr_sr=next((k for k, v in RATES.items() if v == f.get("sr")), list(RATES)[0]),
                       tr_nmfcc=f["n_mfcc"], tr_nfft=f["n_fft"], tr_hop=f["hop_length"], tr_nmels=f["n_mels"])
@@ -150,7 +151,12 @@ def feature_fields(kind: str):
         seq = st.selectbox("Sequence", list(EAT_SEQUENCES), format_func=EAT_SEQUENCES.get, key="tr_eat_seq",
                            help="What the recurrent models read over time. The dense baseline uses the "
                                 "clip's mean, which for frames is EfficientAT's own clip embedding.")
-        return lambda: EfficientATConfig(model=model, sequence=seq)
+        missing = yamnet_reason()
+        both = st.checkbox("Also hear through YAMNet", key="tr_eat_yamnet", disabled=bool(missing),
+                           help=missing or "Each step also gets YAMNet's embedding, and the model a network "
+                                "for each of the two: they mishear different clips, so together they "
+                                "hear more. Extraction and training take about twice as long.")
+        return lambda: EfficientATConfig(model=model, sequence=seq, yamnet="" if both and not missing else None)
     base = MFCCConfig() if kind == "mfcc" else SpectralConfig()
     rate_names = list(RATES)
     default_rate = next((k for k, v in RATES.items() if v == base.sr), rate_names[0])

@@ -23,7 +23,8 @@ Auto when a pretrained model (YAMNet, EfficientAT) is available, else MFCC);
 (`efficientat` is EfficientAT's frame sequence, `efficientat-windows` its 0.96 s
 window embeddings, the checkpoint given by --efficientat), optionally followed by
 `,name=value` settings on top (`model.` is implied: `members=3`,
-`train.learning_rate=1e-3`); `plain` is the study's plain
+`train.learning_rate=1e-3`, `feature.` a setting of the feature config:
+`efficientat:gru,feature.yamnet=true`); `plain` is the study's plain
 pipeline, measured in the same run on the same folds: YAMNet embeddings per
 0.96 s window (TFLite, one window per call) -> BiLSTM(128, sequences) ->
 BiLSTM(64) -> Dense(64, relu) -> Dropout(0.3) -> softmax, inputs standardised
@@ -110,7 +111,7 @@ def parse_row(row: str) -> tuple[str, str, dict]:
     overrides = {}
     for item in settings:
         name, value = item.split("=", 1)
-        name = name if name.startswith(("model.", "train.")) else f"model.{name}"
+        name = name if name.startswith(("model.", "train.", "feature.")) else f"model.{name}"
         overrides[name] = setting_value(value)
     return feature, model, overrides
 
@@ -144,6 +145,8 @@ def run_row(row: str, manifest: Path, yamnet: str, seed: int, efficientat: str =
         features = config_for_kind(kind.split("-")[0], auto)
         if kind == "efficientat-windows":
             features = replace(features, sequence="windows")
+        feature_settings = {k.split(".", 1)[1]: extra.pop(k) for k in list(extra) if k.startswith("feature.")}
+        features = replace(features, **feature_settings) if feature_settings else features
         overrides.update({"model.kind": model, **extra})
     cfg = RunConfig(dataset=str(manifest), split=SplitConfig(method="fixed", val=VAL_SHARE), features=features,
                     name=f"bench {row} {manifest.stem}", overrides=overrides)

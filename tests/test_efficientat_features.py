@@ -230,7 +230,8 @@ def test_cli_extracts_and_trains_with_efficientat(esc_tiny, efficientat_pt):
     from audioclf.training import runs
 
     cfg = runs.load_run(run_id).config
-    assert cfg["features"] == {"kind": "efficientat", "model": str(efficientat_pt), "sequence": "frames"}
+    assert cfg["features"] == {"kind": "efficientat", "model": str(efficientat_pt), "sequence": "frames",
+                               "yamnet": None}
     assert cfg["train"]["warp_augment"] == [] and cfg["model"]["kind"] == "baseline"
     runs.delete_run(run_id)
 

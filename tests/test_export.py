@@ -1,6 +1,7 @@
 """Export bundles: TFLite equals Keras, the standalone predict.py equals audioclf (also in a fresh
-virtual environment without audioclf), for an MFCC, a YAMNet and an EfficientAT run; which architectures
-convert; EfficientAT's TFLite backbone and NumPy front end against audioclf's."""
+virtual environment without audioclf), for an MFCC, a YAMNet and an EfficientAT run, and one on
+EfficientAT with YAMNet beside it; which architectures convert; EfficientAT's TFLite backbone and
+NumPy front end against audioclf's."""
 from __future__ import annotations
 
 import csv
@@ -20,9 +21,9 @@ from audioclf.export import ExportError, bundle_zip, convert_tflite, export_run,
 from audioclf.training import runs
 
 MAX_DIFF = 1e-3  # TFLite vs Keras probabilities
-KINDS = ["mfcc", "yamnet", "efficientat", "finetuned"]
+KINDS = ["mfcc", "yamnet", "efficientat", "finetuned", "both"]
 RUN_FIXTURES = {"mfcc": "trained_run", "yamnet": "yamnet_run", "efficientat": "efficientat_run",
-                "finetuned": "finetuned_run"}
+                "finetuned": "finetuned_run", "both": "both_run"}
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +53,22 @@ def efficientat_run(fsdd_small, efficientat_pt) -> str:
     cfg = RunConfig(dataset=str(fsdd_small), split=SplitConfig(val=0.25, test=0.25, seed=0),
                     features=EfficientATConfig(model=str(efficientat_pt)), name="efficientat-export",
                     model=ModelConfig(kind="gru", rnn_units=(16,), dense_units=(16,)),
+                    train=TrainConfig(epochs=3, patience=None, batch_size=8, learning_rate=3e-3,
+                                      warp_augment=()))
+    return train(cfg)
+
+
+@pytest.fixture(scope="module")
+def both_run(fsdd_small, efficientat_pt, yamnet_tflite) -> str:
+    """A small run on EfficientAT's frames with YAMNet's embeddings beside them: a GRU for each."""
+    from audioclf.datasets import SplitConfig
+    from audioclf.features import EfficientATConfig
+    from audioclf.model import ModelConfig
+    from audioclf.training import RunConfig, TrainConfig, train
+
+    cfg = RunConfig(dataset=str(fsdd_small), split=SplitConfig(val=0.25, test=0.25, seed=0),
+                    features=EfficientATConfig(model=str(efficientat_pt), yamnet=str(yamnet_tflite)),
+                    name="both-export", model=ModelConfig(kind="gru", rnn_units=(16,), dense_units=(16,)),
                     train=TrainConfig(epochs=3, patience=None, batch_size=8, learning_rate=3e-3,
                                       warp_augment=()))
     return train(cfg)
@@ -120,12 +137,12 @@ def test_bundle_files_and_tflite_equals_keras(kind, bundles, clips):
     names = {p.name for p in bundle.iterdir()}
     assert {"model.tflite", "saved_model", "model.keras", "audioclf_layers.py", "labels.json", "features.json", "run.json",
             "predict.py", "requirements.txt", "README.md"} <= names
-    assert ("yamnet.tflite" in names) == (kind == "yamnet")
-    assert ("efficientat.tflite" in names) == (kind == "efficientat")
+    assert ("yamnet.tflite" in names) == (kind in ("yamnet", "both"))
+    assert ("efficientat.tflite" in names) == (kind in ("efficientat", "both"))
     assert json.loads((bundle / "labels.json").read_text()) == runs.load_run(run_id).labels
     reqs = (bundle / "requirements.txt").read_text()
     assert "ai-edge-litert" in reqs and ("librosa" in reqs) == (kind == "mfcc") and "audioclf" not in reqs
-    assert ("scipy" in reqs) == (kind in ("efficientat", "finetuned"))
+    assert ("scipy" in reqs) == (kind in ("efficientat", "finetuned", "both"))
     if kind == "finetuned":  # the model holds the network: it takes EfficientAT's 128 log-mel bands
         info = json.loads((bundle / "run.json").read_text())
         assert info["finetuned"] and info["input_dims"] == 128 and "backbone" not in info

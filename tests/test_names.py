@@ -117,5 +117,6 @@ def test_the_feature_configs_agree_with_their_networks():
     from audioclf.features.efficientat import params
 
     assert configs.YAMNET_SR == YAMNetConfig.sr == yamnet.SAMPLE_RATE
+    assert configs.YAMNET_DIMS == yamnet.EMBEDDING_DIM
     assert configs.EFFICIENTAT_SR == EfficientATConfig.sr == params.SAMPLE_RATE
     assert configs.EFFICIENTAT_DEFAULT == EfficientATConfig().model == params.DEFAULT_MODEL

@@ -310,6 +310,9 @@ def add_feature_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--efficientat-sequence", choices=("frames", "windows"), default=None,
                    help="efficientat: the last feature map every 0.32 s (frames), or a clip embedding of "
                         "each 0.96 s window every 0.32 s (windows) (default: frames)")
+    g.add_argument("--with-yamnet", action="store_true",
+                   help="efficientat: also hear through YAMNet (its embedding beside each step; the model "
+                        "--yamnet-model names, else the default); the model gets a network for each")
 
 
 def feature_kind(args: argparse.Namespace, auto_ok: bool = True) -> str:
@@ -339,6 +342,8 @@ def feature_config(args: argparse.Namespace, auto_ok: bool = True):
     kind = feature_kind(args, auto_ok)
     if args.efficientat_sequence is not None and kind != "efficientat":
         raise CLIError(f"--efficientat-sequence applies to efficientat features, not {kind}.")
+    if getattr(args, "with_yamnet", False) and kind != "efficientat":
+        raise CLIError(f"--with-yamnet adds YAMNet to efficientat features, not to {kind}.")
     fields = {f.name: f for f in _feature_fields()}
     given = {name: getattr(args, f.dest) for name, f in fields.items() if getattr(args, f.dest) is not UNSET}
     first = fields[next(iter(given))].flag if given else ""
@@ -354,7 +359,8 @@ def feature_config(args: argparse.Namespace, auto_ok: bool = True):
         if given:
             raise CLIError(f"{first} does not apply to efficientat features (EfficientAT has its own fixed "
                            "front end).")
-        return EfficientATConfig(model=args.efficientat_model, sequence=args.efficientat_sequence or "frames")
+        return EfficientATConfig(model=args.efficientat_model, sequence=args.efficientat_sequence or "frames",
+                                 yamnet=args.yamnet_model if getattr(args, "with_yamnet", False) else None)
     foreign = [name for name in given if kind not in _kinds_of(name)]
     if foreign:
         raise CLIError(f"{fields[foreign[0]].flag} applies to {' and '.join(_kinds_of(foreign[0]))} features only.")

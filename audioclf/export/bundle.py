@@ -98,7 +98,9 @@ def export_run(run_id: str, out_dir: str | Path, *, progress: Say | None = None)
         raise ExportError(f"{out} exists and is not an empty folder; choose a new one.")
     out.mkdir(parents=True, exist_ok=True)
     features = config_to_dict(config_from_dict(run.config["features"]))
-    yamnet_src = _yamnet_source(features) if features["kind"] == "yamnet" else None
+    also_yamnet = features["kind"] == "efficientat" and features.get("yamnet") is not None
+    yamnet_src = _yamnet_source(features["model"] if features["kind"] == "yamnet" else features["yamnet"]) \
+        if features["kind"] == "yamnet" or also_yamnet else None
     # A fine-tuned run's model holds the network itself and takes its log-mels: no backbone file.
     finetuned = features["kind"] == "efficientat" and features.get("sequence") == FINETUNE_SEQUENCE
     efficientat = _efficientat_model(features) if features["kind"] == "efficientat" and not finetuned else None
@@ -118,7 +120,7 @@ def export_run(run_id: str, out_dir: str | Path, *, progress: Say | None = None)
         error = str(exc)
     if yamnet_src is not None:
         shutil.copy2(yamnet_src, out / YAMNET_FILE)
-        features["model"] = YAMNET_FILE  # the copy beside predict.py
+        features["yamnet" if also_yamnet else "model"] = YAMNET_FILE  # the copy beside predict.py
     backbone = {}
     if efficientat is not None:
         backbone = _write_efficientat(efficientat, out / backbone_tflite.EFFICIENTAT_FILE, say)
@@ -196,11 +198,11 @@ def tflite_probabilities(tflite: bytes | str | Path, features: list[np.ndarray])
     return np.stack(rows) if rows else np.zeros((0, 0), np.float32)
 
 
-def _yamnet_source(features: dict) -> Path:
+def _yamnet_source(model: str) -> Path:
     from ..features.yamnet import check_source, resolve_spec
 
-    check_source(features.get("model", ""))  # a run's config names it: copy only a trusted model
-    spec = resolve_spec(features.get("model", ""))
+    check_source(model)  # a run's config names it: copy only a trusted model
+    spec = resolve_spec(model)
     if not spec.endswith(".tflite") or not Path(spec).is_file():
         raise ExportError(f"This run's YAMNet model is {spec}, not a .tflite file: the bundle needs YAMNet "
                           "as TFLite. Set AUDIOCLF_YAMNET to a yamnet.tflite file and export again.")
@@ -326,6 +328,9 @@ def _source_note(features: dict, backbone: dict) -> str:
                 "Apache-2.0, from tensorflow/models) is included; `--yamnet PATH` uses another copy.\n")
     if features["kind"] != "efficientat":
         return ""
+    both = ("\nEach step also carries YAMNet's 1024-d embedding of the window whose centre is nearest "
+            "(YAMNet on the clip at 16 kHz, resampled from 32 kHz; `yamnet.tflite`, Apache-2.0, is included); "
+            "the model has a network for each part.\n") if features.get("yamnet") is not None else ""
     if features.get("sequence") == FINETUNE_SEQUENCE:
         return """
 This run fine-tuned EfficientAT (Schmid et al. 2023, MIT licence): the model holds the whole network
@@ -344,16 +349,18 @@ n_fft 1024, hop 320, a symmetric Hann of 800; 128 Kaldi mel bands 0-15 kHz; log(
 (x + 4.5) / 5), then the `{features.get('sequence')}` sequence as audioclf does: `frames` is the last
 feature map averaged over frequency, one step per 0.32 s from one pass over the clip; `windows` the
 network's clip embedding of each 0.96 s window, every 0.32 s.
-"""
+""" + both
 
 
 def _backbone_row(features: dict) -> str:
     if features["kind"] == "yamnet":
         return "| `yamnet.tflite` | YAMNet: 0.975 s of 16 kHz audio in, its 1024-d embedding is the feature |\n"
     if features["kind"] == "efficientat":
+        yamnet = ("| `yamnet.tflite` | YAMNet: 0.975 s of 16 kHz audio in, its 1024-d embedding joins each step |\n"
+                  if features.get("yamnet") is not None else "")
         return ("| `efficientat.tflite` | EfficientAT: signature `serving_default`, input `mel` `[1, 128, frames, 1]` "
                 "(one clip's normalised log-mel, any number of frames), outputs `embedding`, `sequence` "
-                "`[1, steps, C]`, `hidden`, `logits` (527 AudioSet classes) |\n")
+                "`[1, steps, C]`, `hidden`, `logits` (527 AudioSet classes) |\n") + yamnet
     return ""
 
 

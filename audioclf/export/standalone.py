@@ -254,11 +254,28 @@ class EfficientAT:
         out = self.runner(mel=np.ascontiguousarray(mel[None, :, :, None], dtype=np.float32))
         return {k: np.asarray(v, np.float32)[0] for k, v in out.items()}
 
-    def __call__(self, y: np.ndarray) -> np.ndarray:
-        mel = eat_log_mel(y)
+    def __call__(self, y: np.ndarray, mel: np.ndarray | None = None) -> np.ndarray:
+        mel = eat_log_mel(y) if mel is None else mel
         if self.sequence == "frames":
             return self.run(mel)["sequence"]
         return np.stack([self.run(w)["embedding"] for w in eat_windows(mel)])
+
+    def times(self, steps: int, n_frames: int) -> np.ndarray:
+        """Centres (s) of the steps of a clip with ``n_frames`` mel frames, as audioclf gives them."""
+        hop = EAT_HOP / EAT_SR
+        if self.sequence == "frames":
+            return np.arange(steps) * EAT_STEP_FRAMES * hop + EAT_STEP_FRAMES * hop / 2
+        if n_frames <= EAT_WINDOW_FRAMES:
+            return np.array([n_frames * hop / 2])
+        return (np.arange(steps) * EAT_STEP_FRAMES + EAT_WINDOW_FRAMES / 2) * hop
+
+
+def yamnet_alongside(yamnet: YAMNet, y32: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """YAMNet's embedding of the window nearest each step (audioclf's ``efficientat ... yamnet=True``)."""
+    y16 = unit_range(np.ascontiguousarray(soxr.resample(y32, EAT_SR, YAMNET_SR, quality="HQ"), dtype=np.float32))
+    emb = yamnet(y16)
+    centres = (np.arange(len(emb)) * YAMNET_HOP + YAMNET_WINDOW / 2) / YAMNET_SR
+    return emb[np.abs(np.asarray(times, np.float64)[:, None] - centres[None, :]).argmin(axis=1)]
 
 
 # ---------------------------------------------------------------- the classifier
@@ -282,7 +299,9 @@ class Classifier:
         self.input = self.it.get_input_details()[0]
         self.output = self.it.get_output_details()[0]["index"]
         self.kind = self.features["kind"]
-        self.yamnet = YAMNet(Path(yamnet) if yamnet else folder / "yamnet.tflite") if self.kind == "yamnet" else None
+        # An EfficientAT run may hear through YAMNet too ("yamnet" in features.json names the copy).
+        hears_yamnet = self.kind == "yamnet" or self.features.get("yamnet") is not None
+        self.yamnet = YAMNet(Path(yamnet) if yamnet else folder / "yamnet.tflite") if hears_yamnet else None
         # "mel" (a fine-tuned run): model.tflite holds the network and takes its log-mels
         self.efficientat = EfficientAT(folder / self.features.get("model", "efficientat.tflite"),
                                        self.features.get("sequence", "frames")) \
@@ -296,8 +315,14 @@ class Classifier:
         y, sr = load(path, self.rate())
         if self.kind == "yamnet":
             return self.yamnet(y)
+        if self.kind == "efficientat" and not self.efficientat:
+            return np.ascontiguousarray(eat_log_mel(y).T)
         if self.kind == "efficientat":
-            return self.efficientat(y) if self.efficientat else np.ascontiguousarray(eat_log_mel(y).T)
+            mel = eat_log_mel(y)
+            seq = self.efficientat(y, mel)
+            if self.features.get("yamnet") is None:
+                return seq
+            return np.hstack([seq, yamnet_alongside(self.yamnet, y, self.efficientat.times(len(seq), mel.shape[1]))])
         if self.kind == "mfcc":
             return mfcc_features(y, sr, self.features)
         return spectral_features(y, sr, self.features)

@@ -25,6 +25,7 @@ FEATURE_VERSION = 2
 # The networks' input rates and the default checkpoint, as features.yamnet and
 # features.efficientat.params say (they cannot be imported here; tests/test_names.py holds them equal).
 YAMNET_SR = 16000
+YAMNET_DIMS = 1024  # its embedding's width: what EfficientATConfig(yamnet=True) appends
 EFFICIENTAT_SR = 32000
 EFFICIENTAT_DEFAULT = "mn04_as"
 # "frames": the last feature map averaged over frequency, one vector per 0.32 s;
@@ -157,13 +158,18 @@ class EfficientATConfig:
     vector per 0.32 s from one pass over the clip), "windows" (the embedding of
     each 0.96 s window, every 0.32 s) or "mel" (the network's own input, the
     normalised log-mel, one frame per 10 ms: the features of a run that fine-tunes
-    the network, whose model holds it).
+    the network, whose model holds it). ``yamnet``, when not None, appends to each
+    step YAMNet's embedding of the window nearest it in time, from that YAMNet model
+    (as :class:`YAMNetConfig`'s ``model``: ``""`` is the default resolution; ``True``
+    reads as ``""``, ``False`` as None): the two networks learnt AudioSet differently
+    and mishear different clips, so a model that reads both hears more than either.
     """
 
     kind: ClassVar[str] = "efficientat"
     sr: ClassVar[int] = EFFICIENTAT_SR
     model: str = EFFICIENTAT_DEFAULT
     sequence: str = "frames"
+    yamnet: str | None = None
 
     def __post_init__(self) -> None:
         model = self.model if isinstance(self.model, str) else os.fspath(self.model)
@@ -177,6 +183,15 @@ class EfficientATConfig:
         if self.sequence not in EFFICIENTAT_SEQUENCES:
             raise FeatureError(f"EfficientATConfig.sequence must be one of {', '.join(EFFICIENTAT_SEQUENCES)}, "
                                f"got {self.sequence!r}.")
+        yamnet = {True: "", False: None}.get(self.yamnet, self.yamnet) \
+            if isinstance(self.yamnet, (bool, np.bool_)) else self.yamnet
+        if yamnet is not None and not isinstance(yamnet, (str, os.PathLike)):
+            raise FeatureError(f"EfficientATConfig.yamnet must be a YAMNet model (\"\" for the default) or "
+                               f"none, got {self.yamnet!r}.")
+        object.__setattr__(self, "yamnet", None if yamnet is None else os.fspath(yamnet).strip())
+        if self.yamnet is not None and self.sequence == "mel":
+            raise FeatureError("YAMNet's embeddings cannot join the mel sequence: a run that fine-tunes "
+                               "EfficientAT trains on its input alone. Use the frames or windows sequence.")
 
 
 FeatureConfig = Union[SpectralConfig, MFCCConfig, YAMNetConfig, EfficientATConfig]
@@ -228,9 +243,22 @@ def config_key(config: FeatureConfig) -> str:
         from audioclf.features.efficientat.weights import checkpoint_identity
 
         payload["model"] = checkpoint_identity(config.model)
+        if config.yamnet is not None:
+            from audioclf.features.yamnet import resolve_spec
+
+            payload["yamnet"] = resolve_spec(config.yamnet)
+        else:  # entries made before the setting existed stay valid
+            del payload["yamnet"]
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
+
+def feature_parts(config: Any, dims: int) -> tuple[int, ...]:
+    """Widths of the parts of a `dims`-wide feature vector that different networks computed,
+    in order: (EfficientAT's, YAMNet's) for ``EfficientATConfig(yamnet=True)``; () for one source."""
+    if isinstance(config, EfficientATConfig) and config.yamnet is not None and dims > YAMNET_DIMS:
+        return (dims - YAMNET_DIMS, YAMNET_DIMS)
+    return ()
 
 
 def check_config(config: Any) -> FeatureConfig:

@@ -86,17 +86,23 @@ def custom_objects() -> dict[str, Any]:
 
 
 def build_model(cfg: ModelConfig, n_features: int, n_classes: int, *,
-                mean: np.ndarray, variance: np.ndarray):
+                mean: np.ndarray, variance: np.ndarray, parts: Sequence[int] = ()):
     """An uncompiled Keras model: padded raw sequences -> class probabilities.
 
     `mean`/`variance` standardise the inputs (from `input_stats` on the training
     split) and are stored in the model's Normalization layer. With
     `cfg.members > 1` the model averages its members' probabilities; train it
-    through `members_view` so each member learns on its own.
+    through `members_view` so each member learns on its own. `parts`, widths
+    summing to `n_features` (e.g. two networks' embeddings side by side), gives
+    each part networks of its own (`cfg.members` each) and averages them all:
+    one network on both would learn mostly from the wider part and overfit it.
     """
     validate_model_config(cfg)
     if n_classes < 2:
         raise ModelError("A classifier needs at least two classes.")
+    parts = tuple(int(p) for p in parts)
+    if parts and (sum(parts) != n_features or min(parts) < 1):
+        raise ModelError(f"Input parts {list(parts)} do not add up to the {n_features} feature dimensions.")
     configure_tensorflow()
     import keras
     from keras import layers
@@ -110,7 +116,16 @@ def build_model(cfg: ModelConfig, n_features: int, n_classes: int, *,
     elif cfg.clip_norm:
         x = custom.ClipCenter(scale=cfg.clip_scale, name="clip_center")(x)
     x = layers.Normalization(mean=mean, variance=variance, name="standardize")(x)
-    if cfg.members == 1:
+    if len(parts) > 1:
+        bounds = np.cumsum((0, *parts))
+        # The baseline's input is [means, stds] of every dimension: each part's means and its stds.
+        copies = (0, n_features) if cfg.kind == "baseline" else (0,)
+        inputs_of = [custom.FeatureSlice([[c + a, c + b] for c in copies], name=f"part{i + 1}")(x)
+                     for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
+        outputs = layers.Average(name="probs")(
+            [_member(cfg, xi, n_classes, f"p{i + 1}m{k + 1}_", seed=k)
+             for i, xi in enumerate(inputs_of) for k in range(cfg.members)])
+    elif cfg.members == 1:
         outputs = _member(cfg, x, n_classes, "")
     else:
         outputs = layers.Average(name="probs")(

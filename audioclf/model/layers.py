@@ -157,4 +157,30 @@ class SpecMask(keras.layers.Layer):
         return {**super().get_config(), "time": self.time, "dims": self.dims, "seed": self.seed_value}
 
 
-CUSTOM_OBJECTS = {f"{PACKAGE}>{cls.__name__}": cls for cls in (MaskedMeanStd, ClipCenter, MaskedPool, SpecMask)}
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class FeatureSlice(keras.layers.Layer):
+    """The feature dimensions in `ranges` ([start, stop) pairs, concatenated in order): the
+    part of an input one network of the model reads (e.g. one pretrained network's
+    embedding among two). Keeps the input's mask."""
+
+    def __init__(self, ranges=(), **kwargs):
+        super().__init__(**kwargs)
+        self.ranges = [[int(a), int(b)] for a, b in ranges]
+        self.supports_masking = True
+
+    def call(self, inputs):
+        parts = [inputs[..., a:b] for a, b in self.ranges]
+        return parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], sum(b - a for a, b in self.ranges))
+
+    def compute_mask(self, inputs, mask=None):
+        return mask
+
+    def get_config(self):
+        return {**super().get_config(), "ranges": self.ranges}
+
+
+CUSTOM_OBJECTS = {f"{PACKAGE}>{cls.__name__}": cls
+                  for cls in (MaskedMeanStd, ClipCenter, MaskedPool, SpecMask, FeatureSlice)}

@@ -176,6 +176,9 @@ class RunConfig:
         if kind != "efficientat":
             raise TrainingError("Fine-tuning trains EfficientAT's blocks: choose EfficientAT features "
                                 f"(not {'Auto' if self.is_auto else kind}) or fine-tune 0 blocks.")
+        if self.features.yamnet is not None:
+            raise TrainingError("Fine-tuning trains EfficientAT on its own input: turn off hearing through "
+                                "YAMNet as well, or fine-tune 0 blocks.")
         if self.features.sequence != FINETUNE_SEQUENCE:
             object.__setattr__(self, "features", replace(self.features, sequence=FINETUNE_SEQUENCE))
 

@@ -56,6 +56,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: SplitData | Store
     model (:mod:`~audioclf.training.finetune`; `info["finetune"]` says what it cost); an
     `initial` fine-tuned run's model is where its fine-tuned network and head start.
     """
+    from ..features.configs import feature_parts
     from ..model.building import build_model, configure_tensorflow, members_view
 
     configure_tensorflow()
@@ -68,7 +69,8 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: SplitData | Store
     streamed = isinstance(train, StoreSplit)  # from a feature store, within a memory budget
     dims = train.dims if streamed else train.x[0].shape[1]
     mean, var = train.input_stats(model_cfg) if streamed else input_stats(model_cfg, train.x)
-    model, warm = warm_model(lambda m, v: build_model(model_cfg, dims, n_classes, mean=m, variance=v),
+    parts = feature_parts(features, dims)  # e.g. EfficientAT's and YAMNet's embeddings: a network each
+    model, warm = warm_model(lambda m, v: build_model(model_cfg, dims, n_classes, mean=m, variance=v, parts=parts),
                              mean, var, initial)
     soft = n_classes if train_cfg.mixup else 0  # mixup blends targets: one-hot rows, not indices
     trainee, loss, accuracy = members_view(model, soft=bool(soft))  # an ensemble trains each member on its own loss

@@ -73,9 +73,35 @@ def extract_efficientat_many(clips: Sequence[Clip], config: EfficientATConfig,
         logits = head_logits(model, np.concatenate(seqs)) if seqs else np.zeros((0, model.num_classes))
         parts = [(q, logits[a:b], frontend.sequence_times(len(q))) for q, a, b in zip(seqs, bounds[:-1], bounds[1:])]
     names = feature_names(model.embedding_dim)
+    if config.yamnet is not None:
+        aligned = yamnet_alongside(clips, [p[2] for p in parts], config.yamnet)
+        parts = [(np.hstack([seq, a]), logits, times) for (seq, logits, times), a in zip(parts, aligned)]
+        names = names + yamnet_names()
     return [Features(values=np.ascontiguousarray(seq, dtype=np.float32), times=times, names=names, config=config,
                      scores=sigmoid(logits), silent=c.silent)
             for (seq, logits, times), c in zip(parts, clips)]
+
+
+def yamnet_names() -> tuple[str, ...]:
+    from audioclf.features.yamnet import NAMES
+
+    return NAMES
+
+
+def yamnet_alongside(clips: Sequence[Clip], times: Sequence[np.ndarray], model: str = "") -> list[np.ndarray]:
+    """YAMNet's (``model``'s) embedding nearest in time to each step: (len(times[i]), 1024) for clip i.
+
+    YAMNet's windows (0.96 s every 0.48 s) and EfficientAT's steps (every 0.32 s) do not
+    line up, so each step takes the window whose centre is closest to its own.
+    """
+    from audioclf.features import YAMNetConfig
+    from audioclf.features.yamnet import extract_yamnet_many
+
+    out = []
+    for feats, t in zip(extract_yamnet_many(clips, YAMNetConfig(model=model)), times):
+        nearest = np.abs(np.asarray(t)[:, None] - feats.times[None, :]).argmin(axis=1)
+        out.append(feats.values[nearest])
+    return out
 
 
 def mel_features(waveform: np.ndarray, config: EfficientATConfig, silent: bool | None = None) -> Features:
