@@ -155,7 +155,8 @@ def feature_fields(kind: str):
         both = st.checkbox("Also hear through YAMNet", key="tr_eat_yamnet", disabled=bool(missing),
                            help=missing or "Each step also gets YAMNet's embedding, and the model a network "
                                 "for each of the two: they mishear different clips, so together they "
-                                "hear more. Extraction and training take about twice as long.")
+                                "hear more. Both networks run on every clip and the model trains two "
+                                "networks, so extraction and training take longer.")
         return lambda: EfficientATConfig(model=model, sequence=seq, yamnet="" if both and not missing else None)
     base = MFCCConfig() if kind == "mfcc" else SpectralConfig()
     rate_names = list(RATES)

@@ -59,6 +59,20 @@ def test_train_offers_efficientat_with_its_checkpoint_and_its_defaults(monkeypat
     assert any("Download mn10_as" in b.label for b in at.button)
 
 
+def test_hearing_through_yamnet_too_is_offered_only_with_yamnet(monkeypatch, efficientat_pt, yamnet_tflite):
+    monkeypatch.setenv("AUDIOCLF_EFFICIENTAT", str(efficientat_pt))
+    at = new_app("train")
+    at.selectbox(key="tr_feat").set_value(EAT).run()
+    both = at.checkbox(key="tr_eat_yamnet")
+    assert both.disabled and not both.value  # this module's YAMNet is missing: the box says why
+    assert "no-yamnet.tflite" in both.help
+    monkeypatch.setenv("AUDIOCLF_YAMNET", str(yamnet_tflite))
+    at = new_app("train")
+    at.selectbox(key="tr_feat").set_value(EAT).run()
+    assert not at.exception, at.exception
+    assert not at.checkbox(key="tr_eat_yamnet").disabled and not at.button(key=SUBMIT).disabled
+
+
 def test_train_without_any_pretrained_weights_says_why(monkeypatch, tmp_path):
     monkeypatch.setenv("AUDIOCLF_EFFICIENTAT", str(tmp_path / "gone.pt"))
     at = new_app("train")
