@@ -96,8 +96,17 @@ def test_a_run_trains_on_both_and_fine_tuning_is_refused(fsdd_small, yamnet_tfli
     model = runs.load_model(run_id)
     assert model.input_shape[-1] == 384 + YAMNET_DIMS and model.get_layer("part2").ranges == [[384, 1408]]
     clip = sorted((fsdd_small / "1").iterdir())[0]
-    (result,) = Predictor.load(run_id).predict_files([clip])
+    predictor = Predictor.load(run_id)
+    (result,) = predictor.predict_files([clip])
     assert result.prediction is not None and result.prediction.top_label in run.labels
+    # Live: 1.5 s windows of a 48 kHz stream, each heard through both networks.
+    from audioclf.inference import LiveClassifier
+
+    y = load_audio(clip, sr=48000).samples
+    live = LiveClassifier(predictor, window=1.5, hop=0.5, threshold=0.0)
+    pcm = (np.resize(y, 4 * 48000) * 32767).astype(np.int16)
+    preds = [p for i in range(0, len(pcm), 960) for p in live.feed(pcm[i:i + 960], 48000)]
+    assert len(preds) >= 4 and all(p.label in run.labels for p in preds)
     with pytest.raises(TrainingError, match="Fine-tuning trains EfficientAT on its own"):
         RunConfig(dataset=str(fsdd_small), split=SplitConfig(), features=features,
                   overrides={"train.finetune_blocks": 1})
