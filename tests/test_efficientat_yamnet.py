@@ -93,6 +93,7 @@ def test_a_run_trains_on_both_and_fine_tuning_is_refused(fsdd_small, yamnet_tfli
     run_id = train(cfg)
     run = runs.load_run(run_id)
     assert run.info.state == "done" and run.config["features"]["yamnet"] == str(yamnet_tflite)
+    assert run.info.features == "efficientat+yamnet"  # what the runs table and pickers show
     model = runs.load_model(run_id)
     assert model.input_shape[-1] == 384 + YAMNET_DIMS and model.get_layer("part2").ranges == [[384, 1408]]
     clip = sorted((fsdd_small / "1").iterdir())[0]

@@ -84,7 +84,7 @@ class RunInfo:
     created: float
     state: str
     dataset: str = ""
-    features: str = ""
+    features: str = ""  # the feature type; "efficientat+yamnet" when EfficientAT also hears through YAMNet
     model: str = ""
     val_macro_f1: float | None = None
     val_accuracy: float | None = None
@@ -223,7 +223,8 @@ def _info(run_id: str) -> RunInfo:
     return RunInfo(
         id=run_id, name=cfg.get("name", ""), created=float(status.get("created", path.stat().st_mtime)),
         state=status.get("state", "failed"), dataset=str(cfg.get("dataset", "")),
-        features=str(feats.get("kind", "")), model=str(model.get("kind", "")),
+        features=str(feats.get("kind", "")) + ("+yamnet" if feats.get("yamnet") is not None else ""),
+        model=str(model.get("kind", "")),
         val_macro_f1=val.get("macro_f1"), val_accuracy=val.get("accuracy"),
         test_macro_f1=test.get("macro_f1"), test_accuracy=test.get("accuracy"),
         message=status.get("message", ""), skipped=int(metrics.get("skipped") or 0),
