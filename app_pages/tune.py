@@ -34,7 +34,7 @@ EXTRA_PARAMS = {
                  "train.mixup=0,0.2,0.4"),
     "yamnet": ("model.pooling=last,mean,meanmax", "model.input_noise=0:0.5:0.1", "model.members=1,3",
                "train.mixup=0,0.2,0.4"),
-    "efficientat": ("features.sequence=frames,windows", "model.pooling=last,mean,meanmax",
+    "efficientat": ("features.sequence=frames,windows", "features.yamnet=false,true", "model.pooling=last,mean,meanmax",
                     "model.input_noise=0:0.5:0.1", "model.members=1,3", "train.mixup=0,0.2,0.4",
                     # fine-tuning trials cost several times a frozen one per epoch: offered, not ticked
                     "train.finetune_blocks=0,1,2", "train.backbone_learning_rate=3e-5:3e-4:log"),

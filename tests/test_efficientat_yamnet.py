@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from audioclf.audio import load_audio
+from audioclf.errors import AudioclfError
 from audioclf.features import (EfficientATConfig, FeatureError, YAMNetConfig, config_from_dict, config_key,
                                config_to_dict, extract)
 from audioclf.features.configs import YAMNET_DIMS, feature_parts
@@ -108,6 +109,11 @@ def test_a_run_trains_on_both_and_fine_tuning_is_refused(fsdd_small, yamnet_tfli
     pcm = (np.resize(y, 4 * 48000) * 32767).astype(np.int16)
     preds = [p for i in range(0, len(pcm), 960) for p in live.feed(pcm[i:i + 960], 48000)]
     assert len(preds) >= 4 and all(p.label in run.labels for p in preds)
+    from audioclf.training.prepare import check_features
+
+    missing = EfficientATConfig(model=str(efficientat_pt), yamnet=str(yamnet_tflite.parent / "no-yamnet.tflite"))
+    with pytest.raises(AudioclfError, match="no-yamnet.tflite"):  # said before any clip is extracted
+        check_features(missing)
     with pytest.raises(TrainingError, match="Fine-tuning trains EfficientAT on its own"):
         RunConfig(dataset=str(fsdd_small), split=SplitConfig(), features=features,
                   overrides={"train.finetune_blocks": 1})
@@ -126,3 +132,22 @@ def test_cli_with_yamnet(yamnet_tflite):
     assert feature_config(parser.parse_args(["--features", "efficientat"])).yamnet is None
     with pytest.raises(CLIError, match="--with-yamnet adds YAMNet to efficientat features, not to yamnet"):
         feature_config(parser.parse_args(["--features", "yamnet", "--with-yamnet"]))
+
+
+def test_a_search_over_hearing_through_yamnet_needs_yamnet(fsdd_small, efficientat_pt, yamnet_tflite, monkeypatch):
+    from audioclf import tuning
+    from audioclf.datasets import SplitConfig
+    from audioclf.training import RunConfig
+
+    base = RunConfig(dataset=str(fsdd_small), split=SplitConfig(val=0.25, test=0.25, seed=0),
+                     features=EfficientATConfig(model=str(efficientat_pt)))
+    space = tuning.SearchSpace((tuning.parse_param("features.yamnet", "false,true"),))
+    cfg = tuning.TuneConfig(base=base, space=space, trials=2)
+    trials = {tuning.apply_params(base, {"features.yamnet": v}).features.yamnet for v in (False, True)}
+    assert trials == {None, ""}
+    monkeypatch.setenv("AUDIOCLF_YAMNET", str(yamnet_tflite.parent / "gone.tflite"))
+    with pytest.raises(AudioclfError, match="gone.tflite"):  # refused before the search starts
+        tuning.search_items(cfg)
+    monkeypatch.setenv("AUDIOCLF_YAMNET", str(yamnet_tflite))
+    labels, train, val = tuning.search_items(cfg)
+    assert len(labels) == 3 and train and val

@@ -51,7 +51,8 @@ def resolve_dataset(name: str, group_pattern: str | None = None):
 
 
 def check_features(features_cfg) -> None:
-    """Refuse feature configs that cannot run on this machine (YAMNet without a model) up front.
+    """Refuse feature configs that cannot run on this machine (YAMNet without a model, also beside
+    EfficientAT) up front.
 
     EfficientAT's official weights are downloaded here, once, if they are not on this machine
     (a few MB, checksum verified); without them (offline) the error says how to provide them.
@@ -67,6 +68,10 @@ def check_features(features_cfg) -> None:
 
         efficientat.check_source(features_cfg.model)
         efficientat.resolve_checkpoint(features_cfg.model, download=True)
+        if features_cfg.yamnet is not None:  # it also hears through YAMNet
+            from ..features import yamnet
+
+            yamnet.require_available(features_cfg.yamnet)
 
 
 def check_split(split, labels: Sequence[str]) -> None:

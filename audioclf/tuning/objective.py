@@ -38,6 +38,8 @@ def search_items(cfg: TuneConfig):
     for kind in values_of(cfg.space, "features.kind", cfg.base.features.kind):
         check_features(cfg.base.features if kind == cfg.base.features.kind else apply_params(
             cfg.base, {"features.kind": kind}).features)  # YAMNet without a model: say so now
+    for features in feature_configs(cfg) or ():  # e.g. EfficientAT trials that also hear through YAMNet
+        check_features(features)
     prepared = prepare_run(cfg.base)
     labels, train, val = prepared.labels, list(prepared.split.train), list(prepared.split.val)
     del prepared  # nothing below may see the test clips
