@@ -122,7 +122,7 @@ def show_run(run_id: str) -> None:
     st.subheader(f"Run {run_id}" + (f": {md(run.info.name)}" if run.info.name else ""))
     cfg = run.config
     st.caption(f"Data set {code(Path(str(cfg.get('dataset', ''))).name)} · features "
-               f"**{(cfg.get('features') or {}).get('kind')}** · model **{(cfg.get('model') or {}).get('kind')}** "
+               f"**{run.info.features}** · model **{(cfg.get('model') or {}).get('kind')}** "
                f"· state **{run.info.state}**")
     if run.info.state != "done":
         (st.error if run.info.state == "failed" else st.info)(
