@@ -346,7 +346,7 @@ def cancel(folder: Path, wait: float = CANCEL_WAIT, interrupted: str = INTERRUPT
         time.sleep(0.1)
     status = read_json(folder / STATUS, {}) or {}  # workers are listed once the job has started them
     unknown = False
-    for pid, started in [(status.get("pid"), status.get("pid_started")), *(status.get("workers") or [])]:
+    for pid, started in [(status.get("pid"), status.get("pid_started")), *worker_pids(status)]:
         if owns(folder, pid, started):
             kill_group(pid)
         elif pid and pid != os.getpid() and pid_alive(pid, started):
@@ -357,6 +357,16 @@ def cancel(folder: Path, wait: float = CANCEL_WAIT, interrupted: str = INTERRUPT
     if not unknown:  # else the request stays, for a job process that may yet read it
         (folder / CANCEL).unlink(missing_ok=True)
     return read_status(folder, interrupted).get("state", "cancelled")
+
+
+def worker_pids(status: dict) -> list[tuple[int, str | None]]:
+    """The ``[pid, start time]`` pairs a job listed as its `workers`; anything else there is ignored
+    (status.json is a file on disk: a count or a damaged entry must not stop a cancel)."""
+    listed = status.get("workers")
+    if not isinstance(listed, list):
+        return []
+    return [(pid, started) for pid, started in (w for w in listed if isinstance(w, (list, tuple)) and len(w) == 2)
+            if isinstance(pid, int) and not isinstance(pid, bool)]
 
 
 def _wait_for_children(folder: Path, timeout: float) -> None:

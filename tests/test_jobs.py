@@ -52,6 +52,17 @@ def test_a_job_started_here_is_owned_cancelled_killed_and_reaped(tmp_path, sleep
     assert not (folder / jobs.CANCEL).exists()
 
 
+@pytest.mark.parametrize("workers", [2, "two", [[1]], [["x", "y"]], None])
+def test_a_count_or_damaged_workers_entry_does_not_stop_a_cancel(tmp_path, sleeper_env, workers):
+    """A search records how many workers it runs before it lists their pids; a cancel at that moment
+    (or of a damaged status.json) still kills the job's own process."""
+    folder = job_folder(tmp_path, "job")
+    proc = jobs.start(folder, "sleeper", env=sleeper_env)
+    jobs.update_status(folder, state="searching", workers=workers)
+    assert jobs.cancel(folder, wait=0.3) == "cancelled"
+    assert proc.poll() is not None
+
+
 def test_a_forged_status_cannot_make_cancel_kill_another_process_group(sleeper_env):
     """status.json naming a live process (with its real start time) that the run did not start."""
     victim = subprocess.Popen([sys.executable, "-m", "sleeper", "/somewhere/else"], env=sleeper_env,

@@ -171,7 +171,7 @@ def _run(cfg: TuneConfig, study: str, trials, timeout, emit, stop, workers, t0) 
     # The budget is for trials: extracting features (once, cached) comes before it.
     deadline = time.time() + float(timeout) if timeout is not None else None
     update_status(study, state="searching", message="Searching", n_before=before, target=target,
-                  workers=n_workers, deadline=deadline, done=0, total=(target or 0) - before)
+                  n_workers=n_workers, deadline=deadline, done=0, total=(target or 0) - before)
     t_search = time.time()
     if engine is not None:
         from .cluster import search_on_ray
