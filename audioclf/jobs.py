@@ -189,7 +189,7 @@ def process_start_time(pid: int) -> str | None:
 
 def pid_alive(pid: int | None, started: str | None = None) -> bool:
     """True if process `pid` still runs (zombies, and a reused pid when `started` is given, count as gone)."""
-    if not pid:
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:  # 0 and -1 would name groups
         return False
     try:
         if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our own finished child: reap it

@@ -63,6 +63,11 @@ def test_a_count_or_damaged_workers_entry_does_not_stop_a_cancel(tmp_path, sleep
     assert proc.poll() is not None
 
 
+@pytest.mark.parametrize("pid", ["1", -1, 0, True, 2.5, [1]])
+def test_a_pid_that_is_not_a_positive_integer_is_no_live_process(pid):
+    assert not jobs.pid_alive(pid) and not jobs.owns(Path("/nowhere"), pid, None)
+
+
 def test_a_forged_status_cannot_make_cancel_kill_another_process_group(sleeper_env):
     """status.json naming a live process (with its real start time) that the run did not start."""
     victim = subprocess.Popen([sys.executable, "-m", "sleeper", "/somewhere/else"], env=sleeper_env,
