@@ -2,7 +2,8 @@
 
 A run trained on the demo's sounds without sirens hears the fake microphone's
 siren as something else. Listen, stop, and three of the stream's events get
-"wrong? this is ..." a new class, siren. Then "Retrain": the new run is selected,
+"wrong? this is ..." a new class, siren (a run that sticks to one wrong answer logs
+fewer events: then it listens again, up to three streams). Then "Retrain": the new run is selected,
 listens to the same microphone and says "siren". The app is `audioclf app --readonly` with the
 owner's allowance for corrections (AUDIOCLF_READONLY_ALLOW=corrections), so the
 allowance is what lets a shared demo learn. Browser and server run in a network
@@ -26,6 +27,7 @@ pytestmark = pytest.mark.e2e
 
 WRONG = ("dial_tone", "rain", "clock_ticks", "bird_chirps")  # what a model without sirens may say
 CORRECTIONS = 3
+STREAMS = 3  # at most, each listened to for LISTEN_SECONDS, to find CORRECTIONS events to correct
 LISTEN_SECONDS = 12  # of siren in the stream whose events are corrected
 RETRAIN_TIMEOUT = 240_000  # ms
 SHOTS = Path(os.environ.get("AUDIOCLF_SCREENSHOTS") or "/tmp")
@@ -133,31 +135,39 @@ def test_a_wrong_live_answer_corrected_three_times_is_right_afterwards(server, b
     page.locator('[data-testid="stSidebarNav"] a', has_text="Live").first.click()
     page.locator("h1", has_text="Live").wait_for()
     settle(page)
-    # One stream, three of its (wrong) events corrected; the retrained run listens in a second one.
-    listen_then_stop(page, tmp_path, home)
-    page.get_by_role("button", name="Refresh").click()
-    settle(page)
-    events = page.locator('[data-testid="stSelectbox"]', has_text="Correct a detected event")
-    events.wait_for()
-    events.click()
-    names = [o.inner_text().strip() for o in page.get_by_role("option").all()]
-    page.keyboard.press("Escape")
-    settle(page)
-    assert len(names) >= CORRECTIONS, f"a {LISTEN_SECONDS} s stream logged {names}"
-    heard = []
-    for k, name in enumerate(names[:CORRECTIONS]):
-        choose(page, "Correct a detected event", name)
-        heard.append(name.split(": ", 1)[1])
-        page.screenshot(path=SHOTS / f"fix_{k}.png", full_page=True)
-        page.locator('[data-testid="stPopover"]', has_text="Wrong? This is").last.locator("button").first.click()
-        choose(page, "The right class", "a new class...")
-        page.get_by_label("New class name").fill("siren")
-        page.get_by_label("New class name").press("Enter")
+    # Three (wrong) events corrected; the retrained run listens in a stream of its own. How
+    # often the run without sirens changes its mind is the model's business (on one CPU it
+    # heard a 12 s siren as two events), so it listens again until three events are corrected.
+    heard, done = [], set()
+    for stream in range(STREAMS):
+        listen_then_stop(page, tmp_path, home)
+        page.get_by_role("button", name="Refresh").click()
         settle(page)
-        page.get_by_role("button", name="Add it to the data set").click()
-        page.get_by_text("Added to the data set as").first.wait_for()
+        events = page.locator('[data-testid="stSelectbox"]', has_text="Correct a detected event")
+        events.wait_for()
+        events.click()
+        names = [o.inner_text().strip() for o in page.get_by_role("option").all()]
+        page.keyboard.press("Escape")
         settle(page)
-        no_exception(page)
+        fresh = [n for n in names if n not in done]
+        assert fresh, f"stream {stream + 1} logged no event not corrected before: {names}"
+        for name in fresh[:CORRECTIONS - len(heard)]:
+            choose(page, "Correct a detected event", name)
+            heard.append(name.split(": ", 1)[1])
+            done.add(name)
+            page.screenshot(path=SHOTS / f"fix_{len(heard)}.png", full_page=True)
+            page.locator('[data-testid="stPopover"]', has_text="Wrong? This is").last.locator("button").first.click()
+            choose(page, "The right class", "a new class...")
+            page.get_by_label("New class name").fill("siren")
+            page.get_by_label("New class name").press("Enter")
+            settle(page)
+            page.get_by_role("button", name="Add it to the data set").click()
+            page.get_by_text("Added to the data set as").first.wait_for()
+            settle(page)
+            no_exception(page)
+        if len(heard) == CORRECTIONS:
+            break
+    assert len(heard) == CORRECTIONS, f"{STREAMS} streams of {LISTEN_SECONDS} s logged {heard}"
     assert set(heard) <= set(WRONG), f"the run without sirens already said siren: {heard}"
     corrections = sorted((home / "datasets" / "no_sirens" / "siren").glob("correction-*.wav"))
     assert len(corrections) == CORRECTIONS
